@@ -1,0 +1,1 @@
+"""Headwater: a real-time ingestion platform for AI agents, built from one platform spec."""

@@ -1,0 +1,83 @@
+"""JVM artifacts from Maven Central, fetched with `mvn` into a project-local cache.
+
+Each artifact set is a small POM under `jvm/<name>/pom.xml` whose versions are Maven properties; the values
+come from `headwater.versions`, so a version is written once. `fetch("kafka")` copies the set's jars
+(with their transitive dependencies) to `.cache/jvm/kafka/` and returns that folder. A stamp keyed on the
+POM and the versions makes repeated calls free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from headwater import versions
+
+ROOT = Path(__file__).resolve().parent.parent
+POMS = ROOT / "jvm"
+CACHE = Path(os.environ.get("HEADWATER_CACHE", ROOT / ".cache")) / "jvm"
+
+
+def maven_properties() -> dict[str, str]:
+    """Every pinned version as a Maven property (`KAFKA_VERSION` -> `-Dkafka.version=...`)."""
+    return {
+        name.lower().replace("_", "."): str(value)
+        for name, value in vars(versions).items()
+        if name.isupper() and isinstance(value, str)
+    }
+
+
+def _stamp(pom: Path, props: dict[str, str]) -> str:
+    digest = hashlib.sha256(pom.read_bytes())
+    for key in sorted(props):
+        digest.update(f"{key}={props[key]}\n".encode())
+    return digest.hexdigest()
+
+
+def fetch(name: str, *, quiet: bool = False) -> Path:
+    """Resolve the artifact set `name` and return the folder holding its jars (and other files)."""
+    pom = POMS / name / "pom.xml"
+    if not pom.is_file():
+        known = sorted(p.name for p in POMS.iterdir() if (p / "pom.xml").is_file())
+        raise ValueError(f"unknown JVM artifact set {name!r}; known sets: {', '.join(known)}")
+    props = maven_properties()
+    out = CACHE / name
+    stamp_file = out / ".stamp"
+    stamp = _stamp(pom, props)
+    if stamp_file.is_file() and stamp_file.read_text() == stamp:
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if not quiet:
+        print(f"[jvm] fetching {name} from Maven Central into {out}", file=sys.stderr, flush=True)
+    cmd = [
+        "mvn",
+        "-B",
+        "-q" if quiet else "-ntp",
+        "-f",
+        str(pom),
+        *(f"-D{k}={v}" for k, v in sorted(props.items())),
+        f"-DoutputDirectory={out}",
+        "dependency:copy-dependencies",
+    ]
+    result = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stdout or "") + (result.stderr or "") if quiet else ""
+        raise RuntimeError(f"mvn could not fetch the JVM artifact set {name!r} (exit {result.returncode})\n{detail}")
+    stamp_file.write_text(stamp)
+    return out
+
+
+def classpath(name: str) -> str:
+    """The `:`-joined classpath of every jar in the artifact set `name`."""
+    return ":".join(str(p) for p in sorted(fetch(name).glob("*.jar")))
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print(fetch(arg))

@@ -1,0 +1,25 @@
+"""Every pinned version of the platform, in one place.
+
+Renderers, the local runtime, Dockerfiles' build args and the tests read these; nothing else spells a version.
+"""
+
+from __future__ import annotations
+
+# Kafka on Kubernetes
+STRIMZI_VERSION = "1.2.0"
+STRIMZI_API_VERSION = "kafka.strimzi.io/v1"
+STRIMZI_HELM_REPO = "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
+KAFKA_VERSION = "4.3.1"
+KAFKA_METADATA_VERSION = "4.3-IV0"
+KAFKA_SCALA = "2.13"
+
+# Flink
+FLINK_VERSION = "2.2.1"
+FLINK_OPERATOR_VERSION = "1.15.0"
+FLINK_CRD_API_VERSION = "flink.apache.org/v1beta1"
+FLINK_VERSION_ENUM = "v2_2"
+FLINK_KAFKA_CONNECTOR_VERSION = "5.0.0-2.2"
+FLINK_OPERATOR_HELM_REPO = "https://downloads.apache.org/flink/flink-kubernetes-operator-1.15.0/"
+
+# Schema registry
+APICURIO_REGISTRY_VERSION = "3.3.3"
