@@ -1,0 +1,500 @@
+"""Load and validate a stack: the shared catalog plus `stacks/Pulumi.<stack>.yaml`.
+
+Validation collects every problem before anything is built, one message each, naming the stack, the key,
+the value and what is allowed. `ConfigError` carries the list; the CLI and the Pulumi program print it and
+stop before any resource exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from headwater.spec import (
+    K8S_NAME,
+    TOPIC_NAME,
+    TOPIC_NAME_RULE,
+    App,
+    Authentication,
+    Consume,
+    FlinkSettings,
+    KafkaSettings,
+    Platform,
+    Principal,
+    Produce,
+    Quotas,
+    RegistrySettings,
+    Resources,
+    Sla,
+    Storage,
+    Tier,
+    Topic,
+    TopicKind,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG_DIR = ROOT / "catalog"
+STACKS_DIR = ROOT / "stacks"
+NAMESPACE = "headwater"  # Pulumi config namespace: keys are `headwater:<key>`
+
+T = TypeVar("T")
+_MISSING = object()
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+class ConfigError(Exception):
+    """A stack's configuration is wrong; `problems` has one readable line per problem."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.stack = stack
+        self.problems = problems
+        super().__init__(f"stack {stack!r} has {len(problems)} configuration problem(s):\n  " + "\n  ".join(problems))
+
+
+class _Problems:
+    def __init__(self, stack: str) -> None:
+        self.stack = stack
+        self.items: list[str] = []
+
+    def add(self, key: str, value: Any, allowed: str) -> None:
+        self.items.append(f"stack {self.stack}: {key} = {value!r} is not valid; allowed: {allowed}")
+
+
+@dataclass
+class _Section:
+    """A mapping read with type checks; every key read is remembered so leftovers are reported as unknown."""
+
+    problems: _Problems
+    path: str
+    data: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, kind: type[T], default: Any = _MISSING, *, check: Callable[[T], str | None] | None = None) -> T:
+        self.seen.add(key)
+        if key not in self.data:
+            if default is _MISSING:
+                self.problems.items.append(f"stack {self.problems.stack}: {self._key(key)} is required ({kind.__name__})")
+            return default  # type: ignore[no-any-return]
+        value = self.data[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            self.problems.add(self._key(key), value, f"a {kind.__name__}")
+            return default if default is not _MISSING else value  # type: ignore[no-any-return]
+        if check is not None and (why := check(value)) is not None:
+            self.problems.add(self._key(key), value, why)
+        return value
+
+    def choice(self, key: str, enum: type[Any], default: Any = _MISSING) -> Any:
+        allowed = [e.value for e in enum]
+        raw = self.get(key, str, default.value if isinstance(default, enum) else default)
+        if raw is _MISSING or raw is None:
+            return raw
+        if raw not in allowed:
+            self.problems.add(self._key(key), raw, ", ".join(allowed))
+            return enum(allowed[0])
+        return enum(raw)
+
+    def section(self, key: str, required: bool = False) -> _Section:
+        raw = self.get(key, dict, _MISSING if required else {})
+        return _Section(self.problems, self._key(key), raw if isinstance(raw, dict) else {})
+
+    def done(self, allowed: Iterable[str] | None = None) -> None:
+        known = set(allowed) if allowed is not None else self.seen
+        for key in sorted(set(self.data) - known, key=str):
+            self.problems.items.append(
+                f"stack {self.problems.stack}: unknown key {self._key(str(key))!r}; allowed keys: {', '.join(sorted(known))}"
+            )
+
+
+def parse_duration_ms(value: str | int) -> int:
+    """'7d' -> 604800000; 'forever' or -1 -> -1 (infinite)."""
+    if value == "forever" or value == -1:
+        return -1
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _DURATION.match(str(value))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(value)
+    return int(m.group(1)) * _DURATION_MS[m.group(2)]
+
+
+def _duration(sec: _Section, key: str, default: Any = _MISSING) -> int:
+    raw = sec.get(key, object, default)  # type: ignore[type-abstract]
+    if raw is _MISSING:
+        return 0
+    try:
+        return parse_duration_ms(raw)
+    except ValueError:
+        sec.problems.add(sec._key(key), raw, "a duration like 500ms, 30s, 15m, 12h, 7d, or 'forever'")
+        return 0
+
+
+def _quantity(value: str) -> str | None:
+    return None if _QUANTITY.match(value) else "a Kubernetes quantity like 500m, 2, 4Gi"
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "an integer > 0"
+
+
+def _non_negative(value: int) -> str | None:
+    return None if value >= 0 else "an integer >= 0"
+
+
+def _k8s_name(value: str) -> str | None:
+    return None if K8S_NAME.match(value) and len(value) <= 63 else "a DNS label: lower-case letters, digits and '-'"
+
+
+def _resources(sec: _Section) -> Resources:
+    req = sec.section("requests", required=True)
+    lim = sec.section("limits", required=True)
+    res = Resources(
+        cpu_request=req.get("cpu", str, "1", check=_quantity),
+        memory_request=req.get("memory", str, "1Gi", check=_quantity),
+        cpu_limit=lim.get("cpu", str, "1", check=_quantity),
+        memory_limit=lim.get("memory", str, "1Gi", check=_quantity),
+    )
+    for s in (req, lim):
+        s.done(["cpu", "memory"])
+    sec.done()
+    return res
+
+
+def _storage(sec: _Section) -> Storage:
+    st = Storage(
+        size=sec.get("size", str, check=_quantity),
+        volumes=sec.get("volumes", int, 1, check=_positive),
+        storage_class=sec.get("class", str, None),
+        delete_claim=sec.get("deleteClaim", bool, False),
+    )
+    sec.done()
+    return st
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(path.stem, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"])
+    return data
+
+
+def stack_names(stacks_dir: Path = STACKS_DIR) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+
+
+def load_stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, Any]:
+    """The `headwater:*` keys of a stack file, without the namespace; other namespaces are left alone."""
+    path = stacks_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = ", ".join(stack_names(stacks_dir)) or "none"
+        raise ConfigError(stack, [f"stack {stack}: no file {path}; known stacks: {known}"])
+    raw = read_yaml(path).get("config") or {}
+    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+
+
+def load_platform(
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    catalog: Mapping[str, Any] | None = None,
+) -> Platform:
+    """Build the validated platform spec of `stack` (or raise ConfigError listing every problem)."""
+    if config is None:
+        config = load_stack_config(stack)
+    if catalog is None:
+        catalog = read_yaml(CATALOG_DIR / "catalog.yaml")
+    problems = _Problems(stack)
+    cfg = _Section(problems, "", config)
+    cat = _Section(problems, "catalog", catalog)
+
+    tier = cfg.choice("environment", Tier)
+    namespace = cfg.get("namespace", str, "headwater", check=_k8s_name)
+    watched = tuple(cfg.get("watchedNamespaces", list, [namespace]))
+    allow_lb = cfg.get("allowLoadBalancer", bool, False)
+    kafka = _kafka(cfg.section("kafka", required=True), tier)
+    topics = _topics(cat, cfg.section("topics"), kafka)
+    principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics})
+    apps = _apps(cat, {p.name for p in principals})
+    flink = _flink(cfg.section("flink", required=True), [a.name for a in apps])
+    registry = _registry(cfg.section("registry"))
+    cfg.done()
+    cat.done()
+    _cross_checks(problems, tier, kafka, topics, principals)
+    if problems.items:
+        raise ConfigError(stack, problems.items)
+    return Platform(
+        stack=stack,
+        tier=tier,
+        namespace=namespace,
+        kafka=kafka,
+        topics=topics,
+        principals=principals,
+        apps=apps,
+        flink=flink,
+        registry=registry,
+        watched_namespaces=watched,
+        allow_load_balancer=allow_lb,
+    )
+
+
+def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
+    racks = sec.get("racks", list, [])
+    settings = KafkaSettings(
+        cluster_name=sec.get("clusterName", str, "headwater", check=_k8s_name),
+        brokers=sec.get("brokers", int, check=_positive),
+        controllers=sec.get("controllers", int, 0, check=_non_negative),
+        replication_factor=sec.get("replicationFactor", int, check=_positive),
+        min_insync_replicas=sec.get("minInsyncReplicas", int, check=_positive),
+        authentication=sec.choice("authentication", Authentication),
+        plaintext_listener=sec.get("plaintextListener", bool, False),
+        racks=tuple(str(r) for r in racks),
+        rack_topology_key=sec.get("rackTopologyKey", str, "topology.kubernetes.io/zone"),
+        broker_storage=_storage(sec.section("storage", required=True)),
+        controller_storage=_storage(sec.section("controllerStorage", required=True)),
+        broker_resources=_resources(sec.section("resources", required=True)),
+        controller_resources=_resources(sec.section("controllerResources", required=True)),
+        super_users=tuple(sec.get("superUsers", list, [])),
+        transaction_max_timeout_ms=_duration(sec, "transactionMaxTimeout", "15m"),
+        message_max_bytes=sec.get("messageMaxBytes", int, 1_048_588, check=_positive),
+        exporter=sec.get("kafkaExporter", bool, True),
+        cruise_control=sec.get("cruiseControl", bool, False),
+    )
+    sec.done()
+    p = sec.problems
+    if settings.controllers in (1, 2) or settings.controllers % 2 == 0 and settings.controllers:
+        p.add("kafka.controllers", settings.controllers, "0 (combined broker+controller nodes), 3 or 5 (an odd KRaft quorum)")
+    if settings.replication_factor > settings.brokers:
+        p.add("kafka.replicationFactor", settings.replication_factor, f"at most kafka.brokers ({settings.brokers})")
+    if settings.min_insync_replicas > settings.replication_factor:
+        p.add(
+            "kafka.minInsyncReplicas",
+            settings.min_insync_replicas,
+            f"at most kafka.replicationFactor ({settings.replication_factor})",
+        )
+    if tier == Tier.PROD:
+        if settings.brokers < 3:
+            p.add("kafka.brokers", settings.brokers, "at least 3 in prod")
+        if settings.replication_factor < 3:
+            p.add("kafka.replicationFactor", settings.replication_factor, "at least 3 in prod")
+        if settings.min_insync_replicas < 2:
+            p.add("kafka.minInsyncReplicas", settings.min_insync_replicas, "at least 2 in prod")
+        if settings.combined:
+            p.add("kafka.controllers", 0, "3 or 5 dedicated controllers in prod")
+        if len(settings.racks) < 3:
+            p.add("kafka.racks", list(settings.racks), "at least 3 zones in prod, so each replica is in its own zone")
+    if tier in (Tier.STAGING, Tier.PROD) and settings.replication_factor <= settings.min_insync_replicas:
+        p.add(
+            "kafka.replicationFactor",
+            settings.replication_factor,
+            f"greater than kafka.minInsyncReplicas ({settings.min_insync_replicas}), so one broker can be down",
+        )
+    if settings.plaintext_listener and not tier.is_development:
+        p.add("kafka.plaintextListener", True, "false outside local and dev: every listener uses TLS")
+    return settings
+
+
+def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[Topic, ...]:
+    p = cat.problems
+    raw_topics = cat.get("topics", dict, {})
+    topics: list[Topic] = []
+    for name, body in sorted(raw_topics.items()):
+        key = f"catalog.topics.{name}"
+        if not TOPIC_NAME.match(str(name)):
+            p.add(f"catalog.topics.{name}", name, TOPIC_NAME_RULE)
+            continue
+        if not isinstance(body, dict):
+            p.add(key, body, "a mapping of topic settings")
+            continue
+        over = overrides.get(name, dict, {}) if name in overrides.data else {}
+        merged = {**body, **over}
+        sec = _Section(p, key, merged)
+        kind = sec.choice("kind", TopicKind)
+        cfg_raw = sec.get("config", dict, {})
+        topic = Topic(
+            name=name,
+            owner=sec.get("owner", str, check=_k8s_name),
+            sla=sec.choice("sla", Sla),
+            kind=kind,
+            partitions=sec.get("partitions", int, check=_positive),
+            retention_ms=_duration(sec, "retention", "7d"),
+            key=sec.get("key", str),
+            description=sec.get("description", str, ""),
+            schema=sec.get("schema", str, None),
+            compatibility=sec.get("compatibility", str, None),
+            config=tuple(sorted((str(k), str(v)) for k, v in cfg_raw.items())),
+        )
+        sec.done()
+        if kind == TopicKind.JOURNAL and topic.retention_ms != -1:
+            p.add(f"{key}.retention", merged.get("retention"), "'forever' for a journal topic (its data is the registry's state)")
+        for reserved in ("cleanup.policy", "min.insync.replicas"):
+            if reserved in cfg_raw:
+                p.add(f"{key}.config.{reserved}", cfg_raw[reserved], "not set per topic: it follows the kind and the environment")
+        topics.append(topic)
+    for name in sorted(set(overrides.data) - set(raw_topics), key=str):
+        p.add(f"topics.{name}", "(override)", f"a topic of the catalog: {', '.join(sorted(raw_topics))}")
+    overrides.seen.update(overrides.data)
+    return tuple(topics)
+
+
+def _principals(cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_names: set[str]) -> tuple[Principal, ...]:
+    p = cat.problems
+    raw = cat.get("principals", dict, {})
+    out: list[Principal] = []
+    for name, body in sorted(raw.items()):
+        key = f"catalog.principals.{name}"
+        if not K8S_NAME.match(str(name)):
+            p.add(key, name, "a DNS label: lower-case letters, digits and '-'")
+            continue
+        if not isinstance(body, dict):
+            p.add(key, body, "a mapping")
+            continue
+        over = overrides.get(name, dict, {}) if name in overrides.data else {}
+        sec = _Section(p, key, {**body, **over})
+        kind = sec.get("kind", str, check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform")
+        consumes = []
+        for i, c in enumerate(sec.get("consumes", list, [])):
+            cs = _Section(p, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
+            consumes.append(Consume(topic=cs.get("topic", str), group=cs.get("group", str, name)))
+            cs.done()
+        produces = []
+        for i, f in enumerate(sec.get("produces", list, [])):
+            ps = _Section(p, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
+            produces.append(Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False)))
+            ps.done()
+        q = sec.section("quotas")
+        quotas = Quotas(
+            producer_byte_rate=q.get("producerByteRate", int, None, check=_positive),
+            consumer_byte_rate=q.get("consumerByteRate", int, None, check=_positive),
+            request_percentage=q.get("requestPercentage", int, None, check=_positive),
+        )
+        q.done()
+        principal = Principal(
+            name=name,
+            kind=kind,
+            description=sec.get("description", str, ""),
+            authentication=sec.choice("authentication", Authentication, kafka.authentication),
+            consumes=tuple(consumes),
+            produces=tuple(produces),
+            transactional_id_prefix=sec.get("transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None),
+            quotas=quotas,
+        )
+        sec.done()
+        for i, c in enumerate(principal.consumes):
+            if c.topic not in topic_names:
+                p.add(f"{key}.consumes[{i}].topic", c.topic, f"a topic of the catalog: {', '.join(sorted(topic_names))}")
+        for i, f in enumerate(principal.produces):
+            if f.topic not in topic_names:
+                p.add(f"{key}.produces[{i}].topic", f.topic, f"a topic of the catalog: {', '.join(sorted(topic_names))}")
+        if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
+            p.add(f"{key}.transactionalIdPrefix", principal.transactional_id_prefix, "a non-empty prefix owned by this principal")
+        out.append(principal)
+    for name in sorted(set(overrides.data) - set(raw), key=str):
+        p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
+    overrides.seen.update(overrides.data)
+    return tuple(out)
+
+
+def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
+    p = cat.problems
+    out: list[App] = []
+    for name, body in sorted(cat.get("apps", dict, {}).items()):
+        key = f"catalog.apps.{name}"
+        sec = _Section(p, key, body if isinstance(body, dict) else {})
+        args = sec.get("args", dict, {})
+        app = App(
+            name=name,
+            module=sec.get("module", str),
+            stateful=sec.get("stateful", bool, True),
+            description=sec.get("description", str, ""),
+            args=tuple((str(k), str(v)) for k, v in args.items()),
+        )
+        sec.done()
+        if name not in principal_names:
+            p.add(key, name, f"an app needs a principal of the same name; principals: {', '.join(sorted(principal_names))}")
+        out.append(app)
+    return tuple(out)
+
+
+def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
+    images = sec.get("images", dict, {})
+    settings = FlinkSettings(
+        image_registry=sec.get("imageRegistry", str, ""),
+        parallelism=sec.get("parallelism", int, 1, check=_positive),
+        checkpoint_interval_ms=_duration(sec, "checkpointInterval", "30s"),
+        state_uri=sec.get("stateUri", str),
+        s3_endpoint=sec.get("s3Endpoint", str, None),
+        s3_credentials_secret=sec.get("s3CredentialsSecret", str, None),
+        deploy_minio=sec.get("deployMinio", bool, False),
+        ha=sec.get("highAvailability", bool, True),
+        savepoint_interval=sec.get("periodicSavepointInterval", str, None),
+        autoscaler=sec.get("autoscaler", bool, False),
+        jobmanager=_resources(sec.section("jobManagerResources", required=True)),
+        taskmanager=_resources(sec.section("taskManagerResources", required=True)),
+        task_slots=sec.get("taskSlots", int, 1, check=_positive),
+        images=tuple(sorted((str(k), str(v)) for k, v in images.items())),
+    )
+    sec.done()
+    for app in app_names:
+        if app not in images:
+            sec.problems.add(f"flink.images.{app}", None, "an image tag or digest (sha256:...) for every app")
+    for app, ref in images.items():
+        if app not in app_names:
+            sec.problems.add(f"flink.images.{app}", ref, f"an app of the catalog: {', '.join(app_names)}")
+        elif ref in ("", "latest") or not isinstance(ref, str):
+            sec.problems.add(f"flink.images.{app}", ref, "a pinned tag (not 'latest') or a digest sha256:...")
+    return settings
+
+
+def _registry(sec: _Section) -> RegistrySettings:
+    settings = RegistrySettings(
+        replicas=sec.get("replicas", int, 1, check=_positive),
+        resources=_resources(sec.section("resources"))
+        if "resources" in sec.data
+        else Resources("250m", "512Mi", "1", "1Gi"),
+        host=sec.get("host", str, None),
+        tls_secret=sec.get("tlsSecret", str, None),
+        ingress_class=sec.get("ingressClass", str, None),
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return settings
+
+
+def _cross_checks(
+    p: _Problems, tier: Tier, kafka: KafkaSettings, topics: tuple[Topic, ...], principals: tuple[Principal, ...]
+) -> None:
+    names = {pr.name for pr in principals}
+    for su in kafka.super_users:
+        if su in names:
+            p.add("kafka.superUsers", su, "platform operators only; an application principal gets ACLs from its flows")
+    groups: dict[str, str] = {}
+    for pr in principals:
+        for c in pr.consumes:
+            owner = groups.setdefault(c.group, pr.name)
+            if owner != pr.name:
+                p.add(f"catalog.principals.{pr.name}.consumes.group", c.group, f"a group not already used by {owner}")
+    for t in topics:
+        if t.partitions < 1:
+            continue
+        if tier == Tier.PROD and t.sla == Sla.GOLD and t.kind != TopicKind.JOURNAL and t.partitions < kafka.brokers:
+            p.add(f"catalog.topics.{t.name}.partitions", t.partitions, f"at least the broker count ({kafka.brokers}) for a gold topic in prod")
+
+
+def format_problems(err: ConfigError) -> str:
+    return f"error: stack {err.stack!r} is not valid ({len(err.problems)} problem(s)):\n" + "\n".join(
+        f"  - {line}" for line in err.problems
+    )

@@ -1,0 +1,323 @@
+"""The platform spec: what exists, per environment. Pure Python, no Pulumi, no Flink.
+
+Every realization reads this model: `components/` turn it into Kubernetes objects, `headwater.local` into
+local processes, `policies/` judge what the components render, and the lineage view draws its flows.
+Access control is *derived* from the declared flows (`acls_for`), never written a second time.
+
+Instances are built and validated by `headwater.config.load_platform`; the dataclasses here only hold
+facts and answer questions about them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+TOPIC_NAME = re.compile(r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*\.v[1-9][0-9]*$")
+TOPIC_NAME_RULE = "<domain>.<dataset>.v<N>: lower-case words joined by dots, ending in a version like .v1"
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class Tier(StrEnum):
+    """How production-like an environment is; rules get stricter from local to prod."""
+
+    LOCAL = "local"
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+    @property
+    def is_development(self) -> bool:
+        return self in (Tier.LOCAL, Tier.DEV)
+
+
+class TopicKind(StrEnum):
+    """What a topic carries; decides its cleanup policy and who may depend on it."""
+
+    EVENTS = "events"  # immutable facts, time-retained
+    STATE = "state"  # latest value per key, compacted
+    FEATURE = "feature"  # feature-store feed, compacted
+    DEADLETTER = "deadletter"  # rejected records with the reason, time-retained
+    OUTBOX = "outbox"  # a service's transactional outbox relay / CDC stream
+    JOURNAL = "journal"  # a platform service's own log (registry storage): delete, infinite retention
+
+    @property
+    def compacted(self) -> bool:
+        return self in (TopicKind.STATE, TopicKind.FEATURE)
+
+
+class Sla(StrEnum):
+    """Service level of a topic's data, carried as a label for alerting and ownership."""
+
+    GOLD = "gold"
+    SILVER = "silver"
+    BRONZE = "bronze"
+
+
+class Authentication(StrEnum):
+    TLS = "tls"
+    SCRAM = "scram-sha-512"
+
+
+class AclResource(StrEnum):
+    TOPIC = "topic"
+    GROUP = "group"
+    TRANSACTIONAL_ID = "transactionalId"
+    CLUSTER = "cluster"
+
+
+AclPattern = Literal["literal", "prefix"]
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One allow rule for a principal: operations on a resource (Strimzi's `simple` authorization)."""
+
+    resource: AclResource
+    name: str
+    pattern: AclPattern
+    operations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    owner: str
+    sla: Sla
+    kind: TopicKind
+    partitions: int
+    retention_ms: int  # -1: keep forever
+    key: str  # the field records are keyed (partitioned) by
+    description: str
+    schema: str | None  # path of the data contract, relative to catalog/
+    compatibility: str | None  # registry compatibility override for this topic's subject
+    config: tuple[tuple[str, str], ...] = ()  # extra Kafka topic configs, sorted
+
+    @property
+    def domain(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def version(self) -> int:
+        return int(self.name.rsplit(".v", 1)[1])
+
+    @property
+    def compacted(self) -> bool:
+        return self.kind.compacted
+
+    @property
+    def resource_name(self) -> str:
+        """Kubernetes name of the KafkaTopic (dots are legal, but underscores are not)."""
+        return self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Consume:
+    topic: str
+    group: str
+
+
+@dataclass(frozen=True)
+class Produce:
+    topic: str
+    transactional: bool = False
+
+
+@dataclass(frozen=True)
+class Quotas:
+    producer_byte_rate: int | None = None
+    consumer_byte_rate: int | None = None
+    request_percentage: int | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An application or service that talks to Kafka under its own identity."""
+
+    name: str
+    kind: Literal["app", "service", "platform"]
+    description: str
+    authentication: Authentication
+    consumes: tuple[Consume, ...] = ()
+    produces: tuple[Produce, ...] = ()
+    transactional_id_prefix: str | None = None
+    quotas: Quotas = field(default_factory=Quotas)
+
+    @property
+    def transactional(self) -> bool:
+        return any(p.transactional for p in self.produces)
+
+
+def acls_for(principal: Principal) -> tuple[Acl, ...]:
+    """The least privilege that the principal's declared flows need, and nothing more.
+
+    consume: Describe+Read on the topic and Read on its consumer group; produce: Describe+Write on the topic;
+    a transactional producer also gets Describe+Write on its transactional-id prefix and IdempotentWrite
+    on the cluster. Rules on the same resource are merged, and the result is sorted for stable output.
+    """
+    ops: dict[tuple[AclResource, str, AclPattern], set[str]] = {}
+
+    def grant(resource: AclResource, name: str, pattern: AclPattern, *operations: str) -> None:
+        ops.setdefault((resource, name, pattern), set()).update(operations)
+
+    for c in principal.consumes:
+        grant(AclResource.TOPIC, c.topic, "literal", "Describe", "Read")
+        grant(AclResource.GROUP, c.group, "literal", "Read")
+    for p in principal.produces:
+        grant(AclResource.TOPIC, p.topic, "literal", "Describe", "Write")
+    if principal.transactional:
+        assert principal.transactional_id_prefix, "validated by the loader"
+        grant(AclResource.TRANSACTIONAL_ID, principal.transactional_id_prefix, "prefix", "Describe", "Write")
+        grant(AclResource.CLUSTER, "kafka-cluster", "literal", "IdempotentWrite")
+    return tuple(sorted(Acl(r, n, p, tuple(sorted(o))) for (r, n, p), o in ops.items()))
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+    def k8s(self) -> dict[str, dict[str, str]]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True)
+class Storage:
+    size: str
+    volumes: int
+    storage_class: str | None
+    delete_claim: bool
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Cluster sizing and security for one environment."""
+
+    cluster_name: str
+    brokers: int
+    controllers: int  # 0: brokers also act as KRaft controllers (combined nodes)
+    replication_factor: int
+    min_insync_replicas: int
+    authentication: Authentication
+    plaintext_listener: bool
+    racks: tuple[str, ...]  # zone names; empty: no rack awareness
+    rack_topology_key: str
+    broker_storage: Storage
+    controller_storage: Storage
+    broker_resources: Resources
+    controller_resources: Resources
+    super_users: tuple[str, ...]
+    transaction_max_timeout_ms: int
+    message_max_bytes: int
+    exporter: bool
+    cruise_control: bool
+
+    @property
+    def combined(self) -> bool:
+        return self.controllers == 0
+
+
+@dataclass(frozen=True)
+class FlinkSettings:
+    """How the environment runs Flink apps: sizing, state and checkpoint storage, images."""
+
+    image_registry: str
+    parallelism: int
+    checkpoint_interval_ms: int
+    state_uri: str  # base URI for checkpoints, savepoints and HA (s3://bucket/prefix, file:///...)
+    s3_endpoint: str | None  # S3-compatible endpoint (in-cluster MinIO in dev)
+    s3_credentials_secret: str | None  # secret with access keys; None: workload identity
+    deploy_minio: bool
+    ha: bool
+    savepoint_interval: str | None
+    autoscaler: bool
+    jobmanager: Resources
+    taskmanager: Resources
+    task_slots: int
+    images: tuple[tuple[str, str], ...]  # app name -> tag or digest ("sha256:...")
+
+    def image_ref(self, app: str) -> str:
+        ref = dict(self.images)[app]
+        sep = "@" if ref.startswith("sha256:") else ":"
+        repo = f"{self.image_registry}/{app}" if self.image_registry else app
+        return f"{repo}{sep}{ref}"
+
+
+@dataclass(frozen=True)
+class App:
+    """A packaged PyFlink application; its Kafka identity is the principal of the same name."""
+
+    name: str
+    module: str
+    stateful: bool
+    description: str
+    args: tuple[tuple[str, str], ...]  # app arguments (topic roles etc.), in order
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    replicas: int
+    resources: Resources
+    host: str | None  # ingress host; None: cluster-internal only
+    tls_secret: str | None
+    ingress_class: str | None
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Everything one stack creates."""
+
+    stack: str
+    tier: Tier
+    namespace: str
+    kafka: KafkaSettings
+    topics: tuple[Topic, ...]
+    principals: tuple[Principal, ...]
+    apps: tuple[App, ...]
+    flink: FlinkSettings
+    registry: RegistrySettings
+    watched_namespaces: tuple[str, ...] = ()
+    allow_load_balancer: bool = False
+
+    def topic(self, name: str) -> Topic:
+        for t in self.topics:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def principal(self, name: str) -> Principal:
+        for p in self.principals:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def acls(self) -> dict[str, tuple[Acl, ...]]:
+        return {p.name: acls_for(p) for p in self.principals}
+
+    def topic_config(self, topic: Topic) -> dict[str, str]:
+        """The Kafka configs of a topic in this environment (cleanup, retention, ISR, extras)."""
+        cfg: dict[str, str] = {
+            "cleanup.policy": "compact" if topic.compacted else "delete",
+            "min.insync.replicas": str(self.kafka.min_insync_replicas),
+        }
+        if topic.compacted:
+            cfg["min.compaction.lag.ms"] = "60000"
+        else:
+            cfg["retention.ms"] = str(topic.retention_ms)
+        cfg.update(dict(topic.config))
+        return dict(sorted(cfg.items()))
+
+    def lineage(self) -> list[tuple[str, str, str]]:
+        """Edges (source, target, label) from producers through topics to consumers."""
+        edges: list[tuple[str, str, str]] = []
+        for p in self.principals:
+            edges += [(p.name, f.topic, "exactly-once" if f.transactional else "produce") for f in p.produces]
+            edges += [(c.topic, p.name, f"group {c.group}") for c in p.consumes]
+        return sorted(edges)
