@@ -55,7 +55,9 @@ class ConfigError(Exception):
     def __init__(self, stack: str, problems: list[str]) -> None:
         self.stack = stack
         self.problems = problems
-        super().__init__(f"stack {stack!r} has {len(problems)} configuration problem(s):\n  " + "\n  ".join(problems))
+        super().__init__(
+            f"stack {stack!r} has {len(problems)} configuration problem(s):\n  " + "\n  ".join(problems)
+        )
 
 
 class _Problems:
@@ -81,19 +83,28 @@ class _Section:
     def _key(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def get(self, key: str, kind: type[T], default: Any = _MISSING, *, check: Callable[[T], str | None] | None = None) -> T:
+    def get(
+        self,
+        key: str,
+        kind: type[T],
+        default: Any = _MISSING,
+        *,
+        check: Callable[[T], str | None] | None = None,
+    ) -> T:
         self.seen.add(key)
         if key not in self.data:
             if default is _MISSING:
-                self.problems.items.append(f"stack {self.problems.stack}: {self._key(key)} is required ({kind.__name__})")
-            return default  # type: ignore[no-any-return]
+                self.problems.items.append(
+                    f"stack {self.problems.stack}: {self._key(key)} is required ({kind.__name__})"
+                )
+            return default
         value = self.data[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True
         if not ok:
             self.problems.add(self._key(key), value, f"a {kind.__name__}")
-            return default if default is not _MISSING else value  # type: ignore[no-any-return]
+            return default if default is not _MISSING else value
         if check is not None and (why := check(value)) is not None:
             self.problems.add(self._key(key), value, why)
         return value
@@ -133,7 +144,7 @@ def parse_duration_ms(value: str | int) -> int:
 
 
 def _duration(sec: _Section, key: str, default: Any = _MISSING) -> int:
-    raw = sec.get(key, object, default)  # type: ignore[type-abstract]
+    raw: Any = sec.get(key, object, default)
     if raw is _MISSING:
         return 0
     try:
@@ -156,7 +167,11 @@ def _non_negative(value: int) -> str | None:
 
 
 def _k8s_name(value: str) -> str | None:
-    return None if K8S_NAME.match(value) and len(value) <= 63 else "a DNS label: lower-case letters, digits and '-'"
+    return (
+        None
+        if K8S_NAME.match(value) and len(value) <= 63
+        else "a DNS label: lower-case letters, digits and '-'"
+    )
 
 
 def _resources(sec: _Section) -> Resources:
@@ -189,7 +204,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     with path.open() as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
-        raise ConfigError(path.stem, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"])
+        raise ConfigError(
+            path.stem, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"]
+        )
     return data
 
 
@@ -274,36 +291,8 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
         cruise_control=sec.get("cruiseControl", bool, False),
     )
     sec.done()
-    p = sec.problems
-    if settings.controllers in (1, 2) or settings.controllers % 2 == 0 and settings.controllers:
-        p.add("kafka.controllers", settings.controllers, "0 (combined broker+controller nodes), 3 or 5 (an odd KRaft quorum)")
-    if settings.replication_factor > settings.brokers:
-        p.add("kafka.replicationFactor", settings.replication_factor, f"at most kafka.brokers ({settings.brokers})")
-    if settings.min_insync_replicas > settings.replication_factor:
-        p.add(
-            "kafka.minInsyncReplicas",
-            settings.min_insync_replicas,
-            f"at most kafka.replicationFactor ({settings.replication_factor})",
-        )
-    if tier == Tier.PROD:
-        if settings.brokers < 3:
-            p.add("kafka.brokers", settings.brokers, "at least 3 in prod")
-        if settings.replication_factor < 3:
-            p.add("kafka.replicationFactor", settings.replication_factor, "at least 3 in prod")
-        if settings.min_insync_replicas < 2:
-            p.add("kafka.minInsyncReplicas", settings.min_insync_replicas, "at least 2 in prod")
-        if settings.combined:
-            p.add("kafka.controllers", 0, "3 or 5 dedicated controllers in prod")
-        if len(settings.racks) < 3:
-            p.add("kafka.racks", list(settings.racks), "at least 3 zones in prod, so each replica is in its own zone")
-    if tier in (Tier.STAGING, Tier.PROD) and settings.replication_factor <= settings.min_insync_replicas:
-        p.add(
-            "kafka.replicationFactor",
-            settings.replication_factor,
-            f"greater than kafka.minInsyncReplicas ({settings.min_insync_replicas}), so one broker can be down",
-        )
-    if settings.plaintext_listener and not tier.is_development:
-        p.add("kafka.plaintextListener", True, "false outside local and dev: every listener uses TLS")
+    for key, value, allowed in settings.problems(tier):
+        sec.problems.add(f"kafka.{key}", value, allowed)
     return settings
 
 
@@ -339,10 +328,18 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
         )
         sec.done()
         if kind == TopicKind.JOURNAL and topic.retention_ms != -1:
-            p.add(f"{key}.retention", merged.get("retention"), "'forever' for a journal topic (its data is the registry's state)")
+            p.add(
+                f"{key}.retention",
+                merged.get("retention"),
+                "'forever' for a journal topic (its data is the registry's state)",
+            )
         for reserved in ("cleanup.policy", "min.insync.replicas"):
             if reserved in cfg_raw:
-                p.add(f"{key}.config.{reserved}", cfg_raw[reserved], "not set per topic: it follows the kind and the environment")
+                p.add(
+                    f"{key}.config.{reserved}",
+                    cfg_raw[reserved],
+                    "not set per topic: it follows the kind and the environment",
+                )
         topics.append(topic)
     for name in sorted(set(overrides.data) - set(raw_topics), key=str):
         p.add(f"topics.{name}", "(override)", f"a topic of the catalog: {', '.join(sorted(raw_topics))}")
@@ -350,7 +347,9 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
     return tuple(topics)
 
 
-def _principals(cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_names: set[str]) -> tuple[Principal, ...]:
+def _principals(
+    cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_names: set[str]
+) -> tuple[Principal, ...]:
     p = cat.problems
     raw = cat.get("principals", dict, {})
     out: list[Principal] = []
@@ -364,7 +363,11 @@ def _principals(cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
         sec = _Section(p, key, {**body, **over})
-        kind = sec.get("kind", str, check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform")
+        kind: Any = sec.get(
+            "kind",
+            str,
+            check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
+        )
         consumes = []
         for i, c in enumerate(sec.get("consumes", list, [])):
             cs = _Section(p, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
@@ -373,7 +376,9 @@ def _principals(cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_
         produces = []
         for i, f in enumerate(sec.get("produces", list, [])):
             ps = _Section(p, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
-            produces.append(Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False)))
+            produces.append(
+                Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False))
+            )
             ps.done()
         q = sec.section("quotas")
         quotas = Quotas(
@@ -389,18 +394,32 @@ def _principals(cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_
             authentication=sec.choice("authentication", Authentication, kafka.authentication),
             consumes=tuple(consumes),
             produces=tuple(produces),
-            transactional_id_prefix=sec.get("transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None),
+            transactional_id_prefix=sec.get(
+                "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
+            ),
             quotas=quotas,
         )
         sec.done()
         for i, c in enumerate(principal.consumes):
             if c.topic not in topic_names:
-                p.add(f"{key}.consumes[{i}].topic", c.topic, f"a topic of the catalog: {', '.join(sorted(topic_names))}")
+                p.add(
+                    f"{key}.consumes[{i}].topic",
+                    c.topic,
+                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
+                )
         for i, f in enumerate(principal.produces):
             if f.topic not in topic_names:
-                p.add(f"{key}.produces[{i}].topic", f.topic, f"a topic of the catalog: {', '.join(sorted(topic_names))}")
+                p.add(
+                    f"{key}.produces[{i}].topic",
+                    f.topic,
+                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
+                )
         if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
-            p.add(f"{key}.transactionalIdPrefix", principal.transactional_id_prefix, "a non-empty prefix owned by this principal")
+            p.add(
+                f"{key}.transactionalIdPrefix",
+                principal.transactional_id_prefix,
+                "a non-empty prefix owned by this principal",
+            )
         out.append(principal)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
@@ -424,7 +443,11 @@ def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
         )
         sec.done()
         if name not in principal_names:
-            p.add(key, name, f"an app needs a principal of the same name; principals: {', '.join(sorted(principal_names))}")
+            p.add(
+                key,
+                name,
+                f"an app needs a principal of the same name; principals: {', '.join(sorted(principal_names))}",
+            )
         out.append(app)
     return tuple(out)
 
@@ -475,23 +498,44 @@ def _registry(sec: _Section) -> RegistrySettings:
 
 
 def _cross_checks(
-    p: _Problems, tier: Tier, kafka: KafkaSettings, topics: tuple[Topic, ...], principals: tuple[Principal, ...]
+    p: _Problems,
+    tier: Tier,
+    kafka: KafkaSettings,
+    topics: tuple[Topic, ...],
+    principals: tuple[Principal, ...],
 ) -> None:
     names = {pr.name for pr in principals}
     for su in kafka.super_users:
         if su in names:
-            p.add("kafka.superUsers", su, "platform operators only; an application principal gets ACLs from its flows")
+            p.add(
+                "kafka.superUsers",
+                su,
+                "platform operators only; an application principal gets ACLs from its flows",
+            )
     groups: dict[str, str] = {}
     for pr in principals:
         for c in pr.consumes:
             owner = groups.setdefault(c.group, pr.name)
             if owner != pr.name:
-                p.add(f"catalog.principals.{pr.name}.consumes.group", c.group, f"a group not already used by {owner}")
+                p.add(
+                    f"catalog.principals.{pr.name}.consumes.group",
+                    c.group,
+                    f"a group not already used by {owner}",
+                )
     for t in topics:
         if t.partitions < 1:
             continue
-        if tier == Tier.PROD and t.sla == Sla.GOLD and t.kind != TopicKind.JOURNAL and t.partitions < kafka.brokers:
-            p.add(f"catalog.topics.{t.name}.partitions", t.partitions, f"at least the broker count ({kafka.brokers}) for a gold topic in prod")
+        if (
+            tier == Tier.PROD
+            and t.sla == Sla.GOLD
+            and t.kind != TopicKind.JOURNAL
+            and t.partitions < kafka.brokers
+        ):
+            p.add(
+                f"catalog.topics.{t.name}.partitions",
+                t.partitions,
+                f"at least the broker count ({kafka.brokers}) for a gold topic in prod",
+            )
 
 
 def format_problems(err: ConfigError) -> str:

@@ -68,7 +68,9 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
     result = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if result.returncode != 0:
         detail = (result.stdout or "") + (result.stderr or "") if quiet else ""
-        raise RuntimeError(f"mvn could not fetch the JVM artifact set {name!r} (exit {result.returncode})\n{detail}")
+        raise RuntimeError(
+            f"mvn could not fetch the JVM artifact set {name!r} (exit {result.returncode})\n{detail}"
+        )
     stamp_file.write_text(stamp)
     return out
 

@@ -223,6 +223,58 @@ class KafkaSettings:
     def combined(self) -> bool:
         return self.controllers == 0
 
+    def problems(self, tier: Tier) -> list[tuple[str, object, str]]:
+        """(key, value, what is allowed) for each rule these settings break in an environment of `tier`."""
+        out: list[tuple[str, object, str]] = []
+        if self.controllers in (1, 2) or (self.controllers and self.controllers % 2 == 0):
+            out.append(
+                (
+                    "controllers",
+                    self.controllers,
+                    "0 (combined broker+controller nodes), 3 or 5 (an odd KRaft quorum)",
+                )
+            )
+        if self.replication_factor > self.brokers:
+            out.append(
+                ("replicationFactor", self.replication_factor, f"at most kafka.brokers ({self.brokers})")
+            )
+        if self.min_insync_replicas > self.replication_factor:
+            out.append(
+                (
+                    "minInsyncReplicas",
+                    self.min_insync_replicas,
+                    f"at most kafka.replicationFactor ({self.replication_factor})",
+                )
+            )
+        if tier == Tier.PROD:
+            if self.brokers < 3:
+                out.append(("brokers", self.brokers, "at least 3 in prod"))
+            if self.replication_factor < 3:
+                out.append(("replicationFactor", self.replication_factor, "at least 3 in prod"))
+            if self.min_insync_replicas < 2:
+                out.append(("minInsyncReplicas", self.min_insync_replicas, "at least 2 in prod"))
+            if self.combined:
+                out.append(("controllers", 0, "3 or 5 dedicated controllers in prod"))
+            if len(self.racks) < 3:
+                out.append(
+                    (
+                        "racks",
+                        list(self.racks),
+                        "at least 3 zones in prod, so each replica is in its own zone",
+                    )
+                )
+        if tier in (Tier.STAGING, Tier.PROD) and self.replication_factor <= self.min_insync_replicas:
+            out.append(
+                (
+                    "replicationFactor",
+                    self.replication_factor,
+                    f"greater than kafka.minInsyncReplicas ({self.min_insync_replicas}), so one broker can be down",
+                )
+            )
+        if self.plaintext_listener and not tier.is_development:
+            out.append(("plaintextListener", True, "false outside local and dev: every listener uses TLS"))
+        return out
+
 
 @dataclass(frozen=True)
 class FlinkSettings:

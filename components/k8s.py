@@ -1,0 +1,147 @@
+"""Shared shapes: labels and metadata, Helm releases, and turning rendered dicts into Pulumi resources.
+
+Renderers return plain dicts (the exact objects the cluster receives). `create_object` is the single place
+that maps such a dict onto a pulumi-kubernetes resource, so the offline render and `pulumi up` can never
+disagree about an object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PART_OF = "headwater"
+WAIT_READY = {"pulumi.com/waitFor": "condition=Ready"}
+RESTRICTED_POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+
+def labels(component: str, name: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    out = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/component": component}
+    if name:
+        out["app.kubernetes.io/name"] = name
+    out.update(extra or {})
+    return dict(sorted(out.items()))
+
+
+def metadata(
+    name: str,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(labels)}
+    if namespace:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = dict(sorted(annotations.items()))
+    return meta
+
+
+def namespace(name: str, component: str) -> dict[str, Any]:
+    """A namespace that enforces the Restricted Pod Security Standard."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": metadata(name, None, labels(component, extra=RESTRICTED_POD_SECURITY)),
+    }
+
+
+def restricted_container_security() -> dict[str, Any]:
+    """Container securityContext that satisfies the Restricted Pod Security Standard."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+@dataclass(frozen=True)
+class HelmRelease:
+    """A pinned Helm chart installation (rendered as its own document; installed with helm.v3.Release)."""
+
+    name: str
+    namespace: str
+    chart: str
+    version: str
+    repository: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "HelmRelease",
+            "name": self.name,
+            "namespace": self.namespace,
+            "chart": self.chart,
+            "version": self.version,
+            "repository": self.repository,
+            "values": dict(self.values),
+        }
+
+
+def object_key(obj: Mapping[str, Any]) -> str:
+    """`Kind/namespace/name` (or `Kind/name`), the identity used in reports and file names."""
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") == "HelmRelease":
+        return f"HelmRelease/{obj['namespace']}/{obj['name']}"
+    ns = meta.get("namespace")
+    return f"{obj['kind']}/{ns}/{meta['name']}" if ns else f"{obj['kind']}/{meta['name']}"
+
+
+def create_object(resource_name: str, obj: Mapping[str, Any], opts: Any = None) -> Any:
+    """Create the pulumi-kubernetes resource for one rendered object (imports Pulumi lazily)."""
+    import pulumi_kubernetes as k8s
+
+    api_version = obj["apiVersion"]
+    kind = obj["kind"]
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    typed: dict[tuple[str, str], Any] = {
+        ("v1", "Namespace"): k8s.core.v1.Namespace,
+        ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+        ("v1", "Secret"): k8s.core.v1.Secret,
+        ("v1", "Service"): k8s.core.v1.Service,
+        ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+        ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+        ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+        ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+        ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+        ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
+        ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    }
+    cls = typed.get((api_version, kind))
+    if cls is not None:
+        return cls(resource_name, opts=opts, **body)
+    if "/" in api_version and "." in api_version.split("/")[0]:
+        return k8s.apiextensions.CustomResource(
+            resource_name, api_version=api_version, kind=kind, opts=opts, **body
+        )
+    raise ValueError(
+        f"no Pulumi resource type for apiVersion {api_version!r} kind {kind!r}; add it to create_object"
+    )
+
+
+def create_release(resource_name: str, release: HelmRelease, opts: Any = None) -> Any:
+    import pulumi_kubernetes as k8s
+
+    oci = release.repository.startswith("oci://")
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release.name,
+        namespace=release.namespace,
+        chart=release.repository if oci else release.chart,
+        repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=release.repository),
+        version=release.version,
+        values=dict(release.values),
+        atomic=True,
+        opts=opts,
+    )
+
+
+def sorted_objects(objs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return sorted((dict(o) for o in objs), key=object_key)

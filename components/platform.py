@@ -1,0 +1,47 @@
+"""The whole platform of one stack as a single component: what `stacks/__main__.py` creates."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.k8s import create_object, namespace
+from components.kafka_cluster import KafkaCluster, KafkaClusterArgs, StrimziOperator
+from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
+from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
+from headwater.spec import Platform
+
+
+class HeadwaterPlatform(pulumi.ComponentResource):
+    """Operators, the Kafka cluster, topics and principals (and, as they land, Flink apps and the registry)."""
+
+    bootstrap: pulumi.Output[str]
+    """Kafka TLS bootstrap address inside the cluster."""
+    cluster_ca_secret: pulumi.Output[str]
+    """Secret with the cluster CA certificate clients trust."""
+    principal_secrets: pulumi.Output[dict[str, str]]
+    """Principal -> secret with its Kafka credentials."""
+
+    def __init__(self, name: str, platform: Platform, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("headwater:platform:Platform", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = create_object(f"{name}-namespace", namespace(platform.namespace, "platform"), child)
+        operator = StrimziOperator(f"{name}-strimzi", platform.watched_namespaces, child)
+        after_operator = pulumi.ResourceOptions(parent=self, depends_on=[ns, operator])
+        kafka = KafkaCluster(
+            f"{name}-kafka",
+            KafkaClusterArgs(platform.namespace, platform.tier, platform.kafka),
+            after_operator,
+        )
+        after_kafka = pulumi.ResourceOptions(parent=self, depends_on=[kafka.kafka])
+        KafkaTopics(f"{name}-topics", KafkaTopicsArgs(platform), after_kafka)
+        principals = KafkaPrincipals(f"{name}-principals", KafkaPrincipalsArgs(platform), after_kafka)
+        self.bootstrap = kafka.bootstrap
+        self.cluster_ca_secret = kafka.cluster_ca_secret
+        self.principal_secrets = principals.secrets
+        self.register_outputs(
+            {
+                "bootstrap": self.bootstrap,
+                "cluster_ca_secret": self.cluster_ca_secret,
+                "principal_secrets": self.principal_secrets,
+            }
+        )

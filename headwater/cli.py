@@ -1,0 +1,57 @@
+"""`headwater`: render, check and run the platform from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from headwater.config import ConfigError, format_problems, load_platform, stack_names
+
+
+def _render(args: argparse.Namespace) -> int:
+    from headwater.render import render_stack, write_rendered
+
+    platform = load_platform(args.stack)
+    write_rendered(render_stack(platform), Path(args.out))
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    platform = load_platform(args.stack)
+    for src, dst, label in platform.lineage():
+        print(f"{src} -> {dst} [{label}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headwater", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    stacks = stack_names()
+
+    render = sub.add_parser("render", help="write every Kubernetes object of a stack as YAML, offline")
+    render.add_argument("--stack", required=True, choices=stacks)
+    render.add_argument("--out", required=True, help="output folder (one YAML file per object)")
+    render.set_defaults(func=_render)
+
+    lineage = sub.add_parser("lineage", help="print the flows: producer -> topic -> consumer")
+    lineage.add_argument("--stack", required=True, choices=stacks)
+    lineage.set_defaults(func=_lineage)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(format_problems(err), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

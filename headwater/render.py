@@ -1,0 +1,79 @@
+"""Offline render: every Kubernetes object (and pinned Helm release) a stack would create, as plain dicts.
+
+The Pulumi components create exactly these objects (they call the same renderers), so a render is what a
+`pulumi up` of the stack applies — reviewable, diffable, usable for GitOps — without a cluster or the CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.k8s import namespace, object_key, sorted_objects
+from components.kafka_cluster import render_kafka_cluster, render_strimzi_operator
+from components.kafka_topics import render_topics
+from components.kafka_users import render_users
+from headwater.spec import Platform
+
+Renderer = Callable[[Platform], list[dict[str, Any]]]
+
+
+def _core(platform: Platform) -> list[dict[str, Any]]:
+    return [namespace(platform.namespace, "platform")]
+
+
+def _kafka(platform: Platform) -> list[dict[str, Any]]:
+    return [
+        render_strimzi_operator(platform.watched_namespaces).to_dict(),
+        *render_kafka_cluster(platform.kafka, platform.namespace, platform.tier),
+        *render_topics(platform),
+        *render_users(platform),
+    ]
+
+
+# Each resource family contributes its renderer here, in dependency order.
+RENDERERS: list[Renderer] = [_core, _kafka]
+
+
+def render_stack(platform: Platform) -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = []
+    for renderer in RENDERERS:
+        objs.extend(renderer(platform))
+    keys = [object_key(o) for o in objs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"two renderers produced the same object(s): {dupes}")
+    return sorted_objects(objs)
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Write repeated values out in full: reviewers and GitOps tools should not have to follow anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump(obj: dict[str, Any]) -> str:
+    return yaml.dump(obj, Dumper=_NoAliases, sort_keys=True, default_flow_style=False)
+
+
+def file_name(obj: dict[str, Any]) -> str:
+    return object_key(obj).replace("/", "_") + ".yaml"
+
+
+def write_rendered(objs: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One YAML file per object (stale files from an earlier render are removed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.yaml"):
+        old.unlink()
+    paths = []
+    for obj in objs:
+        path = out / file_name(obj)
+        path.write_text(dump(obj))
+        paths.append(path)
+    print(f"wrote {len(paths)} objects to {out}", file=sys.stderr)
+    return paths
