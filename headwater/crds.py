@@ -320,7 +320,29 @@ def _extract_flink(out: Path) -> dict[str, Any]:
 def flink_operator() -> CrdSet:
     """The Flink Kubernetes Operator's CRDs for the pinned release (fetched on first use)."""
     stamp = _stamp(versions.FLINK_OPERATOR_VERSION, json.dumps(FLINK_OPERATOR_STAND_IN, sort_keys=True))
-    return _load("flink-operator", FLINK_GROUP, versions.FLINK_OPERATOR_VERSION, stamp, _extract_flink)
+    loaded = _load("flink-operator", FLINK_GROUP, versions.FLINK_OPERATOR_VERSION, stamp, _extract_flink)
+    if loaded.source.get("stand_in_for"):
+        _widen_flink_versions(loaded)
+    return loaded
+
+
+def _widen_flink_versions(stand_in: CrdSet) -> None:
+    """Let a stand-in FlinkDeployment CRD accept the pinned `flinkVersion`.
+
+    An older operator's enum stops before the Flink release the platform pins, which the pinned operator
+    accepts; without this every rendered FlinkDeployment would fail on that one field. Nothing else is
+    changed: fields that only the pinned release has still count as unknown.
+    """
+    definition = stand_in.crds.get("FlinkDeployment")
+    if definition is None:
+        return
+    for entry in definition["spec"]["versions"]:
+        spec = entry["schema"]["openAPIV3Schema"].get("properties", {}).get("spec", {})
+        flink_version = spec.get("properties", {}).get("flinkVersion", {})
+        enum = flink_version.get("enum")
+        if isinstance(enum, list) and versions.FLINK_VERSION_ENUM not in enum:
+            enum.append(versions.FLINK_VERSION_ENUM)
+            stand_in.source["widened"] = f"FlinkDeployment spec.flinkVersion += {versions.FLINK_VERSION_ENUM}"
 
 
 # --- Look-ups --------------------------------------------------------------------------------------------
