@@ -325,18 +325,21 @@ class StrimziOperator(pulumi.ComponentResource):
     """Name of the Helm release."""
 
     def __init__(
-        self, name: str, watched_namespaces: tuple[str, ...], opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        watched_namespaces: tuple[str, ...],
+        opts: pulumi.ResourceOptions | None = None,
+        create_namespace: bool = True,
     ) -> None:
         super().__init__("headwater:kafka:StrimziOperator", name, None, opts)
-        ns = create_object(
-            f"{name}-namespace",
-            namespace(OPERATOR_NAMESPACE, "operators"),
-            pulumi.ResourceOptions(parent=self),
-        )
+        deps = []
+        if create_namespace:
+            ns = namespace(OPERATOR_NAMESPACE, "operators")
+            deps.append(create_object(f"{name}-namespace", ns, pulumi.ResourceOptions(parent=self)))
         release = create_release(
             f"{name}-release",
             render_strimzi_operator(watched_namespaces),
-            pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+            pulumi.ResourceOptions(parent=self, depends_on=deps),
         )
         self.release = release.name
         self.register_outputs({"release": self.release})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.k8s import create_object, namespace
-from components.kafka_cluster import KafkaCluster, KafkaClusterArgs, StrimziOperator
+from components.kafka_cluster import OPERATOR_NAMESPACE, KafkaCluster, KafkaClusterArgs, StrimziOperator
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
 from headwater.spec import Platform
@@ -25,7 +25,13 @@ class HeadwaterPlatform(pulumi.ComponentResource):
         super().__init__("headwater:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         ns = create_object(f"{name}-namespace", namespace(platform.namespace, "platform"), child)
-        operator = StrimziOperator(f"{name}-strimzi", platform.watched_namespaces, child)
+        operators_ns = create_object(
+            f"{name}-operators-namespace", namespace(OPERATOR_NAMESPACE, "operators"), child
+        )
+        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[operators_ns])
+        operator = StrimziOperator(
+            f"{name}-strimzi", platform.watched_namespaces, after_ns, create_namespace=False
+        )
         after_operator = pulumi.ResourceOptions(parent=self, depends_on=[ns, operator])
         kafka = KafkaCluster(
             f"{name}-kafka",

@@ -64,6 +64,7 @@ class _Problems:
     def __init__(self, stack: str) -> None:
         self.stack = stack
         self.items: list[str] = []
+        self.malformed = 0  # values missing or of the wrong type: rules comparing values must not run on them
 
     def add(self, key: str, value: Any, allowed: str) -> None:
         self.items.append(f"stack {self.stack}: {key} = {value!r} is not valid; allowed: {allowed}")
@@ -94,6 +95,7 @@ class _Section:
         self.seen.add(key)
         if key not in self.data:
             if default is _MISSING:
+                self.problems.malformed += 1
                 self.problems.items.append(
                     f"stack {self.problems.stack}: {self._key(key)} is required ({kind.__name__})"
                 )
@@ -103,8 +105,10 @@ class _Section:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True
         if not ok:
+            self.problems.malformed += 1
             self.problems.add(self._key(key), value, f"a {kind.__name__}")
-            return default if default is not _MISSING else value
+            # Go on with a neutral value so every other problem is still reported in this run.
+            return default if default is not _MISSING else kind()
         if check is not None and (why := check(value)) is not None:
             self.problems.add(self._key(key), value, why)
         return value
@@ -269,6 +273,7 @@ def load_platform(
 
 
 def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
+    before = sec.problems.malformed
     racks = sec.get("racks", list, [])
     settings = KafkaSettings(
         cluster_name=sec.get("clusterName", str, "headwater", check=_k8s_name),
@@ -291,6 +296,8 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
         cruise_control=sec.get("cruiseControl", bool, False),
     )
     sec.done()
+    if sec.problems.malformed > before:
+        return settings  # the rules below compare values that are already known to be malformed
     for key, value, allowed in settings.problems(tier):
         sec.problems.add(f"kafka.{key}", value, allowed)
     return settings

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from components.k8s import namespace, object_key, sorted_objects
-from components.kafka_cluster import render_kafka_cluster, render_strimzi_operator
+from components.kafka_cluster import OPERATOR_NAMESPACE, render_kafka_cluster, render_strimzi_operator
 from components.kafka_topics import render_topics
 from components.kafka_users import render_users
 from headwater.spec import Platform
@@ -23,7 +23,7 @@ Renderer = Callable[[Platform], list[dict[str, Any]]]
 
 
 def _core(platform: Platform) -> list[dict[str, Any]]:
-    return [namespace(platform.namespace, "platform")]
+    return [namespace(platform.namespace, "platform"), namespace(OPERATOR_NAMESPACE, "operators")]
 
 
 def _kafka(platform: Platform) -> list[dict[str, Any]]:
