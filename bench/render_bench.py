@@ -1,0 +1,93 @@
+"""Render benchmark: a synthetic catalog of 1,000 topics and 200 principals, rendered like a real stack.
+
+Prints time and peak memory for loading+validating the spec and for rendering every object, next to the
+shipped prod catalog as the baseline measured in the same process. Not a test: figures, not assertions.
+
+    make bench            # or: .venv/bin/python bench/render_bench.py --topics 1000 --principals 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from headwater.config import CATALOG_DIR, load_platform, load_stack_config, read_yaml
+from headwater.render import dump, render_stack
+
+
+def synthetic_catalog(n_topics: int, n_principals: int) -> dict[str, Any]:
+    """Domains of 50 topics; each principal consumes 3 topics and produces 2, some transactionally."""
+    base = read_yaml(CATALOG_DIR / "catalog.yaml")
+    topics = dict(base["topics"])
+    kinds = ["events", "events", "state", "feature", "deadletter", "outbox"]
+    for i in range(n_topics - len(topics)):
+        topics[f"domain{i // 50}.dataset{i}.v1"] = {
+            "owner": f"team-{i // 50}",
+            "sla": ["gold", "silver", "bronze"][i % 3],
+            "kind": kinds[i % len(kinds)],
+            "partitions": 6 + i % 7,
+            "key": "entity_id",
+            "retention": f"{1 + i % 14}d",
+            "description": f"synthetic dataset {i}",
+        }
+    names = sorted(topics)
+    principals = dict(base["principals"])
+    for j in range(n_principals - len(principals)):
+        principals[f"svc-{j}"] = {
+            "kind": "service" if j % 2 else "app",
+            "consumes": [
+                {"topic": names[(j * 7 + k) % len(names)], "group": f"svc-{j}-g{k}"} for k in range(3)
+            ],
+            "produces": [
+                {"topic": names[(j * 11 + k) % len(names)], "transactional": j % 3 == 0} for k in range(2)
+            ],
+        }
+    return {**base, "topics": topics, "principals": principals}
+
+
+def measure(label: str, fn: Callable[[], Any]) -> Any:
+    gc.collect()
+    tracemalloc.start()
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"{label:<44} {elapsed * 1000:9.1f} ms   peak {peak / 2**20:7.1f} MiB", flush=True)
+    return result, elapsed, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topics", type=int, default=1000)
+    parser.add_argument("--principals", type=int, default=200)
+    parser.add_argument("--stack", default="prod")
+    args = parser.parse_args()
+    config = load_stack_config(args.stack)
+    # Stack overrides name shipped topics only; the synthetic catalog keeps them.
+    base_platform, base_load, _ = measure("baseline: load shipped catalog", lambda: load_platform(args.stack))
+    base_objs, base_render, base_peak = measure(
+        "baseline: render + YAML", lambda: [dump(o) for o in render_stack(base_platform)]
+    )
+    catalog = synthetic_catalog(args.topics, args.principals)
+    label = f"{args.topics} topics, {args.principals} principals"
+    platform, load_s, _ = measure(
+        f"load+validate {label}", lambda: load_platform(args.stack, config, catalog)
+    )
+    objs, render_s, peak = measure(
+        f"render + YAML {label}", lambda: [dump(o) for o in render_stack(platform)]
+    )
+    print(f"objects: baseline {len(base_objs)}, synthetic {len(objs)}")
+    print(
+        f"ratio synthetic/baseline: load {load_s / base_load:.1f}x, render {render_s / base_render:.1f}x, "
+        f"render peak memory {peak / max(base_peak, 1):.1f}x; "
+        f"per object {render_s / len(objs) * 1e6:.0f} us vs {base_render / len(base_objs) * 1e6:.0f} us"
+    )
+
+
+if __name__ == "__main__":
+    main()
