@@ -15,6 +15,7 @@ fast loading); a version bump names a new folder, so it regenerates by itself.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import functools
 import hashlib
@@ -394,14 +395,14 @@ def _describe_known() -> str:
 def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     """The openAPIV3Schema of `kind` at `api_version` (e.g. "kafka.strimzi.io/v1", "KafkaTopic").
 
-    Raises UnknownKindError for a group or kind the pinned operators do not define, and
+    A fresh copy each call, so a caller may change it. Raises UnknownKindError for a group or kind the pinned operators do not define, and
     UnservedVersionError when the CRD exists but does not serve that version.
     """
     definition = crd(api_version, kind)
     version = api_version.split("/", 1)[1]
     for entry in definition["spec"]["versions"]:
         if entry["name"] == version and entry.get("served", False):
-            schema: dict[str, Any] = entry["schema"]["openAPIV3Schema"]
+            schema: dict[str, Any] = copy.deepcopy(entry["schema"]["openAPIV3Schema"])
             return schema
     group = definition["spec"]["group"]
     served = [f"{group}/{v['name']}" for v in definition["spec"]["versions"] if v.get("served", False)]

@@ -15,7 +15,6 @@ Messages start with the field path (`spec.kafka.replicas: unknown field ...`). C
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib.resources
 import json
@@ -86,7 +85,7 @@ def _convert(node: Any, structural: bool = True) -> Any:
 
 
 def _strict_crd_schema(api_version: str, kind: str) -> dict[str, Any]:
-    schema = copy.deepcopy(crds.crd_schema(api_version, kind))
+    schema = crds.crd_schema(api_version, kind)
     properties = schema.setdefault("properties", {})
     # The API server owns these three whatever the CRD says (Strimzi's declare them, fabric8's leave
     # apiVersion and kind out, and metadata is only `type: object` in both).
@@ -210,7 +209,9 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
         case "anyOf" | "oneOf":
             branches = [b for b in error.validator_value if isinstance(b, dict)]
             types = [b.get("type") for b in branches]
-            if types and all(isinstance(t, str) for t in types):
+            actual = _json_type(instance)
+            fits = actual in types or (actual == "integer" and "number" in types)
+            if types and all(isinstance(t, str) for t in types) and not fits:
                 allowed_types = " or ".join(str(t) for t in types)
                 return [f"{where}: expected {allowed_types}, got {_json_type(instance)} {_short(instance)}"]
             required = [b.get("required") for b in branches]

@@ -214,3 +214,30 @@ def test_flink_stand_in_is_visible_and_only_widens_the_pinned_flink_version() ->
         assert "widened" in flink.source
     else:
         assert flink.source["version_used"] == versions.FLINK_OPERATOR_VERSION
+
+
+def test_open_api_nullable_and_int_or_string_become_json_schema() -> None:
+    import jsonschema
+
+    from headwater.validate import _convert
+
+    schema = _convert(
+        {
+            "type": "object",
+            "properties": {
+                "mode": {"type": "string", "enum": ["a", "b"], "nullable": True},
+                "size": {
+                    "x-kubernetes-int-or-string": True,
+                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                },
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        }
+    )
+    validator = jsonschema.Draft7Validator(schema)
+
+    assert validator.is_valid({"mode": None, "size": 3, "free": {"anything": [1]}})
+    assert validator.is_valid({"mode": "a", "size": "3Gi"})
+    assert not validator.is_valid({"mode": "c"})
+    assert not validator.is_valid({"size": 1.5})
+    assert not validator.is_valid({"other": 1})
