@@ -61,7 +61,9 @@ STRIMZI_MODEL_CLASSES: dict[str, str] = {
 # project's machines reach (it lists 1.3.0, 1.7.0 and 1.10.0 only). Until it is, the newest served release
 # stands in and the pinned release is tried first every time the cache is built. Remove the entry once
 # the pinned jar resolves.
-FLINK_OPERATOR_STAND_IN: dict[str, str] = {"1.15.0": "1.10.0"}
+FLINK_OPERATOR_STAND_IN: dict[str, str] = {
+    versions.FLINK_OPERATOR_VERSION: versions.FLINK_OPERATOR_CRD_STAND_IN
+}
 
 
 class CrdError(Exception):
@@ -302,7 +304,7 @@ def _extract_flink(out: Path) -> dict[str, Any]:
             raise
         _progress(
             f"WARNING: flink-kubernetes-operator-api {pinned} is not served by Maven Central here; "
-            f"using the CRDs of {stand_in} instead (see FLINK_OPERATOR_STAND_IN in headwater/crds.py)"
+            f"using the CRDs of {stand_in} instead (see FLINK_OPERATOR_CRD_STAND_IN in headwater/versions.py)"
         )
         jar = _fetch_jar(stand_in, scratch)
         source["version_used"] = stand_in

@@ -26,10 +26,10 @@ import kubernetes_validate.utils
 import referencing
 import referencing.jsonschema
 
-from headwater import crds
+from headwater import crds, versions
 
 # The Kubernetes release whose schemas core objects are checked against (Strimzi 1.2.0 needs >= 1.30).
-KUBERNETES_SCHEMA_VERSION = "1.33"
+KUBERNETES_SCHEMA_VERSION = versions.KUBERNETES_SCHEMA_VERSION
 
 _MAX_LISTED = 15
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}

@@ -19,7 +19,13 @@ FLINK_OPERATOR_VERSION = "1.15.0"
 FLINK_CRD_API_VERSION = "flink.apache.org/v1beta1"
 FLINK_VERSION_ENUM = "v2_2"
 FLINK_KAFKA_CONNECTOR_VERSION = "5.0.0-2.2"
+# Maven Central as reachable here serves flink-kubernetes-operator-api only up to 1.10.0: its CRDs stand in for
+# the pinned operator's in schema tests (with the pinned flinkVersion enum added) until the pinned jar is served.
+FLINK_OPERATOR_CRD_STAND_IN = "1.10.0"
 FLINK_OPERATOR_HELM_REPO = "https://downloads.apache.org/flink/flink-kubernetes-operator-1.15.0/"
+
+# Kubernetes API version whose schemas core objects are validated against (the oldest we support is 1.30)
+KUBERNETES_SCHEMA_VERSION = "1.33"
 
 # Schema registry
 APICURIO_REGISTRY_VERSION = "3.3.3"
