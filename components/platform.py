@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pulumi
 
+from components.checkpoint_storage import CheckpointStorage, CheckpointStorageArgs
+from components.flink_application import FlinkApplication, FlinkApplicationArgs
+from components.flink_operator import FlinkOperator
 from components.k8s import create_object, namespace
 from components.kafka_cluster import OPERATOR_NAMESPACE, KafkaCluster, KafkaClusterArgs, StrimziOperator
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
@@ -41,6 +44,23 @@ class HeadwaterPlatform(pulumi.ComponentResource):
         after_kafka = pulumi.ResourceOptions(parent=self, depends_on=[kafka.kafka])
         KafkaTopics(f"{name}-topics", KafkaTopicsArgs(platform), after_kafka)
         principals = KafkaPrincipals(f"{name}-principals", KafkaPrincipalsArgs(platform), after_kafka)
+        flink_operator = FlinkOperator(
+            f"{name}-flink-operator",
+            platform.watched_namespaces,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, operators_ns]),
+        )
+        state = CheckpointStorage(
+            f"{name}-checkpoint-storage",
+            CheckpointStorageArgs(platform),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        after_flink = pulumi.ResourceOptions(
+            parent=self, depends_on=[flink_operator, state, kafka.kafka, principals]
+        )
+        for app in platform.apps:
+            FlinkApplication(
+                f"{name}-flink-{app.name}", FlinkApplicationArgs(platform, app.name), after_flink
+            )
         self.bootstrap = kafka.bootstrap
         self.cluster_ca_secret = kafka.cluster_ca_secret
         self.principal_secrets = principals.secrets

@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+from components.checkpoint_storage import render_checkpoint_storage
+from components.flink_application import render_flink_applications
+from components.flink_operator import render_flink_operator
 from components.k8s import namespace, object_key, sorted_objects
 from components.kafka_cluster import OPERATOR_NAMESPACE, render_kafka_cluster, render_strimzi_operator
 from components.kafka_topics import render_topics
@@ -35,8 +38,16 @@ def _kafka(platform: Platform) -> list[dict[str, Any]]:
     ]
 
 
+def _flink(platform: Platform) -> list[dict[str, Any]]:
+    return [
+        render_flink_operator(platform.watched_namespaces).to_dict(),
+        *render_checkpoint_storage(platform),
+        *render_flink_applications(platform),
+    ]
+
+
 # Each resource family contributes its renderer here, in dependency order.
-RENDERERS: list[Renderer] = [_core, _kafka]
+RENDERERS: list[Renderer] = [_core, _kafka, _flink]
 
 
 def render_stack(platform: Platform) -> list[dict[str, Any]]:
