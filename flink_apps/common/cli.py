@@ -1,0 +1,167 @@
+"""Command-line options shared by the apps. Every option can also come from `HEADWATER_<OPTION>`.
+
+Flink's PythonDriver appends arguments of its own, so apps parse with `parse_known_args`. Secrets are never
+options: Kafka (and registry) credentials come from the file given by --kafka-properties-file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from flink_apps.common import schemas
+from flink_apps.common.flink_io import STARTUP_MODES, KafkaConnection
+from flink_apps.common.kafka_properties import read_properties_file, split_client_properties
+from flink_apps.common.registry import RegistryClient
+from flink_apps.common.wire import AvroCodec
+
+ENV_PREFIX = "HEADWATER_"
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+def option(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    *,
+    help: str,
+    type: Callable[[str], Any] = str,
+    default: Any = None,
+    required: bool = False,
+    choices: tuple[str, ...] | None = None,
+    switch: bool = False,
+) -> None:
+    """Add `flag`, defaulting to its environment variable; required only when neither is given."""
+    env = env_name(flag)
+    from_env = os.environ.get(env)
+    if from_env is not None and from_env != "":
+        default = from_env  # argparse applies `type` to string defaults
+    shown = f" (default: {default})" if default is not None and from_env is None else ""
+    extra: dict[str, Any] = {"nargs": "?", "const": True} if switch else {}
+    parser.add_argument(
+        flag,
+        type=type,
+        default=default,
+        required=required and default is None,
+        choices=choices,
+        help=f"{help}{shown} [env {env}]",
+        **extra,
+    )
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def flag(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, job_name: str) -> None:
+    option(parser, "--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
+    option(
+        parser,
+        "--kafka-properties-file",
+        help="Java properties file with the Kafka client's security settings (and schema.registry.* keys)",
+    )
+    option(parser, "--group-id", required=True, help="consumer group id of the source")
+    option(
+        parser,
+        "--transactional-id-prefix",
+        required=True,
+        help="prefix of the sinks' Kafka transactional ids (each output adds a suffix)",
+    )
+    option(
+        parser,
+        "--transaction-timeout-ms",
+        type=positive_int,
+        default=900_000,
+        help="Kafka transaction timeout; must not exceed the brokers' transaction.max.timeout.ms",
+    )
+    option(parser, "--startup-mode", default="group-offsets", choices=STARTUP_MODES, help="where a new job starts reading")
+    option(parser, "--schema-registry-url", help="registry root; output schema ids are looked up there")
+    option(
+        parser,
+        "--register-schemas",
+        type=flag,
+        default=False,
+        switch=True,
+        help="register the output schemas in the registry instead of only looking them up",
+    )
+    option(parser, "--schema-dir", help="folder holding the catalog's schema files")
+    option(parser, "--pipeline-jars", help="comma-separated connector jars to ship with the job (local runs)")
+    option(
+        parser,
+        "--checkpoint-interval-ms",
+        type=positive_int,
+        default=10_000,
+        help="checkpoint interval, used when the cluster configures none",
+    )
+    option(parser, "--job-name", default=job_name, help="Flink job name")
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args, _flink_args = parser.parse_known_args(argv)
+    return args
+
+
+def kafka_connection(args: argparse.Namespace) -> tuple[KafkaConnection, dict[str, str]]:
+    """The Kafka connection and the schema-registry client properties."""
+    props: dict[str, str] = {}
+    if args.kafka_properties_file:
+        props = read_properties_file(args.kafka_properties_file)
+    kafka, registry = split_client_properties(props)
+    return KafkaConnection(args.bootstrap_servers, kafka), registry
+
+
+def schema_folder(args: argparse.Namespace) -> Path:
+    return schemas.schema_dir(args.schema_dir)
+
+
+def registry_client(args: argparse.Namespace, registry_properties: Mapping[str, str]) -> RegistryClient | None:
+    if not args.schema_registry_url:
+        return None
+    return RegistryClient(args.schema_registry_url, dict(registry_properties))
+
+
+def output_codec(
+    *,
+    schema: dict[str, Any],
+    topic: str,
+    explicit_id: int | None,
+    id_option: str,
+    registry: RegistryClient | None,
+    register: bool,
+) -> AvroCodec:
+    """The codec of one output: its schema id is given (`explicit_id`) or looked up as `<topic>-value`."""
+    if explicit_id is not None:
+        return AvroCodec(schema, explicit_id)
+    if registry is None:
+        raise SystemExit(f"no schema id for topic {topic!r}: give {id_option} or --schema-registry-url")
+    return AvroCodec(schema, registry.lookup_id(f"{topic}-value", schema, register=register))
+
+
+def jars(args: argparse.Namespace) -> list[str]:
+    return [j.strip() for j in (args.pipeline_jars or "").split(",") if j.strip()]

@@ -1,0 +1,151 @@
+"""Kafka in and out of the DataStream pipelines, through the Table API's Kafka connector.
+
+Why tables: the PyFlink DataStream KafkaSource offers only value deserializers, so partition and offset
+(needed for dead letters and provenance) are lost; and the DataStream KafkaSink can derive a record key
+only from the whole element. The Kafka table connector exposes both as columns and is the same
+KafkaSource/KafkaSink underneath (same checkpointed offsets, same transactions).
+
+Pipelines see only two row types: `SOURCE_RECORD_TYPE` coming in and `KAFKA_RECORD_TYPE` going out, so
+tests can plug any source and sink in their place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyflink.common import Row, Types
+from pyflink.datastream import DataStream
+from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment, TableDescriptor
+from pyflink.table.expressions import call, col
+
+from flink_apps.common.kafka_properties import redacted
+
+SOURCE_RECORD_TYPE = Types.ROW_NAMED(
+    ["topic", "partition", "offset", "timestamp", "value"],
+    [Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())],
+)
+"""A record read from Kafka: where it was, its broker timestamp (epoch ms) and its value bytes."""
+
+KAFKA_RECORD_TYPE = Types.ROW_NAMED(
+    ["key", "value", "timestamp"],
+    [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG()],
+)
+"""A record to write: key and value bytes and its timestamp (epoch ms, None for the broker's clock)."""
+
+STARTUP_MODES = ("group-offsets", "earliest-offset", "latest-offset")
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where the brokers are and the client properties (security) every client of the app uses."""
+
+    bootstrap_servers: str
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"KafkaConnection({self.bootstrap_servers!r}, {redacted(dict(self.properties))!r})"
+
+    def options(self) -> dict[str, str]:
+        opts = {"properties.bootstrap.servers": self.bootstrap_servers}
+        opts.update({f"properties.{k}": v for k, v in self.properties.items()})
+        return opts
+
+
+def kafka_source(
+    t_env: StreamTableEnvironment,
+    connection: KafkaConnection,
+    *,
+    topic: str,
+    group_id: str,
+    startup_mode: str = "group-offsets",
+    uid: str,
+) -> DataStream:
+    """A stream of `SOURCE_RECORD_TYPE` rows from `topic`, reading only committed transactions."""
+    if startup_mode not in STARTUP_MODES:
+        raise ValueError(f"startup mode {startup_mode!r} is not one of {', '.join(STARTUP_MODES)}")
+    schema = (
+        Schema.new_builder()
+        .column("value", DataTypes.BYTES())
+        .column_by_metadata("topic", DataTypes.STRING(), "topic", True)
+        .column_by_metadata("partition", DataTypes.INT(), "partition", True)
+        .column_by_metadata("offset", DataTypes.BIGINT(), "offset", True)
+        .column_by_metadata("ts", DataTypes.TIMESTAMP_LTZ(3), "timestamp", True)
+        .build()
+    )
+    builder = TableDescriptor.for_connector("kafka").schema(schema).format("raw")
+    options = {
+        **connection.options(),
+        "topic": topic,
+        "properties.group.id": group_id,
+        "properties.isolation.level": "read_committed",
+        # Without committed offsets (first start) read the topic from its beginning.
+        "properties.auto.offset.reset": "earliest",
+        "scan.startup.mode": startup_mode,
+    }
+    for key, value in options.items():
+        builder = builder.option(key, value)
+    rows = t_env.to_data_stream(t_env.from_descriptor(builder.build()))
+    return (
+        rows.map(_to_source_record, output_type=SOURCE_RECORD_TYPE)
+        .name(f"{topic} records")
+        .uid(uid)
+    )
+
+
+def _to_source_record(row: Row) -> Row:
+    value, topic, partition, offset, ts = row  # the table's column order
+    return Row(topic, partition, offset, _epoch_millis(ts), value)
+
+
+def _epoch_millis(value: Any) -> int | None:
+    if value is None:
+        return None
+    if hasattr(value, "to_epoch_milli"):
+        return int(value.to_epoch_milli())
+    if hasattr(value, "timestamp"):
+        return round(value.timestamp() * 1000)
+    return int(value)
+
+
+def kafka_sink(
+    t_env: StreamTableEnvironment,
+    statements: StatementSet,
+    connection: KafkaConnection,
+    stream: DataStream,
+    *,
+    topic: str,
+    transactional_id_prefix: str,
+    transaction_timeout_ms: int,
+) -> None:
+    """Write a stream of `KAFKA_RECORD_TYPE` rows to `topic` exactly once (Kafka transactions committed on
+    checkpoints; readers must use read_committed).
+
+    The transaction timeout must not exceed the brokers' `transaction.max.timeout.ms`.
+    """
+    table = t_env.from_data_stream(stream).select(
+        col("key").alias("k"), col("value").alias("v"), call("TO_TIMESTAMP_LTZ", col("timestamp"), 3).alias("ts")
+    )
+    schema = (
+        Schema.new_builder()
+        .column("k", DataTypes.BYTES())
+        .column("v", DataTypes.BYTES())
+        .column_by_metadata("ts", DataTypes.TIMESTAMP_LTZ(3), "timestamp")
+        .build()
+    )
+    options = {
+        **connection.options(),
+        "topic": topic,
+        "key.format": "raw",
+        "key.fields": "k",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": "exactly-once",
+        "sink.transactional-id-prefix": transactional_id_prefix,
+        "properties.transaction.timeout.ms": str(transaction_timeout_ms),
+    }
+    builder = TableDescriptor.for_connector("kafka").schema(schema)
+    for key, value in options.items():
+        builder = builder.option(key, value)
+    statements.add_insert(builder.build(), table)

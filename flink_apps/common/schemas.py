@@ -1,0 +1,47 @@
+"""Finding the catalog's schema files (`catalog/schemas/` in the repository, package data in the image)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR_ENV = "HEADWATER_SCHEMA_DIR"
+_PACKAGED = Path(__file__).resolve().parent.parent / "_schemas"
+_REPOSITORY = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
+
+RAW_EVENTS = "agents.events.raw.v1.json"
+SIGNALS = "agents.signals.v1.avsc"
+DEAD_LETTERS = "agents.events.deadletter.v1.avsc"
+FEATURES = "features.agent_activity.v1.avsc"
+
+
+def schema_dir(override: str | None = None) -> Path:
+    """The folder holding the schema files: `override`, else $HEADWATER_SCHEMA_DIR, else the packaged or
+    repository copy."""
+    chosen = override or os.environ.get(SCHEMA_DIR_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_dir():
+            raise FileNotFoundError(f"schema folder {path} (from --schema-dir or ${SCHEMA_DIR_ENV}) does not exist")
+        return path
+    for candidate in (_PACKAGED, _REPOSITORY):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no schema folder: set ${SCHEMA_DIR_ENV} or --schema-dir (looked in {_PACKAGED}, {_REPOSITORY})")
+
+
+def load(name: str, folder: Path | None = None) -> dict[str, Any]:
+    """Parse the schema file `name` (a JSON Schema or an Avro .avsc; both are JSON)."""
+    path = (folder or schema_dir()) / name
+    try:
+        with path.open(encoding="utf-8") as fh:
+            value = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"schema file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"schema file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"schema file {path} must hold a JSON object, found {type(value).__name__}")
+    return value
