@@ -25,6 +25,14 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from headwater.check import check_stack
+
+    report = check_stack(args.stack, Path(args.policy_config) if args.policy_config else None)
+    print(report.format())
+    return report.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headwater", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--stack", required=True, choices=stacks)
     render.add_argument("--out", required=True, help="output folder (one YAML file per object)")
     render.set_defaults(func=_render)
+
+    check = sub.add_parser(
+        "check",
+        help="run the policy pack over every rendered object of a stack, offline (exit 1 on mandatory violations)",
+    )
+    check.add_argument("--stack", required=True, choices=stacks)
+    check.add_argument("--policy-config", help="policy config JSON, as for pulumi --policy-pack-config")
+    check.set_defaults(func=_check)
 
     lineage = sub.add_parser("lineage", help="print the flows: producer -> topic -> consumer")
     lineage.add_argument("--stack", required=True, choices=stacks)
