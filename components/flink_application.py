@@ -6,7 +6,8 @@ principal's flows and never written a second time:
 
 - each consumed topic -> `--source-topic`, its consumer group -> `--group-id`;
 - each produced topic -> `--sink-topic`, or `--dead-letter-topic` for a topic of kind `deadletter`;
-- a transactional producer -> `--transactional-id-prefix` (the prefix its ACLs allow).
+- a transactional producer -> `--transactional-id-prefix` (the prefix its ACLs allow) and
+  `--transaction-timeout-ms` (the brokers' `transaction.max.timeout.ms`).
 
 Kafka credentials reach the app as a client properties file (`--kafka-properties-file`): an init container
 writes it into a memory-backed volume from a non-secret template (ConfigMap) and the mounted secrets — the
@@ -30,6 +31,7 @@ import pulumi
 from components import checkpoint_storage as storage
 from components.k8s import create_object, labels, metadata, restricted_container_security
 from components.kafka_cluster import bootstrap_address, cluster_ca_secret
+from components.kafka_topics import LABEL_PREFIX
 from components.kafka_users import user_secret
 from headwater import versions
 from headwater.spec import App, Authentication, Platform, Principal, Tier, TopicKind
@@ -120,6 +122,8 @@ def app_arguments(platform: Platform, app: App, schema_registry_url: str | None 
         args += ["--dead-letter-topic", topic]
     if flows.transactional_id_prefix:
         args += ["--transactional-id-prefix", flows.transactional_id_prefix]
+        # As long as the brokers allow: a checkpoint (and its commit) may be late without aborting.
+        args += ["--transaction-timeout-ms", str(platform.kafka.transaction_max_timeout_ms)]
     if schema_registry_url:
         args += ["--schema-registry-url", schema_registry_url]
     for key, value in app.args:
@@ -401,7 +405,14 @@ def render_flink_deployment(
         "metadata": metadata(
             app.name,
             platform.namespace,
-            labels("flink", app.name, {"headwater.io/principal": app.name}),
+            labels(
+                "flink",
+                app.name,
+                {
+                    f"{LABEL_PREFIX}/principal": app.name,
+                    f"{LABEL_PREFIX}/stateful": "true" if app.stateful else "false",
+                },
+            ),
             {"pulumi.com/waitFor": "jsonpath={.status.lifecycleState}=STABLE"},
         ),
         "spec": {

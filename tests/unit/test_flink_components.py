@@ -215,6 +215,8 @@ def test_app_arguments_come_from_the_principals_flows(stack: str) -> None:
         ]
         prefix = values("--transactional-id-prefix")
         assert prefix == ([principal.transactional_id_prefix] if principal.transactional else [])
+        timeout = values("--transaction-timeout-ms")
+        assert timeout == ([str(p.kafka.transaction_max_timeout_ms)] if principal.transactional else [])
 
 
 # --- per environment ---------------------------------------------------------------------------------------
@@ -229,6 +231,7 @@ def test_prod_savepoints_ha_durable_paths_autoscaler(mocks: Recorder) -> None:
         spec = dep["spec"]
         conf = spec["flinkConfiguration"]
         assert spec["job"]["upgradeMode"] == "savepoint"
+        assert dep["metadata"]["labels"]["headwater.io/stateful"] == "true"
         assert spec["jobManager"]["replicas"] == 2
         assert conf["high-availability.type"] == "kubernetes"
         assert conf["high-availability.storageDir"] == f"s3://headwater-flink-prod/{name}/ha"
