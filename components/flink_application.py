@@ -7,7 +7,9 @@ principal's flows and never written a second time:
 - each consumed topic -> `--source-topic`, its consumer group -> `--group-id`;
 - each produced topic -> `--sink-topic`, or `--dead-letter-topic` for a topic of kind `deadletter`;
 - a transactional producer -> `--transactional-id-prefix` (the prefix its ACLs allow) and
-  `--transaction-timeout-ms` (the brokers' `transaction.max.timeout.ms`).
+  `--transaction-timeout-ms` (the brokers' `transaction.max.timeout.ms`);
+- plus `--bootstrap-servers`, `--kafka-properties-file` and `--schema-registry-url`, then the catalog's
+  `args` of the app. The names are those of `flink_apps/<app>/main.py` (`flink_apps.common.cli`).
 
 Kafka credentials reach the app as a client properties file (`--kafka-properties-file`): an init container
 writes it into a memory-backed volume from a non-secret template (ConfigMap) and the mounted secrets — the
@@ -52,6 +54,10 @@ PROPERTIES_FILE = f"{CLIENT_DIR}/client.properties"
 TEMPLATE_KEY = "client.properties.template"
 SCRIPT_KEY = "assemble.sh"
 
+# The schema registry the apps look their output schema ids up in (until the registry component exports it).
+REGISTRY_SERVICE = "schema-registry"
+REGISTRY_PORT = 8080
+
 CHECKPOINTS_RETAINED = 3
 SAVEPOINT_HISTORY = 10
 PROMETHEUS_PORT = 9249
@@ -95,6 +101,16 @@ def app_flows(platform: Platform, app: App) -> AppFlows:
     kinds = {t.name: t.kind for t in platform.topics}
     sinks = tuple(p.topic for p in principal.produces if kinds[p.topic] != TopicKind.DEADLETTER)
     dead = tuple(p.topic for p in principal.produces if kinds[p.topic] == TopicKind.DEADLETTER)
+    # The apps take one --source-topic, one --sink-topic and at most one --dead-letter-topic.
+    for role, topics, most in (
+        ("consumed", principal.consumes, 1),
+        ("sink", sinks, 1),
+        ("dead-letter", dead, 1),
+    ):
+        if len(topics) > most:
+            raise ValueError(f"app {app.name!r}: {len(topics)} {role} topics; a Flink app here takes one")
+    if not sinks:
+        raise ValueError(f"app {app.name!r}: its principal produces no (non-dead-letter) topic to sink into")
     return AppFlows(
         sources=tuple(c.topic for c in principal.consumes),
         group_id=groups[0],
@@ -102,6 +118,11 @@ def app_flows(platform: Platform, app: App) -> AppFlows:
         dead_letters=dead,
         transactional_id_prefix=principal.transactional_id_prefix if principal.transactional else None,
     )
+
+
+def default_schema_registry_url(platform: Platform) -> str:
+    """The in-cluster registry's root (Service `schema-registry`, port 8080, in the platform namespace)."""
+    return f"http://{REGISTRY_SERVICE}.{platform.namespace}.svc:{REGISTRY_PORT}"
 
 
 def app_arguments(platform: Platform, app: App, schema_registry_url: str | None = None) -> list[str]:
@@ -124,8 +145,7 @@ def app_arguments(platform: Platform, app: App, schema_registry_url: str | None 
         args += ["--transactional-id-prefix", flows.transactional_id_prefix]
         # As long as the brokers allow: a checkpoint (and its commit) may be late without aborting.
         args += ["--transaction-timeout-ms", str(platform.kafka.transaction_max_timeout_ms)]
-    if schema_registry_url:
-        args += ["--schema-registry-url", schema_registry_url]
+    args += ["--schema-registry-url", schema_registry_url or default_schema_registry_url(platform)]
     for key, value in app.args:
         args += [f"--{key}", value]
     return args

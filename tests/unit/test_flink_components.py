@@ -22,7 +22,7 @@ from components.flink_operator import FlinkOperator, render_flink_operator
 from components.kafka_cluster import OPERATOR_NAMESPACE
 from headwater import versions
 from headwater.config import load_platform, stack_names
-from headwater.spec import Consume, Platform, TopicKind
+from headwater.spec import Consume, Platform, Produce, TopicKind
 
 STACKS = stack_names()
 FLINK_DEPLOYMENT = f"kubernetes:{versions.FLINK_CRD_API_VERSION}:FlinkDeployment"
@@ -215,6 +215,7 @@ def test_app_arguments_come_from_the_principals_flows(stack: str) -> None:
         ]
         prefix = values("--transactional-id-prefix")
         assert prefix == ([principal.transactional_id_prefix] if principal.transactional else [])
+        assert values("--schema-registry-url") == [f"http://schema-registry.{p.namespace}.svc:8080"]
         timeout = values("--transaction-timeout-ms")
         assert timeout == ([str(p.kafka.transaction_max_timeout_ms)] if principal.transactional else [])
 
@@ -399,6 +400,17 @@ def test_args_fail_fast() -> None:
     )
     with pytest.raises(ValueError, match="several groups"):
         FlinkApplicationArgs(two_groups, "agent-events")
+    two_sinks = replace(
+        p,
+        principals=tuple(
+            replace(pr, produces=(*pr.produces, Produce("features.agent_activity.v1", True)))
+            if pr.name == "agent-events"
+            else pr
+            for pr in p.principals
+        ),
+    )
+    with pytest.raises(ValueError, match="2 sink topics"):
+        FlinkApplicationArgs(two_sinks, "agent-events")
     no_secret = replace(p, flink=replace(p.flink, s3_credentials_secret=None))
     with pytest.raises(ValueError, match="s3CredentialsSecret"):
         CheckpointStorageArgs(no_secret)
