@@ -537,14 +537,6 @@ def render_flink_applications(
 
 # --- Pulumi ----------------------------------------------------------------------------------------------
 
-# Top-level fields whose pulumi-kubernetes keyword differs from the API field name (`create_object` passes
-# top-level fields through as keywords).
-_KEYWORDS = {"roleRef": "role_ref"}
-
-
-def _create(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> Any:
-    return create_object(resource_name, {_KEYWORDS.get(k, k): v for k, v in obj.items()}, opts)
-
 
 @dataclass(frozen=True)
 class FlinkApplicationArgs:
@@ -591,7 +583,7 @@ class FlinkApplication(pulumi.ComponentResource):
         super().__init__("headwater:flink:FlinkApplication", name, None, opts)
         rendered = render_flink_application(args.platform, args.spec, args.schema_registry_url)
         parts = [
-            _create(
+            create_object(
                 f"{name}-{o['kind'].lower()}-{o['metadata']['name']}", o, pulumi.ResourceOptions(parent=self)
             )
             for o in rendered

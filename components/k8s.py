@@ -7,6 +7,7 @@ disagree about an object.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,13 +94,18 @@ def object_key(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind']}/{ns}/{meta['name']}" if ns else f"{obj['kind']}/{meta['name']}"
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 def create_object(resource_name: str, obj: Mapping[str, Any], opts: Any = None) -> Any:
     """Create the pulumi-kubernetes resource for one rendered object (imports Pulumi lazily)."""
     import pulumi_kubernetes as k8s
 
     api_version = obj["apiVersion"]
     kind = obj["kind"]
-    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    # Typed classes take top-level API fields (roleRef, automountServiceAccountToken) as snake_case keywords.
+    body = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     typed: dict[tuple[str, str], Any] = {
         ("v1", "Namespace"): k8s.core.v1.Namespace,
         ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
@@ -119,7 +125,11 @@ def create_object(resource_name: str, obj: Mapping[str, Any], opts: Any = None) 
         return cls(resource_name, opts=opts, **body)
     if "/" in api_version and "." in api_version.split("/")[0]:
         return k8s.apiextensions.CustomResource(
-            resource_name, api_version=api_version, kind=kind, opts=opts, **body
+            resource_name,
+            api_version=api_version,
+            kind=kind,
+            opts=opts,
+            **{k: obj[k] for k in obj if k not in ("apiVersion", "kind")},
         )
     raise ValueError(
         f"no Pulumi resource type for apiVersion {api_version!r} kind {kind!r}; add it to create_object"
