@@ -1,0 +1,230 @@
+"""Supervised child processes for the local runtime (broker, schema registry, Flink jobs).
+
+Each child runs in its own session and process group, so a terminal's Ctrl-C reaches only the supervisor,
+which then stops the children in order (SIGTERM to the whole group, a grace period, then SIGKILL). Output
+goes to a log file under the state dir. Every started process is kept in a registry: `stop_all()` runs at
+interpreter exit, and `install_signal_handlers()` makes SIGINT/SIGTERM run it too; the program that owns
+the processes (the CLI, a test session) calls that once. As a last resort, when `setpriv` is available the
+child is also told by the kernel to die with its parent (PR_SET_PDEATHSIG), which covers a supervisor that
+is itself killed with SIGKILL. The kernel ties that to the *thread* that started the child, so start
+long-lived processes from the main thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(prefix: str) -> Progress:
+    """A progress reporter printing `[prefix] message` lines to stderr."""
+
+    def report(message: str) -> None:
+        print(f"[{prefix}] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def quiet(message: str) -> None:
+    """A progress reporter that drops everything."""
+
+
+class ProcessError(RuntimeError):
+    """A supervised process failed to start, died while starting, or never became ready."""
+
+
+_LOCK = threading.RLock()
+_LIVE: dict[int, Supervised] = {}
+
+
+def running_processes() -> list[Supervised]:
+    """The processes started here and not yet stopped, oldest first."""
+    with _LOCK:
+        return list(_LIVE.values())
+
+
+def stop_all() -> None:
+    """Stop every supervised process, newest first (dependents before what they depend on)."""
+    for proc in reversed(running_processes()):
+        try:
+            proc.stop()
+        except Exception as exc:  # keep stopping the others
+            print(f"[{proc.name}] could not stop pid {proc.pid}: {exc}", file=sys.stderr, flush=True)
+
+
+atexit.register(stop_all)
+
+
+def install_signal_handlers() -> None:
+    """Make SIGINT and SIGTERM stop every supervised process before the program ends.
+
+    SIGINT then raises KeyboardInterrupt as usual (so `finally` blocks and pytest's teardown still run);
+    SIGTERM is delivered again with its previous disposition, so the program ends the way it would have,
+    only without orphans. Call it from the main thread of the program that owns the processes.
+    """
+    previous_term = signal.getsignal(signal.SIGTERM)
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        stop_all()
+        raise KeyboardInterrupt
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop_all()
+        if callable(previous_term):
+            previous_term(signum, frame)
+            return
+        signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _die_with_parent(argv: Sequence[str]) -> list[str]:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
+class Supervised:
+    """One child process: started in its own process group, logged to a file, probed, stopped cleanly."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_file: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stop_timeout: float = 30.0,
+        progress: Progress | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_file = log_file
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.stop_timeout = stop_timeout
+        self.progress = progress or stderr_progress(name)
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen else None
+
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def start(self) -> None:
+        if self.running():
+            raise ProcessError(f"{self.name} is already running (pid {self.pid})")
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
+            log.flush()
+            try:
+                self._popen = subprocess.Popen(
+                    _die_with_parent(self.argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.cwd,
+                    env=self.env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ProcessError(f"{self.name}: cannot run {self.argv[0]!r}: {exc}") from exc
+        with _LOCK:
+            _LIVE[self._popen.pid] = self
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _failure(self, what: str) -> ProcessError:
+        return ProcessError(f"{self.name} {what}; last lines of {self.log_file}:\n{self.log_tail()}")
+
+    def wait_ready(
+        self,
+        probe: Callable[[], bool],
+        *,
+        timeout: float,
+        what: str,
+        interval: float = 0.5,
+        report_every: float = 5.0,
+    ) -> float:
+        """Call `probe` until it returns True; return the seconds waited.
+
+        Fails fast when the process exits, and stops it when `timeout` passes. An exception from the probe
+        counts as "not ready yet"; the last one is quoted if the wait times out.
+        """
+        start = time.monotonic()
+        next_report = start + report_every
+        last_error: BaseException | None = None
+        self.progress(f"waiting for {what} (up to {timeout:.0f}s, log: {self.log_file})")
+        while True:
+            if not self.running():
+                with _LOCK:
+                    _LIVE.pop(self.pid or -1, None)
+                raise self._failure(f"exited with status {self.returncode} before {what}")
+            try:
+                if probe():
+                    return time.monotonic() - start
+            except Exception as exc:
+                last_error = exc
+            now = time.monotonic()
+            if now - start > timeout:
+                self.stop()
+                detail = f" (last probe error: {last_error})" if last_error else ""
+                raise self._failure(f"did not reach {what} within {timeout:.0f}s{detail}; stopped it")
+            if now >= next_report:
+                self.progress(f"still waiting for {what} ({now - start:.0f}s)")
+                next_report = now + report_every
+            time.sleep(interval)
+
+    def stop(self) -> int | None:
+        """SIGTERM the process group, wait `stop_timeout`, then SIGKILL; return the exit status."""
+        popen = self._popen
+        if popen is None:
+            return None
+        try:
+            if popen.poll() is None:
+                self._signal_group(popen.pid, signal.SIGTERM)
+                try:
+                    popen.wait(self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    self.progress(f"pid {popen.pid} ignored SIGTERM for {self.stop_timeout:.0f}s; killing it")
+                    self._signal_group(popen.pid, signal.SIGKILL)
+                    popen.wait()
+            # Anything the child left in its group (helpers, grandchildren) goes with it.
+            self._signal_group(popen.pid, signal.SIGKILL)
+        finally:
+            with _LOCK:
+                _LIVE.pop(popen.pid, None)
+        return popen.returncode
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
