@@ -486,7 +486,7 @@ def render_rbac(platform: Platform, app: App) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": metadata(name, ns, lab),
+            "metadata": metadata(name, ns, lab, dict(platform.flink.service_account_annotations) or None),
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -476,6 +476,9 @@ def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
         taskmanager=_resources(sec.section("taskManagerResources", required=True)),
         task_slots=sec.get("taskSlots", int, 1, check=_positive),
         images=tuple(sorted((str(k), str(v)) for k, v in images.items())),
+        service_account_annotations=tuple(
+            sorted((str(k), str(v)) for k, v in sec.get("serviceAccountAnnotations", dict, {}).items())
+        ),
     )
     sec.done()
     for app in app_names:

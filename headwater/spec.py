@@ -294,6 +294,9 @@ class FlinkSettings:
     taskmanager: Resources
     task_slots: int
     images: tuple[tuple[str, str], ...]  # app name -> tag or digest ("sha256:...")
+    # Annotations on each app's ServiceAccount, e.g. the cloud role that workload identity maps it to
+    # (eks.amazonaws.com/role-arn, iam.gke.io/gcp-service-account): how apps reach S3 without a key secret.
+    service_account_annotations: tuple[tuple[str, str], ...] = ()
 
     def image_ref(self, app: str) -> str:
         ref = dict(self.images)[app]

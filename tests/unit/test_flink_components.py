@@ -461,3 +461,17 @@ def test_assemble_script_writes_the_properties_file_and_prints_no_secret(tmp_pat
     failed = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, check=False)
     assert failed.returncode != 0
     assert not Path(moved(fa.PROPERTIES_FILE)).exists()
+
+
+def test_prod_apps_reach_s3_through_workload_identity() -> None:
+    from components.flink_application import render_rbac
+
+    p = load_platform("prod")
+    for app in p.apps:
+        (sa,) = [o for o in render_rbac(p, app) if o["kind"] == "ServiceAccount"]
+        assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+            ":role/headwater-flink-prod"
+        )
+    dev = load_platform("dev")
+    (sa,) = [o for o in render_rbac(dev, dev.apps[0]) if o["kind"] == "ServiceAccount"]
+    assert "annotations" not in sa["metadata"]
