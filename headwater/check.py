@@ -57,6 +57,7 @@ def resource_of(obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             "version": obj["version"],
             "values": dict(obj.get("values") or {}),
             "atomic": True,
+            "compat": "true",  # pulumi-kubernetes' Release always sends it
         }
         if not oci:
             props["repositoryOpts"] = {"repo": repository}

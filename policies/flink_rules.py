@@ -119,7 +119,7 @@ def _storage_problem(uri: str, empty_dirs: Mapping[str, str]) -> str | None:
         for mount, volume in empty_dirs.items():
             if local == mount or local.startswith(mount.rstrip("/") + "/"):
                 return f"is on the emptyDir volume {volume!r}, which is lost with the pod"
-        return "is on the pod's local disk (file://), which is lost with the pod"
+        return "is a file:// path: storage of the pods themselves, not durable storage they share"
     if scheme not in DURABLE_SCHEMES:
         return f"uses the scheme {scheme}://, which is not durable storage"
     return None
@@ -189,6 +189,17 @@ def _pinned(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Itera
             f"FlinkDeployment {_name(props)}: spec.image {image!r} {why}: pin a version tag or a digest "
             "(flink.images.<app> in the stack)"
         )
+    seen: set[tuple[str, str]] = set()  # the JobManager and TaskManager templates share containers
+    for _, template in flink_pod_templates(props):
+        pod = mapping(template.get("spec"))
+        for c in [mapping(c) for k in ("initContainers", "containers") for c in items(pod.get(k))]:
+            ref = (str(c.get("name")), str(c.get("image")))
+            if "image" in c and ref not in seen and (why := image_problem(c.get("image"))):
+                seen.add(ref)
+                yield (
+                    f"FlinkDeployment {_name(props)}: pod template container {c.get('name')} image "
+                    f"{c.get('image')!r} {why}: pin a version tag or a digest"
+                )
 
 
 def _resources(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Iterator[str]:
@@ -211,18 +222,21 @@ def _resources(resource_type: str, props: Mapping[str, Any], ctx: Context) -> It
                     f"FlinkDeployment {_name(props)}: flinkConfiguration {key} = {conf.get(key)!r}: a limit "
                     "factor is a number >= 1 (limit = request x factor)"
                 )
-    for role, template in flink_pod_templates(props):
+    said: set[str] = set()  # the JobManager and TaskManager templates share containers
+    for _, template in flink_pod_templates(props):
         for c in items(dig(template, "spec", "containers")):
             container = mapping(c)
             declared = container.get("resources")
             if declared is None:
                 continue
             missing = [k for k in ("requests", "limits") if not mapping(mapping(declared).get(k))]
-            if missing:
-                yield (
-                    f"FlinkDeployment {_name(props)}: {role} pod template container {container.get('name')} "
-                    f"sets resources without {' and '.join(missing)}: set both requests and limits"
-                )
+            message = (
+                f"FlinkDeployment {_name(props)}: pod template container {container.get('name')} sets "
+                f"resources without {' and '.join(missing)}: set both requests and limits"
+            )
+            if missing and message not in said:
+                said.add(message)
+                yield message
 
 
 def _merge_template(base: Mapping[str, Any], role: Mapping[str, Any]) -> dict[str, Any]:

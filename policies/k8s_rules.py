@@ -160,19 +160,25 @@ def _pod_security(resource_type: str, props: Mapping[str, Any], ctx: Context) ->
     if _is_release(resource_type):
         yield from _release_pod_security(props)
     elif flink_rules.is_flink_deployment(resource_type):
+        # The JobManager and TaskManager pods mostly share one template: say each problem once.
+        by_role: dict[str, list[str]] = {}
         for role, template in flink_rules.flink_pod_templates(props):
             pod = mapping(template.get("spec"))
-            names = [c.get("name") for c in _containers(pod)]
-            where = f"FlinkDeployment {name} {role} pod"
-            if flink_rules.MAIN_CONTAINER not in names:
-                yield (
-                    f"{where}: the pod template has no {flink_rules.MAIN_CONTAINER} container: add it to "
+            found = by_role.setdefault(role, [])
+            if flink_rules.MAIN_CONTAINER not in [c.get("name") for c in _containers(pod)]:
+                found.append(
+                    f"@: the pod template has no {flink_rules.MAIN_CONTAINER} container: add it to "
                     "spec.podTemplate with securityContext runAsNonRoot: true and "
                     "allowPrivilegeEscalation: false"
                 )
-            yield from _pod_problems(pod, where)
+            found += _pod_problems(pod, "@")
+        for message in dict.fromkeys(m for found in by_role.values() for m in found):
+            roles = " and ".join(r for r, found in by_role.items() if message in found)
+            yield message.replace("@", f"FlinkDeployment {name} {roles} pod", 1)
     elif (workload_pod := _pod_spec(resource_type, props)) is not None:
-        yield from _pod_problems(workload_pod, f"{props.get('kind') or resource_type.rsplit(':', 1)[-1]} {name}")
+        yield from _pod_problems(
+            workload_pod, f"{props.get('kind') or resource_type.rsplit(':', 1)[-1]} {name}"
+        )
 
 
 def _release_pod_security(props: Mapping[str, Any]) -> Iterator[str]:
