@@ -42,7 +42,7 @@ class RegistryClient:
         unknown = set(self.properties) - {"basic.auth.user.info", "ssl.ca.location"}
         if unknown:
             raise ValueError(
-                f"unknown schema.registry.* properties: {', '.join(sorted(unknown))} "
+                f"unknown properties {', '.join('schema.registry.' + k for k in sorted(unknown))} "
                 "(allowed: schema.registry.basic.auth.user.info, schema.registry.ssl.ca.location)"
             )
 

@@ -1,0 +1,1 @@
+"""Raw agent events -> validated, deduplicated, enriched signals (exactly once) and dead letters."""

@@ -1,0 +1,123 @@
+"""Entry point: `python -m flink_apps.agent_events.main --help` (or Flink's `-pym flink_apps.agent_events.main`).
+
+Reads raw agent events from Kafka, writes signals and dead letters to Kafka exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pyflink.datastream import StreamExecutionEnvironment
+
+from flink_apps.agent_events import pipeline
+from flink_apps.agent_events.logic import Contract
+from flink_apps.common import cli, flink_io, runtime, schemas
+
+LOG = logging.getLogger("flink_apps.agent_events")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="flink_apps.agent_events.main", description=__doc__)
+    cli.add_common_options(parser, job_name="agent_events")
+    cli.option(parser, "--source-topic", required=True, help="raw agent events topic")
+    cli.option(parser, "--sink-topic", required=True, help="topic of validated, deduplicated signals")
+    cli.option(parser, "--dead-letter-topic", required=True, help="topic of rejected records")
+    cli.option(parser, "--sink-schema-id", type=cli.non_negative_int, help="registry id of the signals schema")
+    cli.option(
+        parser, "--dead-letter-schema-id", type=cli.non_negative_int, help="registry id of the dead-letter schema"
+    )
+    cli.option(
+        parser, "--dedup-ttl-ms", type=cli.positive_int, default=24 * 3600 * 1000, help="how long event ids are remembered"
+    )
+    cli.option(
+        parser,
+        "--max-out-of-orderness-ms",
+        type=cli.positive_int,
+        default=30_000,
+        help="watermark delay behind the largest event time seen",
+    )
+    cli.option(
+        parser,
+        "--idle-timeout-ms",
+        type=cli.positive_int,
+        default=60_000,
+        help="after this long without events a source split stops holding back the watermark",
+    )
+    return cli.parse(parser, argv)
+
+
+def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
+    """The job, wired to Kafka; nothing runs until `execute`."""
+    connection, registry_properties = cli.kafka_connection(args)
+    folder = cli.schema_folder(args)
+    registry = cli.registry_client(args, registry_properties)
+    config = pipeline.AgentEventsConfig(
+        contract=Contract(schemas.load(schemas.RAW_EVENTS, folder)),
+        signals=cli.output_codec(
+            schema=schemas.load(schemas.SIGNALS, folder),
+            topic=args.sink_topic,
+            explicit_id=args.sink_schema_id,
+            id_option="--sink-schema-id",
+            registry=registry,
+            register=args.register_schemas,
+        ),
+        dead_letters=cli.output_codec(
+            schema=schemas.load(schemas.DEAD_LETTERS, folder),
+            topic=args.dead_letter_topic,
+            explicit_id=args.dead_letter_schema_id,
+            id_option="--dead-letter-schema-id",
+            registry=registry,
+            register=args.register_schemas,
+        ),
+        dedup_ttl_ms=args.dedup_ttl_ms,
+        max_out_of_orderness_ms=args.max_out_of_orderness_ms,
+        idle_timeout_ms=args.idle_timeout_ms,
+    )
+    LOG.info(
+        "agent_events: %s -> %s (schema id %d), %s (schema id %d); group %s; kafka %r",
+        args.source_topic,
+        args.sink_topic,
+        config.signals.schema_id,
+        args.dead_letter_topic,
+        config.dead_letters.schema_id,
+        args.group_id,
+        connection,
+    )
+
+    env = runtime.create_environment(jars=cli.jars(args))
+    runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
+    t_env = runtime.table_environment(env)
+    source = flink_io.kafka_source(
+        t_env,
+        connection,
+        topic=args.source_topic,
+        group_id=args.group_id,
+        startup_mode=args.startup_mode,
+        uid="agent-events-source-records",
+    )
+    outputs = pipeline.build(env, source, config)
+    statements = t_env.create_statement_set()
+    for name, topic in ((pipeline.SIGNALS, args.sink_topic), (pipeline.DEAD_LETTERS, args.dead_letter_topic)):
+        flink_io.kafka_sink(
+            t_env,
+            statements,
+            connection,
+            outputs[name],
+            topic=topic,
+            transactional_id_prefix=f"{args.transactional_id_prefix}-{name.replace('_', '-')}",
+            transaction_timeout_ms=args.transaction_timeout_ms,
+        )
+    statements.attach_as_datastream()
+    return env
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    build_job(args).execute(args.job_name)
+
+
+if __name__ == "__main__":
+    main()

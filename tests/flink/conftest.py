@@ -1,0 +1,21 @@
+"""The Flink suite runs in .venv-flink (apache-flink, fastavro, jsonschema), never in the platform venv."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The suite imports `flink_apps` from the repository and its helpers from this folder.
+ROOT = Path(__file__).resolve().parents[2]
+for path in (ROOT, Path(__file__).resolve().parent):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Import-time deprecation notices of third-party code: PyFlink marks its own deprecated API at import,
+    # and apache-beam imports httplib2, which uses deprecated pyparsing names.
+    for module in ("pyflink", "httplib2"):
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
