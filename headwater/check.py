@@ -12,7 +12,7 @@ Exit codes: 0 clean or advisory findings only, 1 mandatory violations, 2 configu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +87,18 @@ _NO_OPTIONS = PolicyResourceOptions(
 )
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Finding:
     resource: str  # Kind/namespace/name of the rendered object
     resource_type: str
     policy: str
-    level: EnforcementLevel = field(compare=False)
-    message: str = ""
+    level: EnforcementLevel
+    message: str
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        """By object, then policy; a policy's messages stay in the order it reported them."""
+        return self.resource, self.policy
 
 
 @dataclass
@@ -119,7 +124,7 @@ class Report:
     def format(self) -> str:
         lines: list[str] = []
         current = None
-        for f in sorted(self.findings):
+        for f in sorted(self.findings, key=lambda f: f.sort_key):
             if f.resource != current:
                 current = f.resource
                 lines.append(f"{f.resource}  ({f.resource_type})")
@@ -163,7 +168,9 @@ def check_objects(
             findings += [
                 Finding(key, resource_type, policy.name, level, m) for m in _violations(policy, args)
             ]
-    return Report(stack, facts.tier.value, len(objs), len(policies), sorted(findings))
+    return Report(
+        stack, facts.tier.value, len(objs), len(policies), sorted(findings, key=lambda f: f.sort_key)
+    )
 
 
 def _violations(policy: ResourceValidationPolicy, args: ResourceValidationArgs) -> list[str]:
