@@ -119,7 +119,7 @@ def _storage_problem(uri: str, empty_dirs: Mapping[str, str]) -> str | None:
         for mount, volume in empty_dirs.items():
             if local == mount or local.startswith(mount.rstrip("/") + "/"):
                 return f"is on the emptyDir volume {volume!r}, which is lost with the pod"
-        return "is a file:// path: storage of the pods themselves, not durable storage they share"
+        return "is a local (file://) path: storage of the pods themselves, not durable storage they share"
     if scheme not in DURABLE_SCHEMES:
         return f"uses the scheme {scheme}://, which is not durable storage"
     return None

@@ -118,7 +118,7 @@ def test_weakened_prod_fails_with_exactly_the_expected_violations() -> None:
         ("KafkaUser/headwater/agent-runtime", "strimzi-acl-least-privilege", "mandatory"),
     ]
     messages = [f.message for f in report.findings]
-    assert "execution.checkpointing.dir = file:///flink/checkpoints is a file:// path" in messages[0]
+    assert "execution.checkpointing.dir = file:///flink/checkpoints is a local (file://) path" in messages[0]
     assert (
         "spec.image 'registry.example.com/headwater/agent-events:latest' uses the latest tag" in messages[1]
     )

@@ -95,7 +95,7 @@ def test_file_checkpoints_fail_in_prod_and_pass_in_dev(obj: Get, judge: Judge) -
     (message,) = judge("flink-durable-state", app)
     assert message.startswith(
         "FlinkDeployment agent-events: execution.checkpointing.dir = file:///flink/checkpoints is a "
-        "file:// path"
+        "local (file://) path"
     )
     assert "in prod use durable storage (s3://" in message and "flink.stateUri" in message
     assert judge("flink-durable-state", app, environment="dev") == []
