@@ -263,3 +263,17 @@ def test_main_serves_the_pack_to_the_engine(served_pack: tuple[subprocess.Popen[
         assert schema["allowLoadBalancer"]["type"] == "boolean"
         response = stub.Analyze(_plaintext_kafka_request())
         assert [d.policyName for d in response.diagnostics] == ["strimzi-listener-security"]
+
+
+@pytest.mark.parametrize("resource_type", ["pulumi:providers:kubernetes", "headwater:platform:Platform"])
+def test_providers_and_components_are_not_judged(resource_type: str) -> None:
+    servicer = _PolicyAnalyzerServicer(
+        "headwater",
+        "0.1.0",
+        pack.build_policies(StackFacts(environment=Tier.PROD)),
+        EnforcementLevel.ADVISORY,
+    )
+    struct = struct_pb2.Struct()
+    struct.update({"spec": {"type": "LoadBalancer"}, "image": "x:latest"})
+    request = proto.AnalyzeRequest(type=resource_type, properties=struct, urn="urn:x", name="x")
+    assert list(servicer.Analyze(request, None).diagnostics) == []
