@@ -53,7 +53,10 @@ typecheck: venv
 test-unit: venv
 	$(PYTHON) -m pytest -q tests --ignore=tests/flink --ignore=tests/integration
 
-test: lint typecheck test-unit
+check-stacks: venv
+	for s in $(STACKS); do $(VENV)/bin/headwater check --stack $$s; done
+
+test: lint typecheck test-unit check-stacks
 	@echo "make test: all suites passed"
 
 render: venv
