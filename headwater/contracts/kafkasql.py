@@ -1,0 +1,163 @@
+"""Apicurio Registry's KafkaSQL storage: the topics, consumer groups and permissions it really uses.
+
+Observed in Apicurio Registry 3.3.3 (its `KafkaSqlConfiguration`, `KafkaSqlRegistryStorage.initialize`
+and `KafkaAdminUtil`, and against a broker with ACLs and `allow.everyone.if.no.acl.found=false`):
+- three topics, all verified at start with DescribeConfigs (`cleanup.policy` must not be compact;
+  journal and snapshots must keep data forever): the journal (read from the beginning, written),
+  the snapshots topic (read at every start, written when a snapshot is taken) and the events topic
+  (every artifact change is published to it, synchronously, so Write is needed);
+- a consumer group per consumer and per start, named `<group-prefix><random UUID>` (the group id cannot
+  be set): Read on a *prefixed* group resource; offsets are auto-committed;
+- a plain idempotent producer (acks=all), not a transactional one: Write on the topics suffices;
+- topics are created only when `apicurio.kafkasql.topic.auto-create` is true (it is set false here: the
+  topics come from the catalog, like every topic), so no Create permission.
+
+`required_acls` lists that; `ungranted` compares it with what the principal's declared flows grant.
+`storage_properties` renders the `apicurio.*` settings the Kubernetes component and the local runtime
+share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from headwater.spec import Acl, AclResource, Platform, acls_for
+
+PRINCIPAL = "schema-registry"
+JOURNAL_TOPIC = "platform.registry_journal.v1"
+SNAPSHOTS_TOPIC = "platform.registry_snapshots.v1"
+EVENTS_TOPIC = "platform.registry_events.v1"
+GROUP_PREFIX = "schema-registry-"
+
+# Kafka's implied operations: Read, Write, Delete and Alter imply Describe; AlterConfigs implies DescribeConfigs.
+_IMPLIES = {
+    "Describe": {"Read", "Write", "Delete", "Alter", "All"},
+    "DescribeConfigs": {"AlterConfigs", "All"},
+}
+
+
+@dataclass(frozen=True)
+class RegistryTopics:
+    journal: str = JOURNAL_TOPIC
+    snapshots: str = SNAPSHOTS_TOPIC
+    events: str = EVENTS_TOPIC
+
+
+@dataclass(frozen=True)
+class Need:
+    """One permission KafkaSQL storage uses, and why."""
+
+    resource: AclResource
+    name: str
+    pattern: str  # "literal" or "prefix"
+    operation: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.operation} on {self.resource.value} {self.name!r} ({self.pattern})"
+
+
+def required_acls(topics: RegistryTopics = RegistryTopics(), group_prefix: str = GROUP_PREFIX) -> list[Need]:
+    topic = AclResource.TOPIC
+    verify = "verified at every start (Admin describeConfigs)"
+    return [
+        Need(topic, topics.journal, "literal", "Read", "the journal is replayed from the beginning at start"),
+        Need(topic, topics.journal, "literal", "Write", "every change is written to the journal"),
+        Need(topic, topics.journal, "literal", "DescribeConfigs", verify),
+        Need(topic, topics.snapshots, "literal", "Read", "the latest snapshot is looked for at every start"),
+        Need(
+            topic, topics.snapshots, "literal", "Write", "snapshots (POST /apis/registry/v3/admin/snapshots)"
+        ),
+        Need(topic, topics.snapshots, "literal", "DescribeConfigs", verify),
+        Need(topic, topics.events, "literal", "Write", "every artifact change is published as an event"),
+        Need(topic, topics.events, "literal", "DescribeConfigs", verify),
+        Need(
+            AclResource.GROUP,
+            group_prefix,
+            "prefix",
+            "Read",
+            f"each consumer joins its own group {group_prefix}<uuid> (new at every start)",
+        ),
+    ]
+
+
+def covers(granted: Iterable[Acl], need: Need) -> bool:
+    """Does some granted rule allow `need` (same resource type; literal name, or a prefix of it)?"""
+    wanted = {need.operation, *_IMPLIES.get(need.operation, set())}
+    for acl in granted:
+        if acl.resource != need.resource or not wanted & set(acl.operations):
+            continue
+        if acl.pattern == "literal" and need.pattern == "literal" and acl.name in (need.name, "*"):
+            return True
+        if acl.pattern == "prefix" and need.name.startswith(acl.name):
+            return True
+    return False
+
+
+def ungranted(platform: Platform, topics: RegistryTopics = RegistryTopics()) -> list[str]:
+    """What KafkaSQL storage needs that the catalog does not provide: missing topics and permissions that the
+    `schema-registry` principal's declared flows do not grant. [] means the registry can start."""
+    problems: list[str] = []
+    names = {t.name for t in platform.topics}
+    for role, name in (
+        ("journal", topics.journal),
+        ("snapshots", topics.snapshots),
+        ("events", topics.events),
+    ):
+        if name not in names:
+            problems.append(
+                f"catalog.topics: no topic {name!r}: Apicurio's KafkaSQL storage needs its {role} topic "
+                "(cleanup.policy delete; the journal and snapshots topics keep data forever: kind journal)"
+            )
+    try:
+        principal = platform.principal(PRINCIPAL)
+    except KeyError:
+        return [*problems, f"catalog.principals: no principal {PRINCIPAL!r} for the schema registry"]
+    granted = acls_for(principal)
+    for need in required_acls(topics):
+        if not covers(granted, need):
+            problems.append(
+                f"catalog.principals.{PRINCIPAL}: its flows do not grant {need}, which KafkaSQL storage "
+                f"needs: {need.why}"
+            )
+    return problems
+
+
+def storage_properties(
+    bootstrap: str,
+    client: Mapping[str, str],
+    topics: RegistryTopics = RegistryTopics(),
+    group_prefix: str = GROUP_PREFIX,
+) -> dict[str, str]:
+    """The `apicurio.*` settings for KafkaSQL storage; `client` are Kafka client settings (security.protocol,
+    sasl.*, ssl.*), applied to Apicurio's producer, consumers and admin client alike."""
+    props = {
+        "apicurio.storage.kind": "kafkasql",
+        "apicurio.kafkasql.bootstrap.servers": bootstrap,
+        "apicurio.kafkasql.topic": topics.journal,
+        "apicurio.kafkasql.snapshots.topic": topics.snapshots,
+        "apicurio.events.kafka.topic": topics.events,
+        "apicurio.kafkasql.topic.auto-create": "false",
+        "apicurio.kafkasql.consumer.group-prefix": group_prefix,
+        # Apicurio turns host name verification off unless told otherwise; the broker certificates name
+        # their hosts (Strimzi's and the local CA's), so keep it on.
+        "apicurio.kafka.common.ssl.endpoint.identification.algorithm": "https",
+    }
+    for key, value in client.items():
+        if key == "bootstrap.servers":
+            continue
+        props[f"apicurio.kafka.common.{key}"] = value
+    return dict(sorted(props.items()))
+
+
+def format_properties(props: Mapping[str, str]) -> str:
+    """Java properties text (keys sorted; values escaped where the format needs it)."""
+
+    def escape(text: str, key: bool) -> str:
+        out = text.replace("\\", "\\\\").replace("\n", "\\n")
+        if key:
+            out = out.replace("=", "\\=").replace(":", "\\:").replace(" ", "\\ ")
+        return out
+
+    return "".join(f"{escape(k, True)}={escape(v, False)}\n" for k, v in sorted(props.items()))

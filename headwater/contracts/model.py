@@ -1,0 +1,209 @@
+"""Data contracts from the catalog: one registry subject per topic value, its schema file and compatibility.
+
+The catalog's `schema:` key (a path relative to `catalog/`) names a topic's contract. The file's extension
+says its kind: `.avsc` is Avro (the curated topics), `.json` is JSON Schema (raw JSON ingestion). Journal
+topics are exempt: they hold a platform service's own storage format (Apicurio's KafkaSQL journal), which
+no app reads or writes, so they carry no contract. Every other topic must have one.
+
+The text registered for a contract is the file's JSON with sorted keys (`registered_text`): the same
+normalisation the apps use when they look their schema's id up, so both sides name the same content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from headwater.spec import Platform, Topic, TopicKind
+
+CATALOG_DIR = Path(__file__).resolve().parent.parent.parent / "catalog"
+
+
+class SchemaType(StrEnum):
+    """The registry's name for a schema language (Confluent's `schemaType`)."""
+
+    AVRO = "AVRO"
+    JSON = "JSON"
+
+
+SCHEMA_TYPES_BY_SUFFIX = {".avsc": SchemaType.AVRO, ".json": SchemaType.JSON}
+
+
+class Compatibility(StrEnum):
+    """Compatibility levels of a subject, as the Confluent API (and Apicurio's ccompat API) name them."""
+
+    NONE = "NONE"
+    BACKWARD = "BACKWARD"
+    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
+    FORWARD = "FORWARD"
+    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
+    FULL = "FULL"
+    FULL_TRANSITIVE = "FULL_TRANSITIVE"
+
+    @property
+    def transitive(self) -> bool:
+        return self.value.endswith("_TRANSITIVE")
+
+    @property
+    def backward(self) -> bool:
+        """New readers must read data written with earlier schemas."""
+        return self.value.startswith(("BACKWARD", "FULL"))
+
+    @property
+    def forward(self) -> bool:
+        """Earlier readers must read data written with the new schema."""
+        return self.value.startswith(("FORWARD", "FULL"))
+
+
+DEFAULT_COMPATIBILITY = Compatibility.BACKWARD
+COMPATIBILITY_CHOICES = ", ".join(c.value for c in Compatibility)
+
+
+class ContractError(ValueError):
+    """A contract is missing, unreadable or misconfigured; `problems` has one readable line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def subject_name(topic: str) -> str:
+    """The registry subject of a topic's record values (Confluent's TopicNameStrategy)."""
+    return f"{topic}-value"
+
+
+def exempt(topic: Topic) -> bool:
+    """Journal topics carry a platform service's own storage format, never app data: no contract."""
+    return topic.kind == TopicKind.JOURNAL
+
+
+def registered_text(schema: Mapping[str, Any]) -> str:
+    """The exact text registered for a schema: its JSON with sorted keys (what the apps look up by)."""
+    return json.dumps(schema, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A topic's data contract in one stack: subject, schema language, schema text and compatibility."""
+
+    topic: str
+    subject: str
+    schema_type: SchemaType
+    compatibility: Compatibility
+    path: str  # relative to the catalog folder, as the catalog writes it
+    schema: Mapping[str, Any]
+
+    @property
+    def text(self) -> str:
+        return registered_text(self.schema)
+
+
+def _compatibility(platform: Platform, topic: Topic, problems: list[str]) -> Compatibility:
+    if topic.compatibility is None:
+        return DEFAULT_COMPATIBILITY
+    try:
+        return Compatibility(topic.compatibility.upper())
+    except ValueError:
+        problems.append(
+            f"stack {platform.stack}: topics.{topic.name}.compatibility = {topic.compatibility!r} is not valid; "
+            f"allowed: {COMPATIBILITY_CHOICES}"
+        )
+        return DEFAULT_COMPATIBILITY
+
+
+def schema_type_of(path: str) -> SchemaType | None:
+    return SCHEMA_TYPES_BY_SUFFIX.get(Path(path).suffix)
+
+
+def parse_schema_text(text: str, schema_type: SchemaType, where: str) -> dict[str, Any]:
+    """Parse and check a schema file's text; raises ContractError naming `where` and what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContractError([f"{where}: not valid JSON: {exc}"]) from None
+    if not isinstance(value, dict):
+        raise ContractError([f"{where}: a schema must be a JSON object, found {type(value).__name__}"])
+    if schema_type == SchemaType.AVRO:
+        import avro.errors
+        import avro.schema
+
+        try:
+            avro.schema.parse(json.dumps(value))
+        except (avro.errors.AvroException, ValueError, TypeError) as exc:
+            raise ContractError([f"{where}: not a valid Avro schema: {exc}"]) from None
+    else:
+        import jsonschema
+
+        try:
+            jsonschema.validators.validator_for(value).check_schema(value)
+        except jsonschema.SchemaError as exc:
+            at = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            raise ContractError([f"{where}: not a valid JSON Schema at {at}: {exc.message}"]) from None
+    return value
+
+
+def load_contracts(platform: Platform, catalog_dir: Path = CATALOG_DIR) -> list[Contract]:
+    """The contract of every non-journal topic of `platform`; ContractError lists every problem at once."""
+    problems: list[str] = []
+    out: list[Contract] = []
+    for topic in platform.topics:
+        if exempt(topic):
+            continue
+        key = f"catalog.topics.{topic.name}.schema"
+        if not topic.schema:
+            problems.append(
+                f"{key} is missing: every {topic.kind.value} topic needs a data contract "
+                f"(an .avsc or .json file under {catalog_dir / 'schemas'}); only journal topics are exempt"
+            )
+            continue
+        schema_type = schema_type_of(topic.schema)
+        if schema_type is None:
+            problems.append(
+                f"{key} = {topic.schema!r}: allowed: a path ending in "
+                f"{' or '.join(SCHEMA_TYPES_BY_SUFFIX)} (Avro or JSON Schema)"
+            )
+            continue
+        path = catalog_dir / topic.schema
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(f"{key} = {topic.schema!r}: cannot read {path}: {exc.strerror or exc}")
+            continue
+        level = _compatibility(platform, topic, problems)
+        try:
+            schema = parse_schema_text(text, schema_type, str(path))
+        except ContractError as err:
+            problems.extend(err.problems)
+            continue
+        out.append(
+            Contract(
+                topic=topic.name,
+                subject=subject_name(topic.name),
+                schema_type=schema_type,
+                compatibility=level,
+                path=topic.schema,
+                schema=schema,
+            )
+        )
+    if problems:
+        raise ContractError(problems)
+    return out
+
+
+def levels_by_stack(platforms: Iterable[Platform]) -> dict[str, dict[Compatibility, list[str]]]:
+    """Subject -> compatibility level -> the stacks that use it (an offline check runs each level once)."""
+    out: dict[str, dict[Compatibility, list[str]]] = {}
+    for platform in platforms:
+        for topic in platform.topics:
+            if exempt(topic) or not topic.schema:
+                continue
+            problems: list[str] = []
+            level = _compatibility(platform, topic, problems)
+            if problems:
+                raise ContractError(problems)
+            out.setdefault(subject_name(topic.name), {}).setdefault(level, []).append(platform.stack)
+    return out
