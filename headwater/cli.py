@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     lineage = sub.add_parser("lineage", help="print the flows: producer -> topic -> consumer")
     lineage.add_argument("--stack", required=True, choices=stacks)
     lineage.set_defaults(func=_lineage)
+
+    from headwater.contracts.cli import add_parser as add_contracts_parser
+
+    add_contracts_parser(sub, stacks)
     return parser
 
 

@@ -100,15 +100,14 @@ def ungranted(platform: Platform, topics: RegistryTopics = RegistryTopics()) -> 
     `schema-registry` principal's declared flows do not grant. [] means the registry can start."""
     problems: list[str] = []
     names = {t.name for t in platform.topics}
-    for role, name in (
-        ("journal", topics.journal),
-        ("snapshots", topics.snapshots),
-        ("events", topics.events),
+    for role, name, kind in (
+        ("journal", topics.journal, "kind journal: delete, kept forever"),
+        ("snapshots", topics.snapshots, "kind journal: delete, kept forever"),
+        ("events", topics.events, "kind events: delete, any retention"),
     ):
         if name not in names:
             problems.append(
-                f"catalog.topics: no topic {name!r}: Apicurio's KafkaSQL storage needs its {role} topic "
-                "(cleanup.policy delete; the journal and snapshots topics keep data forever: kind journal)"
+                f"catalog.topics: no topic {name!r}: Apicurio's KafkaSQL storage needs its {role} topic ({kind})"
             )
     try:
         principal = platform.principal(PRINCIPAL)
