@@ -11,6 +11,7 @@ from components.k8s import create_object, namespace
 from components.kafka_cluster import OPERATOR_NAMESPACE, KafkaCluster, KafkaClusterArgs, StrimziOperator
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
+from components.schema_registry import SchemaRegistry, SchemaRegistryArgs
 from headwater.spec import Platform
 
 
@@ -42,8 +43,13 @@ class HeadwaterPlatform(pulumi.ComponentResource):
             after_operator,
         )
         after_kafka = pulumi.ResourceOptions(parent=self, depends_on=[kafka.kafka])
-        KafkaTopics(f"{name}-topics", KafkaTopicsArgs(platform), after_kafka)
+        topics = KafkaTopics(f"{name}-topics", KafkaTopicsArgs(platform), after_kafka)
         principals = KafkaPrincipals(f"{name}-principals", KafkaPrincipalsArgs(platform), after_kafka)
+        SchemaRegistry(
+            f"{name}-registry",
+            SchemaRegistryArgs(platform),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, topics, principals]),
+        )
         flink_operator = FlinkOperator(
             f"{name}-flink-operator",
             platform.watched_namespaces,

@@ -1,0 +1,398 @@
+"""Apicurio Registry 3 with KafkaSQL storage, and every catalog contract registered in it.
+
+A plain Deployment of the pinned upstream image rather than the Apicurio operator's `ApicurioRegistry3`
+resource: the operator would be one more controller to install, pin and upgrade, its CRD would have to
+be fetched and validated like Strimzi's and Flink's, and it would generate the very objects written
+here (Deployment, Service, Ingress, PodDisruptionBudget) while hiding the settings that matter for
+KafkaSQL behind its own schema. These are core kinds, validated against the Kubernetes schemas.
+
+The registry talks to Kafka over the cluster's TLS listener as its own principal `schema-registry`
+(SCRAM-SHA-512 over TLS, or mTLS, as the cluster's listener demands), trusting the cluster CA. Its
+storage needs are in `headwater.contracts.kafkasql`; what the catalog does not grant yet is reported as
+warnings. The Confluent-compatible API (`/apis/ccompat/v7`) is served by the `schema-registry` Service on
+port 8080 to the apps; with `registry.host` an Ingress publishes it, with TLS from `registry.tlsSecret`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.k8s import create_object, labels, metadata, restricted_container_security
+from components.kafka_cluster import bootstrap_address, cluster_ca_secret
+from components.kafka_users import user_secret
+from headwater import versions
+from headwater.contracts import kafkasql
+from headwater.contracts.model import ContractError, load_contracts
+from headwater.spec import Authentication, Platform, Tier
+
+NAME = "schema-registry"
+COMPONENT = "schema-registry"
+IMAGE_REPOSITORY = "quay.io/apicurio/apicurio-registry"
+HTTP_PORT = 8080
+MANAGEMENT_PORT = 9000  # Quarkus management interface: /health/*, /metrics
+RUN_AS_USER = 1001  # the image's user
+CONFIG_DIR = "/etc/headwater/registry"
+CONFIG_FILE = "registry.properties"
+CA_DIR = "/etc/headwater/kafka-ca"
+USER_DIR = "/etc/headwater/kafka-user"
+CCOMPAT_PATH = "/apis/ccompat/v7"
+REGISTRY_URL_ENV = "HEADWATER_REGISTRY_URL"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+def registry_image() -> str:
+    return f"{IMAGE_REPOSITORY}:{versions.APICURIO_REGISTRY_VERSION}"
+
+
+def service_url(platform: Platform) -> str:
+    """The registry's root inside the cluster (apps add /apis/ccompat/v7)."""
+    return f"http://{NAME}.{platform.namespace}.svc:{HTTP_PORT}"
+
+
+def external_url(platform: Platform) -> str | None:
+    """The registry's root through the Ingress, when the stack publishes one."""
+    host = platform.registry.host
+    if not host:
+        return None
+    return f"{'https' if platform.registry.tls_secret else 'http'}://{host}"
+
+
+def _selector() -> dict[str, str]:
+    return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "headwater"}
+
+
+def kafka_client_settings(platform: Platform) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """(Kafka client settings of the registry's principal, the env vars carrying their secrets)."""
+    principal = platform.principal(kafkasql.PRINCIPAL)
+    secret = user_secret(principal.name)
+    client = {
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": f"{CA_DIR}/ca.crt",
+    }
+    if principal.authentication == Authentication.SCRAM:
+        client |= {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": SCRAM_MECHANISM,
+            "sasl.jaas.config": "${KAFKA_SASL_JAAS_CONFIG}",
+        }
+        env = [_secret_env("KAFKA_SASL_JAAS_CONFIG", secret, "sasl.jaas.config")]
+    else:
+        client |= {
+            "security.protocol": "SSL",
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": f"{USER_DIR}/user.p12",
+            "ssl.keystore.password": "${KAFKA_KEYSTORE_PASSWORD}",
+        }
+        env = [_secret_env("KAFKA_KEYSTORE_PASSWORD", secret, "user.password")]
+    return client, env
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def registry_properties(platform: Platform) -> dict[str, str]:
+    """The registry's settings (no secrets: those are `${...}` references to environment variables)."""
+    client, _ = kafka_client_settings(platform)
+    props = kafkasql.storage_properties(bootstrap_address(platform.kafka, platform.namespace), client)
+    props |= {
+        "apicurio.rest.artifact.deletion.enabled": "false",
+        "apicurio.storage.snapshot.location": "/tmp",
+        "quarkus.http.port": str(HTTP_PORT),
+        "quarkus.management.port": str(MANAGEMENT_PORT),
+    }
+    if platform.registry.host:
+        # Behind the Ingress: links and redirects use the public host and scheme.
+        props["quarkus.http.proxy.proxy-address-forwarding"] = "true"
+        props["quarkus.http.proxy.enable-forwarded-host"] = "true"
+    return dict(sorted(props.items()))
+
+
+def _spread(platform: Platform) -> list[dict[str, Any]]:
+    if platform.registry.replicas < 2:
+        return []
+    selector = {"matchLabels": _selector()}
+    keys = ["kubernetes.io/hostname"]
+    if platform.kafka.racks:
+        keys.append(platform.kafka.rack_topology_key)
+    return [
+        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector}
+        for key in keys
+    ]
+
+
+def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
+    """ConfigMap, Deployment and Service of the registry (+ Ingress and PodDisruptionBudget per stack)."""
+    settings = platform.registry
+    ns = platform.namespace
+    common = labels(COMPONENT, NAME)
+    principal = platform.principal(kafkasql.PRINCIPAL)
+    config_text = kafkasql.format_properties(registry_properties(platform))
+    config_name = f"{NAME}-config"
+    _, secret_env = kafka_client_settings(platform)
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_name}},
+        {
+            "name": "kafka-ca",
+            "secret": {
+                "secretName": cluster_ca_secret(platform.kafka),
+                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            },
+        },
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if principal.authentication == Authentication.TLS:
+        volumes.append(
+            {
+                "name": "kafka-user",
+                "secret": {
+                    "secretName": user_secret(principal.name),
+                    "items": [{"key": "user.p12", "path": "user.p12"}],
+                },
+            }
+        )
+        mounts.append({"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True})
+
+    def probe(path: str, **timing: int) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": "management"}, **timing}
+
+    container = {
+        "name": "registry",
+        "image": registry_image(),
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"},
+        ],
+        "env": [{"name": "QUARKUS_CONFIG_LOCATIONS", "value": f"{CONFIG_DIR}/{CONFIG_FILE}"}, *secret_env],
+        "volumeMounts": mounts,
+        "resources": settings.resources.k8s(),
+        # KafkaSQL replays the whole journal before it is ready: give start-up time, then probe tightly.
+        "startupProbe": probe("/health/live", periodSeconds=5, failureThreshold=60, timeoutSeconds=3),
+        "livenessProbe": probe("/health/live", periodSeconds=10, failureThreshold=3, timeoutSeconds=3),
+        "readinessProbe": probe("/health/ready", periodSeconds=5, failureThreshold=3, timeoutSeconds=3),
+        "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    spread = _spread(platform)
+    if spread:
+        pod_spec["topologySpreadConstraints"] = spread
+    config_hash = hashlib.sha256(config_text.encode()).hexdigest()[:16]
+    objs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(config_name, ns, common),
+            "data": {CONFIG_FILE: config_text},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(NAME, ns, common),
+            "spec": {
+                "replicas": settings.replicas,
+                "selector": {"matchLabels": _selector()},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {
+                    "metadata": {
+                        "labels": common,
+                        # A changed configuration rolls the pods.
+                        "annotations": {"headwater.io/config-hash": config_hash},
+                    },
+                    "spec": pod_spec,
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata(NAME, ns, common),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": _selector(),
+                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        },
+    ]
+    if settings.host:
+        ingress_spec: dict[str, Any] = {
+            "rules": [
+                {
+                    "host": settings.host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": NAME, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        }
+        if settings.ingress_class:
+            ingress_spec["ingressClassName"] = settings.ingress_class
+        if settings.tls_secret:
+            ingress_spec["tls"] = [{"hosts": [settings.host], "secretName": settings.tls_secret}]
+        objs.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": metadata(NAME, ns, common),
+                "spec": ingress_spec,
+            }
+        )
+    if settings.replicas > 1:
+        objs.append(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": metadata(NAME, ns, common),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector()}},
+            }
+        )
+    return objs
+
+
+def registry_problems(platform: Platform) -> list[str]:
+    """What makes the stack's registry settings unusable: (key, value, what is allowed) as readable lines."""
+    s = platform.registry
+    out: list[str] = []
+
+    def bad(key: str, value: object, allowed: str) -> None:
+        out.append(f"stack {platform.stack}: {key} = {value!r} is not valid; allowed: {allowed}")
+
+    try:
+        principal = platform.principal(kafkasql.PRINCIPAL)
+    except KeyError:
+        bad(
+            "catalog.principals",
+            sorted(p.name for p in platform.principals),
+            f"a principal {kafkasql.PRINCIPAL!r}",
+        )
+        return out
+    if principal.authentication != platform.kafka.authentication:
+        bad(
+            f"catalog.principals.{principal.name}.authentication",
+            principal.authentication.value,
+            f"{platform.kafka.authentication.value}, the authentication of the cluster's TLS listener",
+        )
+    if platform.tier == Tier.PROD and s.replicas < 2:
+        bad("registry.replicas", s.replicas, "at least 2 in prod (the registry serves every producer)")
+    if s.host and not s.tls_secret and not platform.tier.is_development:
+        bad("registry.tlsSecret", None, "a TLS secret for registry.host outside local and dev")
+    for key, value in (("registry.tlsSecret", s.tls_secret), ("registry.ingressClass", s.ingress_class)):
+        if value and not s.host:
+            bad(key, value, "only together with registry.host (the Ingress it configures)")
+    return out
+
+
+@dataclass(frozen=True)
+class SchemaRegistryArgs:
+    """What the registry needs. `registry_url` is where Pulumi reaches its API to register the contracts:
+    by default $HEADWATER_REGISTRY_URL, else the Ingress URL, else the in-cluster Service (for a program
+    that runs inside the cluster). `register_contracts=False` deploys the registry alone."""
+
+    platform: Platform
+    registry_url: str | None = None
+    register_contracts: bool = True
+    verify_tls: bool | str = True
+
+    def __post_init__(self) -> None:
+        problems = registry_problems(self.platform)
+        if self.register_contracts:
+            try:
+                load_contracts(self.platform)
+            except ContractError as err:
+                problems += err.problems
+        if problems:
+            raise ValueError(
+                f"invalid schema registry settings for stack {self.platform.stack}:\n  "
+                + "\n  ".join(problems)
+            )
+
+    def api_url(self) -> str:
+        return (
+            self.registry_url
+            or os.environ.get(REGISTRY_URL_ENV)
+            or external_url(self.platform)
+            or service_url(self.platform)
+        )
+
+
+class SchemaRegistry(pulumi.ComponentResource):
+    """The registry Deployment behind its Service (and Ingress), plus one `SubjectSchema` per contract."""
+
+    service_url: pulumi.Output[str]
+    """Root URL of the registry inside the cluster; apps use `<service_url>/apis/ccompat/v7`."""
+    ccompat_url: pulumi.Output[str]
+    """The Confluent-compatible API inside the cluster."""
+    schema_ids: pulumi.Output[dict[str, int]]
+    """Subject -> the registry's id of its current schema."""
+
+    def __init__(
+        self, name: str, args: SchemaRegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("headwater:registry:SchemaRegistry", name, None, opts)
+        platform = args.platform
+        for gap in kafkasql.ungranted(platform):
+            pulumi.log.warn(f"schema registry: {gap}", self)
+        rendered = render_schema_registry(platform)
+        config = [o for o in rendered if o["kind"] == "ConfigMap"]
+        made = {
+            o["kind"]: create_object(f"{name}-{o['kind'].lower()}", o, pulumi.ResourceOptions(parent=self))
+            for o in config
+        }
+        for o in rendered:
+            if o["kind"] != "ConfigMap":
+                made[o["kind"]] = create_object(
+                    f"{name}-{o['kind'].lower()}",
+                    o,
+                    pulumi.ResourceOptions(parent=self, depends_on=list(made.values())),
+                )
+        self.subjects: dict[str, pulumi.Resource] = {}
+        if args.register_contracts:
+            from headwater.contracts.provider import SubjectSchema, SubjectSchemaArgs
+
+            # Registration needs the API up: after the Deployment is ready (and the Ingress, if any).
+            api = [made[k] for k in ("Deployment", "Service", "Ingress") if k in made]
+            for contract in load_contracts(platform):
+                self.subjects[contract.subject] = SubjectSchema(
+                    f"{name}-subject-{contract.topic}",
+                    SubjectSchemaArgs(
+                        registry_url=args.api_url(),
+                        subject=contract.subject,
+                        schema=contract.text,
+                        schema_type=contract.schema_type.value,
+                        compatibility=contract.compatibility.value,
+                        verify_tls=args.verify_tls,
+                    ),
+                    pulumi.ResourceOptions(parent=self, depends_on=api),
+                )
+        self.service_url = pulumi.Output.from_input(service_url(platform))
+        self.ccompat_url = pulumi.Output.from_input(service_url(platform) + CCOMPAT_PATH)
+        ids = {subject: res.schema_id for subject, res in self.subjects.items()}  # type: ignore[attr-defined]
+        self.schema_ids = pulumi.Output.from_input(ids) if ids else pulumi.Output.from_input({})
+        self.register_outputs(
+            {"service_url": self.service_url, "ccompat_url": self.ccompat_url, "schema_ids": self.schema_ids}
+        )
