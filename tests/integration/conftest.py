@@ -1,0 +1,112 @@
+"""Integration fixtures: real local Kafka brokers, started by the tests themselves from the `local` spec.
+
+- `provisioned` (session): THE platform of this test session: one broker in a temporary state dir on free
+  ports, provisioned from the local spec (topics, credentials, ACLs, client files). Shared by every
+  integration test that needs Kafka (registry, Flink jobs...): treat its spec topics as the platform's, and
+  leave them as you would leave a shared cluster.
+- `local_kafka` (session): the broker under `provisioned`, for tests that only need the broker itself.
+- `scratch_provisioned` (session, started on first use): a second, separate broker provisioned the same
+  way, for tests that write probe records everywhere, commit offsets in every group or restart the broker
+  (the ACL matrix, the lifecycle tests), so the shared platform stays clean.
+
+Both brokers are stopped at the end of the session, on Ctrl-C and on SIGTERM; nothing outlives pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headwater.config import load_platform
+from headwater.local import (
+    KafkaPorts,
+    LocalKafka,
+    ProvisionReport,
+    bootstrap_servers,
+    client_config,
+    install_signal_handlers,
+    properties_file,
+    provision,
+)
+from headwater.local.process import stderr_progress
+from headwater.spec import Platform
+
+HERE = Path(__file__).resolve().parent
+_handlers_installed = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """A running broker provisioned from a spec, and how each principal connects to it."""
+
+    kafka: LocalKafka
+    report: ProvisionReport  # what the first provisioning created
+
+    @property
+    def platform(self) -> Platform:
+        return self.kafka.platform
+
+    def config(self, principal: str, **overrides: Any) -> dict[str, Any]:
+        """librdkafka settings for `principal` (plus overrides such as group.id)."""
+        return {**client_config(self.kafka, principal), **overrides}
+
+    def admin_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka settings for the platform super user."""
+        return {**self.kafka.admin_config(), **overrides}
+
+    def bootstrap(self, principal: str) -> str:
+        return bootstrap_servers(self.kafka, principal)
+
+    def properties_file(self, principal: str, *, flink: bool = False) -> Path:
+        """The Java client properties file of `principal` (`flink=True`: for flink-sql-connector-kafka)."""
+        return properties_file(self.kafka, principal, flink=flink)
+
+
+def _start(platform: Platform, state_dir: Path, name: str) -> LocalKafka:
+    global _handlers_installed
+    if not _handlers_installed:
+        install_signal_handlers()  # SIGTERM to pytest must not orphan a broker
+        _handlers_installed = True
+    kafka = LocalKafka(platform, state_dir, KafkaPorts.free(), progress=stderr_progress(name), heap="512m")
+    return kafka.start()
+
+
+@pytest.fixture(scope="session")
+def local_platform() -> Platform:
+    """The `local` stack's platform spec, as `make local` runs it."""
+    return load_platform("local")
+
+
+@pytest.fixture(scope="session")
+def local_kafka(local_platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    kafka = _start(local_platform, tmp_path_factory.mktemp("headwater-local"), "kafka")
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def provisioned(local_kafka: LocalKafka) -> Provisioned:
+    return Provisioned(local_kafka, provision(local_kafka, progress=stderr_progress("provision")))
+
+
+@pytest.fixture(scope="session")
+def scratch_provisioned(
+    local_platform: Platform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Provisioned]:
+    kafka = _start(local_platform, tmp_path_factory.mktemp("headwater-scratch"), "scratch-kafka")
+    try:
+        yield Provisioned(kafka, provision(kafka, progress=stderr_progress("scratch-provision")))
+    finally:
+        kafka.stop()
