@@ -27,7 +27,7 @@ from components.kafka_cluster import bootstrap_address, cluster_ca_secret
 from components.kafka_users import user_secret
 from headwater import versions
 from headwater.contracts import kafkasql
-from headwater.contracts.model import ContractError, load_contracts
+from headwater.contracts.model import ContractError, load_contracts, registry_warnings
 from headwater.spec import Authentication, Platform, Tier
 
 NAME = "schema-registry"
@@ -377,6 +377,8 @@ class SchemaRegistry(pulumi.ComponentResource):
             # Registration needs the API up: after the Deployment is ready (and the Ingress, if any).
             api = [made[k] for k in ("Deployment", "Service", "Ingress") if k in made]
             for contract in load_contracts(platform):
+                for warning in registry_warnings(contract):
+                    pulumi.log.warn(f"schema registry: {warning}", self)
                 self.subjects[contract.subject] = SubjectSchema(
                     f"{name}-subject-{contract.topic}",
                     SubjectSchemaArgs(

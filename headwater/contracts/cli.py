@@ -23,6 +23,8 @@ from headwater.contracts.model import (
     SchemaType,
     load_contracts,
     parse_schema_text,
+    registry_warnings,
+    same_schema,
     schema_type_of,
 )
 from headwater.spec import Platform
@@ -65,6 +67,8 @@ def check(args: argparse.Namespace) -> int:
     broken = 0
     for subject, entry in subjects.items():
         c = entry.contract
+        for warning in registry_warnings(c):
+            print(f"  warn  {subject}: {warning}")
         path = catalog_dir / c.path
         transitive = any(level.transitive for level in entry.levels)
         try:
@@ -142,7 +146,7 @@ def register(args: argparse.Namespace) -> int:
             history = client.history(contract.subject)
             previous = [(f"version {v.version} (id {v.id})", json.loads(v.text)) for v in history]
             local: list[Incompatibility] = []
-            if not any(v.text == contract.text for v in history):
+            if not any(same_schema(v.text, contract.text) for v in history):
                 local = check_evolution(
                     contract.subject, contract.schema_type, contract.compatibility, contract.schema, previous
                 )

@@ -12,6 +12,7 @@ normalisation the apps use when they look their schema's id up, so both sides na
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,6 +72,13 @@ class ContractError(ValueError):
         super().__init__("\n".join(problems))
 
 
+# `$schema` values that Apicurio Registry 3.3.3's JSON Schema compatibility rule can evaluate. With a
+# 2019-09 or 2020-12 meta-schema it answers HTTP 500 "could not determine version" to every compatibility
+# check, so no second version of the subject can ever be registered (the first one registers fine).
+REGISTRY_JSON_SCHEMA_DRAFTS = re.compile(r"^https?://json-schema\.org/(draft-0[4-7]/)?schema#?$")
+REGISTRY_JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
+
+
 def subject_name(topic: str) -> str:
     """The registry subject of a topic's record values (Confluent's TopicNameStrategy)."""
     return f"{topic}-value"
@@ -84,6 +92,14 @@ def exempt(topic: Topic) -> bool:
 def registered_text(schema: Mapping[str, Any]) -> str:
     """The exact text registered for a schema: its JSON with sorted keys (what the apps look up by)."""
     return json.dumps(schema, sort_keys=True)
+
+
+def same_schema(a: str, b: str) -> bool:
+    """Do two schema texts hold the same JSON? (The registry may hand back Avro re-serialized.)"""
+    try:
+        return bool(json.loads(a) == json.loads(b))
+    except json.JSONDecodeError:
+        return a == b
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,19 @@ class Contract:
     @property
     def text(self) -> str:
         return registered_text(self.schema)
+
+
+def registry_warnings(contract: Contract) -> list[str]:
+    """What the registry cannot do with this contract even though it is valid (one line each)."""
+    declared = contract.schema.get("$schema") if contract.schema_type == SchemaType.JSON else None
+    if declared is not None and not REGISTRY_JSON_SCHEMA_DRAFTS.match(str(declared)):
+        return [
+            f"catalog/{contract.path}: $schema {declared!r}: Apicurio Registry's compatibility rule only "
+            f"understands JSON Schema drafts 4 to 7, so every later version of {contract.subject} would be "
+            f"refused (HTTP 500 'could not determine version'); declare {REGISTRY_JSON_SCHEMA_DRAFT!r} "
+            "(the draft-07 keywords cover what the contracts use)"
+        ]
+    return []
 
 
 def _compatibility(platform: Platform, topic: Topic, problems: list[str]) -> Compatibility:

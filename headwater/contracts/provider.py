@@ -23,7 +23,14 @@ import pulumi
 import pulumi.dynamic
 
 from headwater.contracts.compat import Incompatibility, check_evolution
-from headwater.contracts.model import Compatibility, ContractError, SchemaType, parse_schema_text
+from headwater.contracts.model import (
+    Compatibility,
+    ContractError,
+    SchemaType,
+    parse_schema_text,
+    registered_text,
+    same_schema,
+)
 from headwater.contracts.registry import RegistryClient, RegistryError
 
 INPUTS = ("registry_url", "subject", "schema", "schema_type", "compatibility", "verify_tls")
@@ -51,7 +58,7 @@ def breaking_changes(props: dict[str, Any], olds: dict[str, Any] | None = None) 
         registry_level = client.get_compatibility(subject)
     except RegistryError as exc:
         old_text = (olds or {}).get("schema")
-        if not old_text or old_text == text:
+        if not old_text or same_schema(str(old_text), text):
             return [], f"nothing (registry not reachable: {exc})"
         previous = [("the last deployed version", json.loads(str(old_text)))]
         offline = check_evolution(subject, kind, level, new, previous)
@@ -59,12 +66,16 @@ def breaking_changes(props: dict[str, Any], olds: dict[str, Any] | None = None) 
             f"the last deployed schema in the Pulumi state (the registry at {client.root} is not reachable: {exc})"
         )
     where = f"the {len(history)} version(s) the registry at {client.root} holds"
-    if any(v.text == text for v in history):
+    if any(same_schema(v.text, text) for v in history):
         return [], where  # already registered: registering it again is a no-op
     versions = [(f"version {v.version} (id {v.id})", json.loads(v.text)) for v in history]
     found: list[Incompatibility] = check_evolution(subject, kind, level, new, versions)
     lines = [str(i) for i in found]
-    if history and registry_level == level and not client.is_compatible(subject, text, kind):
+    try:
+        refused = bool(history) and registry_level == level and not client.is_compatible(subject, text, kind)
+    except RegistryError as exc:
+        return [*lines, f"{subject} ({level.value}): the registry cannot check the new schema: {exc}"], where
+    if refused:
         lines += [
             f"{subject} ({level.value}): the registry says: {cause}"
             for cause in client.explain(subject, text)
@@ -156,7 +167,7 @@ class SubjectSchemaProvider(pulumi.dynamic.ResourceProvider):
         outs = {
             **props,
             "subject": id_,
-            "schema": latest.text,
+            "schema": registered_text(json.loads(latest.text)),
             "schema_type": latest.schema_type.value,
             "compatibility": level.value if level else props.get("compatibility"),
             "schema_id": latest.id,

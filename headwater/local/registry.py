@@ -65,10 +65,11 @@ class KafkaSqlStorage:
     @classmethod
     def for_local_kafka(cls, kafka: Any, principal: str = kafkasql.PRINCIPAL) -> KafkaSqlStorage:
         """The settings of `principal` on a provisioned `headwater.local.kafka.LocalKafka`."""
-        from headwater.local.provision import java_client_properties
+        from headwater.local.provision import bootstrap_servers, java_client_properties
 
-        props = java_client_properties(kafka, principal)
-        return cls(bootstrap=props["bootstrap.servers"], client=props)
+        return cls(
+            bootstrap=bootstrap_servers(kafka, principal), client=java_client_properties(kafka, principal)
+        )
 
     def split(self) -> tuple[dict[str, str], dict[str, str]]:
         """(properties for the file, environment variables holding the secrets they reference)."""
@@ -240,6 +241,9 @@ class LocalRegistry:
         if self.kafka is None:
             return {**base, "apicurio.storage.kind": "sql", "apicurio.storage.sql.kind": "h2"}, {}
         props, env = self.kafka.split()
+        # Start-up reads the snapshots topic and verifies the journal with polls of this length (5 s by
+        # default, several in a row); on one machine the answer comes in milliseconds.
+        props["apicurio.kafkasql.consumer.poll.timeout"] = "1000"
         return {**base, **props}, env
 
     def command(self, java: str, home: Path) -> list[str]:

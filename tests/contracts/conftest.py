@@ -1,0 +1,43 @@
+"""Contract tests run against a real Apicurio Registry that this session starts (in-memory storage).
+
+`registry` (session): one local registry on a free port, started once and stopped at the end of the
+session (and on Ctrl-C / SIGTERM: nothing outlives pytest). Tests that change subjects use subject names
+of their own (`fresh_subject`), so they do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headwater.contracts.registry import RegistryClient
+from headwater.local.process import install_signal_handlers, stderr_progress
+from headwater.local.registry import LocalRegistry
+
+CATALOG = Path(__file__).resolve().parents[2] / "catalog"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    install_signal_handlers()
+    local = LocalRegistry(tmp_path_factory.mktemp("registry"), port=0, progress=stderr_progress("registry"))
+    local.start()
+    print(f"\n[registry] in-memory Apicurio Registry ready in {local.started_in:.1f}s", file=sys.stderr)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def client(registry: LocalRegistry) -> RegistryClient:
+    return registry.client()
+
+
+@pytest.fixture
+def fresh_subject() -> str:
+    return f"test.{uuid.uuid4().hex[:10]}.v1-value"
