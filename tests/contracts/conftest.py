@@ -10,15 +10,12 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from headwater.contracts.registry import RegistryClient
 from headwater.local.process import install_signal_handlers, stderr_progress
 from headwater.local.registry import LocalRegistry
-
-CATALOG = Path(__file__).resolve().parents[2] / "catalog"
 
 
 @pytest.fixture(scope="session")
