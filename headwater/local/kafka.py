@@ -136,7 +136,7 @@ class KafkaPorts:
                     ) from None
 
 
-def _java() -> str:
+def java_executable() -> str:
     home = os.environ.get("JAVA_HOME")
     if home and (Path(home) / "bin" / "java").is_file():
         return str(Path(home) / "bin" / "java")
@@ -328,7 +328,7 @@ class LocalKafka:
         self._process = Supervised(
             "kafka",
             [
-                _java(),
+                java_executable(),
                 "-Xms256m",
                 f"-Xmx{self.heap}",
                 "-XX:+UseG1GC",
@@ -511,7 +511,7 @@ class LocalKafka:
         cluster_id = id_file.read_text().strip()
         self.progress(f"formatting the broker storage in {self.data_dir} (cluster id {cluster_id})")
         cmd = [
-            _java(),
+            java_executable(),
             f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}",
             "-cp",
             classpath,

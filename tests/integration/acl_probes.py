@@ -320,7 +320,7 @@ def connect(conf: dict[str, Any], timeout: float = 5.0) -> tuple[set[str] | None
             return set(md.topics), errors
         except KafkaException:
             producer.poll(0)
-            if any(e.code() != KafkaError._ALL_BROKERS_DOWN for e in errors):
-                break  # the decisive error (authentication, TLS, transport) has been reported
+            if errors:
+                break  # the broker refused or hung up: more attempts would only repeat that
     producer.poll(0)
     return None, errors
