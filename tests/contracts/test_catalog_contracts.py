@@ -1,0 +1,103 @@
+"""Contracts as the catalog declares them: one per non-journal topic, subject names, levels, clear errors."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headwater.config import CATALOG_DIR, load_platform, read_yaml
+from headwater.contracts.model import (
+    Compatibility,
+    ContractError,
+    SchemaType,
+    load_contracts,
+    registry_warnings,
+)
+from headwater.spec import TopicKind
+
+STACKS = ["local", "dev", "staging", "prod"]
+
+
+def _catalog() -> dict[str, Any]:
+    return copy.deepcopy(read_yaml(CATALOG_DIR / "catalog.yaml"))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_topic_but_journals_has_a_parsable_contract(stack: str) -> None:
+    platform = load_platform(stack)
+    contracts = {c.topic: c for c in load_contracts(platform)}
+    for topic in platform.topics:
+        if topic.kind == TopicKind.JOURNAL:
+            assert topic.name not in contracts
+        else:
+            assert contracts[topic.name].subject == f"{topic.name}-value"
+    kinds = {t: c.schema_type for t, c in contracts.items()}
+    assert kinds["agents.events.raw.v1"] == SchemaType.JSON
+    assert {kinds[t] for t in kinds if t != "agents.events.raw.v1"} == {SchemaType.AVRO}
+
+
+def test_compatibility_is_backward_unless_the_stack_or_catalog_says_otherwise() -> None:
+    prod = {c.topic: c.compatibility for c in load_contracts(load_platform("prod"))}
+    dev = {c.topic: c.compatibility for c in load_contracts(load_platform("dev"))}
+    assert prod["agents.signals.v1"] == prod["features.agent_activity.v1"] == Compatibility.FULL_TRANSITIVE
+    assert prod["agents.events.raw.v1"] == Compatibility.BACKWARD
+    assert set(dev.values()) == {Compatibility.BACKWARD}
+    catalog = _catalog()
+    catalog["topics"]["agents.events.deadletter.v1"]["compatibility"] = "forward"
+    local = {c.topic: c.compatibility for c in load_contracts(load_platform("local", catalog=catalog))}
+    assert local["agents.events.deadletter.v1"] == Compatibility.FORWARD
+
+
+def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_path: Path) -> None:
+    catalog = _catalog()
+    topics = catalog["topics"]
+    topics["agents.signals.v1"]["compatibility"] = "SIDEWAYS"
+    topics["features.agent_activity.v1"].pop("schema")
+    topics["agents.events.deadletter.v1"]["schema"] = "schemas/deadletter.proto"
+    (tmp_path / "schemas").mkdir()
+    for name in ("agents.events.raw.v1.json", "agents.signals.v1.avsc"):
+        (tmp_path / "schemas" / name).write_text((CATALOG_DIR / "schemas" / name).read_text())
+    with pytest.raises(ContractError) as err:
+        load_contracts(load_platform("local", catalog=catalog), tmp_path)
+    assert err.value.problems == [
+        "catalog.topics.agents.events.deadletter.v1.schema = 'schemas/deadletter.proto': allowed: a path "
+        "ending in .avsc or .json (Avro or JSON Schema)",
+        "stack local: topics.agents.signals.v1.compatibility = 'SIDEWAYS' is not valid; allowed: NONE, "
+        "BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
+        f"catalog.topics.features.agent_activity.v1.schema is missing: every feature topic needs a data "
+        f"contract (an .avsc or .json file under {tmp_path / 'schemas'}); only journal topics are exempt",
+    ]
+
+
+def test_a_missing_or_invalid_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "agents.events.raw.v1.json").write_text('{"type": "object", "required": "id"}')
+    with pytest.raises(ContractError) as err:
+        load_contracts(load_platform("local"), tmp_path)
+    text = "\n".join(err.value.problems)
+    assert (
+        f"{tmp_path / 'schemas' / 'agents.events.raw.v1.json'}: not a valid JSON Schema at required:" in text
+    )
+    assert f"cannot read {tmp_path / 'schemas' / 'agents.signals.v1.avsc'}" in text
+
+
+def test_dead_letters_carry_the_contract_violation() -> None:
+    (dlq,) = [c for c in load_contracts(load_platform("local")) if c.topic == "agents.events.deadletter.v1"]
+    fields = {f["name"]: f["type"] for f in dlq.schema["fields"]}
+    assert fields["reason_code"] == fields["reason"] == fields["contract"] == "string"
+    violation = fields["violations"]["items"]
+    assert [f["name"] for f in violation["fields"]] == ["field", "rule", "message"]
+    assert {"source_topic", "source_partition", "source_offset", "original"} <= set(fields)
+
+
+def test_registry_warnings_flag_json_schema_drafts_the_registry_cannot_compare() -> None:
+    (raw,) = [c for c in load_contracts(load_platform("local")) if c.topic == "agents.events.raw.v1"]
+    draft7 = copy.deepcopy(raw.schema) | {"$schema": "http://json-schema.org/draft-07/schema#"}
+    assert registry_warnings(replace(raw, schema=draft7)) == []
+    newer = copy.deepcopy(raw.schema) | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    (warning,) = registry_warnings(replace(raw, schema=newer))
+    assert "only understands JSON Schema drafts 4 to 7" in warning
