@@ -175,7 +175,8 @@ class Contract:
         Draft202012Validator.check_schema(schema)
         limits = schema.get("x-headwater-limits")
         if not isinstance(limits, dict) or not all(
-            isinstance(limits.get(k), int) and limits[k] > 0 for k in ("max_record_bytes", "max_payload_bytes")
+            isinstance(limits.get(k), int) and limits[k] > 0
+            for k in ("max_record_bytes", "max_payload_bytes")
         ):
             raise ValueError(
                 "the event contract needs x-headwater-limits with positive integers max_record_bytes "
@@ -204,7 +205,9 @@ class Contract:
         try:
             return self._check(record)
         except Exception as exc:
-            return _reject(record, PROCESSING_ERROR, "", "internal", f"{type(exc).__name__}: {_preview(str(exc))}")
+            return _reject(
+                record, PROCESSING_ERROR, "", "internal", f"{type(exc).__name__}: {_preview(str(exc))}"
+            )
 
     def _check(self, record: SourceRecord) -> AgentEvent | Rejected:
         value = record.value
@@ -231,7 +234,9 @@ class Contract:
             document = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
         except (json.JSONDecodeError, _AmbiguousJson) as exc:
             message = (
-                f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+                if isinstance(exc, json.JSONDecodeError)
+                else str(exc)
             )
             return _reject(record, MALFORMED_JSON, "", "json", message, schema_id)
 
@@ -245,7 +250,14 @@ class Contract:
         try:
             occurred = datetime.fromisoformat(document["occurred_at"].upper())
         except ValueError as exc:
-            return _reject(record, INVALID_TIMESTAMP, "/occurred_at", "date-time", f"not a valid date-time: {exc}", schema_id)
+            return _reject(
+                record,
+                INVALID_TIMESTAMP,
+                "/occurred_at",
+                "date-time",
+                f"not a valid date-time: {exc}",
+                schema_id,
+            )
         payload_json = wire.canonical_json(document["payload"])
         payload_size = len(payload_json.encode("utf-8"))
         if payload_size > self.max_payload_bytes:
@@ -342,10 +354,18 @@ def _explain(error: ValidationError) -> list[Violation]:
     limit = error.validator_value
     instance = error.instance
     if rule == "required" and isinstance(instance, dict):
-        return [Violation(f"{where}/{name}", rule, "missing required field") for name in limit if name not in instance]
+        return [
+            Violation(f"{where}/{name}", rule, "missing required field")
+            for name in limit
+            if name not in instance
+        ]
     if rule == "additionalProperties" and isinstance(instance, dict):
         known = error.schema.get("properties", {})
-        return [Violation(f"{where}/{name}", rule, "field is not in the contract") for name in instance if name not in known]
+        return [
+            Violation(f"{where}/{name}", rule, "field is not in the contract")
+            for name in instance
+            if name not in known
+        ]
     if rule == "type":
         expected = limit if isinstance(limit, str) else " or ".join(limit)
         message = f"must be {expected}, got {_json_type(instance)}"

@@ -24,12 +24,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cli.option(parser, "--source-topic", required=True, help="raw agent events topic")
     cli.option(parser, "--sink-topic", required=True, help="topic of validated, deduplicated signals")
     cli.option(parser, "--dead-letter-topic", required=True, help="topic of rejected records")
-    cli.option(parser, "--sink-schema-id", type=cli.non_negative_int, help="registry id of the signals schema")
     cli.option(
-        parser, "--dead-letter-schema-id", type=cli.non_negative_int, help="registry id of the dead-letter schema"
+        parser, "--sink-schema-id", type=cli.non_negative_int, help="registry id of the signals schema"
     )
     cli.option(
-        parser, "--dedup-ttl-ms", type=cli.positive_int, default=24 * 3600 * 1000, help="how long event ids are remembered"
+        parser,
+        "--dead-letter-schema-id",
+        type=cli.non_negative_int,
+        help="registry id of the dead-letter schema",
+    )
+    cli.option(
+        parser,
+        "--dedup-ttl-ms",
+        type=cli.positive_int,
+        default=24 * 3600 * 1000,
+        help="how long event ids are remembered",
     )
     cli.option(
         parser,
@@ -114,7 +123,9 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     args = parse_args(argv)
     build_job(args).execute(args.job_name)
 

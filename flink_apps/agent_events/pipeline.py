@@ -1,8 +1,8 @@
 """Flink wiring of the agent event pipeline; every decision is made in `logic`.
 
-    source records -> validate --(dead letters)--> encode -> dead-letter output
-                         |
-                    event time + watermarks -> key by event id -> dedup (TTL state) -> encode -> signals output
+source records -> validate --(dead letters)--> encode -> dead-letter output
+                     |
+                event time + watermarks -> key by event id -> dedup (TTL state) -> encode -> signals output
 """
 
 from __future__ import annotations
@@ -54,14 +54,18 @@ class AgentEventsConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-def build(env: StreamExecutionEnvironment, source: DataStream, config: AgentEventsConfig) -> dict[str, DataStream]:
+def build(
+    env: StreamExecutionEnvironment, source: DataStream, config: AgentEventsConfig
+) -> dict[str, DataStream]:
     """Wire the pipeline onto `source` (rows of flink_io.SOURCE_RECORD_TYPE).
 
     Returns the output streams (rows of flink_io.KAFKA_RECORD_TYPE) by name: `signals`, `dead_letters`.
     """
     del env  # part of the uniform build() signature; nothing here needs it
     checked = (
-        source.process(ValidateEvents(config.contract, config.dead_letters), output_type=Types.PICKLED_BYTE_ARRAY())
+        source.process(
+            ValidateEvents(config.contract, config.dead_letters), output_type=Types.PICKLED_BYTE_ARRAY()
+        )
         .name("validate against agents.events.raw.v1")
         .uid("agent-events-validate")
     )

@@ -80,7 +80,9 @@ def flag(text: str | bool) -> bool:
 
 
 def add_common_options(parser: argparse.ArgumentParser, *, job_name: str) -> None:
-    option(parser, "--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
+    option(
+        parser, "--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,host:port]"
+    )
     option(
         parser,
         "--kafka-properties-file",
@@ -100,7 +102,13 @@ def add_common_options(parser: argparse.ArgumentParser, *, job_name: str) -> Non
         default=900_000,
         help="Kafka transaction timeout; must not exceed the brokers' transaction.max.timeout.ms",
     )
-    option(parser, "--startup-mode", default="group-offsets", choices=STARTUP_MODES, help="where a new job starts reading")
+    option(
+        parser,
+        "--startup-mode",
+        default="group-offsets",
+        choices=STARTUP_MODES,
+        help="where a new job starts reading",
+    )
     option(parser, "--schema-registry-url", help="registry root; output schema ids are looked up there")
     option(
         parser,
@@ -140,7 +148,9 @@ def schema_folder(args: argparse.Namespace) -> Path:
     return schemas.schema_dir(args.schema_dir)
 
 
-def registry_client(args: argparse.Namespace, registry_properties: Mapping[str, str]) -> RegistryClient | None:
+def registry_client(
+    args: argparse.Namespace, registry_properties: Mapping[str, str]
+) -> RegistryClient | None:
     if not args.schema_registry_url:
         return None
     return RegistryClient(args.schema_registry_url, dict(registry_properties))

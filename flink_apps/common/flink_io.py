@@ -87,11 +87,7 @@ def kafka_source(
     for key, value in options.items():
         builder = builder.option(key, value)
     rows = t_env.to_data_stream(t_env.from_descriptor(builder.build()))
-    return (
-        rows.map(_to_source_record, output_type=SOURCE_RECORD_TYPE)
-        .name(f"{topic} records")
-        .uid(uid)
-    )
+    return rows.map(_to_source_record, output_type=SOURCE_RECORD_TYPE).name(f"{topic} records").uid(uid)
 
 
 def _to_source_record(row: Row) -> Row:
@@ -125,7 +121,9 @@ def kafka_sink(
     The transaction timeout must not exceed the brokers' `transaction.max.timeout.ms`.
     """
     table = t_env.from_data_stream(stream).select(
-        col("key").alias("k"), col("value").alias("v"), call("TO_TIMESTAMP_LTZ", col("timestamp"), 3).alias("ts")
+        col("key").alias("k"),
+        col("value").alias("v"),
+        call("TO_TIMESTAMP_LTZ", col("timestamp"), 3).alias("ts"),
     )
     schema = (
         Schema.new_builder()

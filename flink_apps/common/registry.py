@@ -67,7 +67,9 @@ class RegistryClient:
                 ) from None
         schema_id = answer.get("id")
         if not isinstance(schema_id, int):
-            raise RegistryError(f"registry answered without an integer id for subject {subject!r}: {answer!r}")
+            raise RegistryError(
+                f"registry answered without an integer id for subject {subject!r}: {answer!r}"
+            )
         return schema_id
 
     def schema_by_id(self, schema_id: int) -> dict[str, Any]:

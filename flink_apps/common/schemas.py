@@ -24,12 +24,16 @@ def schema_dir(override: str | None = None) -> Path:
     if chosen:
         path = Path(chosen)
         if not path.is_dir():
-            raise FileNotFoundError(f"schema folder {path} (from --schema-dir or ${SCHEMA_DIR_ENV}) does not exist")
+            raise FileNotFoundError(
+                f"schema folder {path} (from --schema-dir or ${SCHEMA_DIR_ENV}) does not exist"
+            )
         return path
     for candidate in (_PACKAGED, _REPOSITORY):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"no schema folder: set ${SCHEMA_DIR_ENV} or --schema-dir (looked in {_PACKAGED}, {_REPOSITORY})")
+    raise FileNotFoundError(
+        f"no schema folder: set ${SCHEMA_DIR_ENV} or --schema-dir (looked in {_PACKAGED}, {_REPOSITORY})"
+    )
 
 
 def load(name: str, folder: Path | None = None) -> dict[str, Any]:

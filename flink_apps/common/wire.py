@@ -71,13 +71,10 @@ class AvroCodec:
         writer_schemas: Callable[[int], Mapping[str, Any]] | None = None,
     ) -> None:
         self.schema_id = schema_id
+        self.full_name = f"{schema.get('namespace', '')}.{schema.get('name', '')}".lstrip(".")
         self._schema = fastavro.parse_schema(dict(schema))
         self._writer_schemas = writer_schemas
         self._writers: dict[int, Any] = {schema_id: self._schema}
-
-    @property
-    def full_name(self) -> str:
-        return str(self._schema["name"])
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()

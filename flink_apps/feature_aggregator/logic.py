@@ -134,7 +134,9 @@ class Accumulator:
         self.source_topic = self.source_topic or signal.source_topic
         seen = self.partitions.get(signal.source_partition)
         if seen is None:
-            self.partitions[signal.source_partition] = PartitionRange(signal.source_offset, signal.source_offset, 1)
+            self.partitions[signal.source_partition] = PartitionRange(
+                signal.source_offset, signal.source_offset, 1
+            )
         else:
             seen.min_offset = min(seen.min_offset, signal.source_offset)
             seen.max_offset = max(seen.max_offset, signal.source_offset)
@@ -156,17 +158,22 @@ class Accumulator:
             self.duration_max = max(self.duration_max or 0, other.duration_max)
         if other.first_seen_ms is not None:
             self.first_seen_ms = (
-                other.first_seen_ms if self.first_seen_ms is None else min(self.first_seen_ms, other.first_seen_ms)
+                other.first_seen_ms
+                if self.first_seen_ms is None
+                else min(self.first_seen_ms, other.first_seen_ms)
             )
         if other.last_seen_ms is not None and (
-            self.last_seen_ms is None or (other.last_seen_ms, other.last_event_type) > (self.last_seen_ms, self.last_event_type)
+            self.last_seen_ms is None
+            or (other.last_seen_ms, other.last_event_type) > (self.last_seen_ms, self.last_event_type)
         ):
             self.last_seen_ms, self.last_event_type = other.last_seen_ms, other.last_event_type
         self.source_topic = self.source_topic or other.source_topic
         for partition, theirs in other.partitions.items():
             mine = self.partitions.get(partition)
             if mine is None:
-                self.partitions[partition] = PartitionRange(theirs.min_offset, theirs.max_offset, theirs.count)
+                self.partitions[partition] = PartitionRange(
+                    theirs.min_offset, theirs.max_offset, theirs.count
+                )
             else:
                 mine.min_offset = min(mine.min_offset, theirs.min_offset)
                 mine.max_offset = max(mine.max_offset, theirs.max_offset)
@@ -176,7 +183,9 @@ class Accumulator:
     def features(self, entity_id: str, window_start_ms: int, window_end_ms: int) -> dict[str, Any]:
         """The features.agent_activity.v1 record for this window."""
         if self.event_count == 0 or self.first_seen_ms is None or self.last_seen_ms is None:
-            raise ValueError(f"no signals for entity {entity_id!r} in window [{window_start_ms}, {window_end_ms})")
+            raise ValueError(
+                f"no signals for entity {entity_id!r} in window [{window_start_ms}, {window_end_ms})"
+            )
         minutes = (window_end_ms - window_start_ms) / _MINUTE_MS
         return {
             "entity_id": entity_id,
@@ -202,7 +211,12 @@ class Accumulator:
                 "pipeline": PIPELINE,
                 "source_topic": self.source_topic,
                 "source_partitions": [
-                    {"partition": p, "min_offset": r.min_offset, "max_offset": r.max_offset, "record_count": r.count}
+                    {
+                        "partition": p,
+                        "min_offset": r.min_offset,
+                        "max_offset": r.max_offset,
+                        "record_count": r.count,
+                    }
                     for p, r in sorted(self.partitions.items())
                 ],
             },
@@ -215,4 +229,6 @@ def compute_features(signals: Iterable[Signal], size_ms: int) -> list[dict[str, 
     for signal in signals:
         start, _ = window_bounds(signal.occurred_at_ms, size_ms)
         accumulators.setdefault((start, signal.entity_id), Accumulator()).add(signal)
-    return [acc.features(entity, start, start + size_ms) for (start, entity), acc in sorted(accumulators.items())]
+    return [
+        acc.features(entity, start, start + size_ms) for (start, entity), acc in sorted(accumulators.items())
+    ]

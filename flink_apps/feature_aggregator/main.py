@@ -25,9 +25,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cli.add_common_options(parser, job_name="feature_aggregator")
     cli.option(parser, "--source-topic", required=True, help="signals topic (written by agent_events)")
     cli.option(parser, "--sink-topic", required=True, help="compacted topic of features keyed by entity id")
-    cli.option(parser, "--source-schema-id", type=cli.non_negative_int, help="registry id of the signals schema")
-    cli.option(parser, "--sink-schema-id", type=cli.non_negative_int, help="registry id of the features schema")
-    cli.option(parser, "--window-size-ms", type=cli.positive_int, default=60_000, help="tumbling window length")
+    cli.option(
+        parser, "--source-schema-id", type=cli.non_negative_int, help="registry id of the signals schema"
+    )
+    cli.option(
+        parser, "--sink-schema-id", type=cli.non_negative_int, help="registry id of the features schema"
+    )
+    cli.option(
+        parser, "--window-size-ms", type=cli.positive_int, default=60_000, help="tumbling window length"
+    )
     cli.option(
         parser,
         "--allowed-lateness-ms",
@@ -61,9 +67,13 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
     if args.source_schema_id is not None:
         signals_id = args.source_schema_id
     elif registry is not None:
-        signals_id = registry.lookup_id(f"{args.source_topic}-value", signals_schema, register=args.register_schemas)
+        signals_id = registry.lookup_id(
+            f"{args.source_topic}-value", signals_schema, register=args.register_schemas
+        )
     else:
-        raise SystemExit(f"no schema id for topic {args.source_topic!r}: give --source-schema-id or --schema-registry-url")
+        raise SystemExit(
+            f"no schema id for topic {args.source_topic!r}: give --source-schema-id or --schema-registry-url"
+        )
     config = pipeline.FeatureConfig(
         # Signals written with another (compatible) schema version decode through the registry.
         signals=AvroCodec(signals_schema, signals_id, registry.schema_by_id if registry else None),
@@ -118,7 +128,9 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     args = parse_args(argv)
     build_job(args).execute(args.job_name)
 

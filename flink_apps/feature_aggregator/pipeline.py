@@ -1,8 +1,8 @@
 """Flink wiring of the feature pipeline; every computation is in `logic`.
 
-    signal records -> decode -> event time + watermarks -> key by entity -> tumbling event-time window
-        -> accumulate -> features (with window and provenance) -> encode -> features output
-    records of closed windows (late) -> counted
+signal records -> decode -> event time + watermarks -> key by entity -> tumbling event-time window
+    -> accumulate -> features (with window and provenance) -> encode -> features output
+records of closed windows (late) -> counted
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class FeatureConfig:
             raise ValueError(f"allowed_lateness_ms must not be negative, got {self.allowed_lateness_ms}")
 
 
-def build(env: StreamExecutionEnvironment, source: DataStream, config: FeatureConfig) -> dict[str, DataStream]:
+def build(
+    env: StreamExecutionEnvironment, source: DataStream, config: FeatureConfig
+) -> dict[str, DataStream]:
     """Wire the pipeline onto `source` (rows of flink_io.SOURCE_RECORD_TYPE read from the signals topic).
 
     Returns the output streams (rows of flink_io.KAFKA_RECORD_TYPE) by name: `features`.
@@ -156,7 +158,9 @@ class EmitFeatures(ProcessWindowFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self._emitted = runtime_context.get_metrics_group().counter(EMITTED)
 
-    def process(self, key: str, context: ProcessWindowFunction.Context, elements: Iterable[Accumulator]) -> Iterator[Row]:
+    def process(
+        self, key: str, context: ProcessWindowFunction.Context, elements: Iterable[Accumulator]
+    ) -> Iterator[Row]:
         window: TimeWindow = context.window()
         for accumulator in elements:
             record = accumulator.features(key, window.start, window.end)

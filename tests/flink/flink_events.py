@@ -62,7 +62,9 @@ def framed(doc: Any, schema_id: int = 7) -> bytes:
     return wire.frame(schema_id, raw(doc))
 
 
-def record(value: bytes | None, offset: int = 0, partition: int = 0, timestamp_ms: int | None = BASE_MS) -> SourceRecord:
+def record(
+    value: bytes | None, offset: int = 0, partition: int = 0, timestamp_ms: int | None = BASE_MS
+) -> SourceRecord:
     return SourceRecord(RAW_TOPIC, partition, offset, timestamp_ms, value)
 
 

@@ -36,7 +36,9 @@ class Raw:
     delay_s: float = 0.0
 
 
-def minicluster_settings(work: Path, *, checkpoint_interval_ms: int = 500, parallelism: int = 1) -> dict[str, str]:
+def minicluster_settings(
+    work: Path, *, checkpoint_interval_ms: int = 500, parallelism: int = 1
+) -> dict[str, str]:
     return {
         "state.backend.type": "rocksdb",
         "execution.checkpointing.incremental": "true",
@@ -56,11 +58,20 @@ def minicluster_settings(work: Path, *, checkpoint_interval_ms: int = 500, paral
     }
 
 
-def environment(work: Path, **kwargs: Any) -> StreamExecutionEnvironment:
-    return runtime.create_environment(minicluster_settings(work, **kwargs))
+def environment(work: Path, extra: dict[str, str] | None = None, **kwargs: Any) -> StreamExecutionEnvironment:
+    return runtime.create_environment({**minicluster_settings(work, **kwargs), **(extra or {})})
 
 
-def records_source(env: StreamExecutionEnvironment, records: Sequence[Raw], uid: str = "test-source") -> DataStream:
+def completed_checkpoints(work: Path, job_id: str) -> list[Path]:
+    """Completed checkpoints of a job (those with metadata), oldest first."""
+    folders = (work / "checkpoints" / job_id).glob("chk-*")
+    done = [f for f in folders if (f / "_metadata").is_file()]
+    return sorted(done, key=lambda f: int(f.name.split("-")[1]))
+
+
+def records_source(
+    env: StreamExecutionEnvironment, records: Sequence[Raw], uid: str = "test-source"
+) -> DataStream:
     """Rows of SOURCE_RECORD_TYPE, one per record, in order (with parallelism 1)."""
     table = [(r.topic, r.partition, r.offset, r.timestamp_ms, r.value, r.delay_s) for r in records]
 
@@ -75,9 +86,10 @@ def records_source(env: StreamExecutionEnvironment, records: Sequence[Raw], uid:
         .uid(f"{uid}-sequence")
         .map(emit, output_type=SOURCE_RECORD_TYPE)
         .uid(f"{uid}-records")
-        # Its own Python worker: a delay here must not hold up the downstream operators' timers
-        # (periodic watermarks) or checkpoints, as a slow Kafka topic would not.
-        .disable_chaining()
+        # Delays must act like a slow topic: the source itself slows down (the map is chained to it, so
+        # checkpoint barriers queue behind no backlog), while the pipeline's operators, in another task
+        # behind this network edge, keep firing their timers (periodic watermarks).
+        .rebalance()
     )
 
 
@@ -96,7 +108,9 @@ def file_sink(stream: DataStream, folder: Path, uid: str) -> None:
 
     sink = (
         FileSink.for_row_format(str(folder), Encoder.simple_string_encoder())
-        .with_output_file_config(OutputFileConfig.builder().with_part_prefix("part").with_part_suffix(".jsonl").build())
+        .with_output_file_config(
+            OutputFileConfig.builder().with_part_prefix("part").with_part_suffix(".jsonl").build()
+        )
         .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
         .build()
     )

@@ -85,7 +85,9 @@ def test_confluent_framed_json_is_accepted_and_its_schema_id_kept() -> None:
         (b'{"duration_ms": NaN}', logic.MALFORMED_JSON, "json"),
     ],
 )
-def test_undecodable_records_are_rejected_with_the_layer_that_failed(value: bytes | None, code: str, rule: str) -> None:
+def test_undecodable_records_are_rejected_with_the_layer_that_failed(
+    value: bytes | None, code: str, rule: str
+) -> None:
     result = rejected(value)
     assert result.reason_code == code
     assert [v.rule for v in result.violations] == [rule]
@@ -161,7 +163,9 @@ def test_dead_letter_carries_reason_position_and_original_bytes() -> None:
         42,
     )
     assert letter["reason_code"] == logic.SCHEMA_VIOLATION
-    assert {"field": "/event_type", "rule": "type", "message": "must be string, got integer"} in letter["violations"]
+    assert {"field": "/event_type", "rule": "type", "message": "must be string, got integer"} in letter[
+        "violations"
+    ]
     assert letter["pipeline"] == "agent_events"
 
 
@@ -186,7 +190,7 @@ def test_duplicates_share_the_dedup_key_whatever_their_position() -> None:
 def test_contract_survives_pickling_for_the_python_workers() -> None:
     copy = pickle.loads(pickle.dumps(CONTRACT))
     assert isinstance(copy.check(record(raw(event()))), AgentEvent)
-    assert copy.check(record(raw(event(event_type="nope")))).reason_code == logic.UNKNOWN_EVENT_TYPE  # type: ignore[union-attr]
+    assert copy.check(record(raw(event(event_type="nope")))).reason_code == logic.UNKNOWN_EVENT_TYPE
 
 
 def test_contract_without_limits_is_refused() -> None:

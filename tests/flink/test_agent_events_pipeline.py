@@ -6,7 +6,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from flink_events import BASE_MS, DEAD_LETTERS_ID, contract, dead_letters_codec, event, framed, raw, signals_codec
+from flink_events import (
+    BASE_MS,
+    DEAD_LETTERS_ID,
+    contract,
+    dead_letters_codec,
+    event,
+    framed,
+    raw,
+    signals_codec,
+)
 from flink_harness import Raw, committed, environment, file_sink, records_source
 
 from flink_apps.agent_events import logic, pipeline
@@ -34,7 +43,13 @@ INPUT: list[tuple[int, int, bytes | None]] = [
     (0, 4, raw({k: v for k, v in event("evt-5").items() if k != "agent_id"})),  # missing field
     (1, 3, raw(event("evt-6", payload={"blob": "x" * 70_000}))),  # oversized record
     (0, 5, raw(event("evt-7", at_ms=BASE_MS - 4_000, agent_type="Critic"))),  # out of order, still valid
-    (1, 4, framed(event("evt-2", at_ms=BASE_MS + 3_000, agent_id="agent-2", event_type="task.failed"), schema_id=12)),
+    (
+        1,
+        4,
+        framed(
+            event("evt-2", at_ms=BASE_MS + 3_000, agent_id="agent-2", event_type="task.failed"), schema_id=12
+        ),
+    ),
     (0, 6, None),  # tombstone
     (1, 5, raw(event("evt-8", at_ms=BASE_MS + 9_000, duration_ms="slow"))),  # wrong type
 ]
@@ -54,7 +69,10 @@ EXPECTED_DEAD = {
 @pytest.mark.timeout(180)
 def test_valid_events_become_signals_once_and_every_bad_record_a_dead_letter(tmp_path: Path) -> None:
     env = environment(tmp_path)
-    records = [Raw(value, partition, offset, BASE_MS + 60_000 + i) for i, (partition, offset, value) in enumerate(INPUT)]
+    records = [
+        Raw(value, partition, offset, BASE_MS + 60_000 + i)
+        for i, (partition, offset, value) in enumerate(INPUT)
+    ]
     outputs = pipeline.build(env, records_source(env, records), config())
     file_sink(outputs[pipeline.SIGNALS], tmp_path / "signals", "signals")
     file_sink(outputs[pipeline.DEAD_LETTERS], tmp_path / "dead-letters", "dead-letters")

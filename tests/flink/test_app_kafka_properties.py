@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from flink_apps.common.kafka_properties import parse_properties, read_properties_file, redacted, split_client_properties
+from flink_apps.common.kafka_properties import (
+    parse_properties,
+    read_properties_file,
+    redacted,
+    split_client_properties,
+)
 
 STRIMZI_SCRAM = r"""
 # written by the init container
@@ -39,7 +44,7 @@ def test_registry_keys_are_split_off_and_reserved_keys_refused() -> None:
     kafka, registry = split_client_properties(parse_properties(STRIMZI_SCRAM))
     assert registry == {"basic.auth.user.info": "agent-events:pw"}
     assert "schema.registry.basic.auth.user.info" not in kafka
-    with pytest.raises(ValueError, match="'group.id'"):
+    with pytest.raises(ValueError, match=r"'group\.id'"):
         split_client_properties({"group.id": "x"})
 
 
@@ -51,5 +56,5 @@ def test_redaction_hides_credentials_only() -> None:
 
 
 def test_missing_file_error_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="nope.properties"):
+    with pytest.raises(ValueError, match=r"nope\.properties"):
         read_properties_file(tmp_path / "nope.properties")

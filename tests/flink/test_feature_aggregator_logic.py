@@ -14,7 +14,9 @@ from flink_apps.feature_aggregator.logic import Accumulator, Signal
 MIN = 60_000
 
 
-def sig(offset: int, at_ms: int, *, entity: str = "e-1", event_type: str = "tool.called", **kw: object) -> Signal:
+def sig(
+    offset: int, at_ms: int, *, entity: str = "e-1", event_type: str = "tool.called", **kw: object
+) -> Signal:
     base = Signal(
         entity_id=entity,
         agent_id="agent-1",
@@ -47,7 +49,16 @@ def test_features_of_one_window() -> None:
     acc = Accumulator()
     acc.add(sig(10, BASE_MS + 1_000, session_id="s1", duration_ms=100))
     acc.add(sig(11, BASE_MS + 30_000, event_type="tool.failed", session_id="s1", duration_ms=300))
-    acc.add(sig(3, BASE_MS + 20_000, event_type="llm.responded", agent_id="agent-2", session_id="s2", source_partition=4))
+    acc.add(
+        sig(
+            3,
+            BASE_MS + 20_000,
+            event_type="llm.responded",
+            agent_id="agent-2",
+            session_id="s2",
+            source_partition=4,
+        )
+    )
     acc.add(sig(12, BASE_MS + 30_000, event_type="llm.requested"))
     out = acc.features("e-1", BASE_MS, BASE_MS + 2 * MIN)
 
@@ -61,7 +72,9 @@ def test_features_of_one_window() -> None:
     assert (out["distinct_agents"], out["distinct_sessions"]) == (2, 2)
     assert (out["avg_duration_ms"], out["max_duration_ms"]) == (200.0, 300)
     assert (out["first_seen_at"], out["last_seen_at"]) == (BASE_MS + 1_000, BASE_MS + 30_000)
-    assert out["last_event_type"] == "tool.failed"  # same millisecond as llm.requested: the name breaks the tie
+    assert (
+        out["last_event_type"] == "tool.failed"
+    )  # same millisecond as llm.requested: the name breaks the tie
     assert out["provenance"] == {
         "feature_set": "agent_activity",
         "feature_set_version": logic.FEATURE_SET_VERSION,
@@ -84,7 +97,13 @@ def test_no_duration_gives_null_duration_features() -> None:
 
 def test_out_of_order_input_and_split_accumulators_give_the_same_features() -> None:
     signals = [
-        sig(i, BASE_MS + (i * 7_919) % (3 * MIN), entity=f"e-{i % 3}", event_type=("tool.failed" if i % 4 == 0 else "tool.called"), duration_ms=i)
+        sig(
+            i,
+            BASE_MS + (i * 7_919) % (3 * MIN),
+            entity=f"e-{i % 3}",
+            event_type=("tool.failed" if i % 4 == 0 else "tool.called"),
+            duration_ms=i,
+        )
         for i in range(40)
     ]
     in_order = logic.compute_features(sorted(signals, key=lambda s: s.occurred_at_ms), MIN)
