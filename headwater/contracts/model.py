@@ -1,9 +1,12 @@
 """Data contracts from the catalog: one registry subject per topic value, its schema file and compatibility.
 
 The catalog's `schema:` key (a path relative to `catalog/`) names a topic's contract. The file's extension
-says its kind: `.avsc` is Avro (the curated topics), `.json` is JSON Schema (raw JSON ingestion). Journal
-topics are exempt: they hold a platform service's own storage format (Apicurio's KafkaSQL journal), which
-no app reads or writes, so they carry no contract. Every other topic must have one.
+says its kind: `.avsc` is Avro (the curated topics), `.json` is JSON Schema (raw JSON ingestion).
+
+Exempt: journal topics, and topics that only platform services write (every producer is a principal of
+kind `platform`). They carry a platform service's own format (Apicurio's KafkaSQL journal, snapshots and
+change events), which no app reads or writes and which the service's version pins, so a contract in the
+registry would only describe the registry to itself. Every other topic must have a contract.
 
 The text registered for a contract is the file's JSON with sorted keys (`registered_text`): the same
 normalisation the apps use when they look their schema's id up, so both sides name the same content.
@@ -84,9 +87,12 @@ def subject_name(topic: str) -> str:
     return f"{topic}-value"
 
 
-def exempt(topic: Topic) -> bool:
-    """Journal topics carry a platform service's own storage format, never app data: no contract."""
-    return topic.kind == TopicKind.JOURNAL
+def exempt(platform: Platform, topic: Topic) -> bool:
+    """Journal topics, and topics only platform services write, carry the service's own format: no contract."""
+    if topic.kind == TopicKind.JOURNAL:
+        return True
+    producers = [p for p in platform.principals if any(f.topic == topic.name for f in p.produces)]
+    return bool(producers) and all(p.kind == "platform" for p in producers)
 
 
 def registered_text(schema: Mapping[str, Any]) -> str:
@@ -180,13 +186,13 @@ def load_contracts(platform: Platform, catalog_dir: Path = CATALOG_DIR) -> list[
     problems: list[str] = []
     out: list[Contract] = []
     for topic in platform.topics:
-        if exempt(topic):
+        if exempt(platform, topic):
             continue
         key = f"catalog.topics.{topic.name}.schema"
         if not topic.schema:
             problems.append(
                 f"{key} is missing: every {topic.kind.value} topic needs a data contract "
-                f"(an .avsc or .json file under {catalog_dir / 'schemas'}); only journal topics are exempt"
+                f"(an .avsc or .json file under {catalog_dir / 'schemas'}); only journal topics and topics that only platform services write are exempt"
             )
             continue
         schema_type = schema_type_of(topic.schema)
@@ -228,7 +234,7 @@ def levels_by_stack(platforms: Iterable[Platform]) -> dict[str, dict[Compatibili
     out: dict[str, dict[Compatibility, list[str]]] = {}
     for platform in platforms:
         for topic in platform.topics:
-            if exempt(topic) or not topic.schema:
+            if exempt(platform, topic) or not topic.schema:
                 continue
             problems: list[str] = []
             level = _compatibility(platform, topic, problems)

@@ -69,7 +69,7 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
         "stack local: topics.agents.signals.v1.compatibility = 'SIDEWAYS' is not valid; allowed: NONE, "
         "BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
         f"catalog.topics.features.agent_activity.v1.schema is missing: every feature topic needs a data "
-        f"contract (an .avsc or .json file under {tmp_path / 'schemas'}); only journal topics are exempt",
+        f"contract (an .avsc or .json file under {tmp_path / 'schemas'}); only journal topics and topics that only platform services write are exempt",
     ]
 
 

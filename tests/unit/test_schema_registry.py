@@ -1,0 +1,257 @@
+"""The SchemaRegistry component in every stack: rendered objects, Kafka wiring, ACL needs, Pulumi registration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.kafka_topics import render_topic
+from components.kafka_users import render_user
+from components.schema_registry import (
+    SchemaRegistry,
+    SchemaRegistryArgs,
+    external_url,
+    registry_properties,
+    render_schema_registry,
+    service_url,
+)
+from headwater import versions
+from headwater.config import load_platform
+from headwater.contracts import kafkasql
+from headwater.contracts.model import load_contracts
+from headwater.spec import Acl, AclResource, Authentication, Platform
+from headwater.validate import validate_object
+
+STACKS = ["local", "dev", "staging", "prod"]
+
+
+def _objects(platform: Platform) -> dict[str, dict[str, Any]]:
+    return {o["kind"]: o for o in render_schema_registry(platform)}
+
+
+def _container(platform: Platform) -> dict[str, Any]:
+    (container,) = _objects(platform)["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _props(platform: Platform) -> dict[str, str]:
+    text = _objects(platform)["ConfigMap"]["data"]["registry.properties"]
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_rendered_objects_validate_against_the_kubernetes_schemas(stack: str) -> None:
+    for obj in render_schema_registry(load_platform(stack)):
+        assert validate_object(obj) == [], obj["kind"]
+
+
+@pytest.mark.parametrize(
+    ("stack", "kinds", "replicas"),
+    [
+        ("local", ["ConfigMap", "Deployment", "Service"], 1),
+        ("dev", ["ConfigMap", "Deployment", "Service"], 1),
+        ("staging", ["ConfigMap", "Deployment", "Service", "Ingress", "PodDisruptionBudget"], 2),
+        ("prod", ["ConfigMap", "Deployment", "Service", "Ingress", "PodDisruptionBudget"], 3),
+    ],
+)
+def test_objects_and_replicas_per_stack(stack: str, kinds: list[str], replicas: int) -> None:
+    platform = load_platform(stack)
+    objs = _objects(platform)
+    assert list(objs) == kinds
+    deployment = objs["Deployment"]["spec"]
+    assert deployment["replicas"] == replicas == platform.registry.replicas
+    spread = deployment["template"]["spec"].get("topologySpreadConstraints", [])
+    assert bool(spread) is (replicas > 1)
+    if "PodDisruptionBudget" in objs:
+        assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    assert _container(platform)["resources"] == platform.registry.resources.k8s()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_pod_is_pinned_non_root_and_unprivileged(stack: str) -> None:
+    platform = load_platform(stack)
+    pod = _objects(platform)["Deployment"]["spec"]["template"]["spec"]
+    container = _container(platform)
+    assert container["image"] == f"quay.io/apicurio/apicurio-registry:{versions.APICURIO_REGISTRY_VERSION}"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kafkasql_storage_uses_the_tls_listener_as_its_own_principal(stack: str) -> None:
+    platform = load_platform(stack)
+    props = _props(platform)
+    assert props["apicurio.storage.kind"] == "kafkasql"
+    assert (
+        props["apicurio.kafkasql.bootstrap.servers"]
+        == f"headwater-kafka-bootstrap.{platform.namespace}.svc:9093"
+    )
+    assert props["apicurio.kafkasql.topic"] == kafkasql.JOURNAL_TOPIC
+    assert props["apicurio.kafkasql.topic.auto-create"] == "false"
+    assert props["apicurio.kafkasql.consumer.group-prefix"] == kafkasql.GROUP_PREFIX
+    assert props["apicurio.kafka.common.ssl.truststore.location"] == "/etc/headwater/kafka-ca/ca.crt"
+    assert props["apicurio.kafka.common.ssl.endpoint.identification.algorithm"] == "https"
+    volumes = {v["name"]: v for v in _objects(platform)["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["kafka-ca"]["secret"]["secretName"] == f"{platform.kafka.cluster_name}-cluster-ca-cert"
+    env = {e["name"]: e for e in _container(platform)["env"]}
+    if platform.kafka.authentication == Authentication.SCRAM:
+        assert props["apicurio.kafka.common.security.protocol"] == "SASL_SSL"
+        assert props["apicurio.kafka.common.sasl.mechanism"] == "SCRAM-SHA-512"
+        assert props["apicurio.kafka.common.sasl.jaas.config"] == "${KAFKA_SASL_JAAS_CONFIG}"
+        ref = env["KAFKA_SASL_JAAS_CONFIG"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "schema-registry", "key": "sasl.jaas.config"}
+        assert "kafka-user" not in volumes
+    else:
+        assert props["apicurio.kafka.common.security.protocol"] == "SSL"
+        assert props["apicurio.kafka.common.ssl.keystore.location"] == "/etc/headwater/kafka-user/user.p12"
+        ref = env["KAFKA_KEYSTORE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "schema-registry", "key": "user.password"}
+        assert volumes["kafka-user"]["secret"]["secretName"] == "schema-registry"
+    text = _objects(platform)["ConfigMap"]["data"]["registry.properties"]
+    assert "password=" not in text.replace("password=${KAFKA_KEYSTORE_PASSWORD}", "")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_journal_topic_is_deleted_never_and_never_compacted(stack: str) -> None:
+    platform = load_platform(stack)
+    topic = render_topic(platform, platform.topic(kafkasql.JOURNAL_TOPIC))
+    config = topic["spec"]["config"]
+    assert config["cleanup.policy"] == "delete"
+    assert config["retention.ms"] == "-1"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_service_and_ingress_expose_the_ccompat_api(stack: str) -> None:
+    platform = load_platform(stack)
+    objs = _objects(platform)
+    (port,) = objs["Service"]["spec"]["ports"]
+    assert (objs["Service"]["metadata"]["name"], port["port"], objs["Service"]["spec"]["type"]) == (
+        "schema-registry",
+        8080,
+        "ClusterIP",
+    )
+    assert service_url(platform) == f"http://schema-registry.{platform.namespace}.svc:8080"
+    if platform.registry.host:
+        spec = objs["Ingress"]["spec"]
+        assert spec["ingressClassName"] == platform.registry.ingress_class
+        assert spec["tls"] == [
+            {"hosts": [platform.registry.host], "secretName": platform.registry.tls_secret}
+        ]
+        assert spec["rules"][0]["host"] == platform.registry.host
+        assert external_url(platform) == f"https://{platform.registry.host}"
+        assert registry_properties(platform)["quarkus.http.proxy.proxy-address-forwarding"] == "true"
+    else:
+        assert "Ingress" not in objs and external_url(platform) is None
+
+
+def test_registry_acls_are_derived_from_its_flows() -> None:
+    platform = load_platform("prod")
+    user = render_user(platform, platform.principal(kafkasql.PRINCIPAL))
+    acls = user["spec"]["authorization"]["acls"]
+    assert {
+        "resource": {"type": "topic", "name": kafkasql.JOURNAL_TOPIC, "patternType": "literal"},
+        "operations": ["Describe", "Read", "Write"],
+    } in acls
+    assert user["spec"]["authentication"] == {"type": "tls"}
+
+
+def test_what_kafkasql_needs_beyond_the_declared_flows_is_reported() -> None:
+    gaps = kafkasql.ungranted(load_platform("prod"))
+    assert any(f"no topic {kafkasql.SNAPSHOTS_TOPIC!r}" in g for g in gaps)
+    assert any(f"no topic {kafkasql.EVENTS_TOPIC!r}" in g for g in gaps)
+    assert any(f"DescribeConfigs on topic {kafkasql.JOURNAL_TOPIC!r}" in g for g in gaps)
+    assert any("Read on group 'schema-registry-' (prefix)" in g for g in gaps)
+    assert not any(f"Read on topic {kafkasql.JOURNAL_TOPIC!r}" in g for g in gaps)  # the flows grant that
+
+
+def test_coverage_follows_kafka_acl_semantics() -> None:
+    need_group = kafkasql.Need(AclResource.GROUP, "schema-registry-", "prefix", "Read", "")
+    need_configs = kafkasql.Need(AclResource.TOPIC, "j.v1", "literal", "DescribeConfigs", "")
+    need_describe = kafkasql.Need(AclResource.TOPIC, "j.v1", "literal", "Describe", "")
+    literal_group = Acl(AclResource.GROUP, "schema-registry", "literal", ("Read",))
+    prefix_group = Acl(AclResource.GROUP, "schema-", "prefix", ("Read",))
+    assert not kafkasql.covers([literal_group], need_group)
+    assert kafkasql.covers([prefix_group], need_group)
+    assert kafkasql.covers([Acl(AclResource.TOPIC, "j.v1", "literal", ("AlterConfigs",))], need_configs)
+    assert not kafkasql.covers([Acl(AclResource.TOPIC, "j.v1", "literal", ("Read",))], need_configs)
+    assert kafkasql.covers([Acl(AclResource.TOPIC, "j.v1", "literal", ("Write",))], need_describe)
+
+
+def test_invalid_settings_fail_fast_naming_key_value_and_allowed() -> None:
+    prod = load_platform("prod")
+    with pytest.raises(ValueError, match=r"registry.replicas = 1 is not valid; allowed: at least 2 in prod"):
+        SchemaRegistryArgs(replace(prod, registry=replace(prod.registry, replicas=1)))
+    with pytest.raises(ValueError, match=r"registry.tlsSecret = None is not valid; allowed: a TLS secret"):
+        SchemaRegistryArgs(replace(prod, registry=replace(prod.registry, tls_secret=None)))
+    dev = load_platform("dev")
+    with pytest.raises(
+        ValueError, match=r"registry.ingressClass = 'nginx' is not valid; allowed: only together"
+    ):
+        SchemaRegistryArgs(replace(dev, registry=replace(dev.registry, ingress_class="nginx")))
+    principals = tuple(
+        replace(p, authentication=Authentication.SCRAM) if p.name == kafkasql.PRINCIPAL else p
+        for p in prod.principals
+    )
+    with pytest.raises(ValueError, match=r"authentication = 'scram-sha-512' is not valid; allowed: tls"):
+        SchemaRegistryArgs(replace(prod, principals=principals))
+
+
+class Recorder(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(args)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@pytest.fixture
+def mocks() -> Iterator[Recorder]:
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(recorder, project="headwater", stack="test", preview=False)
+    yield recorder
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_component_registers_objects_and_one_subject_per_contract(
+    mocks: Recorder, stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HEADWATER_REGISTRY_URL", raising=False)
+    platform = load_platform(stack)
+    seen: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def build() -> Any:
+        registry = SchemaRegistry("registry", SchemaRegistryArgs(platform))
+        return pulumi.Output.all(registry.ccompat_url, registry.urn).apply(
+            lambda v: seen.update(url=v[0], urn=v[1])
+        )
+
+    build()
+    assert seen["url"] == f"http://schema-registry.{platform.namespace}.svc:8080/apis/ccompat/v7"
+    kinds = sorted(r.typ for r in mocks.resources if r.typ.startswith("kubernetes:"))
+    expected = {o["kind"] for o in render_schema_registry(platform)}
+    assert {k.rsplit(":", 1)[1] for k in kinds} == expected
+    subjects = [r for r in mocks.resources if r.typ.endswith("dynamic/headwater:SubjectSchema")]
+    contracts = {c.subject: c for c in load_contracts(platform)}
+    assert {r.inputs["subject"] for r in subjects} == set(contracts)
+    url = f"https://{platform.registry.host}" if platform.registry.host else service_url(platform)
+    for r in subjects:
+        contract = contracts[r.inputs["subject"]]
+        assert r.inputs["registry_url"] == url
+        assert r.inputs["compatibility"] == contract.compatibility.value
+        assert r.inputs["schema"] == contract.text
+        assert r.name == f"registry-subject-{contract.topic}"
+        assert r.custom is True
