@@ -3,7 +3,8 @@ deploy, registered by `pulumi up` (or `headwater contracts register` for the loc
 
 Submodules: `model` (contracts from the catalog), `compat` and `json_compat` (compatibility rules),
 `history` (earlier versions from git), `registry` (a Confluent-compatible API client), `serde` (the
-Confluent wire format for producers and consumers), `provider` (the Pulumi dynamic provider).
+Confluent wire format for producers and consumers), `provider` (the Pulumi dynamic provider),
+`kafkasql` (what the registry's KafkaSQL storage needs from Kafka), `cli` (`headwater contracts ...`).
 Importing this package pulls in nothing heavy, so the serde helpers stay cheap to import.
 """
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -371,15 +371,3 @@ def incompatibilities(reader: Any, writer: Any) -> list[Finding]:
     checker = _Checker()
     checker.check(reader, writer, "")
     return checker.findings
-
-
-def iter_keywords(schema: Any) -> Iterator[str]:
-    """Every keyword used anywhere in a schema (to tell users which constructs a contract relies on)."""
-    if isinstance(schema, Mapping):
-        for key, value in schema.items():
-            yield key
-            if key == "properties" and isinstance(value, Mapping):
-                for sub in value.values():
-                    yield from iter_keywords(sub)
-            elif key in ("items", "additionalProperties"):
-                yield from iter_keywords(value)

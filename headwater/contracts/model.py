@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -226,19 +226,4 @@ def load_contracts(platform: Platform, catalog_dir: Path = CATALOG_DIR) -> list[
         )
     if problems:
         raise ContractError(problems)
-    return out
-
-
-def levels_by_stack(platforms: Iterable[Platform]) -> dict[str, dict[Compatibility, list[str]]]:
-    """Subject -> compatibility level -> the stacks that use it (an offline check runs each level once)."""
-    out: dict[str, dict[Compatibility, list[str]]] = {}
-    for platform in platforms:
-        for topic in platform.topics:
-            if exempt(platform, topic) or not topic.schema:
-                continue
-            problems: list[str] = []
-            level = _compatibility(platform, topic, problems)
-            if problems:
-                raise ContractError(problems)
-            out.setdefault(subject_name(topic.name), {}).setdefault(level, []).append(platform.stack)
     return out
