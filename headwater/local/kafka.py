@@ -36,7 +36,13 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
 
 from headwater import jvm, versions
 from headwater.config import ROOT
@@ -360,6 +366,11 @@ class LocalKafka:
                 timeout=max(10.0, deadline - time.monotonic()),
                 what=f"a SCRAM login as {self.admin_user}",
             )
+        except ProcessError:
+            self.stop()
+            # A port taken between the check and the JVM's bind kills the broker: name the port and setting.
+            self.ports.check_free()
+            raise
         except BaseException:
             self.stop()
             raise
@@ -549,13 +560,6 @@ class LocalKafka:
 
     def _set_scram(self, users: list[str]) -> None:
         """(Re)set SCRAM credentials as the broker identity, for super users whose password file was lost."""
-        from confluent_kafka.admin import (
-            ScramCredentialInfo,
-            ScramMechanism,
-            UserScramCredentialAlteration,
-            UserScramCredentialUpsertion,
-        )
-
         self.progress(f"setting new SCRAM credentials for {', '.join(users)}")
         admin = AdminClient(self.broker_identity_config())
         upserts: list[UserScramCredentialAlteration] = [
@@ -568,4 +572,4 @@ class LocalKafka:
             for future in admin.alter_user_scram_credentials(upserts).values():
                 future.result()
         except KafkaException as exc:
-            raise ProcessError(f"could not set SCRAM credentials for {', '.join(users)}: {exc}") from exc
+            raise LocalKafkaError(f"could not set SCRAM credentials for {', '.join(users)}: {exc}") from exc

@@ -47,7 +47,7 @@ from confluent_kafka.admin import (
 from headwater.local.certs import write_private
 from headwater.local.kafka import SCRAM_MECHANISM, LocalKafka, format_properties
 from headwater.local.process import Progress, stderr_progress
-from headwater.spec import Acl, AclResource, Authentication, Principal, acls_for
+from headwater.spec import Acl, AclResource, Authentication, Principal, Quotas, acls_for
 
 SCRAM_ITERATIONS = 4096
 TIMEOUT = 30.0
@@ -241,6 +241,11 @@ def provision(kafka: LocalKafka, *, progress: Progress | None = None) -> Provisi
             path.unlink()
         report.add("principals removed", f"removed the local client files of {name} (no longer in the spec)")
     write_private(kafka.secrets_dir / _MANAGED_FILE, (json.dumps(sorted(current), indent=2) + "\n").encode())
+    with_quotas = [p.name for p in kafka.platform.principals if p.quotas != Quotas()]
+    if with_quotas:
+        report.warnings.append(
+            f"quotas of {', '.join(with_quotas)} are not applied locally (confluent-kafka has no client-quota API)"
+        )
     for line in report.warnings:
         say(f"warning: {line}")
     if len(report.changes) <= 12:  # a few changes are worth reading; a first run is summarized
