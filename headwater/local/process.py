@@ -88,8 +88,11 @@ def install_signal_handlers() -> None:
         signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    signal.signal(signal.SIGINT, on_sigint)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # A signal the program was started to ignore (nohup, background jobs) stays ignored.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_sigint)
+    if previous_term is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _die_with_parent(argv: Sequence[str]) -> list[str]:
