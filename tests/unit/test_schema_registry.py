@@ -23,7 +23,7 @@ from headwater import versions
 from headwater.config import load_platform
 from headwater.contracts import kafkasql
 from headwater.contracts.model import load_contracts
-from headwater.spec import Acl, AclResource, Authentication, Platform
+from headwater.spec import Acl, AclResource, Authentication, Consume, Platform, Produce
 from headwater.validate import validate_object
 
 STACKS = ["local", "dev", "staging", "prod"]
@@ -165,12 +165,28 @@ def test_registry_acls_are_derived_from_its_flows() -> None:
 
 
 def test_what_kafkasql_needs_beyond_the_declared_flows_is_reported() -> None:
-    gaps = kafkasql.ungranted(load_platform("prod"))
+    """A registry principal with only journal flows (what the catalog declared first) misses the rest."""
+    prod = load_platform("prod")
+    journal_only = replace(
+        prod.principal(kafkasql.PRINCIPAL),
+        consumes=(Consume(kafkasql.JOURNAL_TOPIC, "schema-registry"),),
+        produces=(Produce(kafkasql.JOURNAL_TOPIC),),
+    )
+    platform = replace(
+        prod,
+        topics=tuple(
+            t for t in prod.topics if t.name not in (kafkasql.SNAPSHOTS_TOPIC, kafkasql.EVENTS_TOPIC)
+        ),
+        principals=tuple(journal_only if p.name == kafkasql.PRINCIPAL else p for p in prod.principals),
+    )
+    gaps = kafkasql.ungranted(platform)
     assert any(f"no topic {kafkasql.SNAPSHOTS_TOPIC!r}" in g for g in gaps)
     assert any(f"no topic {kafkasql.EVENTS_TOPIC!r}" in g for g in gaps)
     assert any(f"DescribeConfigs on topic {kafkasql.JOURNAL_TOPIC!r}" in g for g in gaps)
+    assert any(f"Write on topic {kafkasql.EVENTS_TOPIC!r}" in g for g in gaps)
     assert any("Read on group 'schema-registry-' (prefix)" in g for g in gaps)
     assert not any(f"Read on topic {kafkasql.JOURNAL_TOPIC!r}" in g for g in gaps)  # the flows grant that
+    assert len(gaps) == 2 + 7  # two topics; 9 needs minus journal Read and Write
 
 
 def test_coverage_follows_kafka_acl_semantics() -> None:
