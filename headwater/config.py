@@ -378,7 +378,19 @@ def _principals(
         consumes = []
         for i, c in enumerate(sec.get("consumes", list, [])):
             cs = _Section(p, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
-            consumes.append(Consume(topic=cs.get("topic", str), group=cs.get("group", str, name)))
+            pattern = cs.get(
+                "groupPattern",
+                str,
+                "literal",
+                check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
+            )
+            consumes.append(
+                Consume(
+                    topic=cs.get("topic", str),
+                    group=cs.get("group", str, name),
+                    group_pattern="prefix" if pattern == "prefix" else "literal",
+                )
+            )
             cs.done()
         produces = []
         for i, f in enumerate(sec.get("produces", list, [])):
@@ -405,6 +417,7 @@ def _principals(
                 "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
             ),
             quotas=quotas,
+            describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
         )
         sec.done()
         for i, c in enumerate(principal.consumes):

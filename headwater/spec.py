@@ -117,6 +117,8 @@ class Topic:
 class Consume:
     topic: str
     group: str
+    # "prefix" for clients that name their group `<group><suffix>` themselves (e.g. one group per start).
+    group_pattern: AclPattern = "literal"
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class Principal:
     produces: tuple[Produce, ...] = ()
     transactional_id_prefix: str | None = None
     quotas: Quotas = field(default_factory=Quotas)
+    # Clients that verify their topics' configs at start (a registry's storage) need DescribeConfigs on them.
+    describe_topic_configs: bool = False
 
     @property
     def transactional(self) -> bool:
@@ -153,9 +157,11 @@ class Principal:
 def acls_for(principal: Principal) -> tuple[Acl, ...]:
     """The least privilege that the principal's declared flows need, and nothing more.
 
-    consume: Describe+Read on the topic and Read on its consumer group; produce: Describe+Write on the topic;
-    a transactional producer also gets Describe+Write on its transactional-id prefix and IdempotentWrite
-    on the cluster. Rules on the same resource are merged, and the result is sorted for stable output.
+    consume: Describe+Read on the topic and Read on its consumer group (literal, or a prefix when the client
+    names its groups itself); produce: Describe+Write on the topic; a transactional producer also gets
+    Describe+Write on its transactional-id prefix and IdempotentWrite on the cluster; a principal that
+    verifies its topics' configs gets DescribeConfigs on the topics of its flows. Rules on the same resource
+    are merged, and the result is sorted for stable output.
     """
     ops: dict[tuple[AclResource, str, AclPattern], set[str]] = {}
 
@@ -164,9 +170,12 @@ def acls_for(principal: Principal) -> tuple[Acl, ...]:
 
     for c in principal.consumes:
         grant(AclResource.TOPIC, c.topic, "literal", "Describe", "Read")
-        grant(AclResource.GROUP, c.group, "literal", "Read")
+        grant(AclResource.GROUP, c.group, c.group_pattern, "Read")
     for p in principal.produces:
         grant(AclResource.TOPIC, p.topic, "literal", "Describe", "Write")
+    if principal.describe_topic_configs:
+        for topic in {c.topic for c in principal.consumes} | {p.topic for p in principal.produces}:
+            grant(AclResource.TOPIC, topic, "literal", "DescribeConfigs")
     if principal.transactional:
         assert principal.transactional_id_prefix, "validated by the loader"
         grant(AclResource.TRANSACTIONAL_ID, principal.transactional_id_prefix, "prefix", "Describe", "Write")

@@ -1,16 +1,13 @@
 """The registry with KafkaSQL storage on a real local broker (TLS, SCRAM, ACLs), as it runs on Kubernetes.
 
-One broker from the local spec, provisioned like Strimzi would (topics, credentials, flow-derived ACLs),
-with the registry's snapshots and events topics and their flows added to the catalog (the change
-`kafkasql.ungranted` asks for); what flows cannot express yet (DescribeConfigs, a prefixed group) is
-granted by hand. The registry logs in as
+One broker from the local spec, provisioned like Strimzi would (topics, credentials, ACLs derived from the
+catalog's flows and nothing else). The registry logs in as
 `schema-registry`; a producer and a consumer use their own principals and the registry's ids. Restarting
 the registry replays the journal: the ids still resolve.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,58 +15,22 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from headwater.config import CATALOG_DIR, load_platform, read_yaml
+from headwater.config import load_platform
 from headwater.contracts import kafkasql
 from headwater.contracts.model import load_contracts
 from headwater.contracts.serde import AvroDeserializer, AvroSerializer
 from headwater.local import KafkaPorts, LocalKafka, client_config, install_signal_handlers, provision
 from headwater.local.process import stderr_progress
-from headwater.local.provision import acl_bindings
 from headwater.local.registry import KafkaSqlStorage, LocalRegistry, free_port
-from headwater.spec import Acl, Platform, acls_for
 
 TOPIC = "agents.signals.v1"
-
-
-def _platform() -> Platform:
-    catalog = copy.deepcopy(read_yaml(CATALOG_DIR / "catalog.yaml"))
-    registry_topic = {"owner": "data-platform", "partitions": 1, "key": "registry_key"}
-    catalog["topics"].setdefault(
-        kafkasql.SNAPSHOTS_TOPIC,
-        {
-            **registry_topic,
-            "sla": "gold",
-            "kind": "journal",
-            "retention": "forever",
-        },
-    )
-    catalog["topics"].setdefault(
-        kafkasql.EVENTS_TOPIC,
-        {
-            **registry_topic,
-            "sla": "bronze",
-            "kind": "events",
-            "retention": "1d",
-        },
-    )
-    flows = catalog["principals"][kafkasql.PRINCIPAL]
-    consumed = {c["topic"] for c in flows.get("consumes", [])}
-    produced = {f["topic"] for f in flows.get("produces", [])}
-    if kafkasql.SNAPSHOTS_TOPIC not in consumed:
-        flows.setdefault("consumes", []).append(
-            {"topic": kafkasql.SNAPSHOTS_TOPIC, "group": "schema-registry"}
-        )
-    for topic in (kafkasql.SNAPSHOTS_TOPIC, kafkasql.EVENTS_TOPIC):
-        if topic not in produced:
-            flows.setdefault("produces", []).append({"topic": topic})
-    return load_platform("local", catalog=catalog)
 
 
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     install_signal_handlers()
     local = LocalKafka(
-        _platform(),
+        load_platform("local"),
         tmp_path_factory.mktemp("kafka"),
         KafkaPorts.free(),
         progress=stderr_progress("kafka"),
@@ -81,22 +42,6 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         yield local
     finally:
         local.stop()
-
-
-def _grant_what_the_flows_do_not(kafka: LocalKafka) -> list[Acl]:
-    """The permissions KafkaSQL needs beyond the declared flows (the catalog change this calls for)."""
-    principal = kafka.platform.principal(kafkasql.PRINCIPAL)
-    granted = acls_for(principal)
-    missing = [
-        Acl(need.resource, need.name, need.pattern, (need.operation,))  # type: ignore[arg-type]
-        for need in kafkasql.required_acls()
-        if not kafkasql.covers(granted, need)
-    ]
-    if missing:
-        admin = kafka.admin()  # keep the client alive until its futures resolve
-        for future in admin.create_acls(list(acl_bindings(principal, missing))).values():
-            future.result(timeout=30)
-    return missing
 
 
 def _signal() -> dict[str, Any]:
@@ -132,9 +77,8 @@ def _signal() -> dict[str, Any]:
 
 def test_kafkasql_registry_serves_ids_that_survive_a_restart(kafka: LocalKafka, tmp_path: Path) -> None:
     platform = kafka.platform
-    # With only the flow-derived ACLs the registry cannot start; these are exactly the gaps it reports.
-    missing = _grant_what_the_flows_do_not(kafka)
-    assert len(kafkasql.ungranted(platform)) == len(missing)
+    # The flow-derived ACLs alone (as Strimzi's user operator would apply them) are all the registry needs.
+    assert kafkasql.ungranted(platform) == []
     storage = KafkaSqlStorage.for_local_kafka(kafka)
     port = free_port()
     (signals,) = [c for c in load_contracts(platform) if c.topic == TOPIC]

@@ -159,8 +159,13 @@ def test_registry_acls_are_derived_from_its_flows() -> None:
     acls = user["spec"]["authorization"]["acls"]
     assert {
         "resource": {"type": "topic", "name": kafkasql.JOURNAL_TOPIC, "patternType": "literal"},
-        "operations": ["Describe", "Read", "Write"],
+        "operations": ["Describe", "DescribeConfigs", "Read", "Write"],
     } in acls
+    assert {
+        "resource": {"type": "group", "name": kafkasql.GROUP_PREFIX, "patternType": "prefix"},
+        "operations": ["Read"],
+    } in acls
+    assert kafkasql.ungranted(platform) == []
     assert user["spec"]["authentication"] == {"type": "tls"}
 
 
@@ -171,6 +176,7 @@ def test_what_kafkasql_needs_beyond_the_declared_flows_is_reported() -> None:
         prod.principal(kafkasql.PRINCIPAL),
         consumes=(Consume(kafkasql.JOURNAL_TOPIC, "schema-registry"),),
         produces=(Produce(kafkasql.JOURNAL_TOPIC),),
+        describe_topic_configs=False,
     )
     platform = replace(
         prod,

@@ -51,9 +51,13 @@ def test_acls_are_exactly_what_the_flows_need(stack: str) -> None:
         expected: set[tuple[str, str, str, str]] = set()
         for c in principal.consumes:
             expected |= {("topic", c.topic, "literal", "Describe"), ("topic", c.topic, "literal", "Read")}
-            expected.add(("group", c.group, "literal", "Read"))
+            expected.add(("group", c.group, c.group_pattern, "Read"))
+            if principal.describe_topic_configs:
+                expected.add(("topic", c.topic, "literal", "DescribeConfigs"))
         for p in principal.produces:
             expected |= {("topic", p.topic, "literal", "Describe"), ("topic", p.topic, "literal", "Write")}
+            if principal.describe_topic_configs:
+                expected.add(("topic", p.topic, "literal", "DescribeConfigs"))
             if p.transactional:
                 prefix = principal.transactional_id_prefix
                 assert prefix and prefix.startswith(principal.name)
@@ -66,6 +70,8 @@ def test_acls_are_exactly_what_the_flows_need(stack: str) -> None:
         assert got == expected, principal.name
         for acl in acls_for(principal):
             assert acl.name not in ("*", "") and "All" not in acl.operations
+            if acl.pattern == "prefix":  # a prefix is always the principal's own name space
+                assert acl.name.startswith(principal.name), acl
 
 
 def test_exactly_once_apps_get_a_transactional_prefix_of_their_own() -> None:
