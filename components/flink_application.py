@@ -35,6 +35,7 @@ from components.k8s import create_object, labels, metadata, restricted_container
 from components.kafka_cluster import bootstrap_address, cluster_ca_secret
 from components.kafka_topics import LABEL_PREFIX
 from components.kafka_users import user_secret
+from components.schema_registry import service_url
 from headwater import versions
 from headwater.spec import App, Authentication, Platform, Principal, Tier, TopicKind
 
@@ -54,9 +55,6 @@ PROPERTIES_FILE = f"{CLIENT_DIR}/client.properties"
 TEMPLATE_KEY = "client.properties.template"
 SCRIPT_KEY = "assemble.sh"
 
-# The schema registry the apps look their output schema ids up in (until the registry component exports it).
-REGISTRY_SERVICE = "schema-registry"
-REGISTRY_PORT = 8080
 
 CHECKPOINTS_RETAINED = 3
 SAVEPOINT_HISTORY = 10
@@ -121,8 +119,8 @@ def app_flows(platform: Platform, app: App) -> AppFlows:
 
 
 def default_schema_registry_url(platform: Platform) -> str:
-    """The in-cluster registry's root (Service `schema-registry`, port 8080, in the platform namespace)."""
-    return f"http://{REGISTRY_SERVICE}.{platform.namespace}.svc:{REGISTRY_PORT}"
+    """The in-cluster registry's root, as the registry component publishes it."""
+    return service_url(platform)
 
 
 def app_arguments(platform: Platform, app: App, schema_registry_url: str | None = None) -> list[str]:
