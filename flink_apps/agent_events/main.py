@@ -115,7 +115,7 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
             connection,
             outputs[name],
             topic=topic,
-            transactional_id_prefix=f"{args.transactional_id_prefix}-{name.replace('_', '-')}",
+            transactional_id_prefix=cli.transactional_id_prefix(args.transactional_id_prefix, name),
             transaction_timeout_ms=args.transaction_timeout_ms,
         )
     statements.attach_as_datastream()

@@ -173,5 +173,11 @@ def output_codec(
     return AvroCodec(schema, registry.lookup_id(f"{topic}-value", schema, register=register))
 
 
+def transactional_id_prefix(base: str, output: str) -> str:
+    """One prefix per output sink, each still starting with `base` (the prefix the app's ACLs allow)."""
+    separator = "" if base.endswith(("-", ".", "_")) else "-"
+    return f"{base}{separator}{output.replace('_', '-')}"
+
+
 def jars(args: argparse.Namespace) -> list[str]:
     return [j.strip() for j in (args.pipeline_jars or "").split(",") if j.strip()]

@@ -120,7 +120,7 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         connection,
         outputs[pipeline.FEATURES],
         topic=args.sink_topic,
-        transactional_id_prefix=f"{args.transactional_id_prefix}-features",
+        transactional_id_prefix=cli.transactional_id_prefix(args.transactional_id_prefix, pipeline.FEATURES),
         transaction_timeout_ms=args.transaction_timeout_ms,
     )
     statements.attach_as_datastream()

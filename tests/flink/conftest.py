@@ -23,6 +23,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # and apache-beam imports httplib2, which uses deprecated pyparsing names.
     for module in ("pyflink", "httplib2"):
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
+    # Locally the Python workers run inside this process; when a job ends or is cancelled, Beam's gRPC
+    # reader thread sees its stream hang up.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:Exception in thread read_grpc_client_inputs:pytest.PytestUnhandledThreadExceptionWarning",
+    )
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from registry_stub import FakeRegistry
 
 from flink_apps.agent_events import main as agent_events_main
-from flink_apps.common import schemas
+from flink_apps.common import cli, schemas
 from flink_apps.feature_aggregator import main as features_main
 from headwater import jvm
 
@@ -157,3 +157,8 @@ def test_feature_aggregator_job_graph_with_ids_from_the_registry(
     window = next(n for n in nodes if n.startswith("activity features per entity and window"))
     assert nodes[window] == "features-window"
     assert sum(n.endswith(": Writer") for n in nodes) == 1
+
+
+def test_each_output_gets_its_own_transactional_prefix_within_the_allowed_one() -> None:
+    assert cli.transactional_id_prefix("agent-events-", "dead_letters") == "agent-events-dead-letters"
+    assert cli.transactional_id_prefix("fa", "features") == "fa-features"

@@ -39,8 +39,6 @@ def run(work: Path, extra: dict[str, str] | None = None):  # type: ignore[no-unt
 
 
 @pytest.mark.timeout(240)
-# Locally the Python workers run inside this process; cancelling the job hangs up their gRPC stream.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_restore_from_retained_checkpoint_loses_and_repeats_nothing(tmp_path: Path) -> None:
     client = run(tmp_path).execute_async("agent_events, first attempt")
     job_id = str(client.get_job_id())
