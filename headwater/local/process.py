@@ -95,11 +95,30 @@ def install_signal_handlers() -> None:
         signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def _setpriv() -> str | None:
+    return shutil.which("setpriv") if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent(argv: Sequence[str]) -> list[str]:
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or not sys.platform.startswith("linux"):
-        return list(argv)
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    setpriv = _setpriv()
+    return list(argv) if setpriv is None else [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
+def _wait_for_exec(pid: int, wrapper: str, timeout: float = 5.0) -> None:
+    """Wait until `wrapper` (setpriv) has replaced itself with the real program.
+
+    setpriv sets the death signal and then execs; until it has, a supervisor killed outright would leave an
+    orphan. Waiting here closes that window before `start()` returns.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            return  # gone already: the caller sees that as an early exit
+        if argv0 != wrapper.encode():
+            return
+        time.sleep(0.002)
 
 
 class Supervised:
@@ -157,6 +176,9 @@ class Supervised:
                 raise ProcessError(f"{self.name}: cannot run {self.argv[0]!r}: {exc}") from exc
         with _LOCK:
             _LIVE[self._popen.pid] = self
+        setpriv = _setpriv()
+        if setpriv is not None:
+            _wait_for_exec(self._popen.pid, setpriv)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
