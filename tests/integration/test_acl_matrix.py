@@ -31,7 +31,7 @@ from acl_probes import (
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from headwater.config import load_platform
-from headwater.spec import Authentication, Principal
+from headwater.spec import Authentication, Consume, Principal
 
 if TYPE_CHECKING:
     from conftest import Provisioned
@@ -75,8 +75,22 @@ def reads(p: Principal) -> set[str]:
     return {c.topic for c in p.consumes}
 
 
-def groups(p: Principal) -> set[str]:
-    return {c.group for c in p.consumes}
+def group_matches(c: Consume, group: str) -> bool:
+    """Whether a consumer group id falls under a consume flow's group (an exact name, or a prefix)."""
+    return group.startswith(c.group) if c.group_pattern == "prefix" else group == c.group
+
+
+def may_use_group(p: Principal, group: str) -> bool:
+    return any(group_matches(c, group) for c in p.consumes)
+
+
+def group_id(c: Consume) -> str:
+    """A group id a client of this flow would use (a prefixed group gets a suffix, as its client adds one)."""
+    return f"{c.group}acl-probe" if c.group_pattern == "prefix" else c.group
+
+
+def may_describe_configs(p: Principal, topic: str) -> bool:
+    return p.describe_topic_configs and topic in reads(p) | writes(p)
 
 
 def may_use_transactional_id(p: Principal, transactional_id: str) -> bool:
@@ -89,9 +103,19 @@ def _outcome(allowed: bool) -> Outcome:
 
 
 # Groups: every declared group, plus each principal's own name (the loader's default group name).
-GROUPS = sorted(
-    {c.group for p in PLATFORM.principals for c in p.consumes} | {p.name for p in PLATFORM.principals}
-)
+def _groups() -> list[str]:
+    """Every flow's group id, each principal's own name (the loader's default group), and for a prefixed
+    group its bare prefix one character short (it must not match)."""
+    ids = {p.name for p in PLATFORM.principals}
+    for p in PLATFORM.principals:
+        for c in p.consumes:
+            ids.add(group_id(c))
+            if c.group_pattern == "prefix" and len(c.group) > 1:
+                ids.add(c.group[:-1])
+    return sorted(ids)
+
+
+GROUPS = _groups()
 
 
 def _transactional_ids() -> list[str]:
@@ -113,16 +137,27 @@ def _case(who: Who, resource: str, expected: Outcome) -> Any:
 
 PRODUCE = [_case(w, t, _outcome(t in writes(w.principal))) for w in WHO for t in TOPICS]
 READ = [_case(w, t, _outcome(t in reads(w.principal))) for w in WHO for t in TOPICS]
-GROUP = [_case(w, g, _outcome(g in groups(w.principal))) for w in WHO for g in GROUPS]
+GROUP = [_case(w, g, _outcome(may_use_group(w.principal, g))) for w in WHO for g in GROUPS]
 TRANSACTIONAL = [
     _case(w, tid, _outcome(may_use_transactional_id(w.principal, tid)))
     for w in WHO
     for tid in TRANSACTIONAL_IDS
 ]
 ADMIN_OPS = sorted(admin_operations("t", "g"))
-ADMIN = [_case(w, op, DENIED) for w in WHO for op in ADMIN_OPS]
+
+
+def _own_topic(p: Principal) -> str:
+    return sorted(reads(p) | writes(p))[0]
+
+
+def _admin_expected(p: Principal, operation: str) -> Outcome:
+    # Reading its own topics' configs is the one administrative grant a flow can carry.
+    return _outcome(operation == "describe-topic-config" and may_describe_configs(p, _own_topic(p)))
+
+
+ADMIN = [_case(w, op, _admin_expected(w.principal, op)) for w in WHO for op in ADMIN_OPS]
 CONSUME_FLOWS = [
-    pytest.param(p, c.topic, c.group, id=f"{p.name}-{c.topic}-{c.group}")
+    pytest.param(p, c.topic, group_id(c), id=f"{p.name}-{c.topic}-{group_id(c)}")
     for p in PLATFORM.principals
     for c in p.consumes
 ]
@@ -204,7 +239,7 @@ def test_commit_offsets_in_group(
     p = who.principal
     # Commit on a topic the principal may read, so that only the group decides; the group's own topic
     # when the group is granted.
-    own = sorted(c.topic for c in p.consumes if c.group == group) or sorted(reads(p)) or TOPICS
+    own = sorted(c.topic for c in p.consumes if group_matches(c, group)) or sorted(reads(p)) or TOPICS
     assert commit_offset(creds(who), group, own[0]) == expected
 
 
@@ -219,13 +254,14 @@ def test_transactional_id(
 
 
 @pytest.mark.parametrize(("who", "operation", "expected"), ADMIN)
-def test_administration_is_denied(
+def test_administration(
     who: Who, operation: str, expected: Outcome, creds: Callable[[Who], dict[str, Any]]
 ) -> None:
+    """Administrative operations on the principal's own topic and group: all denied, except reading the
+    topic's configs when the flows say the principal checks them."""
     p = who.principal
-    topic = sorted(reads(p) | writes(p))[0]
-    group = sorted(groups(p))[0] if groups(p) else p.name
-    assert admin_operations(topic, group)[operation](creds(who)) == expected
+    group = sorted(group_id(c) for c in p.consumes)[0] if p.consumes else p.name
+    assert admin_operations(_own_topic(p), group)[operation](creds(who)) == expected
 
 
 @pytest.mark.parametrize("operation", ["describe-acls", "describe-topic-config"])
