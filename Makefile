@@ -45,7 +45,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py components/__init__.py policies/__init__.py)) bench stacks/__main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py components/__init__.py policies/__init__.py flink_apps/__init__.py)) bench stacks/__main__.py
 
 typecheck: venv
 	$(VENV)/bin/mypy $(TYPED)
@@ -56,7 +56,10 @@ test-unit: venv
 check-stacks: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater check --stack $$s; done
 
-test: lint typecheck test-unit check-stacks
+test-flink: venv-flink
+	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
+
+test: lint typecheck test-unit check-stacks test-flink
 	@echo "make test: all suites passed"
 
 render: venv

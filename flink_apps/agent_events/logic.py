@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
 from flink_apps.common import wire
@@ -166,13 +166,17 @@ class AgentEvent:
 
 
 class Contract:
-    """The raw event contract (a JSON Schema with `x-headwater-limits`), applied to raw records."""
+    """The raw event contract (a JSON Schema with `x-headwater-limits`), applied to raw records.
+
+    Draft 7: the newest draft the schema registry's compatibility rules understand, so the same file is
+    enforced here, registered there, and evolved under the registry's checks.
+    """
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self._configure(schema)
 
     def _configure(self, schema: dict[str, Any]) -> None:
-        Draft202012Validator.check_schema(schema)
+        Draft7Validator.check_schema(schema)
         limits = schema.get("x-headwater-limits")
         if not isinstance(limits, dict) or not all(
             isinstance(limits.get(k), int) and limits[k] > 0
@@ -185,7 +189,7 @@ class Contract:
         self.schema = schema
         self.max_record_bytes: int = limits["max_record_bytes"]
         self.max_payload_bytes: int = limits["max_payload_bytes"]
-        self._validator: Draft202012Validator | None = None
+        self._validator: Draft7Validator | None = None
 
     # Flink ships functions to its Python workers pickled; the compiled validator is rebuilt there.
     def __getstate__(self) -> dict[str, Any]:
@@ -195,9 +199,9 @@ class Contract:
         self._configure(state["schema"])
 
     @property
-    def validator(self) -> Draft202012Validator:
+    def validator(self) -> Draft7Validator:
         if self._validator is None:
-            self._validator = Draft202012Validator(self.schema)
+            self._validator = Draft7Validator(self.schema)
         return self._validator
 
     def check(self, record: SourceRecord) -> AgentEvent | Rejected:
