@@ -95,7 +95,7 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         connection,
     )
 
-    env = runtime.create_environment(jars=cli.jars(args))
+    env = runtime.create_environment(cli.flink_settings(args), jars=cli.jars(args))
     runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
     t_env = runtime.table_environment(env)
     source = flink_io.kafka_source(

@@ -128,6 +128,14 @@ def add_common_options(parser: argparse.ArgumentParser, *, job_name: str) -> Non
         help="checkpoint interval, used when the cluster configures none",
     )
     option(parser, "--job-name", default=job_name, help="Flink job name")
+    parser.add_argument(
+        "--flink-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Flink setting for a local run (state backend, checkpoint dir, state-recovery path); repeatable. "
+        f"On Kubernetes the operator sets these. [env {env_name('--flink-conf')}, one KEY=VALUE per line]",
+    )
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -177,6 +185,20 @@ def transactional_id_prefix(base: str, output: str) -> str:
     """One prefix per output sink, each still starting with `base` (the prefix the app's ACLs allow)."""
     separator = "" if base.endswith(("-", ".", "_")) else "-"
     return f"{base}{separator}{output.replace('_', '-')}"
+
+
+def flink_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The --flink-conf settings (after those from the environment variable), as a mapping."""
+    lines = os.environ.get(env_name("--flink-conf"), "").splitlines() + list(args.flink_conf)
+    settings: dict[str, str] = {}
+    for line in (entry.strip() for entry in lines):
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--flink-conf {line!r}: expected KEY=VALUE, e.g. state.backend.type=rocksdb")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def jars(args: argparse.Namespace) -> list[str]:
