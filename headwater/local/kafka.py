@@ -320,16 +320,12 @@ class LocalKafka:
         if self.ca.ensure():
             self.progress(f"created the local cluster CA in {self.certs_dir}")
         broker_cert = self._broker_cert()
-        fresh_super_users = [
-            u for u in self.platform.kafka.super_users if not self.password_file(u).is_file()
-        ]
         for user in self.platform.kafka.super_users:
             self.password(user)
         self._write_config(broker_cert)
         formatted = (self.data_dir / "meta.properties").is_file()
         if not formatted:
             self._format(classpath)
-            fresh_super_users = []
         self.progress(f"starting the broker (stack {self.platform.stack}, state {self.state_dir})")
         self._process = Supervised(
             "kafka",
@@ -359,8 +355,10 @@ class LocalKafka:
                 timeout=self.start_timeout,
                 what="the broker to answer over mTLS",
             )
-            if fresh_super_users:
-                self._set_scram(fresh_super_users)
+            if formatted and not self._answers(self.admin_config()):
+                # The password files are the truth (like Strimzi's user secrets): a super user added to the
+                # spec since formatting, or a password file deleted or replaced, gets its credential (re)set.
+                self._set_scram(list(self.platform.kafka.super_users))
             self._process.wait_ready(
                 lambda: self._answers(self.admin_config()),
                 timeout=max(10.0, deadline - time.monotonic()),

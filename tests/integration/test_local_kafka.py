@@ -260,6 +260,20 @@ def test_restart_keeps_records_credentials_and_certificates(scratch_provisioned:
     assert not provision(kafka, progress=quiet).changed
 
 
+def test_a_lost_super_user_password_is_replaced_at_start(scratch_provisioned: Provisioned) -> None:
+    kafka = scratch_provisioned.kafka
+    old = kafka.admin_config()
+    kafka.stop()
+    kafka.password_file(kafka.admin_user).unlink()
+    kafka.start()
+    new = kafka.admin_config()
+    assert new["sasl.password"] != old["sasl.password"]
+    assert connect(new)[0] is not None
+    topics, errors = connect(old)
+    assert topics is None and KafkaError._AUTHENTICATION in {e.code() for e in errors}
+    assert not provision(kafka, progress=quiet).changed
+
+
 def test_a_second_broker_on_the_same_state_dir_is_refused(scratch_provisioned: Provisioned) -> None:
     kafka = scratch_provisioned.kafka
     other = LocalKafka(kafka.platform, kafka.state_dir, KafkaPorts.free(), progress=quiet)
