@@ -59,7 +59,10 @@ check-stacks: venv
 test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
-test: lint typecheck test-unit check-stacks test-flink
+test-integration: venv venv-flink
+	$(PYTHON) -m pytest -q tests/integration
+
+test: lint typecheck test-unit check-stacks test-flink test-integration
 	@echo "make test: all suites passed"
 
 render: venv
