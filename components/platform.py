@@ -11,12 +11,13 @@ from components.k8s import create_object, namespace
 from components.kafka_cluster import OPERATOR_NAMESPACE, KafkaCluster, KafkaClusterArgs, StrimziOperator
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
+from components.observability import Observability
 from components.schema_registry import SchemaRegistry, SchemaRegistryArgs
 from headwater.spec import Platform
 
 
 class HeadwaterPlatform(pulumi.ComponentResource):
-    """Operators, the Kafka cluster, topics and principals (and, as they land, Flink apps and the registry)."""
+    """Operators, the Kafka cluster, topics and principals, the registry, Flink apps and observability."""
 
     bootstrap: pulumi.Output[str]
     """Kafka TLS bootstrap address inside the cluster."""
@@ -67,6 +68,7 @@ class HeadwaterPlatform(pulumi.ComponentResource):
             FlinkApplication(
                 f"{name}-flink-{app.name}", FlinkApplicationArgs(platform, app.name), after_flink
             )
+        Observability(f"{name}-observability", platform, pulumi.ResourceOptions(parent=self, depends_on=[ns]))
         self.bootstrap = kafka.bootstrap
         self.cluster_ca_secret = kafka.cluster_ca_secret
         self.principal_secrets = principals.secrets

@@ -19,9 +19,18 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _lineage(args: argparse.Namespace) -> int:
+    import json
+
+    from components.observability import lineage_graph, lineage_mermaid
+
     platform = load_platform(args.stack)
-    for src, dst, label in platform.lineage():
-        print(f"{src} -> {dst} [{label}]")
+    if args.format == "mermaid":
+        print(lineage_mermaid(platform), end="")
+    elif args.format == "json":
+        print(json.dumps(lineage_graph(platform), indent=2, sort_keys=True))
+    else:
+        for src, dst, label in platform.lineage():
+            print(f"{src} -> {dst} [{label}]")
     return 0
 
 
@@ -53,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lineage = sub.add_parser("lineage", help="print the flows: producer -> topic -> consumer")
     lineage.add_argument("--stack", required=True, choices=stacks)
+    lineage.add_argument("--format", choices=("text", "mermaid", "json"), default="text")
     lineage.set_defaults(func=_lineage)
 
     from headwater.contracts.cli import add_parser as add_contracts_parser

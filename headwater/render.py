@@ -20,6 +20,7 @@ from components.k8s import namespace, object_key, sorted_objects
 from components.kafka_cluster import OPERATOR_NAMESPACE, render_kafka_cluster, render_strimzi_operator
 from components.kafka_topics import render_topics
 from components.kafka_users import render_users
+from components.observability import render_observability
 from components.schema_registry import render_schema_registry
 from headwater.spec import Platform
 
@@ -48,7 +49,7 @@ def _flink(platform: Platform) -> list[dict[str, Any]]:
 
 
 # Each resource family contributes its renderer here, in dependency order.
-RENDERERS: list[Renderer] = [_core, _kafka, render_schema_registry, _flink]
+RENDERERS: list[Renderer] = [_core, _kafka, render_schema_registry, _flink, render_observability]
 
 
 def render_stack(platform: Platform) -> list[dict[str, Any]]:

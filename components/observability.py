@@ -1,0 +1,306 @@
+"""Observability from the spec: alert rules, a dashboard and the lineage graph, as plain ConfigMaps.
+
+Everything is derived from the declared flows, so a new consumer group or topic gets its lag alert, its panel
+and its place in the lineage graph without anyone writing them:
+- alert rules (Prometheus rule file) for consumer lag per group with thresholds from the consumed topic's
+  SLA, under-replicated and offline partitions, dead letters arriving, and Flink checkpoint failures and
+  restarts per app; loaded by a Prometheus that watches ConfigMaps labelled `headwater.io/prometheus-rules`;
+- a Grafana dashboard (ConfigMap labelled `grafana_dashboard: "1"`, the sidecar convention) with a row per
+  flow: topic in/out rates, lag per group, dead letters, checkpoint durations;
+- the lineage graph (producer -> topic -> consumer group -> consumer), as JSON for catalogs and as Mermaid.
+
+The metric names are those of the exporters the platform configures: Strimzi's Kafka Exporter
+(`kafka_consumergroup_lag`, `kafka_topic_partition_current_offset`), the brokers' JMX rules in
+`components.kafka_cluster` and Flink's Prometheus reporter (`flink_jobmanager_job_*`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import yaml
+
+from components.k8s import create_object, labels, metadata
+from headwater.spec import Platform, Sla, TopicKind
+
+RULES_KEY = "headwater.rules.yaml"
+DASHBOARD_KEY = "headwater-flows.json"
+
+
+@dataclass(frozen=True)
+class LagBudget:
+    """How far a consumer of a topic of this SLA may fall behind, and for how long, before someone is paged."""
+
+    messages: int
+    for_: str
+    severity: str
+
+
+LAG_BUDGETS: dict[Sla, LagBudget] = {
+    Sla.GOLD: LagBudget(10_000, "5m", "critical"),
+    Sla.SILVER: LagBudget(100_000, "15m", "warning"),
+    Sla.BRONZE: LagBudget(1_000_000, "1h", "info"),
+}
+
+
+def _rule(alert: str, expr: str, for_: str, severity: str, summary: str, **extra: str) -> dict[str, Any]:
+    return {
+        "alert": alert,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity, **extra},
+        "annotations": {"summary": summary},
+    }
+
+
+def alert_rules(platform: Platform) -> dict[str, Any]:
+    """The Prometheus rule file of a stack (groups of alerts), derived from topics, flows and apps."""
+    lag: list[dict[str, Any]] = []
+    for principal in platform.principals:
+        for c in principal.consumes:
+            budget = LAG_BUDGETS[platform.topic(c.topic).sla]
+            group = f"{c.group}.*" if c.group_pattern == "prefix" else c.group
+            lag.append(
+                _rule(
+                    "HeadwaterConsumerLag",
+                    f'sum by (consumergroup, topic) (kafka_consumergroup_lag{{consumergroup=~"{group}", '
+                    f'topic="{c.topic}"}}) > {budget.messages}',
+                    budget.for_,
+                    budget.severity,
+                    f"{principal.name} (group {c.group}) is more than {budget.messages} records behind on {c.topic}",
+                    principal=principal.name,
+                    owner=platform.topic(c.topic).owner,
+                )
+            )
+    kafka = [
+        _rule(
+            "HeadwaterUnderReplicatedPartitions",
+            "max(kafka_server_replicamanager_underreplicatedpartitions) > 0",
+            "10m",
+            "warning",
+            "partitions have fewer in-sync replicas than their replication factor",
+        ),
+        _rule(
+            "HeadwaterOfflinePartitions",
+            "max(kafka_controller_kafkacontroller_offlinepartitionscount) > 0",
+            "1m",
+            "critical",
+            "partitions have no leader: producers and consumers of them are stopped",
+        ),
+    ]
+    dead = [
+        _rule(
+            "HeadwaterDeadLetters",
+            f'sum by (topic) (increase(kafka_topic_partition_current_offset{{topic="{t.name}"}}[10m])) > 0',
+            "0m",
+            "warning",
+            f"records were rejected into {t.name}; read their reasons there",
+            owner=t.owner,
+        )
+        for t in platform.topics
+        if t.kind == TopicKind.DEADLETTER
+    ]
+    flink = []
+    for app in platform.apps:
+        job = f'job_name=~"{app.name}.*"'
+        flink += [
+            _rule(
+                "HeadwaterCheckpointsFailing",
+                f"increase(flink_jobmanager_job_numberOfFailedCheckpoints{{{job}}}[15m]) > 0",
+                "0m",
+                "warning",
+                f"{app.name}: checkpoints fail, so its exactly-once outputs stop committing",
+                app=app.name,
+            ),
+            _rule(
+                "HeadwaterJobRestarting",
+                f"increase(flink_jobmanager_job_numRestarts{{{job}}}[15m]) > 3",
+                "0m",
+                "critical",
+                f"{app.name} restarted more than 3 times in 15 minutes",
+                app=app.name,
+            ),
+        ]
+    groups = [
+        {"name": "headwater-consumer-lag", "rules": lag},
+        {"name": "headwater-kafka", "rules": kafka},
+        {"name": "headwater-dead-letters", "rules": dead},
+        {"name": "headwater-flink", "rules": flink},
+    ]
+    return {"groups": [g for g in groups if g["rules"]]}
+
+
+def _panel(title: str, expr: str, legend: str, panel_id: int, y: int, x: int) -> dict[str, Any]:
+    return {
+        "id": panel_id,
+        "type": "timeseries",
+        "title": title,
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "targets": [{"expr": expr, "legendFormat": legend, "refId": "A"}],
+    }
+
+
+def dashboard(platform: Platform) -> dict[str, Any]:
+    """A Grafana dashboard with one row per topic: rate in, and lag of every group that reads it."""
+    panels: list[dict[str, Any]] = []
+    y = 0
+    for topic in platform.topics:
+        readers = [(p.name, c) for p in platform.principals for c in p.consumes if c.topic == topic.name]
+        panels.append(
+            {
+                "id": len(panels) + 1,
+                "type": "row",
+                "title": f"{topic.name} ({topic.sla}, {topic.owner})",
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+            }
+        )
+        y += 1
+        panels.append(
+            _panel(
+                "records in / s",
+                f'sum(rate(kafka_topic_partition_current_offset{{topic="{topic.name}"}}[1m]))',
+                topic.name,
+                len(panels) + 1,
+                y,
+                0,
+            )
+        )
+        if readers:
+            groups = "|".join(f"{c.group}.*" if c.group_pattern == "prefix" else c.group for _, c in readers)
+            panels.append(
+                _panel(
+                    "consumer lag (records)",
+                    f'sum by (consumergroup) (kafka_consumergroup_lag{{topic="{topic.name}", consumergroup=~"{groups}"}})',
+                    "{{consumergroup}}",
+                    len(panels) + 1,
+                    y,
+                    12,
+                )
+            )
+        y += 8
+    for app in platform.apps:
+        panels.append(
+            _panel(
+                f"{app.name}: last checkpoint duration (ms)",
+                f'max(flink_jobmanager_job_lastCheckpointDuration{{job_name=~"{app.name}.*"}})',
+                app.name,
+                len(panels) + 1,
+                y,
+                0,
+            )
+        )
+        y += 8
+    return {
+        "title": f"Headwater flows ({platform.stack})",
+        "uid": f"headwater-flows-{platform.stack}",
+        "schemaVersion": 39,
+        "tags": ["headwater"],
+        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
+        "panels": panels,
+    }
+
+
+def lineage_graph(platform: Platform) -> dict[str, Any]:
+    """Nodes (principals, topics) and edges (produce, consume) of every declared flow."""
+    nodes = [
+        {
+            "id": f"topic:{t.name}",
+            "kind": "topic",
+            "owner": t.owner,
+            "sla": t.sla.value,
+            "topicKind": t.kind.value,
+        }
+        for t in platform.topics
+    ] + [
+        {"id": f"principal:{p.name}", "kind": p.kind, "description": p.description}
+        for p in platform.principals
+    ]
+    edges = []
+    for p in platform.principals:
+        edges += [
+            {
+                "from": f"principal:{p.name}",
+                "to": f"topic:{f.topic}",
+                "flow": "produce",
+                "exactlyOnce": f.transactional,
+            }
+            for f in p.produces
+        ]
+        edges += [
+            {"from": f"topic:{c.topic}", "to": f"principal:{p.name}", "flow": "consume", "group": c.group}
+            for c in p.consumes
+        ]
+    return {"nodes": nodes, "edges": sorted(edges, key=lambda e: (e["from"], e["to"]))}
+
+
+def lineage_mermaid(platform: Platform) -> str:
+    """The lineage graph as a Mermaid flowchart (renders in GitHub, GitLab and most wikis)."""
+
+    def node(name: str) -> str:
+        return name.replace(".", "_").replace("-", "_")
+
+    lines = ["flowchart LR"]
+    for t in platform.topics:
+        lines.append(f'  {node(t.name)}[("{t.name}")]')
+    for p in platform.principals:
+        lines.append(f'  {node(p.name)}["{p.name}"]')
+        lines += [
+            f"  {node(p.name)} -->|{'exactly-once' if f.transactional else 'produce'}| {node(f.topic)}"
+            for f in p.produces
+        ]
+        lines += [f"  {node(c.topic)} -->|{c.group}| {node(p.name)}" for c in p.consumes]
+    return "\n".join(lines) + "\n"
+
+
+def render_observability(platform: Platform) -> list[dict[str, Any]]:
+    ns = platform.namespace
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(
+                "headwater-alert-rules",
+                ns,
+                labels("observability", extra={"headwater.io/prometheus-rules": "true"}),
+            ),
+            "data": {RULES_KEY: yaml.safe_dump(alert_rules(platform), sort_keys=False)},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(
+                "headwater-dashboard", ns, labels("observability", extra={"grafana_dashboard": "1"})
+            ),
+            "data": {DASHBOARD_KEY: json.dumps(dashboard(platform), indent=1, sort_keys=True)},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata("headwater-lineage", ns, labels("observability")),
+            "data": {
+                "lineage.json": json.dumps(lineage_graph(platform), indent=1, sort_keys=True),
+                "lineage.mmd": lineage_mermaid(platform),
+            },
+        },
+    ]
+
+
+class Observability(pulumi.ComponentResource):
+    """Alert rules, dashboard and lineage graph of the platform, as ConfigMaps for Prometheus and Grafana."""
+
+    config_maps: list[pulumi.Resource]
+    """The rendered ConfigMaps."""
+
+    def __init__(self, name: str, platform: Platform, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("headwater:observability:Observability", name, None, opts)
+        self.config_maps = [
+            create_object(f"{name}-{o['metadata']['name']}", o, pulumi.ResourceOptions(parent=self))
+            for o in render_observability(platform)
+        ]
+        self.register_outputs(
+            {"config_maps": [o["metadata"]["name"] for o in render_observability(platform)]}
+        )

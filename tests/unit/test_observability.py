@@ -1,0 +1,110 @@
+"""Alert rules, dashboard and lineage are derived from the flows; every PromQL expression parses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import promql_parser
+import pytest
+import yaml
+
+from components.observability import (
+    LAG_BUDGETS,
+    alert_rules,
+    dashboard,
+    lineage_graph,
+    lineage_mermaid,
+    render_observability,
+)
+from headwater.config import load_platform, stack_names
+from headwater.spec import Consume, Sla
+
+STACKS = stack_names()
+
+
+def _exprs(stack: str) -> list[str]:
+    p = load_platform(stack)
+    rules = [r["expr"] for g in alert_rules(p)["groups"] for r in g["rules"]]
+    panels = [t["expr"] for panel in dashboard(p)["panels"] for t in panel.get("targets", [])]
+    return rules + panels
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_expression_is_valid_promql(stack: str) -> None:
+    exprs = _exprs(stack)
+    assert exprs
+    for expr in exprs:
+        promql_parser.parse(expr)  # raises ValueError with the position of a syntax error
+
+
+def test_the_parser_rejects_a_broken_expression() -> None:
+    with pytest.raises(ValueError):
+        promql_parser.parse('sum by (topic (kafka_consumergroup_lag{topic="x"})')
+
+
+def test_one_lag_alert_per_consumer_group_with_the_topic_sla_budget() -> None:
+    p = load_platform("prod")
+    lag = next(g for g in alert_rules(p)["groups"] if g["name"] == "headwater-consumer-lag")["rules"]
+    consumes = [(pr.name, c) for pr in p.principals for c in pr.consumes]
+    assert len(lag) == len(consumes)
+    (rule,) = [r for r in lag if r["labels"]["principal"] == "agent-events"]
+    gold = LAG_BUDGETS[Sla.GOLD]
+    assert f"> {gold.messages}" in rule["expr"] and 'consumergroup=~"agent-events"' in rule["expr"]
+    assert rule["for"] == gold.for_ and rule["labels"]["severity"] == gold.severity
+    (registry,) = {
+        r["expr"] for r in lag if r["labels"]["principal"] == "schema-registry" and "journal" in r["expr"]
+    }
+    assert 'consumergroup=~"schema-registry-.*"' in registry  # prefix groups match every generated group
+
+
+def test_a_new_flow_gets_its_alert_and_its_panel() -> None:
+    p = load_platform("prod")
+    runtime = p.principal("agent-runtime")
+    extra = replace(
+        runtime, consumes=(*runtime.consumes, Consume("agents.events.deadletter.v1", "dlq-triage"))
+    )
+    p2 = replace(p, principals=tuple(extra if x.name == "agent-runtime" else x for x in p.principals))
+    rules = [r for g in alert_rules(p2)["groups"] for r in g["rules"]]
+    assert any('consumergroup=~"dlq-triage"' in r["expr"] for r in rules)
+    panels = json.dumps(dashboard(p2))
+    assert "dlq-triage" in panels and "dlq-triage" not in json.dumps(dashboard(p))
+
+
+def test_dead_letter_topics_and_apps_are_watched() -> None:
+    p = load_platform("prod")
+    names = {(r["alert"], r["labels"].get("app")) for g in alert_rules(p)["groups"] for r in g["rules"]}
+    assert ("HeadwaterDeadLetters", None) in names
+    for app in p.apps:
+        assert ("HeadwaterCheckpointsFailing", app.name) in names and (
+            "HeadwaterJobRestarting",
+            app.name,
+        ) in names
+
+
+def test_lineage_covers_every_flow() -> None:
+    p = load_platform("prod")
+    graph = lineage_graph(p)
+    flows = sum(len(pr.produces) + len(pr.consumes) for pr in p.principals)
+    assert len(graph["edges"]) == flows
+    assert {
+        "from": "principal:agent-events",
+        "to": "topic:agents.signals.v1",
+        "flow": "produce",
+        "exactlyOnce": True,
+    } in graph["edges"]
+    text = lineage_mermaid(p)
+    assert text.startswith("flowchart LR") and "agents_events_raw_v1 -->|agent-events| agent_events" in text
+
+
+def test_rendered_config_maps_carry_loadable_content() -> None:
+    objs = {o["metadata"]["name"]: o for o in render_observability(load_platform("staging"))}
+    rules = yaml.safe_load(objs["headwater-alert-rules"]["data"]["headwater.rules.yaml"])
+    assert {g["name"] for g in rules["groups"]} >= {
+        "headwater-consumer-lag",
+        "headwater-kafka",
+        "headwater-flink",
+    }
+    assert objs["headwater-dashboard"]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(objs["headwater-dashboard"]["data"]["headwater-flows.json"])["panels"]
+    assert json.loads(objs["headwater-lineage"]["data"]["lineage.json"])["nodes"]
