@@ -104,11 +104,12 @@ def _die_with_parent(argv: Sequence[str]) -> list[str]:
     return list(argv) if setpriv is None else [setpriv, "--pdeathsig", "KILL", "--", *argv]
 
 
-def _wait_for_exec(pid: int, wrapper: str, timeout: float = 5.0) -> None:
-    """Wait until `wrapper` (setpriv) has replaced itself with the real program.
+def _wait_for_exec(pid: int, program: str, timeout: float = 5.0) -> None:
+    """Wait until the child runs `program` itself: the wrapper (setpriv) has set the death signal and exec'd.
 
-    setpriv sets the death signal and then execs; until it has, a supervisor killed outright would leave an
-    orphan. Waiting here closes that window before `start()` returns.
+    Between fork and the wrapper's exec the child still shows the supervisor's own command line, and until
+    the wrapper has exec'd the program a supervisor killed outright would leave an orphan. Waiting for the
+    program's own argv[0] closes both windows before `start()` returns.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -116,7 +117,7 @@ def _wait_for_exec(pid: int, wrapper: str, timeout: float = 5.0) -> None:
             argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
         except OSError:
             return  # gone already: the caller sees that as an early exit
-        if argv0 != wrapper.encode():
+        if argv0 == program.encode():
             return
         time.sleep(0.002)
 
@@ -176,9 +177,8 @@ class Supervised:
                 raise ProcessError(f"{self.name}: cannot run {self.argv[0]!r}: {exc}") from exc
         with _LOCK:
             _LIVE[self._popen.pid] = self
-        setpriv = _setpriv()
-        if setpriv is not None:
-            _wait_for_exec(self._popen.pid, setpriv)
+        if _setpriv() is not None:
+            _wait_for_exec(self._popen.pid, self.argv[0])
 
     def log_tail(self, lines: int = 40) -> str:
         try:
