@@ -55,6 +55,7 @@ test-unit: venv
 
 check-stacks: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater check --stack $$s; done
+	$(VENV)/bin/headwater contracts check
 
 test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
