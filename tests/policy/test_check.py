@@ -15,6 +15,7 @@ from google.protobuf import json_format, struct_pb2
 
 from components.k8s import object_key
 from components.platform import HeadwaterPlatform
+from components.testing import RecordingMocks
 from headwater import check
 from headwater.check import check_objects, check_stack, facts_of, resource_of
 from headwater.cli import main
@@ -44,18 +45,6 @@ def test_every_shipped_stack_passes_its_mandatory_rules(
 # --- the same objects as the Pulumi program --------------------------------------------------------------
 
 
-class _Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
 def _canonical(props: Any) -> str:
     struct = struct_pb2.Struct()
     struct.update(dict(props))
@@ -65,7 +54,7 @@ def _canonical(props: Any) -> str:
 @pytest.mark.parametrize("stack", STACKS)
 def test_check_judges_what_the_pulumi_program_registers(stack: str) -> None:
     platform = load_platform(stack)
-    recorder = _Recorder()
+    recorder = RecordingMocks.install()
     pulumi.runtime.set_mocks(recorder, project="headwater", stack=stack, preview=True)
 
     @pulumi.runtime.test

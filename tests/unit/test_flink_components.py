@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from components.checkpoint_storage import CheckpointStorage, CheckpointStorageAr
 from components.flink_application import FlinkApplication, FlinkApplicationArgs
 from components.flink_operator import FlinkOperator, render_flink_operator
 from components.kafka_cluster import OPERATOR_NAMESPACE
+from components.testing import RecordingMocks
 from headwater import versions
 from headwater.config import load_platform, stack_names
 from headwater.spec import Consume, Platform, Produce, TopicKind
@@ -27,32 +27,6 @@ from headwater.spec import Consume, Platform, Produce, TopicKind
 STACKS = stack_names()
 FLINK_DEPLOYMENT = f"kubernetes:{versions.FLINK_CRD_API_VERSION}:FlinkDeployment"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-
-
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-    def of_type(self, token: str) -> list[pulumi.runtime.MockResourceArgs]:
-        return [r for r in self.resources if r.typ == token]
-
-    def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
-        (found,) = [r for r in self.resources if r.name == name]
-        return found
-
-
-@pytest.fixture
-def mocks() -> Iterator[Recorder]:
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, project="headwater", stack="test", preview=False)
-    yield recorder
 
 
 def _build_flink(p: Platform, seen: dict[str, Any]) -> None:
@@ -79,7 +53,7 @@ def _build_flink(p: Platform, seen: dict[str, Any]) -> None:
     build()  # returns once every registration has reached the mocks
 
 
-def _deployments(mocks: Recorder) -> dict[str, dict[str, Any]]:
+def _deployments(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:
     return {r.inputs["metadata"]["name"]: r.inputs for r in mocks.of_type(FLINK_DEPLOYMENT)}
 
 
@@ -87,7 +61,9 @@ def _deployments(mocks: Recorder) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_stack_creates_operator_storage_and_one_deployment_per_app(mocks: Recorder, stack: str) -> None:
+def test_every_stack_creates_operator_storage_and_one_deployment_per_app(
+    mocks: RecordingMocks, stack: str
+) -> None:
     p = load_platform(stack)
     seen: dict[str, Any] = {}
     _build_flink(p, seen)
@@ -154,7 +130,7 @@ def test_every_stack_creates_operator_storage_and_one_deployment_per_app(mocks: 
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_pods_are_restricted_and_credentials_come_from_secrets(mocks: Recorder, stack: str) -> None:
+def test_pods_are_restricted_and_credentials_come_from_secrets(mocks: RecordingMocks, stack: str) -> None:
     p = load_platform(stack)
     _build_flink(p, {})
     for name, dep in _deployments(mocks).items():
@@ -223,7 +199,7 @@ def test_app_arguments_come_from_the_principals_flows(stack: str) -> None:
 # --- per environment ---------------------------------------------------------------------------------------
 
 
-def test_prod_savepoints_ha_durable_paths_autoscaler(mocks: Recorder) -> None:
+def test_prod_savepoints_ha_durable_paths_autoscaler(mocks: RecordingMocks) -> None:
     p = load_platform("prod")
     _build_flink(p, {})
     deployments = _deployments(mocks)
@@ -260,7 +236,7 @@ def test_prod_savepoints_ha_durable_paths_autoscaler(mocks: Recorder) -> None:
     assert f"ssl.keystore.location={fa.USER_DIR}/user.p12" in template[fa.TEMPLATE_KEY]
 
 
-def test_staging_uses_savepoints_and_secret_credentials(mocks: Recorder) -> None:
+def test_staging_uses_savepoints_and_secret_credentials(mocks: RecordingMocks) -> None:
     p = load_platform("staging")
     _build_flink(p, {})
     for dep in _deployments(mocks).values():
@@ -276,7 +252,7 @@ def test_staging_uses_savepoints_and_secret_credentials(mocks: Recorder) -> None
         }
 
 
-def test_dev_runs_minio_and_last_state_upgrades(mocks: Recorder) -> None:
+def test_dev_runs_minio_and_last_state_upgrades(mocks: RecordingMocks) -> None:
     p = load_platform("dev")
     _build_flink(p, {})
     (deployment,) = mocks.of_type("kubernetes:apps/v1:Deployment")
@@ -299,7 +275,7 @@ def test_dev_runs_minio_and_last_state_upgrades(mocks: Recorder) -> None:
     assert f"{fa.USER_DIR}/sasl.jaas.config" in template[fa.SCRIPT_KEY]
 
 
-def test_local_keeps_state_on_a_claim_without_ha(mocks: Recorder) -> None:
+def test_local_keeps_state_on_a_claim_without_ha(mocks: RecordingMocks) -> None:
     p = load_platform("local")
     _build_flink(p, {})
     for name, dep in _deployments(mocks).items():
@@ -348,7 +324,7 @@ def test_operator_chart_and_image_are_pinned_and_restricted() -> None:
         render_flink_operator(())
 
 
-def test_operator_component_installs_the_release(mocks: Recorder) -> None:
+def test_operator_component_installs_the_release(mocks: RecordingMocks) -> None:
     seen: list[Any] = []
 
     @pulumi.runtime.test

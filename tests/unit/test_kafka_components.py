@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -12,33 +11,12 @@ import pytest
 from components.kafka_cluster import KafkaCluster, KafkaClusterArgs
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
+from components.testing import RecordingMocks
 from headwater.config import load_platform
 from headwater.spec import Tier
 
 
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-    def of_type(self, token: str) -> list[pulumi.runtime.MockResourceArgs]:
-        return [r for r in self.resources if r.typ == token]
-
-
-@pytest.fixture
-def mocks() -> Iterator[Recorder]:
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, project="headwater", stack="test", preview=False)
-    yield recorder
-
-
-def test_prod_cluster_children_outputs_and_parents(mocks: Recorder) -> None:
+def test_prod_cluster_children_outputs_and_parents(mocks: RecordingMocks) -> None:
     p = load_platform("prod")
     seen: list[Any] = []
 
@@ -65,7 +43,7 @@ def test_prod_cluster_children_outputs_and_parents(mocks: Recorder) -> None:
         assert len(mocks.of_type("kubernetes:core/v1:ConfigMap")) == 1
 
 
-def test_topics_and_principals_one_resource_each(mocks: Recorder) -> None:
+def test_topics_and_principals_one_resource_each(mocks: RecordingMocks) -> None:
     p = load_platform("staging")
     seen: dict[str, Any] = {}
 
@@ -92,7 +70,7 @@ def test_topics_and_principals_one_resource_each(mocks: Recorder) -> None:
 
 
 @pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
-def test_whole_platform_registers_every_rendered_object(mocks: Recorder, stack: str) -> None:
+def test_whole_platform_registers_every_rendered_object(mocks: RecordingMocks, stack: str) -> None:
     """`pulumi up` creates exactly what `headwater render` writes: same objects, same content."""
     from components.k8s import object_key
     from components.platform import HeadwaterPlatform

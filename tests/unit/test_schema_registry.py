@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +18,7 @@ from components.schema_registry import (
     render_schema_registry,
     service_url,
 )
+from components.testing import RecordingMocks
 from headwater import versions
 from headwater.config import load_platform
 from headwater.contracts import kafkasql
@@ -227,28 +227,9 @@ def test_invalid_settings_fail_fast_naming_key_value_and_allowed() -> None:
         SchemaRegistryArgs(replace(prod, principals=principals))
 
 
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-@pytest.fixture
-def mocks() -> Iterator[Recorder]:
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, project="headwater", stack="test", preview=False)
-    yield recorder
-
-
 @pytest.mark.parametrize("stack", STACKS)
 def test_component_registers_objects_and_one_subject_per_contract(
-    mocks: Recorder, stack: str, monkeypatch: pytest.MonkeyPatch
+    mocks: RecordingMocks, stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HEADWATER_REGISTRY_URL", raising=False)
     platform = load_platform(stack)
