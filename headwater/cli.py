@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     from headwater.contracts.cli import add_parser as add_contracts_parser
 
     add_contracts_parser(sub, stacks)
+
+    from headwater.local.runtime import add_parser as add_local_parser
+
+    add_local_parser(sub, stacks)
     return parser
 
 

@@ -1,0 +1,696 @@
+"""A live view of the local platform: what flows in and out, how far behind each consumer is, how long an
+event takes from the raw topic to a signal an agent can read, and why records were rejected.
+
+`Monitor` gathers the figures in background threads:
+- signals and features are read the way the agents read them: as `agent-runtime`, in its consumer groups
+  from the catalog, with `isolation.level=read_committed` (so a signal counts once its transaction commits);
+- end-to-end latency is the time a signal becomes visible to that consumer minus the timestamp of the raw
+  record it came from (signals carry it as `source.timestamp`); only events produced during this run count;
+- dead letters are read as the platform's admin (no principal of the catalog consumes them), by assignment,
+  without a consumer group, for their reason codes;
+- consumer lag per group is the committed offsets against the read-committed end offsets, as the admin.
+
+`Console` renders a `Snapshot` a few times a second on a terminal (redrawn in place), or as one plain line
+every few seconds otherwise (logs, CI). `format_summary` is what a bounded run prints at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from headwater.contracts.registry import RegistryClient
+from headwater.contracts.serde import AvroDeserializer, WireFormatError
+from headwater.spec import Platform, TopicKind
+
+READER = "agent-runtime"  # the principal whose view of signals and features the console shows
+PRODUCER = "agent-gateway"  # the principal the sample producer sends raw events as
+SIGNALS_APP = "agent-events"
+RATE_WINDOW_S = 5.0
+LATENCY_WINDOW_S = 30.0
+MAX_SAMPLES = 500_000
+
+
+# ---- which topics and groups, from the spec ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The topics and consumer groups the console watches, derived from the platform's flows."""
+
+    raw: str
+    signals: str
+    dead_letters: str
+    features: str
+    reader_groups: tuple[tuple[str, str], ...]  # (topic, group) the reader principal consumes with
+    lag_groups: tuple[tuple[str, str], ...]  # (group, topic) of every literal consumer group
+    transactional: frozenset[str]  # topics written in transactions (each commit leaves a marker offset)
+
+    @classmethod
+    def of(cls, platform: Platform) -> Topology:
+        def only(names: Iterable[str], what: str) -> str:
+            found = sorted(set(names))
+            if len(found) != 1:
+                raise ValueError(
+                    f"stack {platform.stack}: expected exactly one {what}, found {found or 'none'}"
+                )
+            return found[0]
+
+        producer = platform.principal(PRODUCER)
+        app = platform.principal(SIGNALS_APP)
+        kinds = {t.name: t.kind for t in platform.topics}
+        produced_by_app = [p.topic for p in app.produces]
+        return cls(
+            raw=only((p.topic for p in producer.produces), f"topic produced by {PRODUCER}"),
+            signals=only(
+                (t for t in produced_by_app if kinds[t] == TopicKind.EVENTS),
+                f"events topic produced by {SIGNALS_APP}",
+            ),
+            dead_letters=only(
+                (t for t in produced_by_app if kinds[t] == TopicKind.DEADLETTER),
+                f"dead-letter topic produced by {SIGNALS_APP}",
+            ),
+            features=only((t.name for t in platform.topics if t.kind == TopicKind.FEATURE), "feature topic"),
+            reader_groups=tuple((c.topic, c.group) for c in platform.principal(READER).consumes),
+            lag_groups=tuple(
+                sorted(
+                    (c.group, c.topic)
+                    for p in platform.principals
+                    if p.kind != "platform"
+                    for c in p.consumes
+                    if c.group_pattern == "literal"
+                )
+            ),
+            transactional=frozenset(
+                f.topic for p in platform.principals for f in p.produces if f.transactional
+            ),
+        )
+
+    def reader_group(self, topic: str) -> str:
+        for t, group in self.reader_groups:
+            if t == topic:
+                return group
+        raise KeyError(f"{READER} does not consume {topic} in this stack")
+
+
+# ---- small statistics ---------------------------------------------------------------------------------------
+
+
+class RateMeter:
+    """Events per second over the last few seconds."""
+
+    def __init__(self, window: float = RATE_WINDOW_S) -> None:
+        self.window = window
+        self.total = 0
+        self._marks: deque[tuple[float, int]] = deque()
+
+    def add(self, n: int = 1, now: float | None = None) -> None:
+        self.total += n
+        self._marks.append((time.monotonic() if now is None else now, n))
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        while self._marks and self._marks[0][0] < now - self.window:
+            self._marks.popleft()
+        return sum(n for _, n in self._marks) / self.window
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by the nearest-rank method; None for no values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return float(sorted_values[min(rank, len(sorted_values)) - 1])
+
+
+@dataclass(frozen=True)
+class Latency:
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Latency:
+        ordered = sorted(values)
+        return cls(
+            len(ordered),
+            percentile(ordered, 50),
+            percentile(ordered, 95),
+            percentile(ordered, 99),
+            ordered[-1] if ordered else None,
+        )
+
+    def text(self) -> str:
+        if not self.count:
+            return "no samples yet"
+        return (
+            f"p50 {_ms(self.p50)}  p95 {_ms(self.p95)}  p99 {_ms(self.p99)}  max {_ms(self.max)}  "
+            f"(n={self.count})"
+        )
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.0f}ms"
+
+
+# ---- the monitor ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    topic: str
+    lag: int | None  # None: the group has committed nothing yet
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the console shows at one moment."""
+
+    uptime_s: float
+    rates: Mapping[str, float]  # raw, signals, dead_letters, features: per second, recent
+    totals: Mapping[str, int]  # seen during this run
+    latency_recent: Latency
+    latency_run: Latency
+    lags: tuple[GroupLag, ...]
+    dead_letter_reasons: Mapping[str, int]
+    latest_signals: tuple[str, ...]
+    latest_features: tuple[str, ...]
+    errors: tuple[str, ...]
+
+
+STREAMS = ("raw", "signals", "dead_letters", "features")
+STREAM_LABELS = {
+    "raw": "raw events in",
+    "signals": "signals out",
+    "dead_letters": "dead letters",
+    "features": "features",
+}
+
+
+class Monitor:
+    """Reads signals, features and dead letters and polls offsets, in background threads, until `stop()`.
+
+    `reader_config` / `admin_config` are librdkafka settings of the reader principal and of the admin;
+    `since_ms` is the epoch time from which raw events count for latency (the start of this run).
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        reader_config: Mapping[str, Any],
+        admin_config: Mapping[str, Any],
+        registry_url: str,
+        *,
+        since_ms: int | None = None,
+        offsets_interval: float = 1.0,
+    ) -> None:
+        self.topology = Topology.of(platform)
+        self.reader_config = dict(reader_config)
+        self.admin_config = dict(admin_config)
+        self.registry_url = registry_url
+        self.since_ms = int(time.time() * 1000) if since_ms is None else since_ms
+        self.offsets_interval = offsets_interval
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._meters = {name: RateMeter() for name in STREAMS}
+        self._raw_end: int | None = None
+        self._latencies: list[float] = []
+        self._recent_latencies: deque[tuple[float, float]] = deque()
+        self._reasons: Counter[str] = Counter()
+        self._signals: deque[str] = deque(maxlen=6)
+        self._features: deque[str] = deque(maxlen=6)
+        self._lags: tuple[GroupLag, ...] = ()
+        self._partitions: dict[str, list[int]] = {}
+        self._errors: deque[str] = deque(maxlen=3)
+        self._assigned: dict[str, threading.Event] = {}
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self, assignment_timeout: float = 30.0) -> Monitor:
+        """Start reading; return once the consumers have their partitions (so nothing produced after is missed)."""
+        t = self.topology
+        readers = [
+            ("signals", t.signals, self._on_signal),
+            ("features", t.features, self._on_feature),
+        ]
+        for name, topic, handler in readers:
+            self._assigned[name] = threading.Event()
+            self._spawn(name, self._consume_group, name, topic, handler)
+        self._assigned["dead_letters"] = threading.Event()
+        self._spawn("dead_letters", self._consume_dead_letters)
+        self._spawn("offsets", self._poll_offsets)
+        deadline = time.monotonic() + assignment_timeout
+        for name, event in self._assigned.items():
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                self._error(f"{name}: no partitions assigned after {assignment_timeout:.0f}s")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads.clear()
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"monitor-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _error(self, message: str) -> None:
+        with self._lock:
+            self._errors.append(f"{time.strftime('%H:%M:%S')} {message}")
+
+    # ---- readers -----------------------------------------------------------------------------------------
+
+    def _consumer(self, config: Mapping[str, Any], group: str) -> Consumer:
+        return Consumer(
+            {
+                **config,
+                "group.id": group,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "latest",
+                "enable.auto.commit": True,
+                "auto.commit.interval.ms": 1000,  # so the lag shown is the reader's, not the commit interval's
+                "error_cb": lambda err: self._error(f"{group}: {err}"),
+            }
+        )
+
+    def _consume_group(self, name: str, topic: str, handler: Callable[[dict[str, Any], int], None]) -> None:
+        group = self.topology.reader_group(topic)
+        consumer = self._consumer(self.reader_config, group)
+        decode = AvroDeserializer(RegistryClient(self.registry_url))
+        assigned = self._assigned[name]
+        consumer.subscribe([topic], on_assign=lambda c, parts: assigned.set())
+        try:
+            while not self._stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                if msg.error():
+                    self._error(f"{topic}: {msg.error()}")
+                    continue
+                now_ms = int(time.time() * 1000)
+                try:
+                    record = decode(msg.value() or b"")
+                except (WireFormatError, RuntimeError) as exc:
+                    self._error(f"{topic} offset {msg.offset()}: {exc}")
+                    continue
+                handler(record, now_ms)
+        finally:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                consumer.close()
+
+    def _on_signal(self, record: dict[str, Any], now_ms: int) -> None:
+        source = record.get("source") or {}
+        produced = source.get("timestamp")
+        latency = now_ms - produced if isinstance(produced, int) and produced >= self.since_ms else None
+        line = (
+            f"{_clock(record.get('occurred_at'))}  {record.get('agent_id', '?'):<14} "
+            f"{record.get('event_type', '?'):<18} {record.get('entity_id', '')[:16]:<16} "
+            f"{'error' if record.get('is_error') else 'ok':<5} "
+            f"latency {_ms(latency) if latency is not None else '(earlier run)'}"
+        )
+        with self._lock:
+            self._meters["signals"].add()
+            self._signals.appendleft(line)
+            if latency is not None:
+                if len(self._latencies) < MAX_SAMPLES:
+                    self._latencies.append(float(latency))
+                self._recent_latencies.append((time.monotonic(), float(latency)))
+
+    def _on_feature(self, record: dict[str, Any], now_ms: int) -> None:
+        count = int(record.get("event_count") or 0)
+        line = (
+            f"{str(record.get('entity_id', '?'))[:16]:<16} "
+            f"[{_clock(record.get('window_start'))}, {_clock(record.get('window_end'))})  "
+            f"events {count:<4} errors {record.get('error_count', 0):<3} "
+            f"({float(record.get('error_rate') or 0.0):.0%})  agents {record.get('distinct_agents', 0)}  "
+            f"last {record.get('last_event_type', '?')}"
+        )
+        with self._lock:
+            self._meters["features"].add()
+            self._features.appendleft(line)
+
+    def _consume_dead_letters(self) -> None:
+        topic = self.topology.dead_letters
+        consumer = Consumer(
+            {
+                **self.admin_config,
+                "group.id": "headwater-console",  # required by the client; never joined or committed
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "error_cb": lambda err: self._error(f"dead letters: {err}"),
+            }
+        )
+        decode = AvroDeserializer(RegistryClient(self.registry_url))
+        try:
+            metadata = consumer.list_topics(topic, timeout=10)
+            partitions = sorted(metadata.topics[topic].partitions)
+            consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+            self._assigned["dead_letters"].set()
+            while not self._stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                if msg.error():
+                    self._error(f"{topic}: {msg.error()}")
+                    continue
+                try:
+                    record = decode(msg.value() or b"")
+                    reason = str(record.get("reason_code") or "unknown")
+                except (WireFormatError, RuntimeError) as exc:
+                    reason = "undecodable"
+                    self._error(f"{topic} offset {msg.offset()}: {exc}")
+                with self._lock:
+                    self._meters["dead_letters"].add()
+                    self._reasons[reason] += 1
+        except KafkaException as exc:
+            self._error(f"dead letters: {exc}")
+        finally:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                consumer.close()
+
+    # ---- offsets and lag ---------------------------------------------------------------------------------
+
+    def _poll_offsets(self) -> None:
+        config: dict[str, Any] = {**self.admin_config, "error_cb": lambda err: None}
+        admin = AdminClient(config)
+        partitions: dict[str, list[int]] = {}
+        while not self._stop.is_set():
+            try:
+                topics = {self.topology.raw, *(topic for _, topic in self.topology.lag_groups)}
+                if set(partitions) != topics:
+                    md = admin.list_topics(timeout=10)
+                    partitions = {t: sorted(md.topics[t].partitions) for t in topics if t in md.topics}
+                ends = self._end_offsets(admin, partitions)
+                raw_end = sum(
+                    ends.get((self.topology.raw, p), 0) for p in partitions.get(self.topology.raw, [])
+                )
+                lags = tuple(
+                    self._lag(admin, group, topic, partitions, ends)
+                    for group, topic in self.topology.lag_groups
+                )
+                with self._lock:
+                    if self._raw_end is not None and raw_end > self._raw_end:
+                        self._meters["raw"].add(raw_end - self._raw_end)
+                    self._raw_end = raw_end
+                    self._lags = lags
+                    self._partitions = dict(partitions)
+            except (KafkaException, RuntimeError) as exc:
+                self._error(f"offsets: {exc}")
+            self._stop.wait(self.offsets_interval)
+
+    @staticmethod
+    def _end_offsets(admin: AdminClient, partitions: Mapping[str, list[int]]) -> dict[tuple[str, int], int]:
+        request = {TopicPartition(t, p): OffsetSpec.latest() for t, ps in partitions.items() for p in ps}
+        if not request:
+            return {}
+        futures = admin.list_offsets(
+            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10
+        )
+        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+
+    @staticmethod
+    def _lag(
+        admin: AdminClient,
+        group: str,
+        topic: str,
+        partitions: Mapping[str, list[int]],
+        ends: Mapping[tuple[str, int], int],
+    ) -> GroupLag:
+        request = [
+            ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions.get(topic, [])])
+        ]
+        result = admin.list_consumer_group_offsets(request, request_timeout=10)[group].result()
+        committed = {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+        if not committed:
+            return GroupLag(group, topic, None)
+        lag = sum(max(0, ends.get((topic, p), 0) - committed.get(p, 0)) for p in partitions.get(topic, []))
+        return GroupLag(group, topic, lag)
+
+    # ---- reading the figures -----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        with self._lock:
+            while self._recent_latencies and self._recent_latencies[0][0] < now - LATENCY_WINDOW_S:
+                self._recent_latencies.popleft()
+            return Snapshot(
+                uptime_s=now - self.started,
+                rates={name: meter.rate(now) for name, meter in self._meters.items()},
+                totals={name: meter.total for name, meter in self._meters.items()},
+                latency_recent=Latency.of(v for _, v in self._recent_latencies),
+                latency_run=Latency.of(self._latencies),
+                lags=self._lags,
+                dead_letter_reasons=dict(self._reasons.most_common()),
+                latest_signals=tuple(self._signals),
+                latest_features=tuple(self._features),
+                errors=tuple(self._errors),
+            )
+
+    def lag_of(self, group: str) -> int | None:
+        with self._lock:
+            for entry in self._lags:
+                if entry.group == group:
+                    return entry.lag
+        return None
+
+    def behind(self) -> dict[str, int | None]:
+        """The groups that have not caught up yet, with their lag (None: nothing committed yet).
+
+        On a topic written in transactions, the last commit marker of each partition sits after the last
+        record; a Flink source commits the offset after the record it read, never past that marker, so up
+        to one offset per partition counts as caught up.
+        """
+        with self._lock:
+            lags, partitions = self._lags, self._partitions
+        out: dict[str, int | None] = {}
+        for entry in lags:
+            allowed = (
+                len(partitions.get(entry.topic, ())) if entry.topic in self.topology.transactional else 0
+            )
+            if entry.lag is None or entry.lag > allowed:
+                out[entry.group] = entry.lag
+        return out
+
+
+def _clock(epoch_ms: Any) -> str:
+    if not isinstance(epoch_ms, int):
+        return "--:--:--"
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%H:%M:%S")
+
+
+# ---- rendering ----------------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def render(
+    snap: Snapshot,
+    *,
+    title: str,
+    producer: Mapping[str, Any] | None,
+    components: Sequence[str],
+    footer: str,
+) -> list[str]:
+    """The full-screen view as lines (no colours, no escape codes)."""
+    lines = [f"{title}  up {_duration(snap.uptime_s)}", ""]
+    lines.append(f"  {'stream':<16}{'per second':>12}{'this run':>12}")
+    for name in STREAMS:
+        lines.append(f"  {STREAM_LABELS[name]:<16}{snap.rates[name]:>12.1f}{snap.totals[name]:>12}")
+    if producer is not None:
+        malformed = producer.get("malformed", {})
+        lines.append(
+            f"  producer: {producer['sent']} sent ({producer['valid']} valid, {producer['duplicates']} duplicates, "
+            f"{sum(malformed.values())} malformed), {producer['delivered']} delivered, {producer['failed']} failed, "
+            f"{producer['queue_full_retries']} queue-full retries"
+        )
+    lines += ["", "  end-to-end latency (raw produced -> signal visible to a read_committed consumer)"]
+    lines.append(f"    last {LATENCY_WINDOW_S:.0f}s  {snap.latency_recent.text()}")
+    lines.append(f"    this run  {snap.latency_run.text()}")
+    lines += ["", f"  {'consumer group':<26}{'topic':<30}{'lag':>8}"]
+    for entry in snap.lags:
+        lag = "-" if entry.lag is None else str(entry.lag)
+        lines.append(f"  {entry.group:<26}{entry.topic:<30}{lag:>8}")
+    if not snap.lags:
+        lines.append("  (waiting for offsets)")
+    reasons = "  ".join(f"{r} {n}" for r, n in snap.dead_letter_reasons.items()) or "none yet"
+    lines += ["", f"  dead-letter reasons: {reasons}", "", "  latest signals"]
+    lines += [f"    {s}" for s in snap.latest_signals] or ["    (none yet)"]
+    lines += ["", "  latest features (closed windows)"]
+    lines += [f"    {f}" for f in snap.latest_features] or ["    (none yet: the first window closes later)"]
+    if components:
+        lines += ["", "  processes"] + [f"    {c}" for c in components]
+    if snap.errors:
+        lines += ["", "  recent errors"] + [f"    {e}" for e in snap.errors]
+    lines += ["", footer]
+    return lines
+
+
+def status_line(snap: Snapshot) -> str:
+    """One plain line for logs: rates, lags, recent latency."""
+    rates = " ".join(f"{name}={snap.rates[name]:.1f}/s" for name in STREAMS)
+    lags = " ".join(f"{e.group}={'-' if e.lag is None else e.lag}" for e in snap.lags)
+    lat = snap.latency_recent
+    latency = f"p50={_ms(lat.p50)} p95={_ms(lat.p95)} p99={_ms(lat.p99)}" if lat.count else "none"
+    return f"[+{snap.uptime_s:.0f}s] {rates} | lag {lags or '-'} | latency {latency}"
+
+
+class Console:
+    """Draws the monitor's figures: in place on a terminal, or as periodic plain lines."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        *,
+        title: str,
+        producer: Callable[[], Mapping[str, Any]] | None = None,
+        components: Callable[[], Sequence[str]] = lambda: (),
+        footer: str = "Ctrl-C stops everything",
+        out: TextIO | None = None,
+        tty: bool | None = None,
+        refresh: float = 0.25,
+        line_every: float = 5.0,
+    ) -> None:
+        self.monitor = monitor
+        self.title = title
+        self.producer = producer
+        self.components = components
+        self.footer = footer
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty() if tty is None else tty
+        self.interval = refresh if self.tty else line_every
+        self._next = 0.0
+        self._drawn = False
+
+    def tick(self) -> None:
+        """Draw if it is time to (call it often)."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        snap = self.monitor.snapshot()
+        if not self.tty:
+            print(status_line(snap), file=self.out, flush=True)
+            return
+        lines = render(
+            snap,
+            title=self.title,
+            producer=self.producer() if self.producer else None,
+            components=self.components(),
+            footer=self.footer,
+        )
+        prefix = "\x1b[?25l\x1b[2J\x1b[H" if not self._drawn else "\x1b[H"
+        self._drawn = True
+        self.out.write(prefix + "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.out.write("\x1b[?25h\n")
+            self.out.flush()
+
+
+# ---- the summary of a run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    """What one `local up` run did, as printed at the end and written to `<state>/last-run.json`."""
+
+    stack: str
+    seconds: float  # how long the producer ran (or the platform, without it)
+    producer: Mapping[str, Any] | None
+    totals: Mapping[str, int]
+    latency: Latency
+    dead_letter_reasons: Mapping[str, int]
+    start_seconds: Mapping[str, float]
+    resumed: Mapping[str, str | None] = field(default_factory=dict)
+    final_lags: Mapping[str, int | None] = field(default_factory=dict)
+
+    def throughput(self) -> dict[str, float]:
+        secs = max(self.seconds, 1e-9)
+        return {name: self.totals.get(name, 0) / secs for name in STREAMS}
+
+    def as_dict(self) -> dict[str, Any]:
+        lat = self.latency
+        return {
+            "stack": self.stack,
+            "seconds": round(self.seconds, 3),
+            "producer": dict(self.producer) if self.producer is not None else None,
+            "totals": dict(self.totals),
+            "throughput_per_s": {k: round(v, 3) for k, v in self.throughput().items()},
+            "latency_ms": {
+                "count": lat.count,
+                "p50": lat.p50,
+                "p95": lat.p95,
+                "p99": lat.p99,
+                "max": lat.max,
+            },
+            "dead_letter_reasons": dict(self.dead_letter_reasons),
+            "start_seconds": {k: round(v, 2) for k, v in self.start_seconds.items()},
+            "resumed_from": dict(self.resumed),
+            "final_lags": dict(self.final_lags),
+        }
+
+
+def format_summary(s: RunSummary) -> str:
+    tp = s.throughput()
+    lines = [f"summary of the local run (stack {s.stack}, {s.seconds:.1f}s of traffic)"]
+    if s.producer is not None:
+        p = s.producer
+        malformed = ", ".join(f"{k} {v}" for k, v in p.get("malformed", {}).items()) or "none"
+        lines.append(
+            f"  events produced:   {p['sent']} ({p['valid']} valid, {p['duplicates']} duplicates, malformed: "
+            f"{malformed}); {p['delivered']} delivered, {p['failed']} failed"
+        )
+    lines.append(f"  raw events in:     {s.totals.get('raw', 0)}  ({tp['raw']:.1f}/s)")
+    lines.append(f"  signals:           {s.totals.get('signals', 0)}  ({tp['signals']:.1f}/s)")
+    reasons = ", ".join(f"{r} {n}" for r, n in s.dead_letter_reasons.items()) or "none"
+    lines.append(f"  dead letters:      {s.totals.get('dead_letters', 0)}  ({reasons})")
+    lines.append(f"  features:          {s.totals.get('features', 0)}  ({tp['features']:.2f}/s)")
+    lines.append(f"  throughput:        {tp['raw']:.1f} raw events/s in, {tp['signals']:.1f} signals/s out")
+    lines.append(f"  end-to-end latency: {s.latency.text()}")
+    if s.start_seconds:
+        lines.append("  start times:       " + ", ".join(f"{k} {v:.1f}s" for k, v in s.start_seconds.items()))
+    if s.resumed:
+        lines.append(
+            "  Flink jobs:        "
+            + ", ".join(
+                f"{app} {'restored from ' + cp if cp else 'started fresh'}" for app, cp in s.resumed.items()
+            )
+        )
+    if s.final_lags:
+        lines.append(
+            "  lag at the end:    "
+            + ", ".join(f"{g} {'-' if v is None else v}" for g, v in s.final_lags.items())
+        )
+    return "\n".join(lines)
