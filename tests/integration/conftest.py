@@ -110,3 +110,61 @@ def scratch_provisioned(
         yield Provisioned(kafka, provision(kafka, progress=stderr_progress("scratch-provision")))
     finally:
         kafka.stop()
+
+
+# ---- schema registry and Flink jobs on the session's broker ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def contracts_registry(local_platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local Apicurio Registry (in-memory storage, a free port) holding every contract of the local stack,
+    registered as `headwater contracts register` does (compatibility level, then the schema)."""
+    from headwater.contracts import load_contracts
+    from headwater.local.registry import LocalRegistry, free_port
+
+    class Registry(LocalRegistry):
+        # Quarkus' management interface is fixed on at build time and binds 0.0.0.0:9000 unless told
+        # otherwise: a second registry on this machine (another session's) would fail to start.
+        def properties(self) -> tuple[dict[str, str], dict[str, str]]:
+            props, env = super().properties()
+            props.setdefault("quarkus.management.host", "127.0.0.1")
+            props.setdefault("quarkus.management.port", str(free_port()))
+            return props, env
+
+    registry = Registry(tmp_path_factory.mktemp("registry"), port=0, progress=stderr_progress("registry"))
+    registry.start()
+    try:
+        client = registry.client()
+        for contract in load_contracts(local_platform):
+            client.set_compatibility(contract.subject, contract.compatibility)
+            client.register(contract.subject, contract.text, contract.schema_type)
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="session")
+def agent_events_job(provisioned: Provisioned, contracts_registry: Any) -> Iterator[Any]:
+    """The agent-events app as a real local Flink job (headwater.local.flink.LocalFlinkJob) on the session's
+    broker and registry, running once its first checkpoint has completed; shared by the data-plane tests.
+
+    It never restarts by itself (restart_attempts=0): a task failure ends its process, which the tests
+    notice. A test that kills it starts it again (from its latest retained checkpoint) before it ends.
+    """
+    from headwater.local.flink import LocalFlinkJob
+
+    job = LocalFlinkJob(
+        provisioned.platform,
+        "agent-events",
+        provisioned.kafka,
+        contracts_registry.url,
+        provisioned.kafka.state_dir,
+        progress=stderr_progress("flink:agent-events"),
+        restart_attempts=0,
+    )
+    job.start(restore=True)
+    try:
+        job.wait_running(180)
+        yield job
+    finally:
+        job.stop()
