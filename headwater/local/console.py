@@ -263,11 +263,12 @@ class Monitor:
             self._spawn(name, self._consume_group, name, topic, handler)
         self._assigned["dead_letters"] = threading.Event()
         self._spawn("dead_letters", self._consume_dead_letters)
+        self._assigned["offsets"] = threading.Event()  # the raw topic's end offsets: the baseline of "raw in"
         self._spawn("offsets", self._poll_offsets)
         deadline = time.monotonic() + assignment_timeout
         for name, event in self._assigned.items():
             if not event.wait(max(0.0, deadline - time.monotonic())):
-                self._error(f"{name}: no partitions assigned after {assignment_timeout:.0f}s")
+                self._error(f"{name}: not ready after {assignment_timeout:.0f}s")
         return self
 
     def stop(self) -> None:
@@ -421,6 +422,7 @@ class Monitor:
                     self._raw_end = raw_end
                     self._lags = lags
                     self._partitions = dict(partitions)
+                self._assigned["offsets"].set()
             except (KafkaException, RuntimeError) as exc:
                 self._error(f"offsets: {exc}")
             self._stop.wait(self.offsets_interval)
