@@ -66,6 +66,10 @@ test-integration: venv venv-flink
 test: lint typecheck test-unit check-stacks test-flink test-integration
 	@echo "make test: all suites passed"
 
+# The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
+local: venv venv-flink
+	$(VENV)/bin/headwater local up $(ARGS)
+
 render: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater render --stack $$s --out out/$$s; done
 
