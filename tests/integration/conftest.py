@@ -168,3 +168,13 @@ def agent_events_job(provisioned: Provisioned, contracts_registry: Any) -> Itera
         yield job
     finally:
         job.stop()
+
+
+@pytest.fixture
+def cleanup() -> Iterator[Any]:
+    """A contextlib.ExitStack unwound when the test ends, pass or fail: close clients with
+    `cleanup.callback(consumer.close)` so none keeps polling a broker that the session stops."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        yield stack
