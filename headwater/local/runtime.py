@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from headwater import jvm
 from headwater.config import load_platform
 from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
@@ -48,7 +49,13 @@ from headwater.local.kafka import HOST, KafkaPorts, LocalKafka, LocalKafkaError,
 from headwater.local.process import ProcessError, Progress, running_processes, stderr_progress, stop_all
 from headwater.local.producer import ProducerSettings, SampleProducer, shares_text
 from headwater.local.provision import ProvisionError, client_config, provision
-from headwater.local.registry import KafkaSqlStorage, LocalRegistry, RegistryStartError, default_port
+from headwater.local.registry import (
+    KafkaSqlStorage,
+    LocalRegistry,
+    RegistryStartError,
+    default_port,
+    free_port,
+)
 from headwater.spec import Platform
 
 if TYPE_CHECKING:
@@ -176,6 +183,12 @@ class LocalPlatform:
                 f"the local platform of {self.state_dir} is already running (pid {running['pid']}); "
                 "stop it with Ctrl-C in its terminal, or use another --state-dir"
             )
+        from headwater.local.flink import FLINK_PYTHON
+
+        if self.platform.apps and not FLINK_PYTHON.is_file():
+            raise LocalUpError(
+                f"{FLINK_PYTHON} does not exist: the Flink apps need it; run `make venv-flink`"
+            )
         self.kafka.ports.check_free()
         if not 0 < self.registry_port < 65536:
             raise LocalUpError(
@@ -207,7 +220,7 @@ class LocalPlatform:
         self.start_seconds["provision"] = done()
 
         done = step(say, "starting the schema registry (KafkaSQL storage)")
-        self.registry = LocalRegistry(
+        self.registry = _Registry(
             self.state_dir / "registry",
             self.registry_port,
             kafka=KafkaSqlStorage.for_local_kafka(self.kafka),
@@ -227,6 +240,7 @@ class LocalPlatform:
         from headwater.local.flink import LocalFlinkJob
 
         assert self.registry is not None
+        jvm.fetch("flink-connectors")  # with progress on the first run; the jobs then find it in the cache
         names = ", ".join(a.name for a in self.platform.apps)
         done = step(self.progress, f"starting the Flink apps ({names}), each as its own principal")
         started = time.monotonic()
@@ -320,6 +334,18 @@ class LocalPlatform:
         for name, job in self.jobs.items():
             data["flink"][name] = {"pid": job.pid, "log": str(job.log_file)}
         self.runtime_file.write_text(json.dumps(data, indent=2) + "\n")
+
+
+class _Registry(LocalRegistry):
+    """The local registry, with Quarkus' management interface (health, metrics) on 127.0.0.1 and a free
+    port: it is on in the distribution whatever the properties say, and would otherwise bind 0.0.0.0:9000,
+    which another registry on this machine (a test session's) may hold."""
+
+    def properties(self) -> tuple[dict[str, str], dict[str, str]]:
+        props, env = super().properties()
+        props.setdefault("quarkus.management.host", HOST)
+        props.setdefault("quarkus.management.port", str(free_port()))
+        return props, env
 
 
 def _short(path: object) -> str:

@@ -116,6 +116,16 @@ def _assert_nothing_left(setup: Setup) -> None:
     assert [p for p in setup.all_ports if _listening(p)] == [], "a port of the run is still open"
 
 
+def _status(setup: Setup) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "headwater.cli", "local", "status", "--state-dir", str(setup.state_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _contract_ids(stderr: str) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"\[contracts\] (\S+): .* id (\d+)", stderr)}
 
@@ -206,6 +216,7 @@ def test_second_run_resumes_and_sigint_stops_everything(
             # Plain status lines: interrupt once signals are flowing again, in the middle of the traffic.
             match = re.search(r"signals=([0-9.]+)/s", line)
             if match and float(match.group(1)) > 0:
+                running = _status(setup)
                 proc.send_signal(signal.SIGINT)
                 break
         else:
@@ -217,6 +228,13 @@ def test_second_run_resumes_and_sigint_stops_everything(
             proc.wait()
     stderr = stderr_file.read_text()
     assert proc.returncode == 128 + signal.SIGINT, stderr[-4000:]
+    # `local status` saw every process up and every port listening, and sees nothing now.
+    assert running.returncode == 0, running.stdout + running.stderr
+    assert f"running as pid {proc.pid}" in running.stdout
+    assert running.stdout.count(" up ") == 4 and "DOWN" not in running.stdout
+    assert running.stdout.count("listening") == 4 and "closed" not in running.stdout
+    stopped = _status(setup)
+    assert stopped.returncode == 3 and "not running" in stopped.stdout
     assert "SIGINT: stopping the local platform" in stderr
     assert "stopped: nothing left running" in stderr
     _assert_nothing_left(setup)
@@ -245,6 +263,37 @@ def test_second_run_resumes_and_sigint_stops_everything(
             r"Restoring job \w+ from (?:Savepoint|Checkpoint) \d+ .* located at file:(\S+?)\.?$", logs, re.M
         )
         assert restored and restored[-1] in kept, f"{app}'s Flink log shows no restore from {kept}"
+
+
+def test_sigterm_while_starting_stops_what_was_started(tmp_path: Path) -> None:
+    setup = Setup(tmp_path / "state", KafkaPorts.free(), free_port())
+    proc = subprocess.Popen(
+        setup.argv(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    try:
+        assert proc.stderr is not None
+        for line in iter(proc.stderr.readline, ""):
+            seen.append(line)
+            if "starting the schema registry" in line:  # the broker runs, the registry is on its way
+                proc.send_signal(signal.SIGTERM)
+                break
+        else:
+            pytest.fail("the run ended before the registry started:\n" + "".join(seen[-40:]))
+        _, rest = proc.communicate(timeout=RUN_LIMIT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-4000:]
+    assert "stopping the Kafka broker" in stderr and "stopped: nothing left running" in stderr
+    _assert_nothing_left(setup)
 
 
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:

@@ -1,0 +1,170 @@
+"""The pure parts of `headwater local up`: sample events against the contract, the console's topology from
+the spec, percentiles, rendering and the summary. No broker; the real run is tests/integration/test_local_up.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from headwater.config import load_platform
+from headwater.contracts import load_contracts
+from headwater.contracts.serde import violations
+from headwater.local.console import (
+    GroupLag,
+    Latency,
+    RunSummary,
+    Snapshot,
+    Topology,
+    format_summary,
+    percentile,
+    render,
+    status_line,
+)
+from headwater.local.producer import MALFORMED_KINDS, ProducerSettings, SampleEvents
+from headwater.spec import Platform
+
+
+@pytest.fixture(scope="module")
+def platform() -> Platform:
+    return load_platform("local")
+
+
+@pytest.fixture(scope="module")
+def raw_contract(platform: Platform) -> dict[str, Any]:
+    topology = Topology.of(platform)
+    return dict(next(c.schema for c in load_contracts(platform) if c.topic == topology.raw))
+
+
+def test_sample_events_satisfy_the_raw_contract_and_cover_its_event_types(
+    raw_contract: dict[str, Any],
+) -> None:
+    events = SampleEvents(raw_contract, ProducerSettings(), random.Random(3))
+    sample = [events.valid() for _ in range(3000)]
+    assert [e for e in sample if violations(raw_contract, e)] == []
+    assert {e["event_type"] for e in sample} == set(raw_contract["properties"]["event_type"]["enum"])
+    assert len({e["agent_type"].lower() for e in sample}) >= 3
+    assert len({e["event_id"] for e in sample}) == len(sample)
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_each_malformed_kind_breaks_the_contract(raw_contract: dict[str, Any], kind: str) -> None:
+    events = SampleEvents(raw_contract, ProducerSettings(), random.Random(5))
+    record = events.malformed(kind)
+    if isinstance(record, bytes):
+        with pytest.raises(ValueError):
+            json.loads(record)
+    elif kind == "oversized":
+        assert len(json.dumps(record).encode()) > events.max_record_bytes
+    else:
+        assert violations(raw_contract, record) != []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rate", 0.0), ("malformed_share", 1.5), ("duplicate_share", -0.1), ("agents_per_type", 0)],
+)
+def test_producer_settings_refuse_nonsense(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        ProducerSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_topology_follows_the_flows_of_the_spec(platform: Platform) -> None:
+    t = Topology.of(platform)
+    gateway = platform.principal("agent-gateway")
+    assert [p.topic for p in gateway.produces] == [t.raw]
+    app_outputs = {p.topic for p in platform.principal("agent-events").produces}
+    assert {t.signals, t.dead_letters} == app_outputs
+    reader = {c.topic: c.group for c in platform.principal("agent-runtime").consumes}
+    assert t.reader_group(t.signals) == reader[t.signals]
+    assert t.reader_group(t.features) == reader[t.features]
+    groups = {g for g, _ in t.lag_groups}
+    assert {"agent-events", "feature-aggregator"} <= groups
+    assert not any(g.startswith("schema-registry") for g in groups)  # prefixed, per start: not a lag to watch
+    assert t.signals in t.transactional and t.raw not in t.transactional
+
+
+def test_percentiles_by_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([], 50) is None
+    lat = Latency.of([300.0, 100.0, 200.0])
+    assert (lat.count, lat.p50, lat.max) == (3, 200.0, 300.0)
+
+
+def _snapshot() -> Snapshot:
+    return Snapshot(
+        uptime_s=75.0,
+        rates={"raw": 20.0, "signals": 18.5, "dead_letters": 1.0, "features": 2.0},
+        totals={"raw": 1500, "signals": 1380, "dead_letters": 70, "features": 90},
+        latency_recent=Latency.of([2000.0, 3000.0, 5000.0]),
+        latency_run=Latency.of([1500.0, 2500.0, 5100.0]),
+        lags=(
+            GroupLag("agent-events", "agents.events.raw.v1", 12),
+            GroupLag("agent-runtime", "agents.signals.v1", None),
+        ),
+        dead_letter_reasons={"schema_violation": 40, "malformed_json": 30},
+        latest_signals=("12:00:01  planner-01  task.completed",),
+        latest_features=(),
+        errors=(),
+    )
+
+
+def test_render_shows_every_figure() -> None:
+    text = "\n".join(
+        render(
+            _snapshot(),
+            title="headwater local",
+            producer={
+                "sent": 1500,
+                "valid": 1380,
+                "duplicates": 50,
+                "malformed": {"bad_json": 70},
+                "delivered": 1500,
+                "failed": 0,
+                "queue_full_retries": 0,
+            },
+            components=["kafka pid 1"],
+            footer="Ctrl-C stops everything",
+        )
+    )
+    for expected in (
+        "raw events in",
+        "signals out",
+        "dead letters",
+        "features",
+        "p50 3.00s",
+        "p99 5.00s",
+        "agent-events",
+        "schema_violation 40",
+        "planner-01",
+        "kafka pid 1",
+        "0:01:15",
+    ):
+        assert expected in text
+    line = status_line(_snapshot())
+    assert "signals=18.5/s" in line and "agent-runtime=-" in line and "p95=5.00s" in line
+
+
+def test_summary_reports_throughput_and_latency() -> None:
+    snap = _snapshot()
+    summary = RunSummary(
+        stack="local",
+        seconds=60.0,
+        producer=None,
+        totals=snap.totals,
+        latency=snap.latency_run,
+        dead_letter_reasons=snap.dead_letter_reasons,
+        start_seconds={"kafka": 4.0},
+        resumed={"agent-events": None},
+    )
+    assert summary.throughput()["raw"] == 25.0
+    data = summary.as_dict()
+    assert data["latency_ms"]["p50"] == 2500.0 and data["throughput_per_s"]["signals"] == 23.0
+    text = format_summary(summary)
+    assert "25.0 raw events/s in" in text and "p95 5.10s" in text and "agent-events started fresh" in text
