@@ -381,6 +381,8 @@ class LocalFlinkJob:
         return status
 
     def _stop_with_savepoint(self, timeout: float = STOP_TIMEOUT) -> str:
+        process = self._require_process()
+        before = set(completed_snapshots(self.savepoint_dir))
         answer = self._rest(
             f"/jobs/{self.job_id}/stop",
             {"drain": False, "targetDirectory": self.savepoint_dir.as_uri()},
@@ -390,20 +392,35 @@ class LocalFlinkJob:
             raise LocalFlinkError(f"the REST API answered {answer!r} to stop-with-savepoint")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self._rest(f"/jobs/{self.job_id}/savepoints/{trigger}")
-            if status.get("status", {}).get("id") == "COMPLETED":
+            try:
+                status = self._rest(f"/jobs/{self.job_id}/savepoints/{trigger}")
+            except (OSError, ValueError):
+                status = None  # the MiniCluster shuts down (and its REST API with it) once the job finished
+            if status is not None and status.get("status", {}).get("id") == "COMPLETED":
                 operation = status.get("operation", {})
-                if "location" in operation:
-                    process = self._require_process()
-                    # The driver returns from execute() once the job has finished: let it exit by itself.
-                    end = time.monotonic() + 30
-                    while process.running() and time.monotonic() < end:
-                        time.sleep(0.2)
-                    return str(operation["location"])
-                cause = operation.get("failure-cause", {}).get("stack-trace", "")
-                raise LocalFlinkError(f"savepoint failed: {cause.splitlines()[0] if cause else operation}")
+                if "location" not in operation:
+                    cause = operation.get("failure-cause", {}).get("stack-trace", "")
+                    raise LocalFlinkError(
+                        f"savepoint failed: {cause.splitlines()[0] if cause else operation}"
+                    )
+                self._wait_exit(process, 30.0)
+                return str(operation["location"])
+            if status is None or not process.running():
+                new = [p for p in completed_snapshots(self.savepoint_dir) if p not in before]
+                if new:
+                    self._wait_exit(process, 30.0)
+                    return new[-1].as_uri()
+                if not process.running():
+                    raise LocalFlinkError("the job ended without writing a savepoint")
             time.sleep(0.5)
         raise LocalFlinkError(f"no savepoint within {timeout:.0f}s")
+
+    @staticmethod
+    def _wait_exit(process: Supervised, timeout: float) -> None:
+        """The driver returns from execute() once the job has finished: give it time to exit by itself."""
+        end = time.monotonic() + timeout
+        while process.running() and time.monotonic() < end:
+            time.sleep(0.2)
 
     def _require_process(self) -> Supervised:
         if self._process is None:
