@@ -17,6 +17,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 
 from headwater.contracts import load_contracts
 from headwater.contracts.registry import RegistryClient
-from headwater.contracts.serde import AvroDeserializer, JsonSerializer
+from headwater.contracts.serde import AvroDeserializer, JsonSerializer, unframe
 from headwater.local.flink import LocalFlinkJob
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class Tail:
     keep: Callable[[dict[str, Any]], bool] = lambda record: True
     records: list[dict[str, Any]] = field(default_factory=list)
     undecodable: list[str] = field(default_factory=list)
+    schema_ids: Counter[int] = field(default_factory=Counter)  # writer schema ids of the kept records
 
     def __post_init__(self) -> None:
         settings = {
@@ -184,6 +186,7 @@ class Tail:
                     continue
                 if self.keep(record):
                     self.records.append(record)
+                    self.schema_ids[unframe(value)[0]] += 1
         return len(self.records) - before
 
     def poll_until(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float, what: str) -> None:

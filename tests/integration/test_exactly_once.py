@@ -1,0 +1,281 @@
+"""Exactly-once under failure: agent-events is killed (SIGKILL of its whole process tree) mid-stream, twice,
+and restarted from its latest retained checkpoint each time, while the agent-gateway keeps producing.
+
+A read_committed reader (agent-runtime, in its own group) must see every valid event's signal exactly once
+and nothing else of this run; every invalid record must be in the dead-letter topic exactly once; and
+what went in must reconcile with what came out: events = signals + dead letters + duplicates dropped.
+Retries of an event (same event_id) are spread so that many arrive after a crash that followed the
+original: the deduplication state has to come back from the checkpoint, not just the Kafka offsets.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from agent_events_io import RAW, RawEvents, Sent, Tail, dumps, ensure_running, event, run_id
+from confluent_kafka import Consumer, TopicPartition
+
+if TYPE_CHECKING:
+    from conftest import Provisioned
+
+    from headwater.local.flink import LocalFlinkJob
+    from headwater.local.registry import LocalRegistry
+
+UNIQUE = 2_550  # valid events, each with its own event_id
+RETRIES = 300  # re-sends of earlier valid events (same event_id, same body)
+INVALID = 150  # records that break the contract
+TOTAL = UNIQUE + RETRIES + INVALID
+AGENTS = 24
+RATE = 50.0  # records per second the gateway sends, so both kills land while events are still arriving
+KILL_AT = (TOTAL // 3, 2 * TOTAL // 3)  # records sent before each kill
+START_TIMEOUT = 180.0
+DRAIN_TIMEOUT = 150.0
+
+
+@dataclass(frozen=True)
+class Item:
+    kind: str  # "valid", "retry" or "invalid"
+    event_id: str
+    agent: str
+    value: dict[str, Any] | bytes
+
+
+def workload(run: str, seed: int = 7) -> list[Item]:
+    """The records to send, in order: originals, retries 100-900 records after their original, and
+    invalid records of four kinds scattered in between."""
+    rng = random.Random(seed)
+    keyed: list[tuple[float, Item]] = []
+    originals = []
+    for i in range(UNIQUE):
+        doc = event(f"{run}-{i:05d}", agent=f"agent-{i % AGENTS}", event_type=rng.choice(EVENT_TYPES))
+        originals.append(doc)
+        keyed.append((float(i), Item("valid", doc["event_id"], doc["agent_id"], doc)))
+    for i in rng.sample(range(UNIQUE - 100), RETRIES):
+        doc = originals[i]
+        keyed.append((i + rng.uniform(100, 900), Item("retry", doc["event_id"], doc["agent_id"], doc)))
+    for n in range(INVALID):
+        bad_id = f"{run}-bad-{n:03d}"
+        kind = n % 4
+        if kind == 0:
+            value: bytes = b'{"event_id": "' + bad_id.encode() + b'", "event_type": '  # cut off
+        elif kind == 1:
+            value = dumps({k: v for k, v in event(bad_id).items() if k != "agent_type"})
+        elif kind == 2:
+            value = dumps(event(bad_id, event_type="agent.teleported"))
+        else:
+            value = dumps(event(bad_id, duration_ms="slow"))
+        keyed.append((rng.uniform(0, UNIQUE), Item("invalid", bad_id, "agent-0", value)))
+    keyed.sort(key=lambda pair: pair[0])
+    return [item for _, item in keyed]
+
+
+EVENT_TYPES = ("tool.called", "tool.succeeded", "llm.requested", "llm.responded", "task.completed")
+
+
+class Gateway(threading.Thread):
+    """Sends the workload at RATE records per second, as agent-gateway."""
+
+    def __init__(self, producer: RawEvents, items: list[Item]) -> None:
+        super().__init__(name="gateway", daemon=True)
+        self.producer = producer
+        self.items = items
+        self.sent: list[tuple[Item, Sent]] = []
+        self.started_at = 0.0
+        self.finished_at: float | None = None
+        self.failure: BaseException | None = None
+        self._halt = threading.Event()
+
+    def halt(self) -> None:
+        """Stop sending (a failing test must not keep producing while the session stops the broker)."""
+        self._halt.set()
+        self.join(timeout=30)
+
+    def run(self) -> None:
+        try:
+            self.started_at = time.monotonic()
+            for n, item in enumerate(self.items):
+                pause = self.started_at + n / RATE - time.monotonic()
+                if self._halt.wait(max(pause, 0)):
+                    return
+                if isinstance(item.value, bytes):
+                    sent = self.producer.send_bytes(item.value, key=item.agent, label=item.event_id)
+                else:
+                    sent = self.producer.send_event(item.value, label=item.event_id)
+                self.sent.append((item, sent))
+            self.producer.flush()
+            self.finished_at = time.monotonic()
+        except BaseException as exc:
+            self.failure = exc
+
+
+def committed_offsets(provisioned: Provisioned, group: str, ends: dict[int, int]) -> dict[int, int]:
+    """The offsets the job's consumer group has committed on the raw topic (Flink commits on checkpoints)."""
+    consumer = Consumer(provisioned.admin_config(**{"group.id": group}))
+    try:
+        parts = consumer.committed([TopicPartition(RAW, p) for p in ends], timeout=10)
+        return {tp.partition: tp.offset for tp in parts}
+    finally:
+        consumer.close()
+
+
+def end_offsets(provisioned: Provisioned) -> dict[int, int]:
+    consumer = Consumer(provisioned.admin_config(**{"group.id": "end-offsets"}))
+    try:
+        partitions = consumer.list_topics(RAW, timeout=10).topics[RAW].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(RAW, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(420)
+def test_exactly_once_across_kills(
+    provisioned: Provisioned,
+    contracts_registry: LocalRegistry,
+    agent_events_job: LocalFlinkJob,
+    cleanup: ExitStack,
+) -> None:
+    job = ensure_running(agent_events_job)
+    registry = contracts_registry.client()
+    run = run_id("eo")
+    items = workload(run)
+    assert len(items) == TOTAL
+
+    signals = Tail.signals(provisioned, registry, keep=lambda r: r["event_id"].startswith(run + "-"))
+    marker = run.encode()
+    dead = Tail.dead_letters(provisioned, registry, keep=lambda r: marker in (r["original"] or b""))
+    gateway = Gateway(RawEvents(provisioned, registry), items)
+    cleanup.callback(signals.close)
+    cleanup.callback(dead.close)
+    cleanup.callback(gateway.halt)
+    began = time.monotonic()
+    gateway.start()
+
+    kills: list[dict[str, Any]] = []
+    for threshold in KILL_AT:
+        seen_at_start = len(signals.records)
+        deadline = time.monotonic() + START_TIMEOUT
+        # Kill once this incarnation has committed output of its own and the gateway is past the mark.
+        while len(gateway.sent) < threshold or len(signals.records) <= seen_at_start:
+            assert gateway.failure is None, f"the gateway failed: {gateway.failure!r}"
+            assert job.running(), f"agent-events exited on its own:\n{job.log_tail()}"
+            assert time.monotonic() < deadline, (
+                f"no kill point within {START_TIMEOUT:.0f}s: {len(gateway.sent)} sent (need {threshold}), "
+                f"{len(signals.records)} signals seen ({seen_at_start} before this incarnation)"
+            )
+            signals.poll(0.2)
+        sent_before = len(gateway.sent)
+        arriving = gateway.finished_at is None
+        job.kill()
+        killed = time.monotonic()
+        job.start(restore=True)
+        assert job.restored_from is not None, "a retained checkpoint should exist after a kill mid-stream"
+        job.wait_running(START_TIMEOUT)
+        kills.append(
+            {
+                "sent": sent_before,
+                "signals": len(signals.records),
+                "arriving": arriving,
+                "restart_s": time.monotonic() - killed,
+                "restored_from": job.restored_from.name,
+            }
+        )
+
+    gateway.join(timeout=TOTAL / RATE + 120)
+    assert not gateway.is_alive(), "the gateway did not finish sending"
+    assert gateway.failure is None, f"the gateway failed: {gateway.failure!r}"
+    ends = end_offsets(provisioned)
+
+    # Everything read and committed: the job's group offsets reach the end of the raw topic.
+    group = job_group(provisioned)
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while True:
+        committed = committed_offsets(provisioned, group, ends)
+        if all(committed.get(p, -1) >= end for p, end in ends.items()):
+            break
+        assert job.running(), f"agent-events exited on its own:\n{job.log_tail()}"
+        assert time.monotonic() < deadline, (
+            f"agent-events did not commit its way to the end of {RAW} within {DRAIN_TIMEOUT:.0f}s: "
+            f"committed {committed}, end {ends}"
+        )
+        signals.poll(0.5)
+    drained = time.monotonic()
+    valid_ids = {i.event_id for i in items if i.kind == "valid"}
+    invalid_positions = {(s.partition, s.offset) for i, s in gateway.sent if i.kind == "invalid"}
+    signals.poll_until(lambda rs: {r["event_id"] for r in rs} >= valid_ids, 60, "every valid event's signal")
+    dead.poll_until(lambda rs: len(rs) >= INVALID, 60, "every invalid record's dead letter")
+    # The outputs of the checkpoint that covered the last input are committed: read a little past them.
+    signals.poll(3)
+    dead.poll(1)
+    finished = time.monotonic()
+
+    ids = Counter(r["event_id"] for r in signals.records)
+    missing = sorted(valid_ids - set(ids))
+    twice = sorted(i for i, n in ids.items() if n > 1)
+    strangers = sorted(set(ids) - valid_ids)
+    assert not missing, f"{len(missing)} valid events have no signal, e.g. {missing[:5]}"
+    assert not twice, (
+        f"{len(twice)} events have more than one signal, e.g. {[(i, ids[i]) for i in twice[:5]]}"
+    )
+    assert not strangers, f"signals for events that were not valid: {strangers[:5]}"
+    assert not signals.undecodable, f"undecodable signals: {signals.undecodable[:3]}"
+    agents = {i.event_id: i.agent for i in items}
+    wrong = [r["event_id"] for r in signals.records if r["agent_id"] != agents[r["event_id"]]]
+    assert not wrong, f"signals with another event's agent: {wrong[:5]}"
+
+    positions = Counter((r["source_partition"], r["source_offset"]) for r in dead.records)
+    assert set(positions) == invalid_positions, (
+        f"dead letters should be exactly the invalid records: missing {sorted(invalid_positions - set(positions))[:5]}, "
+        f"unexpected {sorted(set(positions) - invalid_positions)[:5]}"
+    )
+    assert max(positions.values()) == 1, (
+        f"dead letters written twice: {[p for p, n in positions.items() if n > 1][:5]}"
+    )
+
+    duplicates_dropped = TOTAL - len(signals.records) - len(dead.records)
+    assert duplicates_dropped == RETRIES, (
+        f"in {TOTAL} != {len(signals.records)} signals + {len(dead.records)} dead letters + {RETRIES} retries; "
+        f"{duplicates_dropped} records are unaccounted for as dropped duplicates"
+    )
+    first_sent = {}
+    for n, (i, _) in enumerate(gateway.sent):
+        first_sent.setdefault(i.event_id, n)
+    late_retries = sum(
+        1
+        for n, (i, _) in enumerate(gateway.sent)
+        if i.kind == "retry" and any(first_sent[i.event_id] < k["sent"] <= n for k in kills)
+    )
+    assert len(kills) == 2 and job.running()
+
+    elapsed = finished - began
+    print(
+        f"\n[exactly-once] {TOTAL} records in ({UNIQUE} valid, {RETRIES} retries, {INVALID} invalid) at "
+        f"{RATE:.0f}/s; {len(kills)} kills (SIGKILL), {len(kills)} restarts from retained checkpoints"
+    )
+    for n, k in enumerate(kills, 1):
+        print(
+            f"[exactly-once] kill {n}: after {k['sent']} records sent and {k['signals']} signals seen, "
+            f"{'while events were still arriving' if k['arriving'] else 'after the last event was sent'}; "
+            f"back up (first checkpoint) in {k['restart_s']:.1f}s from {k['restored_from']}"
+        )
+    sending = (gateway.finished_at or drained) - gateway.started_at
+    print(
+        f"[exactly-once] out: {len(signals.records)} signals, {len(dead.records)} dead letters, "
+        f"{duplicates_dropped} duplicates dropped ({late_retries} of them retries sent after a kill that followed "
+        f"their original); sending took {sending:.1f}s, all input committed {drained - gateway.started_at:.1f}s "
+        f"after the first record; {TOTAL / (drained - gateway.started_at):.0f} records/s end to end including "
+        f"{sum(k['restart_s'] for k in kills):.0f}s of restarts; test body {elapsed:.1f}s"
+    )
+
+
+def job_group(provisioned: Provisioned) -> str:
+    from components.flink_application import app_flows
+
+    (app,) = [a for a in provisioned.platform.apps if a.name == "agent-events"]
+    return app_flows(provisioned.platform, app).group_id
