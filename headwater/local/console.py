@@ -63,6 +63,7 @@ class Topology:
     reader_groups: tuple[tuple[str, str], ...]  # (topic, group) the reader principal consumes with
     lag_groups: tuple[tuple[str, str], ...]  # (group, topic) of every literal consumer group
     transactional: frozenset[str]  # topics written in transactions (each commit leaves a marker offset)
+    app_groups: frozenset[str]  # groups of the Flink apps, whose sources commit offsets at checkpoints
 
     @classmethod
     def of(cls, platform: Platform) -> Topology:
@@ -102,6 +103,7 @@ class Topology:
             transactional=frozenset(
                 f.topic for p in platform.principals for f in p.produces if f.transactional
             ),
+            app_groups=frozenset(c.group for a in platform.apps for c in platform.principal(a.name).consumes),
         )
 
     def reader_group(self, topic: str) -> str:
@@ -246,6 +248,7 @@ class Monitor:
         self._features: deque[str] = deque(maxlen=6)
         self._lags: tuple[GroupLag, ...] = ()
         self._partitions: dict[str, list[int]] = {}
+        self.polls = 0  # completed rounds of offset polling
         self._errors: deque[str] = deque(maxlen=3)
         self._assigned: dict[str, threading.Event] = {}
 
@@ -422,6 +425,7 @@ class Monitor:
                     self._raw_end = raw_end
                     self._lags = lags
                     self._partitions = dict(partitions)
+                    self.polls += 1
                 self._assigned["offsets"].set()
             except (KafkaException, RuntimeError) as exc:
                 self._error(f"offsets: {exc}")
@@ -545,9 +549,14 @@ def render(
     if not snap.lags:
         lines.append("  (waiting for offsets)")
     reasons = "  ".join(f"{r} {n}" for r, n in snap.dead_letter_reasons.items()) or "none yet"
-    lines += ["", f"  dead-letter reasons: {reasons}", "", "  latest signals"]
+    lines += [
+        "",
+        f"  dead-letter reasons: {reasons}",
+        "",
+        "  latest signals (event time UTC, agent, type, entity, status, latency)",
+    ]
     lines += [f"    {s}" for s in snap.latest_signals] or ["    (none yet)"]
-    lines += ["", "  latest features (closed windows)"]
+    lines += ["", "  latest features (closed event-time windows, UTC)"]
     lines += [f"    {f}" for f in snap.latest_features] or ["    (none yet: the first window closes later)"]
     if components:
         lines += ["", "  processes"] + [f"    {c}" for c in components]

@@ -293,17 +293,18 @@ class LocalPlatform:
     def components(self) -> list[str]:
         """One line per process, for the console."""
         k = self.kafka
+        width = max([len("schema registry"), *(len(f"flink {name}") for name in self.jobs)]) + 2
         lines = [
-            f"kafka               pid {k.pid}  SASL_SSL {k.bootstrap_sasl}  mTLS {k.bootstrap_mtls}  "
+            f"{'kafka':<{width}}pid {k.pid}  SASL_SSL {k.bootstrap_sasl}  mTLS {k.bootstrap_mtls}  "
             f"(log {_short(k.log_file)})"
         ]
         if self.registry is not None:
             lines.append(
-                f"schema registry     pid {_pid_of('registry')}  {self.registry.url}  (log {_short(self.registry.log_file)})"
+                f"{'schema registry':<{width}}pid {_pid_of('registry')}  {self.registry.url}  (log {_short(self.registry.log_file)})"
             )
         for name, job in self.jobs.items():
             lines.append(
-                f"flink {name:<14}pid {job.pid}  checkpoint {_short(job.latest_checkpoint())}  (log {_short(job.log_file)})"
+                f"{'flink ' + name:<{width}}pid {job.pid}  checkpoint {_short(job.latest_checkpoint())}  (log {_short(job.log_file)})"
             )
         return lines
 
@@ -582,16 +583,26 @@ def _producer(local: LocalPlatform, settings: ProducerSettings) -> SampleProduce
 
 
 def _drain(monitor: Monitor, timeout: float, say: Progress, signals: _Signals) -> None:
-    """After a bounded run's traffic: wait (up to `timeout`) until every watched group has caught up."""
+    """After a bounded run's traffic: wait (up to `timeout`) until every watched group has caught up.
+
+    Caught up must hold over two more rounds of offset polling: an app commits its source offsets and its
+    output transaction at the same checkpoint, in no fixed order, so one round can see the first before the
+    second has moved the output's end offsets.
+    """
     say(f"traffic stopped; waiting up to {timeout:.0f}s for the consumer groups to catch up")
     deadline = time.monotonic() + timeout
     behind = monitor.behind()
+    settled_at: int | None = None
     while time.monotonic() < deadline and not signals.requested.is_set():
         behind = monitor.behind()
-        if not behind:
+        if behind:
+            settled_at = None
+        elif settled_at is None:
+            settled_at = monitor.polls
+        elif monitor.polls >= settled_at + 2:
             say("every consumer group has caught up")
             return
-        signals.requested.wait(0.5)
+        signals.requested.wait(0.25)
     say(
         "not caught up in time: " + ", ".join(f"{g} lag {'-' if v is None else v}" for g, v in behind.items())
     )

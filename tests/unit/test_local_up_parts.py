@@ -85,6 +85,7 @@ def test_topology_follows_the_flows_of_the_spec(platform: Platform) -> None:
     assert {"agent-events", "feature-aggregator"} <= groups
     assert not any(g.startswith("schema-registry") for g in groups)  # prefixed, per start: not a lag to watch
     assert t.signals in t.transactional and t.raw not in t.transactional
+    assert t.app_groups == {"agent-events", "feature-aggregator"}
 
 
 def test_percentiles_by_nearest_rank() -> None:
