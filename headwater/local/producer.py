@@ -207,7 +207,6 @@ class SampleProducer:
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = Producer(
             {
-                **client_config,
                 "client.id": "headwater-sample-producer",
                 "acks": "all",
                 "enable.idempotence": True,
@@ -216,6 +215,7 @@ class SampleProducer:
                 # Small enough that a stalled broker shows up as backpressure within seconds.
                 "queue.buffering.max.messages": 20_000,
                 "error_cb": self._on_client_error,
+                **client_config,  # the principal's connection, and any tuning the caller wants instead
             }
         )
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from typing import Any
 
 import pytest
 
 from headwater.config import load_platform
 from headwater.contracts import load_contracts
-from headwater.contracts.serde import violations
+from headwater.contracts.registry import RegistryClient
+from headwater.contracts.serde import JsonSerializer, violations
 from headwater.local.console import (
     GroupLag,
     Latency,
@@ -24,7 +26,7 @@ from headwater.local.console import (
     render,
     status_line,
 )
-from headwater.local.producer import MALFORMED_KINDS, ProducerSettings, SampleEvents
+from headwater.local.producer import MALFORMED_KINDS, ProducerSettings, SampleEvents, SampleProducer
 from headwater.spec import Platform
 
 
@@ -169,3 +171,35 @@ def test_summary_reports_throughput_and_latency() -> None:
     assert data["latency_ms"]["p50"] == 2500.0 and data["throughput_per_s"]["signals"] == 23.0
     text = format_summary(summary)
     assert "25.0 raw events/s in" in text and "p95 5.10s" in text and "agent-events started fresh" in text
+
+
+class _FixedId(JsonSerializer):
+    """The raw contract's serializer with a made-up schema id, so no registry is needed."""
+
+    @property
+    def schema_id(self) -> int:
+        return 7
+
+
+def test_a_full_producer_queue_is_retried_with_backoff_not_dropped(raw_contract: dict[str, Any]) -> None:
+    # Nothing listens on port 1: nothing is ever delivered, so the three-record queue stays full.
+    serializer = _FixedId(RegistryClient("http://127.0.0.1:1"), "agents.events.raw.v1", raw_contract)
+    producer = SampleProducer(
+        {"bootstrap.servers": "127.0.0.1:1", "queue.buffering.max.messages": 3, "log_level": 0},
+        "agents.events.raw.v1",
+        serializer,
+        ProducerSettings(malformed_share=0.0, duplicate_share=0.0, seed=1),
+    )
+    for _ in range(3):
+        producer.send_one()
+    assert producer.stats.valid == 3 and producer.stats.queue_full_retries == 0
+    # A full queue: the producer keeps retrying (serving delivery reports in between) until told to stop.
+    sender = threading.Thread(target=producer.send_one)
+    sender.start()
+    sender.join(timeout=1.0)
+    assert sender.is_alive(), "a record was dropped or sent past a full queue"
+    producer._stop.set()
+    sender.join()
+    assert producer.stats.queue_full_retries > 1
+    assert producer.stats.valid == 3  # given up on stop, and not counted as sent
+    assert producer.stop(flush_timeout=0) == 3
