@@ -480,7 +480,8 @@ def up(options: UpOptions) -> int:
             local.kafka.admin_config(),
             local.registry.url,
             since_ms=since_ms,
-        ).start()
+        )
+        monitor.start()  # assigned first, so an interrupted start still stops its readers
         if options.producer is not None:
             producer = _producer(local, options.producer)
             say(f"sample producer as {PRODUCER}: {shares_text(options.producer)}")
