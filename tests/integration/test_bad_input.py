@@ -125,6 +125,7 @@ def test_bad_records_become_dead_letters_and_the_job_keeps_going(
     contracts_registry: LocalRegistry,
     agent_events_job: LocalFlinkJob,
     cleanup: ExitStack,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     job = ensure_running(agent_events_job)
     registry = contracts_registry.client()
@@ -199,8 +200,9 @@ def test_bad_records_become_dead_letters_and_the_job_keeps_going(
         assert letter["source_schema_id"] == expected_id, (
             f"{case.name}: source schema id {letter['source_schema_id']}, expected {expected_id}"
         )
-    print(
-        f"\n[bad-input] {len(bad)} bad records -> {len(dead.records)} dead letters "
-        f"({', '.join(sorted({c.reason_code for c in bad}))}); {VALID_AFTER} valid events behind them came out "
-        f"as signals {latency:.1f}s after sending (read_committed: includes the checkpoint that commits them)"
-    )
+    with capsys.disabled():
+        print(
+            f"\n[bad-input] {len(bad)} bad records -> {len(dead.records)} dead letters "
+            f"({', '.join(sorted({c.reason_code for c in bad}))}); {VALID_AFTER} valid events behind them came out "
+            f"as signals {latency:.1f}s after sending (read_committed: includes the checkpoint that commits them)"
+        )
