@@ -230,8 +230,10 @@ class LocalRegistry:
         base = {
             "quarkus.http.host": HOST,
             "quarkus.http.port": str(self.port),
-            # Health and metrics would get a second port (9000 by default, often taken); the API is probed.
-            "quarkus.management.enabled": "false",
+            # The management interface (health, metrics) is on in the build whatever is set at run time, and
+            # would bind 0.0.0.0:9000: keep it on loopback, on a free port, so registries can run side by side.
+            "quarkus.management.host": HOST,
+            "quarkus.management.port": str(free_port()),
             "quarkus.http.access-log.enabled": "false",
             "apicurio.datasource.jdbc.initial-size": "2",
             "apicurio.datasource.jdbc.min-size": "2",

@@ -120,18 +120,11 @@ def contracts_registry(local_platform: Platform, tmp_path_factory: pytest.TempPa
     """A local Apicurio Registry (in-memory storage, a free port) holding every contract of the local stack,
     registered as `headwater contracts register` does (compatibility level, then the schema)."""
     from headwater.contracts import load_contracts
-    from headwater.local.registry import LocalRegistry, free_port
+    from headwater.local.registry import LocalRegistry
 
-    class Registry(LocalRegistry):
-        # Quarkus' management interface is fixed on at build time and binds 0.0.0.0:9000 unless told
-        # otherwise: a second registry on this machine (another session's) would fail to start.
-        def properties(self) -> tuple[dict[str, str], dict[str, str]]:
-            props, env = super().properties()
-            props.setdefault("quarkus.management.host", "127.0.0.1")
-            props.setdefault("quarkus.management.port", str(free_port()))
-            return props, env
-
-    registry = Registry(tmp_path_factory.mktemp("registry"), port=0, progress=stderr_progress("registry"))
+    registry = LocalRegistry(
+        tmp_path_factory.mktemp("registry"), port=0, progress=stderr_progress("registry")
+    )
     registry.start()
     try:
         client = registry.client()
