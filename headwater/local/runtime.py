@@ -54,7 +54,6 @@ from headwater.local.registry import (
     LocalRegistry,
     RegistryStartError,
     default_port,
-    free_port,
 )
 from headwater.spec import Platform
 
@@ -220,7 +219,7 @@ class LocalPlatform:
         self.start_seconds["provision"] = done()
 
         done = step(say, "starting the schema registry (KafkaSQL storage)")
-        self.registry = _Registry(
+        self.registry = LocalRegistry(
             self.state_dir / "registry",
             self.registry_port,
             kafka=KafkaSqlStorage.for_local_kafka(self.kafka),
@@ -335,18 +334,6 @@ class LocalPlatform:
         for name, job in self.jobs.items():
             data["flink"][name] = {"pid": job.pid, "log": str(job.log_file)}
         self.runtime_file.write_text(json.dumps(data, indent=2) + "\n")
-
-
-class _Registry(LocalRegistry):
-    """The local registry, with Quarkus' management interface (health, metrics) on 127.0.0.1 and a free
-    port: it is on in the distribution whatever the properties say, and would otherwise bind 0.0.0.0:9000,
-    which another registry on this machine (a test session's) may hold."""
-
-    def properties(self) -> tuple[dict[str, str], dict[str, str]]:
-        props, env = super().properties()
-        props.setdefault("quarkus.management.host", HOST)
-        props.setdefault("quarkus.management.port", str(free_port()))
-        return props, env
 
 
 def _short(path: object) -> str:
