@@ -144,7 +144,7 @@ def app_arguments(platform: Platform, app: App, schema_registry_url: str | None 
         # As long as the brokers allow: a checkpoint (and its commit) may be late without aborting.
         args += ["--transaction-timeout-ms", str(platform.kafka.transaction_max_timeout_ms)]
     args += ["--schema-registry-url", schema_registry_url or default_schema_registry_url(platform)]
-    for key, value in app.args:
+    for key, value in platform.app_args(app):
         args += [f"--{key}", value]
     return args
 

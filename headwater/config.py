@@ -489,6 +489,12 @@ def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
         taskmanager=_resources(sec.section("taskManagerResources", required=True)),
         task_slots=sec.get("taskSlots", int, 1, check=_positive),
         images=tuple(sorted((str(k), str(v)) for k, v in images.items())),
+        app_args=tuple(
+            sorted(
+                (str(app), tuple((str(k), str(v)) for k, v in opts.items()) if isinstance(opts, dict) else ())
+                for app, opts in sec.get("appArgs", dict, {}).items()
+            )
+        ),
         service_account_annotations=tuple(
             sorted((str(k), str(v)) for k, v in sec.get("serviceAccountAnnotations", dict, {}).items())
         ),
@@ -497,6 +503,13 @@ def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
     for app in app_names:
         if app not in images:
             sec.problems.add(f"flink.images.{app}", None, "an image tag or digest (sha256:...) for every app")
+    for app, opts in sec.data.get("appArgs", {}).items() if isinstance(sec.data.get("appArgs"), dict) else ():
+        if app not in app_names:
+            sec.problems.add(f"flink.appArgs.{app}", opts, f"an app of the catalog: {', '.join(app_names)}")
+        elif not isinstance(opts, dict) or not all(re.match(r"^[a-z][a-z0-9-]*$", str(k)) for k in opts):
+            sec.problems.add(
+                f"flink.appArgs.{app}", opts, "a mapping of option names (like window-size-ms) to values"
+            )
     for app, ref in images.items():
         if app not in app_names:
             sec.problems.add(f"flink.images.{app}", ref, f"an app of the catalog: {', '.join(app_names)}")

@@ -306,6 +306,8 @@ class FlinkSettings:
     # Annotations on each app's ServiceAccount, e.g. the cloud role that workload identity maps it to
     # (eks.amazonaws.com/role-arn, iam.gke.io/gcp-service-account): how apps reach S3 without a key secret.
     service_account_annotations: tuple[tuple[str, str], ...] = ()
+    # Per-environment app options (e.g. shorter feature windows locally), after the catalog's own `args`.
+    app_args: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def image_ref(self, app: str) -> str:
         ref = dict(self.images)[app]
@@ -361,6 +363,12 @@ class Platform:
             if p.name == name:
                 return p
         raise KeyError(name)
+
+    def app_args(self, app: App) -> tuple[tuple[str, str], ...]:
+        """The app's options: the catalog's `args`, then this environment's (which win on the same key)."""
+        merged = dict(app.args)
+        merged.update(dict(dict(self.flink.app_args).get(app.name, ())))
+        return tuple(merged.items())
 
     def acls(self) -> dict[str, tuple[Acl, ...]]:
         return {p.name: acls_for(p) for p in self.principals}

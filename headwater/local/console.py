@@ -6,8 +6,8 @@ event takes from the raw topic to a signal an agent can read, and why records we
   from the catalog, with `isolation.level=read_committed` (so a signal counts once its transaction commits);
 - end-to-end latency is the time a signal becomes visible to that consumer minus the timestamp of the raw
   record it came from (signals carry it as `source.timestamp`); only events produced during this run count;
-- dead letters are read as the platform's admin (no principal of the catalog consumes them), by assignment,
-  without a consumer group, for their reason codes;
+- dead letters are read as the principal the catalog declares as their reader (operators' triage), by
+  assignment, never committing, for their reason codes (as the admin only when no principal reads them);
 - consumer lag per group is the committed offsets against the read-committed end offsets, as the admin.
 
 `Console` renders a `Snapshot` a few times a second on a terminal (redrawn in place), or as one plain line
@@ -64,6 +64,7 @@ class Topology:
     lag_groups: tuple[tuple[str, str], ...]  # (group, topic) of every literal consumer group
     transactional: frozenset[str]  # topics written in transactions (each commit leaves a marker offset)
     app_groups: frozenset[str]  # groups of the Flink apps, whose sources commit offsets at checkpoints
+    triage: tuple[str, str] | None = None  # (principal, group) declared to read the dead letters
 
     @classmethod
     def of(cls, platform: Platform) -> Topology:
@@ -79,7 +80,19 @@ class Topology:
         app = platform.principal(SIGNALS_APP)
         kinds = {t.name: t.kind for t in platform.topics}
         produced_by_app = [p.topic for p in app.produces]
+        dead_letters = only(
+            (t for t in produced_by_app if kinds[t] == TopicKind.DEADLETTER),
+            f"dead-letter topic produced by {SIGNALS_APP}",
+        )
+        readers = sorted(
+            (p.name, c.group)
+            for p in platform.principals
+            if p.kind == "service"
+            for c in p.consumes
+            if c.topic == dead_letters and c.group_pattern == "literal"
+        )
         return cls(
+            triage=readers[0] if readers else None,
             raw=only((p.topic for p in producer.produces), f"topic produced by {PRODUCER}"),
             signals=only(
                 (t for t in produced_by_app if kinds[t] == TopicKind.EVENTS),
@@ -215,7 +228,8 @@ STREAM_LABELS = {
 class Monitor:
     """Reads signals, features and dead letters and polls offsets, in background threads, until `stop()`.
 
-    `reader_config` / `admin_config` are librdkafka settings of the reader principal and of the admin;
+    `reader_config` / `admin_config` / `triage_config` are librdkafka settings of the reader principal, the
+    admin (offsets, lag) and the dead letters' declared reader;
     `since_ms` is the epoch time from which raw events count for latency (the start of this run).
     """
 
@@ -228,8 +242,10 @@ class Monitor:
         *,
         since_ms: int | None = None,
         offsets_interval: float = 1.0,
+        triage_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.topology = Topology.of(platform)
+        self.triage_config = dict(triage_config) if triage_config is not None else None
         self.reader_config = dict(reader_config)
         self.admin_config = dict(admin_config)
         self.registry_url = registry_url
@@ -362,10 +378,13 @@ class Monitor:
 
     def _consume_dead_letters(self) -> None:
         topic = self.topology.dead_letters
+        triage = self.topology.triage
+        reader = self.triage_config if self.triage_config is not None and triage else self.admin_config
         consumer = Consumer(
             {
-                **self.admin_config,
-                "group.id": "headwater-console",  # required by the client; never joined or committed
+                **reader,
+                # Required by the client, never joined or committed: partitions are assigned, not subscribed.
+                "group.id": triage[1] if triage and self.triage_config is not None else "headwater-console",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "error_cb": lambda err: self._error(f"dead letters: {err}"),

@@ -467,6 +467,7 @@ def up(options: UpOptions) -> int:
             local.kafka.admin_config(),
             local.registry.url,
             since_ms=since_ms,
+            triage_config=_triage_config(local.kafka, platform),
         )
         monitor.start()  # assigned first, so an interrupted start still stops its readers
         if options.producer is not None:
@@ -560,6 +561,12 @@ def _startup_errors() -> tuple[type[Exception], ...]:
         LocalFlinkError,
         RegistryError,
     )
+
+
+def _triage_config(kafka: LocalKafka, platform: Platform) -> dict[str, Any] | None:
+    """librdkafka settings of the principal the catalog declares as the dead letters' reader, if any."""
+    triage = Topology.of(platform).triage
+    return client_config(kafka, triage[0]) if triage else None
 
 
 def _producer(local: LocalPlatform, settings: ProducerSettings) -> SampleProducer:

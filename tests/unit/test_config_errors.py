@@ -127,3 +127,10 @@ def test_unknown_stack_lists_known_ones() -> None:
     with pytest.raises(ConfigError) as info:
         load_stack_config("qa")
     assert "known stacks: dev, local, prod, staging" in info.value.problems[0]
+
+
+def test_app_args_name_a_catalog_app() -> None:
+    cfg = copy.deepcopy(load_stack_config("local"))
+    cfg["flink"]["appArgs"]["feature-agg"] = {"window-size-ms": 1}
+    (msg,) = _problems("local", cfg)
+    assert "flink.appArgs.feature-agg" in msg and "agent-events, feature-aggregator" in msg

@@ -95,3 +95,10 @@ def test_lineage_goes_from_producer_through_topic_to_consumer() -> None:
     assert ("agent-gateway", "agents.events.raw.v1", "produce") in edges
     assert ("agents.events.raw.v1", "agent-events", "group agent-events") in edges
     assert ("agent-events", "agents.signals.v1", "exactly-once") in edges
+
+
+def test_stack_app_args_follow_the_catalog_and_win() -> None:
+    local, prod = load_platform("local"), load_platform("prod")
+    app = local.apps[[a.name for a in local.apps].index("feature-aggregator")]
+    assert dict(local.app_args(app))["window-size-ms"] == "10000"
+    assert "window-size-ms" not in dict(prod.app_args(app))
