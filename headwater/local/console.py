@@ -506,7 +506,7 @@ class Monitor:
         return None
 
     def behind(self) -> dict[str, int | None]:
-        """The groups that have not caught up yet, with their lag (None: nothing committed yet).
+        """The groups consumed in this run that have not caught up yet, with their lag (None: nothing committed).
 
         On a topic written in transactions, the last commit marker of each partition sits after the last
         record; a Flink source commits the offset after the record it read, never past that marker, so up
@@ -514,8 +514,13 @@ class Monitor:
         """
         with self._lock:
             lags, partitions = self._lags, self._partitions
+        # Only groups something in this run consumes with: a declared group nobody runs locally (the
+        # dead letters' triage, read here by assignment) never commits and is not waited for.
+        active = self.topology.app_groups | {group for _, group in self.topology.reader_groups}
         out: dict[str, int | None] = {}
         for entry in lags:
+            if entry.group not in active:
+                continue
             allowed = (
                 len(partitions.get(entry.topic, ())) if entry.topic in self.topology.transactional else 0
             )

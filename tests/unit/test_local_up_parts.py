@@ -203,3 +203,19 @@ def test_a_full_producer_queue_is_retried_with_backoff_not_dropped(raw_contract:
     assert producer.stats.queue_full_retries > 1
     assert producer.stats.valid == 3  # given up on stop, and not counted as sent
     assert producer.stop(flush_timeout=0) == 3
+
+
+def test_groups_nobody_runs_locally_are_not_waited_for() -> None:
+    """The dead letters' triage group is declared but never committed locally: `behind` must ignore it."""
+    from headwater.config import load_platform
+    from headwater.local.console import GroupLag, Monitor, Topology
+
+    platform = load_platform("local")
+    topology = Topology.of(platform)
+    assert topology.triage == ("deadletter-triage", "deadletter-triage")
+    monitor = Monitor(platform, {}, {}, "http://127.0.0.1:1")
+    monitor._lags = (
+        GroupLag("deadletter-triage", topology.dead_letters, None),
+        GroupLag("agent-events", topology.raw, 7),
+    )
+    assert monitor.behind() == {"agent-events": 7}
