@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import yaml
 
-from components.k8s import create_object, labels, metadata
+from components.k8s import create_object, labels, metadata, to_yaml
 from headwater.spec import Platform, Sla, TopicKind
 
 RULES_KEY = "headwater.rules.yaml"
@@ -267,7 +266,7 @@ def render_observability(platform: Platform) -> list[dict[str, Any]]:
                 ns,
                 labels("observability", extra={"headwater.io/prometheus-rules": "true"}),
             ),
-            "data": {RULES_KEY: yaml.safe_dump(alert_rules(platform), sort_keys=False)},
+            "data": {RULES_KEY: to_yaml(alert_rules(platform), sort_keys=False)},
         },
         {
             "apiVersion": "v1",
@@ -275,14 +274,14 @@ def render_observability(platform: Platform) -> list[dict[str, Any]]:
             "metadata": metadata(
                 "headwater-dashboard", ns, labels("observability", extra={"grafana_dashboard": "1"})
             ),
-            "data": {DASHBOARD_KEY: json.dumps(dashboard(platform), indent=1, sort_keys=True)},
+            "data": {DASHBOARD_KEY: json.dumps(dashboard(platform), sort_keys=True)},
         },
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": metadata("headwater-lineage", ns, labels("observability")),
             "data": {
-                "lineage.json": json.dumps(lineage_graph(platform), indent=1, sort_keys=True),
+                "lineage.json": json.dumps(lineage_graph(platform), sort_keys=True),
                 "lineage.mmd": lineage_mermaid(platform),
             },
         },

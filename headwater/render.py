@@ -11,12 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.checkpoint_storage import render_checkpoint_storage
 from components.flink_application import render_flink_applications
 from components.flink_operator import render_flink_operator
-from components.k8s import namespace, object_key, sorted_objects
+from components.k8s import namespace, object_key, sorted_objects, to_yaml
 from components.kafka_cluster import OPERATOR_NAMESPACE, render_kafka_cluster, render_strimzi_operator
 from components.kafka_topics import render_topics
 from components.kafka_users import render_users
@@ -63,19 +61,8 @@ def render_stack(platform: Platform) -> list[dict[str, Any]]:
     return sorted_objects(objs)
 
 
-# libyaml's emitter when PyYAML was built with it (the wheels are): same output, several times faster.
-_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class _NoAliases(_Dumper):
-    """Write repeated values out in full: reviewers and GitOps tools should not have to follow anchors."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
 def dump(obj: dict[str, Any]) -> str:
-    return yaml.dump(obj, Dumper=_NoAliases, sort_keys=True, default_flow_style=False)
+    return to_yaml(obj)
 
 
 def file_name(obj: dict[str, Any]) -> str:
