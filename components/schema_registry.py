@@ -127,7 +127,7 @@ def _spread(platform: Platform) -> list[dict[str, Any]]:
 
 
 def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
-    """ConfigMap, Deployment and Service of the registry (+ Ingress and PodDisruptionBudget per stack)."""
+    """ConfigMap, Deployment, Service and NetworkPolicy of the registry (+ Ingress and PDB per stack)."""
     settings = platform.registry
     ns = platform.namespace
     common = labels(COMPONENT, NAME)
@@ -262,6 +262,28 @@ def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
                 "spec": ingress_spec,
             }
         )
+    # Only the platform's own pods (apps, producers) and, when published, the ingress controller reach the API.
+    peers: list[dict[str, Any]] = [{"podSelector": {}}]
+    if settings.host:
+        peers.append(
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": settings.ingress_namespace}
+                }
+            }
+        )
+    objs.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata(NAME, ns, common),
+            "spec": {
+                "podSelector": {"matchLabels": _selector()},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}],
+            },
+        }
+    )
     if settings.replicas > 1:
         objs.append(
             {

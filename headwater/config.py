@@ -527,6 +527,7 @@ def _registry(sec: _Section) -> RegistrySettings:
         host=sec.get("host", str, None),
         tls_secret=sec.get("tlsSecret", str, None),
         ingress_class=sec.get("ingressClass", str, None),
+        ingress_namespace=sec.get("ingressNamespace", str, "ingress-nginx", check=_k8s_name),
     )
     sec.seen.add("resources")
     sec.done()

@@ -334,6 +334,9 @@ class RegistrySettings:
     host: str | None  # ingress host; None: cluster-internal only
     tls_secret: str | None
     ingress_class: str | None
+    ingress_namespace: str = (
+        "ingress-nginx"  # where the ingress controller runs (allowed in by NetworkPolicy)
+    )
 
 
 @dataclass(frozen=True)

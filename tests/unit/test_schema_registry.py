@@ -52,10 +52,18 @@ def test_rendered_objects_validate_against_the_kubernetes_schemas(stack: str) ->
 @pytest.mark.parametrize(
     ("stack", "kinds", "replicas"),
     [
-        ("local", ["ConfigMap", "Deployment", "Service"], 1),
-        ("dev", ["ConfigMap", "Deployment", "Service"], 1),
-        ("staging", ["ConfigMap", "Deployment", "Service", "Ingress", "PodDisruptionBudget"], 2),
-        ("prod", ["ConfigMap", "Deployment", "Service", "Ingress", "PodDisruptionBudget"], 3),
+        ("local", ["ConfigMap", "Deployment", "Service", "NetworkPolicy"], 1),
+        ("dev", ["ConfigMap", "Deployment", "Service", "NetworkPolicy"], 1),
+        (
+            "staging",
+            ["ConfigMap", "Deployment", "Service", "Ingress", "NetworkPolicy", "PodDisruptionBudget"],
+            2,
+        ),
+        (
+            "prod",
+            ["ConfigMap", "Deployment", "Service", "Ingress", "NetworkPolicy", "PodDisruptionBudget"],
+            3,
+        ),
     ],
 )
 def test_objects_and_replicas_per_stack(stack: str, kinds: list[str], replicas: int) -> None:
@@ -258,3 +266,15 @@ def test_component_registers_objects_and_one_subject_per_contract(
         assert r.inputs["schema"] == contract.text
         assert r.name == f"registry-subject-{contract.topic}"
         assert r.custom is True
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_platform_pods_and_the_ingress_controller_reach_the_registry(stack: str) -> None:
+    platform = load_platform(stack)
+    policy = _objects(platform)["NetworkPolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert {"podSelector": {}} in rule["from"]
+    ingress_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    assert (ingress_peer in rule["from"]) == bool(platform.registry.host)
