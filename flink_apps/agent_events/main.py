@@ -40,20 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=24 * 3600 * 1000,
         help="how long event ids are remembered",
     )
-    cli.option(
-        parser,
-        "--max-out-of-orderness-ms",
-        type=cli.positive_int,
-        default=30_000,
-        help="watermark delay behind the largest event time seen",
-    )
-    cli.option(
-        parser,
-        "--idle-timeout-ms",
-        type=cli.positive_int,
-        default=60_000,
-        help="after this long without events a source split stops holding back the watermark",
-    )
+    cli.add_watermark_options(parser, records="events")
     return cli.parse(parser, argv)
 
 

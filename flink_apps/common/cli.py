@@ -138,6 +138,24 @@ def add_common_options(parser: argparse.ArgumentParser, *, job_name: str) -> Non
     )
 
 
+def add_watermark_options(parser: argparse.ArgumentParser, *, records: str) -> None:
+    """Event-time options every app shares: how late records may arrive, and when an idle split stops counting."""
+    option(
+        parser,
+        "--max-out-of-orderness-ms",
+        type=positive_int,
+        default=30_000,
+        help="watermark delay behind the largest event time seen",
+    )
+    option(
+        parser,
+        "--idle-timeout-ms",
+        type=positive_int,
+        default=60_000,
+        help=f"after this long without {records} a source split stops holding back the watermark",
+    )
+
+
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args, _flink_args = parser.parse_known_args(argv)
     return args

@@ -41,20 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="how long a fired window still accepts late signals (each re-fires it)",
     )
-    cli.option(
-        parser,
-        "--max-out-of-orderness-ms",
-        type=cli.positive_int,
-        default=30_000,
-        help="watermark delay behind the largest event time seen",
-    )
-    cli.option(
-        parser,
-        "--idle-timeout-ms",
-        type=cli.positive_int,
-        default=60_000,
-        help="after this long without signals a source split stops holding back the watermark",
-    )
+    cli.add_watermark_options(parser, records="signals")
     return cli.parse(parser, argv)
 
 
