@@ -104,12 +104,16 @@ def to_yaml(obj: Any, sort_keys: bool = True) -> str:
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
-    """`Kind/namespace/name` (or `Kind/name`), the identity used in reports and file names."""
-    meta = obj.get("metadata") or {}
+    """`Kind/namespace/name` (or `Kind/name`), the identity used in reports and file names.
+
+    Tolerates malformed objects (missing metadata or name), so validators can name what they reject.
+    """
     if obj.get("kind") == "HelmRelease":
-        return f"HelmRelease/{obj['namespace']}/{obj['name']}"
-    ns = meta.get("namespace")
-    return f"{obj['kind']}/{ns}/{meta['name']}" if ns else f"{obj['kind']}/{meta['name']}"
+        return f"HelmRelease/{obj.get('namespace')}/{obj.get('name')}"
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    parts = [str(obj.get("kind", "?")), meta.get("namespace"), str(meta.get("name", "?"))]
+    return "/".join(str(p) for p in parts if p)
 
 
 def _snake(name: str) -> str:

@@ -26,6 +26,7 @@ import kubernetes_validate.utils
 import referencing
 import referencing.jsonschema
 
+from components.k8s import object_key
 from headwater import crds, versions
 
 # The Kubernetes release whose schemas core objects are checked against (Strimzi 1.2.0 needs >= 1.30).
@@ -232,14 +233,6 @@ def _run(validator: jsonschema.protocols.Validator, obj: Mapping[str, Any]) -> l
 
 
 # --- Public API --------------------------------------------------------------------------------------------
-
-
-def object_key(obj: Mapping[str, Any]) -> str:
-    """`Kind/namespace/name`, or `Kind/name` for an object without a namespace."""
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-    assert isinstance(metadata, Mapping)
-    parts = [str(obj.get("kind", "?")), metadata.get("namespace"), str(metadata.get("name", "?"))]
-    return "/".join(str(p) for p in parts if p)
 
 
 def _is_custom(api_version: str) -> bool:
