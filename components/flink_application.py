@@ -18,8 +18,8 @@ command line, an environment variable, a ConfigMap or a log line.
 
 Each app runs under its own ServiceAccount, bound to a Role with what Flink's native Kubernetes integration
 needs in its namespace: pods (the JobManager starts and stops its TaskManagers), configmaps (Kubernetes HA:
-leader election and job metadata) and read access to deployments (TaskManager pods are owned by the
-JobManager deployment).
+leader election and job metadata), read access to deployments (TaskManager pods are owned by the
+JobManager deployment) and update on their finalizers (that owner reference blocks the owner's deletion).
 """
 
 from __future__ import annotations
@@ -269,8 +269,11 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
                 "job.autoscaler.enabled": "true",
                 "job.autoscaler.stabilization.interval": "5 min",
                 "job.autoscaler.metrics.window": "10 min",
-                "job.autoscaler.target.utilization": "0.7",
-                "job.autoscaler.target.utilization.boundary": "0.2",
+                # Operator 1.15 names (target.utilization and target.utilization.boundary are deprecated):
+                # scale when a vertex is busier than max or idler than min, towards the target.
+                "job.autoscaler.utilization.target": "0.7",
+                "job.autoscaler.utilization.max": "0.9",
+                "job.autoscaler.utilization.min": "0.5",
                 "job.autoscaler.restart.time": "2 min",
                 "job.autoscaler.catch-up.duration": "10 min",
                 "job.autoscaler.scale-down.interval": "1 h",
@@ -476,6 +479,9 @@ def render_rbac(platform: Platform, app: App) -> list[dict[str, Any]]:
         {"apiGroups": [""], "resources": ["pods"], "verbs": rw},
         # TaskManager pods are owned by the JobManager deployment, which the JobManager looks up.
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        # ... and their owner reference blocks the owner's deletion (blockOwnerDeletion), which clusters with
+        # OwnerReferencesPermissionEnforcement admit only for who may update the owner's finalizers.
+        {"apiGroups": ["apps"], "resources": ["deployments/finalizers"], "verbs": ["update"]},
     ]
     if platform.flink.ha:
         # Kubernetes HA: leader election and job metadata (checkpoint pointers) live in ConfigMaps.

@@ -116,10 +116,12 @@ class FlinkOperator(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("headwater:flink:FlinkOperator", name, None, opts)
+        # What the component waits for (the namespaces the chart writes into), the release waits for too.
+        deps = list(opts.depends_on) if opts and isinstance(opts.depends_on, list) else []
         self.helm_release = create_release(
             f"{name}-release",
             render_flink_operator(watched_namespaces, webhook),
-            pulumi.ResourceOptions(parent=self),
+            pulumi.ResourceOptions(parent=self, depends_on=deps),
         )
         self.release = self.helm_release.name
         self.register_outputs({"release": self.release})

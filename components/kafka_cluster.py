@@ -56,6 +56,15 @@ def strimzi_kafka_image() -> str:
     return f"quay.io/strimzi/kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}"
 
 
+# The cluster operator's pod security provider. Strimzi 1.2.0 defaults to `baseline`, whose Kafka, init,
+# entity operator, Kafka Exporter and Cruise Control containers get no security context; the restricted one
+# (`io.strimzi.plugin.security.profiles.impl.RestrictedPodSecurityProvider`) gives each of them
+# allowPrivilegeEscalation: false, runAsNonRoot: true, capabilities drop ALL and seccomp RuntimeDefault,
+# which the Restricted Pod Security Standard of the platform namespaces demands.
+POD_SECURITY_PROVIDER_ENV = "STRIMZI_POD_SECURITY_PROVIDER_CLASS"
+POD_SECURITY_PROVIDER = "restricted"
+
+
 def render_strimzi_operator(watched_namespaces: tuple[str, ...]) -> HelmRelease:
     """The cluster operator at a pinned chart and image version, watching only the platform namespaces."""
     return HelmRelease(
@@ -71,6 +80,8 @@ def render_strimzi_operator(watched_namespaces: tuple[str, ...]) -> HelmRelease:
             "defaultImageRepository": "strimzi",
             "defaultImageTag": versions.STRIMZI_VERSION,
             "replicas": 1,
+            # The chart's only way to set an operator setting it has no value for (1.2.0: `extraEnvs`).
+            "extraEnvs": [{"name": POD_SECURITY_PROVIDER_ENV, "value": POD_SECURITY_PROVIDER}],
             "resources": {
                 "requests": {"cpu": "200m", "memory": "384Mi"},
                 "limits": {"cpu": "1", "memory": "384Mi"},
@@ -96,40 +107,50 @@ def _jbod(storage: Storage, metadata_volume: bool) -> dict[str, Any]:
     return {"type": "jbod", "volumes": volumes}
 
 
-def _zone_template(settings: KafkaSettings, cluster: str, pool: str) -> dict[str, Any]:
-    """Spread a pool's pods evenly over the declared zones (one replica of each partition per zone)."""
-    if not settings.racks:
+def _pool_template(settings: KafkaSettings, cluster: str, pool: str, replicas: int) -> dict[str, Any]:
+    """Where a pool's pods may run: one per node, spread evenly over the declared zones.
+
+    - per node: a required anti-affinity on the hostname, so losing one node costs one broker (or one
+      controller: a KRaft quorum must not lose two voters to one node);
+    - per zone (with `racks`): a required node affinity on the declared zones (Strimzi adds only `Exists` on
+      the topology key) and an even spread over them, so each replica of a partition lands in its own zone.
+    """
+    if replicas < 2 and not settings.racks:
         return {}
     selector = {"matchLabels": {"strimzi.io/cluster": cluster, "strimzi.io/pool-name": pool}}
-    return {
-        "pod": {
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
+    affinity: dict[str, Any] = {}
+    if replicas > 1:
+        affinity["podAntiAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}
+            ]
+        }
+    pod: dict[str, Any] = {"affinity": affinity}
+    if settings.racks:
+        affinity["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
                             {
-                                "matchExpressions": [
-                                    {
-                                        "key": settings.rack_topology_key,
-                                        "operator": "In",
-                                        "values": list(settings.racks),
-                                    }
-                                ]
+                                "key": settings.rack_topology_key,
+                                "operator": "In",
+                                "values": list(settings.racks),
                             }
                         ]
                     }
-                }
-            },
-            "topologySpreadConstraints": [
-                {
-                    "maxSkew": 1,
-                    "topologyKey": settings.rack_topology_key,
-                    "whenUnsatisfiable": "DoNotSchedule",
-                    "labelSelector": selector,
-                }
-            ],
+                ]
+            }
         }
-    }
+        pod["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": settings.rack_topology_key,
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": selector,
+            }
+        ]
+    return {"pod": dict(sorted(pod.items()))}
 
 
 def _node_pool(
@@ -148,7 +169,7 @@ def _node_pool(
         "storage": _jbod(storage, metadata_volume=True),
         "resources": resources.k8s(),
     }
-    template = _zone_template(settings, cluster, name)
+    template = _pool_template(settings, cluster, name, replicas)
     if template:
         spec["template"] = template
     return {
@@ -250,12 +271,11 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
         },
     }
     if settings.racks:
+        # broker.rack from the node's zone: replicas of a partition are placed in different zones. No
+        # rack-aware replica selector: it only helps a consumer that sets client.rack to its own zone, and
+        # no client here can learn its zone (Kubernetes does not hand node labels to pods; reading nodes
+        # would give every app a cluster-wide read right it does not otherwise need).
         kafka_spec["rack"] = {"topologyKey": settings.rack_topology_key}
-        # Consumers read from a replica in their own zone: cheaper cross-zone traffic, same guarantees.
-        kafka_spec["config"]["replica.selector.class"] = (
-            "org.apache.kafka.common.replica.RackAwareReplicaSelector"
-        )
-        kafka_spec["config"] = dict(sorted(kafka_spec["config"].items()))
     operator_resources = {
         "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"cpu": "500m", "memory": "512Mi"},
@@ -276,8 +296,15 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
                 "limits": {"cpu": "500m", "memory": "256Mi"},
             },
         }
-    if settings.cruise_control:
-        spec["cruiseControl"] = {"autoRebalance": [{"mode": "add-brokers"}, {"mode": "remove-brokers"}]}
+    cc = settings.cruise_control
+    if cc is not None:
+        spec["cruiseControl"] = {
+            "resources": cc.resources.k8s(),
+            # Without network capacities Strimzi drops the network goals; CPU and disk capacity it
+            # derives from the brokers' resource requests and storage.
+            "brokerCapacity": {"inboundNetwork": cc.inbound_network, "outboundNetwork": cc.outbound_network},
+            "autoRebalance": [{"mode": "add-brokers"}, {"mode": "remove-brokers"}],
+        }
     objs.append(
         {
             "apiVersion": versions.STRIMZI_API_VERSION,
@@ -286,7 +313,7 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
                 cluster,
                 namespace,
                 labels("kafka", cluster),
-                {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled", **WAIT_READY},
+                WAIT_READY,
             ),
             "spec": spec,
         }
@@ -332,7 +359,8 @@ class StrimziOperator(pulumi.ComponentResource):
         create_namespace: bool = True,
     ) -> None:
         super().__init__("headwater:kafka:StrimziOperator", name, None, opts)
-        deps = []
+        # What the component waits for (the namespaces the chart writes into), the release waits for too.
+        deps: list[Any] = list(opts.depends_on) if opts and isinstance(opts.depends_on, list) else []
         if create_namespace:
             ns = namespace(OPERATOR_NAMESPACE, "operators")
             deps.append(create_object(f"{name}-namespace", ns, pulumi.ResourceOptions(parent=self)))

@@ -33,7 +33,8 @@ class HeadwaterPlatform(pulumi.ComponentResource):
         operators_ns = create_object(
             f"{name}-operators-namespace", namespace(OPERATOR_NAMESPACE, "operators"), child
         )
-        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[operators_ns])
+        # The chart creates RoleBindings in the watched (platform) namespace, not only in its own.
+        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[operators_ns, ns])
         operator = StrimziOperator(
             f"{name}-strimzi", platform.watched_namespaces, after_ns, create_namespace=False
         )

@@ -16,17 +16,36 @@ from typing import Any
 import pulumi
 
 
+class _DependencyMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also noting what each registration waits for (the URNs of its dependencies)."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recorder = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
+        self.recorder.dependencies[request.name] = sorted(request.dependencies)
+        return super().RegisterResource(request)
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Mocks that echo inputs back as outputs and keep every registered resource."""
+    """Mocks that echo inputs back as outputs and keep every registered resource and its dependencies."""
 
     def __init__(self) -> None:
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.dependencies: dict[str, list[str]] = {}  # resource name -> URNs it explicitly depends on
 
     @classmethod
     def install(cls, project: str = "headwater", stack: str = "test") -> RecordingMocks:
         mocks = cls()
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+        pulumi.runtime.set_mocks(
+            mocks, project=project, stack=stack, preview=False, monitor=_DependencyMonitor(mocks)
+        )
         return mocks
+
+    def depends_on(self, name: str, other: str) -> bool:
+        """Whether resource `name` waits for the resource named `other` (directly)."""
+        return any(urn.rsplit("::", 1)[-1] == other for urn in self.dependencies.get(name, []))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(args)

@@ -291,7 +291,11 @@ def test_local_keeps_state_on_a_claim_without_ha(mocks: RecordingMocks) -> None:
             for r in mocks.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
             if r.inputs["metadata"]["name"] == f"{name}-flink"
         ]
-        assert [rule["resources"] for rule in role.inputs["rules"]] == [["pods"], ["deployments"]]
+        assert [rule["resources"] for rule in role.inputs["rules"]] == [
+            ["pods"],
+            ["deployments"],
+            ["deployments/finalizers"],
+        ]
 
 
 # --- the operator ------------------------------------------------------------------------------------------
