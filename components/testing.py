@@ -32,8 +32,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
     """Mocks that echo inputs back as outputs and keep every registered resource and its dependencies."""
 
     def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []  # what the program creates
+        self.reads: list[pulumi.runtime.MockResourceArgs] = []  # existing resources it only reads (`.get`)
         self.dependencies: dict[str, list[str]] = {}  # resource name -> URNs it explicitly depends on
+        # State that reads of existing resources return: (type token, id) -> properties.
+        self.existing: dict[tuple[str, str], dict[str, Any]] = {}
 
     @classmethod
     def install(cls, project: str = "headwater", stack: str = "test") -> RecordingMocks:
@@ -48,6 +51,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return any(urn.rsplit("::", 1)[-1] == other for urn in self.dependencies.get(name, []))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.resource_id and not args.custom:  # a read of an existing resource (ReadResource)
+            self.reads.append(args)
+            return args.resource_id, dict(self.existing.get((args.typ, args.resource_id), {}))
         self.resources.append(args)
         return f"{args.name}-id", dict(args.inputs)
 
