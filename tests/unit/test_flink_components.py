@@ -218,6 +218,13 @@ def test_prod_savepoints_ha_durable_paths_autoscaler(mocks: RecordingMocks) -> N
         assert conf["kubernetes.operator.periodic.savepoint.interval"] == "1h"
         assert conf["kubernetes.operator.deployment.rollback.enabled"] == "true"
         assert conf["job.autoscaler.enabled"] == "true"
+        # Operator 1.15 names; target.utilization(.boundary) are deprecated there.
+        assert conf["job.autoscaler.utilization.target"] == "0.7"
+        assert (conf["job.autoscaler.utilization.min"], conf["job.autoscaler.utilization.max"]) == (
+            "0.5",
+            "0.9",
+        )
+        assert not [k for k in conf if k.startswith("job.autoscaler.target.")]
         assert "s3.endpoint" not in conf  # AWS S3 itself
         assert spec["image"] == f"registry.example.com/headwater/{name}:0.1.0"
         assert spec["jobManager"]["resource"] == {"cpu": 1.0, "memory": "4096m"}
