@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from components.k8s import HelmRelease, create_release, restricted_container_security
+from components.k8s import HelmRelease, create_release, image_digest, restricted_container_security
 from components.kafka_cluster import OPERATOR_NAMESPACE
 from headwater import versions
 
@@ -53,6 +53,12 @@ def render_flink_operator(watched_namespaces: tuple[str, ...], webhook: bool = F
             "repository": IMAGE_REPOSITORY,
             "tag": versions.FLINK_OPERATOR_VERSION,
             "pullPolicy": "IfNotPresent",
+            # The chart uses the digest instead of the tag when one is set (known digests only).
+            **(
+                {"digest": d}
+                if (d := image_digest(f"{IMAGE_REPOSITORY}:{versions.FLINK_OPERATOR_VERSION}"))
+                else {}
+            ),
         },
         "watchNamespaces": list(watched_namespaces),
         "webhook": {"create": webhook},

@@ -7,7 +7,16 @@ from typing import Any
 
 import pulumi
 
-from components.k8s import WAIT_READY, HelmRelease, create_object, create_release, labels, metadata, namespace
+from components.k8s import (
+    WAIT_READY,
+    HelmRelease,
+    create_object,
+    create_release,
+    image_digest,
+    labels,
+    metadata,
+    namespace,
+)
 from headwater import versions
 from headwater.spec import Authentication, KafkaSettings, Storage, Tier
 
@@ -65,6 +74,32 @@ POD_SECURITY_PROVIDER_ENV = "STRIMZI_POD_SECURITY_PROVIDER_CLASS"
 POD_SECURITY_PROVIDER = "restricted"
 
 
+# The chart's image keys (each `<key>.image`, or `image` for the operator itself) and what each runs.
+_CHART_IMAGES = {
+    "": "operator",
+    "topicOperator": "operator",
+    "userOperator": "operator",
+    "kafkaInit": "operator",
+    "kafka": f"kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}",
+    "kafkaExporter": f"kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}",
+    "cruiseControl": f"kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}",
+}
+
+
+def _chart_digests() -> dict[str, Any]:
+    """Chart values that pin by digest the images whose digests are known (the chart prefers a digest)."""
+    values: dict[str, Any] = {}
+    for key, image in _CHART_IMAGES.items():
+        name = image if ":" in image else f"{image}:{versions.STRIMZI_VERSION}"
+        digest = image_digest(f"quay.io/strimzi/{name}")
+        if digest:
+            if key:
+                values[key] = {"image": {"digest": digest}}
+            else:
+                values["image"] = {"digest": digest}
+    return values
+
+
 def render_strimzi_operator(watched_namespaces: tuple[str, ...]) -> HelmRelease:
     """The cluster operator at a pinned chart and image version, watching only the platform namespaces."""
     return HelmRelease(
@@ -86,6 +121,7 @@ def render_strimzi_operator(watched_namespaces: tuple[str, ...]) -> HelmRelease:
                 "requests": {"cpu": "200m", "memory": "384Mi"},
                 "limits": {"cpu": "1", "memory": "384Mi"},
             },
+            **_chart_digests(),
         },
     )
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pulumi
 
-from components.k8s import create_object, labels, metadata, restricted_container_security
+from components.k8s import create_object, labels, metadata, pinned_image, restricted_container_security
 from components.kafka_cluster import bootstrap_address, cluster_ca_secret
 from components.kafka_users import user_secret
 from headwater import versions
@@ -53,7 +53,7 @@ SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
 def registry_image() -> str:
-    return f"{IMAGE_REPOSITORY}:{versions.APICURIO_REGISTRY_VERSION}"
+    return pinned_image(f"{IMAGE_REPOSITORY}:{versions.APICURIO_REGISTRY_VERSION}")
 
 
 def service_url(platform: Platform) -> str:
