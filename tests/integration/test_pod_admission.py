@@ -103,6 +103,45 @@ def test_baseline_provider_pods_are_refused(control_plane: ControlPlane) -> None
         assert "allowPrivilegeEscalation != false" in message and "runAsNonRoot != true" in message
 
 
+def test_restricted_operators_namespace_admits_the_flink_operator_pod(control_plane: ControlPlane) -> None:
+    """The chart puts values.podSecurityContext on the pod and values.operatorSecurityContext on its container."""
+    rendered = _rendered("prod")
+    (ns,) = [
+        o
+        for o in rendered.values()
+        if o["kind"] == "Namespace" and o["metadata"]["name"] == "headwater-system"
+    ]
+    ns = copy.deepcopy(ns)
+    ns["metadata"]["name"] = "operators-admit"
+    control_plane.must_create(ns)
+    control_plane.must_create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "flink-operator", "namespace": "operators-admit"},
+        }
+    )
+    values = rendered["HelmRelease/headwater-system/flink-kubernetes-operator"]["values"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "flink-kubernetes-operator", "namespace": "operators-admit"},
+        "spec": {
+            "serviceAccountName": "flink-operator",
+            "securityContext": values["podSecurityContext"],
+            "containers": [
+                {
+                    "name": "flink-kubernetes-operator",
+                    "image": f"{values['image']['repository']}:{values['image']['tag']}",
+                    "securityContext": values["operatorSecurityContext"],
+                }
+            ],
+        },
+    }
+    answer = control_plane.create(pod, dry_run=True)
+    assert answer.status_code == 201, answer.text
+
+
 # --- RBAC of the Flink apps ----------------------------------------------------------------------------------
 
 
