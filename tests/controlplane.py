@@ -79,6 +79,7 @@ class ControlPlane:
         self.progress = progress or stderr_progress("control-plane")
         self.token = secrets.token_urlsafe(24)
         self.port = 0
+        self.ca: str | None = None  # the API server's own CA bundle, once it has written it
         self.session = requests.Session()
         self._etcd: Supervised | None = None
         self._apiserver: Supervised | None = None
@@ -153,11 +154,18 @@ class ControlPlane:
 
     def _ready(self) -> bool:
         # The API server makes a self-signed serving certificate (for 127.0.0.1) at start: trust exactly that.
-        cert = self.state_dir / "certs" / "apiserver.crt"
-        if not cert.is_file():
-            return False
-        self.session.verify = str(cert)
-        return self.session.get(f"{self.url}/readyz", timeout=2).ok
+        # It may still be writing the file (serving certificate, then its CA): use it once both are there,
+        # from a copy, as connection pools keep the trust store they were first made with.
+        # (Passed with every request: requests lets $REQUESTS_CA_BUNDLE override a session's `verify`.)
+        if self.ca is None:
+            cert = self.state_dir / "certs" / "apiserver.crt"
+            text = cert.read_text() if cert.is_file() else ""
+            if text.count("END CERTIFICATE") < 2:
+                return False
+            bundle = self.state_dir / "apiserver-ca.pem"
+            bundle.write_text(text)
+            self.ca = str(bundle)
+        return self.session.get(f"{self.url}/readyz", timeout=2, verify=self.ca).ok
 
     def stop(self) -> None:
         for proc in (self._apiserver, self._etcd):
@@ -180,7 +188,7 @@ class ControlPlane:
         headers = {"Impersonate-User": as_user} if as_user else {}
         params = {"dryRun": "All"} if dry_run else None
         return self.session.request(
-            method, self.url + path, json=body, params=params, headers=headers, timeout=30
+            method, self.url + path, json=body, params=params, headers=headers, timeout=30, verify=self.ca
         )
 
     def create(
