@@ -24,12 +24,16 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
-from headwater.local.process import Supervised, install_signal_handlers, stderr_progress
+if TYPE_CHECKING:
+    from headwater.local.process import Supervised
+
+# headwater.local is imported where a control plane starts, not here: every suite loads this module through
+# tests/conftest.py, also in environments without the local platform's dependencies (the Flink one).
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "engine" / "build.sh"
@@ -76,6 +80,8 @@ class ControlPlane:
         self.bin_dir = bin_dir
         self.state_dir = state_dir
         self.admission = tuple(admission)
+        from headwater.local.process import stderr_progress
+
         self.progress = progress or stderr_progress("control-plane")
         self.token = secrets.token_urlsafe(24)
         self.port = 0
@@ -89,6 +95,8 @@ class ControlPlane:
         return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> ControlPlane:
+        from headwater.local.process import Supervised
+
         for binary in ("etcd", "kube-apiserver"):
             if not (self.bin_dir / binary).is_file():
                 raise RuntimeError(f"{self.bin_dir / binary} is missing: the engine toolchain is incomplete")
@@ -219,6 +227,8 @@ def collection(obj: Mapping[str, Any]) -> str:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    from headwater.local.process import install_signal_handlers
+
     install_signal_handlers()
     plane = ControlPlane(engine_bin(), tmp_path_factory.mktemp("control-plane"))
     try:
