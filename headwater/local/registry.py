@@ -172,10 +172,8 @@ def install(progress: Progress | None = None) -> Path:
 
 
 def find_java() -> str:
-    from headwater.crds import find_java as find
-
     try:
-        return find(MIN_JAVA)
+        return jvm.find_java(MIN_JAVA)
     except Exception as exc:
         raise RegistryStartError(
             f"Apicurio Registry {versions.APICURIO_REGISTRY_VERSION} needs Java {MIN_JAVA} or newer: {exc}"
