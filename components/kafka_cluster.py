@@ -56,14 +56,17 @@ def strimzi_kafka_image() -> str:
     return f"quay.io/strimzi/kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}"
 
 
-def render_strimzi_operator(watched_namespaces: tuple[str, ...]) -> HelmRelease:
+def render_strimzi_operator(
+    watched_namespaces: tuple[str, ...], charts_folder: str | None = None
+) -> HelmRelease:
     """The cluster operator at a pinned chart and image version, watching only the platform namespaces."""
     return HelmRelease(
         name="strimzi-cluster-operator",
         namespace=OPERATOR_NAMESPACE,
-        chart="strimzi-kafka-operator",
+        chart=versions.STRIMZI_CHART,
         version=versions.STRIMZI_VERSION,
         repository=versions.STRIMZI_HELM_REPO,
+        charts_folder=charts_folder,
         values={
             "watchNamespaces": list(watched_namespaces),
             "watchAnyNamespace": False,
@@ -330,6 +333,7 @@ class StrimziOperator(pulumi.ComponentResource):
         watched_namespaces: tuple[str, ...],
         opts: pulumi.ResourceOptions | None = None,
         create_namespace: bool = True,
+        charts_folder: str | None = None,
     ) -> None:
         super().__init__("headwater:kafka:StrimziOperator", name, None, opts)
         deps = []
@@ -338,7 +342,7 @@ class StrimziOperator(pulumi.ComponentResource):
             deps.append(create_object(f"{name}-namespace", ns, pulumi.ResourceOptions(parent=self)))
         release = create_release(
             f"{name}-release",
-            render_strimzi_operator(watched_namespaces),
+            render_strimzi_operator(watched_namespaces, charts_folder),
             pulumi.ResourceOptions(parent=self, depends_on=deps),
         )
         self.release = release.name

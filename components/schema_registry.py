@@ -28,7 +28,7 @@ from components.kafka_users import user_secret
 from headwater import versions
 from headwater.contracts import kafkasql
 from headwater.contracts.model import ContractError, load_contracts, registry_warnings
-from headwater.spec import Authentication, Platform, Tier
+from headwater.spec import Authentication, Platform
 
 NAME = "schema-registry"
 COMPONENT = "schema-registry"
@@ -296,39 +296,6 @@ def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
     return objs
 
 
-def registry_problems(platform: Platform) -> list[str]:
-    """What makes the stack's registry settings unusable: (key, value, what is allowed) as readable lines."""
-    s = platform.registry
-    out: list[str] = []
-
-    def bad(key: str, value: object, allowed: str) -> None:
-        out.append(f"stack {platform.stack}: {key} = {value!r} is not valid; allowed: {allowed}")
-
-    try:
-        principal = platform.principal(kafkasql.PRINCIPAL)
-    except KeyError:
-        bad(
-            "catalog.principals",
-            sorted(p.name for p in platform.principals),
-            f"a principal {kafkasql.PRINCIPAL!r}",
-        )
-        return out
-    if principal.authentication != platform.kafka.authentication:
-        bad(
-            f"catalog.principals.{principal.name}.authentication",
-            principal.authentication.value,
-            f"{platform.kafka.authentication.value}, the authentication of the cluster's TLS listener",
-        )
-    if platform.tier == Tier.PROD and s.replicas < 2:
-        bad("registry.replicas", s.replicas, "at least 2 in prod (the registry serves every producer)")
-    if s.host and not s.tls_secret and not platform.tier.is_development:
-        bad("registry.tlsSecret", None, "a TLS secret for registry.host outside local and dev")
-    for key, value in (("registry.tlsSecret", s.tls_secret), ("registry.ingressClass", s.ingress_class)):
-        if value and not s.host:
-            bad(key, value, "only together with registry.host (the Ingress it configures)")
-    return out
-
-
 @dataclass(frozen=True)
 class SchemaRegistryArgs:
     """What the registry needs. `registry_url` is where Pulumi reaches its API to register the contracts:
@@ -341,7 +308,7 @@ class SchemaRegistryArgs:
     verify_tls: bool | str = True
 
     def __post_init__(self) -> None:
-        problems = registry_problems(self.platform)
+        problems = kafkasql.registry_problems(self.platform)
         if self.register_contracts:
             try:
                 load_contracts(self.platform)

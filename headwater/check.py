@@ -27,7 +27,7 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from components.k8s import object_key
+from components.k8s import HelmRelease, object_key, release_inputs
 from headwater.config import ConfigError, load_platform
 from headwater.render import render_stack
 from headwater.spec import Platform
@@ -48,20 +48,8 @@ PROJECT = "headwater"
 def resource_of(obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The Pulumi type token and inputs of a rendered object, as `create_object`/`create_release` make them."""
     if obj.get("kind") == "HelmRelease":
-        repository = str(obj["repository"])
-        oci = repository.startswith("oci://")
-        props: dict[str, Any] = {
-            "name": obj["name"],
-            "namespace": obj["namespace"],
-            "chart": repository if oci else obj["chart"],
-            "version": obj["version"],
-            "values": dict(obj.get("values") or {}),
-            "atomic": True,
-            "compat": "true",  # pulumi-kubernetes' Release always sends it
-        }
-        if not oci:
-            props["repositoryOpts"] = {"repo": repository}
-        return HELM_RELEASE_TYPE, props
+        # pulumi-kubernetes' Release always sends `compat`
+        return HELM_RELEASE_TYPE, release_inputs(HelmRelease.from_dict(obj)) | {"compat": "true"}
     api_version, kind = str(obj["apiVersion"]), str(obj["kind"])
     # pulumi-kubernetes names core types `core/v1`; every other group, built-in or custom, by its apiVersion.
     token = f"kubernetes:{'core/v1' if api_version == 'v1' else api_version}:{kind}"

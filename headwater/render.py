@@ -19,6 +19,7 @@ from components.kafka_cluster import OPERATOR_NAMESPACE, render_kafka_cluster, r
 from components.kafka_topics import render_topics
 from components.kafka_users import render_users
 from components.observability import render_observability
+from components.operator_crds import render_flink_operator_crds, render_strimzi_crds
 from components.schema_registry import render_schema_registry
 from headwater.spec import Platform
 
@@ -31,7 +32,8 @@ def _core(platform: Platform) -> list[dict[str, Any]]:
 
 def _kafka(platform: Platform) -> list[dict[str, Any]]:
     return [
-        render_strimzi_operator(platform.watched_namespaces).to_dict(),
+        *render_strimzi_crds(),
+        render_strimzi_operator(platform.watched_namespaces, platform.operator_charts).to_dict(),
         *render_kafka_cluster(platform.kafka, platform.namespace, platform.tier),
         *render_topics(platform),
         *render_users(platform),
@@ -40,7 +42,8 @@ def _kafka(platform: Platform) -> list[dict[str, Any]]:
 
 def _flink(platform: Platform) -> list[dict[str, Any]]:
     return [
-        render_flink_operator(platform.watched_namespaces).to_dict(),
+        *render_flink_operator_crds(),
+        render_flink_operator(platform.watched_namespaces, charts_folder=platform.operator_charts).to_dict(),
         *render_checkpoint_storage(platform),
         *render_flink_applications(platform),
     ]

@@ -33,8 +33,8 @@ from headwater.spec import Platform
 def _platforms(stacks: Sequence[str], catalog_dir: Path) -> list[Platform]:
     from headwater.config import load_platform, read_yaml
 
-    catalog = read_yaml(catalog_dir / "catalog.yaml") if catalog_dir != CATALOG_DIR else None
-    return [load_platform(stack, catalog=catalog) for stack in stacks]
+    catalog = read_yaml(catalog_dir / "catalog.yaml")
+    return [load_platform(stack, catalog=catalog, catalog_dir=catalog_dir) for stack in stacks]
 
 
 @dataclass

@@ -181,8 +181,13 @@ def parse_schema_text(text: str, schema_type: SchemaType, where: str) -> dict[st
     return value
 
 
-def load_contracts(platform: Platform, catalog_dir: Path = CATALOG_DIR) -> list[Contract]:
-    """The contract of every non-journal topic of `platform`; ContractError lists every problem at once."""
+def load_contracts(platform: Platform, catalog_dir: Path | None = None) -> list[Contract]:
+    """The contract of every non-journal topic of `platform`; ContractError lists every problem at once.
+
+    Schema files are read relative to `catalog_dir`, by default the folder the platform's catalog came from.
+    """
+    if catalog_dir is None:
+        catalog_dir = Path(platform.catalog_dir) if platform.catalog_dir else CATALOG_DIR
     problems: list[str] = []
     out: list[Contract] = []
     for topic in platform.topics:
