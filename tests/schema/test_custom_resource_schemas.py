@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from headwater import crds, versions
-from headwater.validate import validate_object, validate_objects
+from headwater_cli.validate import validate_object, validate_objects
 
 Obj = dict[str, Any]
 
@@ -219,7 +219,7 @@ def test_flink_stand_in_is_visible_and_only_widens_the_pinned_flink_version() ->
 def test_open_api_nullable_and_int_or_string_become_json_schema() -> None:
     import jsonschema
 
-    from headwater.validate import _convert
+    from headwater_cli.validate import _convert
 
     schema = _convert(
         {
