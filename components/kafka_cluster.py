@@ -9,6 +9,7 @@ import pulumi
 
 from components.k8s import WAIT_READY, HelmRelease, create_object, create_release, labels, metadata, namespace
 from headwater import versions
+from headwater.kafka_config import broker_config
 from headwater.spec import Authentication, KafkaSettings, Storage, Tier
 
 OPERATOR_NAMESPACE = "headwater-system"
@@ -222,19 +223,6 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
                 "authentication": {"type": Authentication.SCRAM.value},
             }
         )
-    rf, isr = settings.replication_factor, settings.min_insync_replicas
-    config: dict[str, Any] = {
-        "auto.create.topics.enable": False,
-        "default.replication.factor": rf,
-        "min.insync.replicas": isr,
-        "offsets.topic.replication.factor": rf,
-        "transaction.state.log.replication.factor": rf,
-        "transaction.state.log.min.isr": isr,
-        "transaction.max.timeout.ms": settings.transaction_max_timeout_ms,
-        "unclean.leader.election.enable": False,
-        "message.max.bytes": settings.message_max_bytes,
-        "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
-    }
     kafka_spec: dict[str, Any] = {
         "version": versions.KAFKA_VERSION,
         "metadataVersion": versions.KAFKA_METADATA_VERSION,
@@ -243,7 +231,7 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
             "type": "simple",
             "superUsers": [super_user_principal(settings, u) for u in settings.super_users],
         },
-        "config": dict(sorted(config.items())),
+        "config": broker_config(settings),
         "metricsConfig": {
             "type": "jmxPrometheusExporter",
             "valueFrom": {"configMapKeyRef": {"name": metrics_cm, "key": METRICS_KEY}},
@@ -251,11 +239,6 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
     }
     if settings.racks:
         kafka_spec["rack"] = {"topologyKey": settings.rack_topology_key}
-        # Consumers read from a replica in their own zone: cheaper cross-zone traffic, same guarantees.
-        kafka_spec["config"]["replica.selector.class"] = (
-            "org.apache.kafka.common.replica.RackAwareReplicaSelector"
-        )
-        kafka_spec["config"] = dict(sorted(kafka_spec["config"].items()))
     operator_resources = {
         "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"cpu": "500m", "memory": "512Mi"},

@@ -28,6 +28,7 @@ from components.kafka_users import user_secret
 from headwater import versions
 from headwater.contracts import kafkasql
 from headwater.contracts.model import ContractError, load_contracts, registry_warnings
+from headwater.kafka_config import KeyStore, java_client_properties
 from headwater.spec import Authentication, Platform, Tier
 
 NAME = "schema-registry"
@@ -42,7 +43,6 @@ CA_DIR = "/etc/headwater/kafka-ca"
 USER_DIR = "/etc/headwater/kafka-user"
 CCOMPAT_PATH = "/apis/ccompat/v7"
 REGISTRY_URL_ENV = "HEADWATER_REGISTRY_URL"
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
 def registry_image() -> str:
@@ -70,24 +70,15 @@ def kafka_client_settings(platform: Platform) -> tuple[dict[str, str], list[dict
     """(Kafka client settings of the registry's principal, the env vars carrying their secrets)."""
     principal = platform.principal(kafkasql.PRINCIPAL)
     secret = user_secret(principal.name)
-    client = {
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": f"{CA_DIR}/ca.crt",
-    }
+    client = java_client_properties(
+        principal.authentication,
+        truststore=KeyStore("PEM", f"{CA_DIR}/ca.crt"),
+        keystore=KeyStore("PKCS12", f"{USER_DIR}/user.p12", "${KAFKA_KEYSTORE_PASSWORD}"),
+        jaas_config="${KAFKA_SASL_JAAS_CONFIG}",
+    )
     if principal.authentication == Authentication.SCRAM:
-        client |= {
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": SCRAM_MECHANISM,
-            "sasl.jaas.config": "${KAFKA_SASL_JAAS_CONFIG}",
-        }
         env = [_secret_env("KAFKA_SASL_JAAS_CONFIG", secret, "sasl.jaas.config")]
     else:
-        client |= {
-            "security.protocol": "SSL",
-            "ssl.keystore.type": "PKCS12",
-            "ssl.keystore.location": f"{USER_DIR}/user.p12",
-            "ssl.keystore.password": "${KAFKA_KEYSTORE_PASSWORD}",
-        }
         env = [_secret_env("KAFKA_KEYSTORE_PASSWORD", secret, "user.password")]
     return client, env
 

@@ -46,12 +46,12 @@ from confluent_kafka.admin import (
 
 from headwater import jvm, versions
 from headwater.config import ROOT
+from headwater.kafka_config import SCRAM_MECHANISM, broker_config
 from headwater.local.certs import CertificateAuthority, IssuedCert, write_private
 from headwater.local.process import ProcessError, Progress, Supervised, stderr_progress
 from headwater.spec import Platform
 
 HOST = "127.0.0.1"
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 START_TIMEOUT = 180.0
 
 
@@ -164,7 +164,8 @@ def format_properties(entries: Mapping[str, object]) -> str:
     """Java `.properties` text, one `key=value` per line (backslashes and newlines escaped)."""
     lines = []
     for key, value in entries.items():
-        text = str(value).replace("\\", "\\\\").replace("\n", "\\n")
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        text = shown.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"{key}={text}")
     return "\n".join(lines) + "\n"
 
@@ -486,15 +487,8 @@ class LocalKafka:
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found": "false",
             "super.users": ";".join(f"User:{u}" for u in super_users),
-            # Topics exist because the catalog says so, never because a client asked for one.
-            "auto.create.topics.enable": "false",
-            "default.replication.factor": k.replication_factor,
-            "min.insync.replicas": k.min_insync_replicas,
-            "offsets.topic.replication.factor": k.replication_factor,
-            "transaction.state.log.replication.factor": k.replication_factor,
-            "transaction.state.log.min.isr": k.min_insync_replicas,
-            "transaction.max.timeout.ms": k.transaction_max_timeout_ms,
-            "message.max.bytes": k.message_max_bytes,
+            # The same broker config as the Strimzi cluster of the stack.
+            **broker_config(k),
             # Kafka's 50 partitions per internal topic cost seconds on a laptop at the first group or
             # transaction; a single node gains nothing from them.
             "offsets.topic.num.partitions": 5,
