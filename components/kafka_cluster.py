@@ -53,10 +53,6 @@ def super_user_principal(settings: KafkaSettings, name: str) -> str:
     return f"CN={name}" if settings.authentication == Authentication.TLS else name
 
 
-def strimzi_kafka_image() -> str:
-    return f"quay.io/strimzi/kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}"
-
-
 def render_strimzi_operator(watched_namespaces: tuple[str, ...]) -> HelmRelease:
     """The cluster operator at a pinned chart and image version, watching only the platform namespaces."""
     return HelmRelease(

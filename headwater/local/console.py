@@ -498,13 +498,6 @@ class Monitor:
                 errors=tuple(self._errors),
             )
 
-    def lag_of(self, group: str) -> int | None:
-        with self._lock:
-            for entry in self._lags:
-                if entry.group == group:
-                    return entry.lag
-        return None
-
     def behind(self) -> dict[str, int | None]:
         """The groups consumed in this run that have not caught up yet, with their lag (None: nothing committed).
 
