@@ -28,7 +28,7 @@ from components.kafka_users import user_secret
 from headwater import versions
 from headwater.contracts import kafkasql
 from headwater.contracts.model import ContractError, load_contracts, registry_warnings
-from headwater.kafka_config import KeyStore, java_client_properties
+from headwater.kafka_config import KeyStore, format_properties, java_client_properties
 from headwater.spec import Authentication, Platform, Tier
 
 NAME = "schema-registry"
@@ -123,7 +123,7 @@ def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
     ns = platform.namespace
     common = labels(COMPONENT, NAME)
     principal = platform.principal(kafkasql.PRINCIPAL)
-    config_text = kafkasql.format_properties(registry_properties(platform))
+    config_text = format_properties(registry_properties(platform))
     config_name = f"{NAME}-config"
     _, secret_env = kafka_client_settings(platform)
     volumes: list[dict[str, Any]] = [

@@ -4,10 +4,12 @@ The Strimzi `Kafka` resource and the local broker's `server.properties` take the
 (`broker_config`); the registry Deployment, the Flink apps' pods and the local platform's client files take
 the same Java client security settings per authentication type (`java_client_properties`). Each
 realization adds only what is its own (listeners, paths of its key stores, how secrets reach the client).
+`format_properties` writes any of them as a Java `.properties` file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -92,3 +94,25 @@ def scram_jaas_config(username: str, password: str, *, shaded_prefix: str = "") 
     """The `sasl.jaas.config` line of a SCRAM login (as in a Strimzi SCRAM user secret); `shaded_prefix`
     relocates the login module class for clients whose Kafka classes are shaded (Flink's Kafka connector)."""
     return f'{shaded_prefix}{SCRAM_LOGIN_MODULE} required username="{username}" password="{password}";'
+
+
+_SPECIAL = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}
+_KEY_SPECIAL = {**_SPECIAL, "=": "\\=", ":": "\\:", " ": "\\ ", "#": "\\#", "!": "\\!"}
+
+
+def _escape(text: str, table: dict[str, str]) -> str:
+    # Outside Latin-1 as \uXXXX: Kafka loads .properties as ISO-8859-1, and every reader accepts the escape.
+    return "".join(table.get(c, c if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+
+
+def format_properties(entries: Mapping[str, object]) -> str:
+    """Java `.properties` text, one `key=value` per line in the given order, escaped as
+    `java.util.Properties.load` reads it back; booleans as `true`/`false`."""
+    lines = []
+    for key, value in entries.items():
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        text = _escape(shown, _SPECIAL)
+        if text.startswith(" "):
+            text = "\\" + text  # a leading space would be dropped as the separator's
+        lines.append(f"{_escape(key, _KEY_SPECIAL)}={text}\n")
+    return "".join(lines)

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -45,7 +44,8 @@ from headwater.local.console import (
     Topology,
     format_summary,
 )
-from headwater.local.kafka import HOST, KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
+from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
+from headwater.local.ports import HOST, listening, port_free
 from headwater.local.process import ProcessError, Progress, running_processes, stderr_progress, stop_all
 from headwater.local.producer import ProducerSettings, SampleProducer, shares_text
 from headwater.local.provision import ProvisionError, client_config, provision
@@ -109,23 +109,6 @@ def register_contracts(platform: Platform, client: RegistryClient, progress: Pro
             f"{contract.subject}: {contract.schema_type.value}, {contract.compatibility.value}, id {ids[contract.subject]}"
         )
     return ids
-
-
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((HOST, port)) == 0
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the JVMs bind: a port in TIME_WAIT after the last run counts as free.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _pid_of(name: str) -> int | None:
@@ -198,7 +181,7 @@ class LocalPlatform:
                 f"registry port {self.registry_port} is also a Kafka port ({self.kafka.ports}); choose another "
                 "with --registry-port or HEADWATER_REGISTRY_PORT"
             )
-        if not _port_free(self.registry_port):
+        if not port_free(self.registry_port):
             raise LocalUpError(
                 f"port {self.registry_port} on {HOST} is already in use, and the schema registry needs it; "
                 "set another with --registry-port or HEADWATER_REGISTRY_PORT=<port>, or stop the process "
@@ -621,14 +604,14 @@ def status(stack: str, state_dir: Path | None = None) -> int:
     print(
         f"  kafka            pid {kafka.get('pid')} {'up' if _alive(kafka.get('pid')) else 'DOWN'}  "
         + "  ".join(
-            f"{name} {port} {'listening' if _listening(port) else 'closed'}" for name, port in ports.items()
+            f"{name} {port} {'listening' if listening(port) else 'closed'}" for name, port in ports.items()
         )
     )
     registry = data.get("registry")
     if registry:
         print(
             f"  schema registry  pid {registry.get('pid')} {'up' if _alive(registry.get('pid')) else 'DOWN'}  "
-            f"{registry.get('url')} {'listening' if _listening(int(registry.get('port', 0))) else 'closed'}"
+            f"{registry.get('url')} {'listening' if listening(int(registry.get('port', 0))) else 'closed'}"
         )
     for name, job in (data.get("flink") or {}).items():
         print(

@@ -17,11 +17,12 @@ from headwater.contracts import kafkasql
 from headwater.kafka_config import (
     KeyStore,
     broker_config,
+    format_properties,
     java_client_properties,
     scram_jaas_config,
 )
 from headwater.local.certs import IssuedCert
-from headwater.local.kafka import KafkaPorts, LocalKafka, format_properties
+from headwater.local.kafka import KafkaPorts, LocalKafka
 from headwater.local.provision import java_client_properties as local_java_client_properties
 from headwater.spec import Authentication, Platform
 
@@ -114,3 +115,27 @@ def test_every_realization_gives_a_principal_the_same_client_settings(
         assert props["security.protocol"] == protocol
     secrets = {"ssl.keystore.password", "ssl.truststore.password", "sasl.jaas.config"}
     assert _keys(registry) - secrets == _keys(flink) - secrets == _keys(local) - secrets
+
+
+def test_properties_are_written_the_way_java_reads_them() -> None:
+    # One writer for the broker, the client files and the registry; keys with separators are escaped too.
+    text = format_properties(
+        {
+            "a:b": "x",
+            "k=v": "y",
+            "with space": " lead",
+            "#not-a-comment": "c:\\dir\nnext",
+            "flag": True,
+            "n": 5,
+            "név": "ű",
+        }
+    )
+    assert text.splitlines() == [
+        "a\\:b=x",
+        "k\\=v=y",
+        "with\\ space=\\ lead",
+        "\\#not-a-comment=c:\\\\dir\\nnext",
+        "flag=true",
+        "n=5",
+        "név=\\u0171",
+    ]
