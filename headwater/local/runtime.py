@@ -36,8 +36,6 @@ from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
 from headwater.local.console import (
-    PRODUCER,
-    READER,
     Console,
     Monitor,
     RunSummary,
@@ -444,9 +442,10 @@ def up(options: UpOptions) -> int:
         local.start()
         assert local.registry is not None
         since_ms = int(time.time() * 1000)
+        topology = Topology.of(platform)
         monitor = Monitor(
             platform,
-            client_config(local.kafka, READER),
+            client_config(local.kafka, topology.reader),
             local.kafka.admin_config(),
             local.registry.url,
             since_ms=since_ms,
@@ -455,7 +454,7 @@ def up(options: UpOptions) -> int:
         monitor.start()  # assigned first, so an interrupted start still stops its readers
         if options.producer is not None:
             producer = _producer(local, options.producer)
-            say(f"sample producer as {PRODUCER}: {shares_text(options.producer)}")
+            say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
             producer.start()
         signals.starting = False
         if signals.requested.is_set():
@@ -557,7 +556,7 @@ def _producer(local: LocalPlatform, settings: ProducerSettings) -> SampleProduce
     topology = Topology.of(local.platform)
     schema = next(c.schema for c in load_contracts(local.platform) if c.topic == topology.raw)
     serializer = JsonSerializer(local.registry.client(), topology.raw, schema)
-    return SampleProducer(client_config(local.kafka, PRODUCER), topology.raw, serializer, settings)
+    return SampleProducer(client_config(local.kafka, topology.producer), topology.raw, serializer, settings)
 
 
 def _drain(monitor: Monitor, timeout: float, say: Progress, signals: _Signals) -> None:
