@@ -49,24 +49,26 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
     connection, registry_properties = cli.kafka_connection(args)
     folder = cli.schema_folder(args)
     registry = cli.registry_client(args, registry_properties)
+    signals = cli.output_codec(
+        schema_folder=folder,
+        topic=args.sink_topic,
+        explicit_id=args.sink_schema_id,
+        id_option="--sink-schema-id",
+        registry=registry,
+        register=args.register_schemas,
+    )
+    dead_letters = cli.output_codec(
+        schema_folder=folder,
+        topic=args.dead_letter_topic,
+        explicit_id=args.dead_letter_schema_id,
+        id_option="--dead-letter-schema-id",
+        registry=registry,
+        register=args.register_schemas,
+    )
     config = pipeline.AgentEventsConfig(
-        contract=Contract(schemas.load(schemas.RAW_EVENTS, folder)),
-        signals=cli.output_codec(
-            schema=schemas.load(schemas.SIGNALS, folder),
-            topic=args.sink_topic,
-            explicit_id=args.sink_schema_id,
-            id_option="--sink-schema-id",
-            registry=registry,
-            register=args.register_schemas,
-        ),
-        dead_letters=cli.output_codec(
-            schema=schemas.load(schemas.DEAD_LETTERS, folder),
-            topic=args.dead_letter_topic,
-            explicit_id=args.dead_letter_schema_id,
-            id_option="--dead-letter-schema-id",
-            registry=registry,
-            register=args.register_schemas,
-        ),
+        contract=Contract(schemas.for_topic(args.source_topic, folder)),
+        signals=signals,
+        dead_letters=dead_letters,
         dedup_ttl_ms=args.dedup_ttl_ms,
         max_out_of_orderness_ms=args.max_out_of_orderness_ms,
         idle_timeout_ms=args.idle_timeout_ms,

@@ -184,18 +184,21 @@ def registry_client(
 
 def output_codec(
     *,
-    schema: dict[str, Any],
+    schema_folder: Path,
     topic: str,
     explicit_id: int | None,
     id_option: str,
     registry: RegistryClient | None,
     register: bool,
 ) -> AvroCodec:
-    """The codec of one output: its schema id is given (`explicit_id`) or looked up as `<topic>-value`."""
+    """The codec of one output: the topic's contract, its schema id given (`explicit_id`) or looked up as
+    `<topic>-value`."""
+    if explicit_id is None and registry is None:
+        raise SystemExit(f"no schema id for topic {topic!r}: give {id_option} or --schema-registry-url")
+    schema = schemas.for_topic(topic, schema_folder)
     if explicit_id is not None:
         return AvroCodec(schema, explicit_id)
-    if registry is None:
-        raise SystemExit(f"no schema id for topic {topic!r}: give {id_option} or --schema-registry-url")
+    assert registry is not None
     return AvroCodec(schema, registry.lookup_id(f"{topic}-value", schema, register=register))
 
 

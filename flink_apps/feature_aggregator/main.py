@@ -50,22 +50,23 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
     connection, registry_properties = cli.kafka_connection(args)
     folder = cli.schema_folder(args)
     registry = cli.registry_client(args, registry_properties)
-    signals_schema = schemas.load(schemas.SIGNALS, folder)
-    if args.source_schema_id is not None:
-        signals_id = args.source_schema_id
-    elif registry is not None:
-        signals_id = registry.lookup_id(
-            f"{args.source_topic}-value", signals_schema, register=args.register_schemas
-        )
-    else:
+    if args.source_schema_id is None and registry is None:
         raise SystemExit(
             f"no schema id for topic {args.source_topic!r}: give --source-schema-id or --schema-registry-url"
+        )
+    signals_schema = schemas.for_topic(args.source_topic, folder)
+    if args.source_schema_id is not None:
+        signals_id = args.source_schema_id
+    else:
+        assert registry is not None
+        signals_id = registry.lookup_id(
+            f"{args.source_topic}-value", signals_schema, register=args.register_schemas
         )
     config = pipeline.FeatureConfig(
         # Signals written with another (compatible) schema version decode through the registry.
         signals=AvroCodec(signals_schema, signals_id, registry.schema_by_id if registry else None),
         features=cli.output_codec(
-            schema=schemas.load(schemas.FEATURES, folder),
+            schema_folder=folder,
             topic=args.sink_topic,
             explicit_id=args.sink_schema_id,
             id_option="--sink-schema-id",
