@@ -45,9 +45,9 @@ from confluent_kafka.admin import (
 )
 
 from headwater import kafka_config
-from headwater.kafka_config import SCRAM_MECHANISM
+from headwater.kafka_config import SCRAM_MECHANISM, format_properties
 from headwater.local.certs import write_private
-from headwater.local.kafka import LocalKafka, format_properties
+from headwater.local.kafka import LocalKafka
 from headwater.local.process import Progress, stderr_progress
 from headwater.spec import Acl, AclResource, Authentication, Principal, Quotas, acls_for
 
