@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from pyflink.datastream import StreamExecutionEnvironment
 
-from flink_apps.common import cli, flink_io, runtime, schemas
+from flink_apps.common import cli, schemas
 from flink_apps.common.wire import AvroCodec
 from flink_apps.feature_aggregator import pipeline
 
@@ -89,38 +88,14 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         connection,
     )
 
-    env = runtime.create_environment(cli.flink_settings(args), jars=cli.jars(args))
-    runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
-    t_env = runtime.table_environment(env)
-    source = flink_io.kafka_source(
-        t_env,
-        connection,
-        topic=args.source_topic,
-        group_id=args.group_id,
-        startup_mode=args.startup_mode,
-        uid="features-source-records",
-    )
+    env, t_env, source = cli.kafka_source(args, connection, uid="features-source-records")
     outputs = pipeline.build(env, source, config)
-    statements = t_env.create_statement_set()
-    flink_io.kafka_sink(
-        t_env,
-        statements,
-        connection,
-        outputs[pipeline.FEATURES],
-        topic=args.sink_topic,
-        transactional_id_prefix=cli.transactional_id_prefix(args.transactional_id_prefix, pipeline.FEATURES),
-        transaction_timeout_ms=args.transaction_timeout_ms,
-    )
-    statements.attach_as_datastream()
+    cli.kafka_sinks(args, t_env, connection, outputs, {pipeline.FEATURES: args.sink_topic})
     return env
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    args = parse_args(argv)
-    build_job(args).execute(args.job_name)
+    cli.run(parse_args, build_job, argv)
 
 
 if __name__ == "__main__":
