@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+import psutil
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
@@ -417,8 +418,8 @@ class LocalKafka:
     def _refuse_second_instance(self) -> None:
         try:
             pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
+            cmdline = " ".join(psutil.Process(pid).cmdline())
+        except (OSError, ValueError, psutil.Error):
             return
         if "kafka.Kafka" in cmdline and str(self.server_properties) in cmdline:
             raise LocalKafkaError(

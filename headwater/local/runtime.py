@@ -30,6 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from headwater import jvm
 from headwater.config import load_platform
 from headwater.contracts.model import load_contracts
@@ -121,10 +123,9 @@ def _alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return state not in ("Z", "X")
 
 
 class LocalPlatform:
