@@ -45,7 +45,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py components/__init__.py policies/__init__.py flink_apps/__init__.py)) bench __main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py flink_apps/__init__.py)) bench __main__.py
 
 typecheck: venv
 	$(VENV)/bin/mypy $(TYPED)

@@ -37,7 +37,7 @@ AWS_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 S3_PLUGIN = f"flink-s3-fs-presto-{versions.FLINK_VERSION}.jar"  # in /opt/flink/opt of the Flink image
 
 MINIO_NAME = "minio"
-MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+MINIO_IMAGE = f"quay.io/minio/minio:{versions.MINIO_VERSION}"
 MINIO_PORT = 9000
 MINIO_CONSOLE_PORT = 9001
 MINIO_USER = 1000

@@ -37,6 +37,7 @@ from components.kafka_topics import LABEL_PREFIX
 from components.kafka_users import user_secret
 from components.schema_registry import service_url
 from headwater import versions
+from headwater.kafka_config import KeyStore, java_client_properties
 from headwater.spec import App, Authentication, Platform, Principal, Tier, app_flows
 
 ENTRY_CLASS = "org.apache.flink.client.python.PythonDriver"
@@ -250,16 +251,13 @@ def _max_partitions(platform: Platform, app: App) -> int:
 
 def properties_template(platform: Platform, principal: Principal) -> str:
     """The non-secret lines of the app's Kafka client properties (the script appends the secret ones)."""
+    props = java_client_properties(
+        principal.authentication,
+        truststore=KeyStore("PKCS12", f"{CA_DIR}/ca.p12"),
+        keystore=KeyStore("PKCS12", f"{USER_DIR}/user.p12"),
+    )
     lines = ["# Completed by the kafka-client-config init container with values from the mounted secrets."]
-    if principal.authentication == Authentication.TLS:
-        lines += [
-            "security.protocol=SSL",
-            "ssl.keystore.type=PKCS12",
-            f"ssl.keystore.location={USER_DIR}/user.p12",
-        ]
-    else:
-        lines += ["security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512"]
-    lines += ["ssl.truststore.type=PKCS12", f"ssl.truststore.location={CA_DIR}/ca.p12"]
+    lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
 
 

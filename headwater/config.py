@@ -472,6 +472,91 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
     return tuple(topics)
 
 
+def _consumes(sec: _Section, key: str, name: str) -> list[Consume]:
+    out = []
+    for i, c in enumerate(sec.get("consumes", list, [])):
+        cs = _Section(sec.problems, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
+        pattern = cs.get(
+            "groupPattern",
+            str,
+            "literal",
+            check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
+        )
+        out.append(
+            Consume(
+                topic=cs.get("topic", str),
+                group=cs.get("group", str, name),
+                group_pattern="prefix" if pattern == "prefix" else "literal",
+            )
+        )
+        cs.done()
+    return out
+
+
+def _produces(sec: _Section, key: str) -> list[Produce]:
+    out = []
+    for i, f in enumerate(sec.get("produces", list, [])):
+        ps = _Section(sec.problems, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
+        out.append(Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False)))
+        ps.done()
+    return out
+
+
+def _quotas(sec: _Section) -> Quotas:
+    q = sec.section("quotas")
+    quotas = Quotas(
+        producer_byte_rate=q.get("producerByteRate", int, None, check=_positive),
+        consumer_byte_rate=q.get("consumerByteRate", int, None, check=_positive),
+        request_percentage=q.get("requestPercentage", int, None, check=_positive),
+    )
+    q.done()
+    return quotas
+
+
+def _principal(sec: _Section, key: str, name: str, kafka: KafkaSettings) -> Principal:
+    """One principal from its catalog entry merged with the stack's override."""
+    kind: Any = sec.get(
+        "kind",
+        str,
+        check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
+    )
+    consumes = _consumes(sec, key, name)
+    produces = _produces(sec, key)
+    quotas = _quotas(sec)
+    principal = Principal(
+        name=name,
+        kind=kind,
+        description=sec.get("description", str, ""),
+        authentication=sec.choice("authentication", Authentication, kafka.authentication),
+        consumes=tuple(consumes),
+        produces=tuple(produces),
+        transactional_id_prefix=sec.get(
+            "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
+        ),
+        quotas=quotas,
+        describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
+    )
+    sec.done()
+    return principal
+
+
+def _check_flows(problems: _Problems, key: str, principal: Principal, topic_names: set[str]) -> None:
+    """Flows name catalog topics; a transactional-id prefix is the principal's own."""
+    allowed = f"a topic of the catalog: {', '.join(sorted(topic_names))}"
+    for i, c in enumerate(principal.consumes):
+        if c.topic not in topic_names:
+            problems.add(f"{key}.consumes[{i}].topic", c.topic, allowed)
+    for i, f in enumerate(principal.produces):
+        if f.topic not in topic_names:
+            problems.add(f"{key}.produces[{i}].topic", f.topic, allowed)
+    if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
+        problems.add(
+            f"{key}.transactionalIdPrefix",
+            principal.transactional_id_prefix,
+            "a non-empty prefix owned by this principal",
+        )
+
+
 def _principals(
     cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_names: set[str]
 ) -> tuple[Principal, ...]:
@@ -487,77 +572,8 @@ def _principals(
             p.add(key, body, "a mapping")
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
-        sec = _Section(p, key, {**body, **over})
-        kind: Any = sec.get(
-            "kind",
-            str,
-            check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
-        )
-        consumes = []
-        for i, c in enumerate(sec.get("consumes", list, [])):
-            cs = _Section(p, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
-            pattern = cs.get(
-                "groupPattern",
-                str,
-                "literal",
-                check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
-            )
-            consumes.append(
-                Consume(
-                    topic=cs.get("topic", str),
-                    group=cs.get("group", str, name),
-                    group_pattern="prefix" if pattern == "prefix" else "literal",
-                )
-            )
-            cs.done()
-        produces = []
-        for i, f in enumerate(sec.get("produces", list, [])):
-            ps = _Section(p, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
-            produces.append(
-                Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False))
-            )
-            ps.done()
-        q = sec.section("quotas")
-        quotas = Quotas(
-            producer_byte_rate=q.get("producerByteRate", int, None, check=_positive),
-            consumer_byte_rate=q.get("consumerByteRate", int, None, check=_positive),
-            request_percentage=q.get("requestPercentage", int, None, check=_positive),
-        )
-        q.done()
-        principal = Principal(
-            name=name,
-            kind=kind,
-            description=sec.get("description", str, ""),
-            authentication=sec.choice("authentication", Authentication, kafka.authentication),
-            consumes=tuple(consumes),
-            produces=tuple(produces),
-            transactional_id_prefix=sec.get(
-                "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
-            ),
-            quotas=quotas,
-            describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
-        )
-        sec.done()
-        for i, c in enumerate(principal.consumes):
-            if c.topic not in topic_names:
-                p.add(
-                    f"{key}.consumes[{i}].topic",
-                    c.topic,
-                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
-                )
-        for i, f in enumerate(principal.produces):
-            if f.topic not in topic_names:
-                p.add(
-                    f"{key}.produces[{i}].topic",
-                    f.topic,
-                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
-                )
-        if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
-            p.add(
-                f"{key}.transactionalIdPrefix",
-                principal.transactional_id_prefix,
-                "a non-empty prefix owned by this principal",
-            )
+        principal = _principal(_Section(p, key, {**body, **over}), key, name, kafka)
+        _check_flows(p, key, principal, topic_names)
         out.append(principal)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")

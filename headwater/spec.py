@@ -20,6 +20,12 @@ TOPIC_NAME = re.compile(r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)
 TOPIC_NAME_RULE = "<domain>.<dataset>.v<N>: lower-case words joined by dots, ending in a version like .v1"
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
+# Prod durability, checked on the spec by the loader and on the rendered objects by the policy pack.
+PROD_MIN_BROKERS = 3
+PROD_MIN_REPLICATION = 3
+PROD_MIN_ISR = 2
+PROD_MIN_ZONES = 3
+
 
 class Tier(StrEnum):
     """How production-like an environment is; rules get stricter from local to prod."""
@@ -126,6 +132,31 @@ class Consume:
 class Produce:
     topic: str
     transactional: bool = False
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One edge of the lineage: a principal producing to a topic, or a topic consumed by a principal."""
+
+    principal: str
+    topic: str
+    direction: Literal["produce", "consume"]
+    exactly_once: bool = False  # a transactional producer
+    group: str | None = None  # the consumer group of a consume
+
+    @property
+    def source(self) -> str:
+        return self.principal if self.direction == "produce" else self.topic
+
+    @property
+    def target(self) -> str:
+        return self.topic if self.direction == "produce" else self.principal
+
+    @property
+    def label(self) -> str:
+        if self.direction == "consume":
+            return f"group {self.group}"
+        return "exactly-once" if self.exactly_once else "produce"
 
 
 @dataclass(frozen=True)
@@ -257,20 +288,24 @@ class KafkaSettings:
                 )
             )
         if tier == Tier.PROD:
-            if self.brokers < 3:
-                out.append(("brokers", self.brokers, "at least 3 in prod"))
-            if self.replication_factor < 3:
-                out.append(("replicationFactor", self.replication_factor, "at least 3 in prod"))
-            if self.min_insync_replicas < 2:
-                out.append(("minInsyncReplicas", self.min_insync_replicas, "at least 2 in prod"))
+            if self.brokers < PROD_MIN_BROKERS:
+                out.append(("brokers", self.brokers, f"at least {PROD_MIN_BROKERS} in prod"))
+            if self.replication_factor < PROD_MIN_REPLICATION:
+                out.append(
+                    ("replicationFactor", self.replication_factor, f"at least {PROD_MIN_REPLICATION} in prod")
+                )
+            if self.min_insync_replicas < PROD_MIN_ISR:
+                out.append(
+                    ("minInsyncReplicas", self.min_insync_replicas, f"at least {PROD_MIN_ISR} in prod")
+                )
             if self.combined:
                 out.append(("controllers", 0, "3 or 5 dedicated controllers in prod"))
-            if len(self.racks) < 3:
+            if len(self.racks) < PROD_MIN_ZONES:
                 out.append(
                     (
                         "racks",
                         list(self.racks),
-                        "at least 3 zones in prod, so each replica is in its own zone",
+                        f"at least {PROD_MIN_ZONES} zones in prod, so each replica is in its own zone",
                     )
                 )
         if tier in (Tier.STAGING, Tier.PROD) and self.replication_factor <= self.min_insync_replicas:
@@ -465,13 +500,18 @@ class Platform:
         cfg.update(dict(topic.config))
         return dict(sorted(cfg.items()))
 
+    def flows(self) -> tuple[Flow, ...]:
+        """Every declared flow, principal by principal (its produces, then its consumes): the one derivation
+        that the lineage text, the lineage graph and its Mermaid drawing are views of."""
+        out: list[Flow] = []
+        for p in self.principals:
+            out += [Flow(p.name, f.topic, "produce", exactly_once=f.transactional) for f in p.produces]
+            out += [Flow(p.name, c.topic, "consume", group=c.group) for c in p.consumes]
+        return tuple(out)
+
     def lineage(self) -> list[tuple[str, str, str]]:
         """Edges (source, target, label) from producers through topics to consumers."""
-        edges: list[tuple[str, str, str]] = []
-        for p in self.principals:
-            edges += [(p.name, f.topic, "exactly-once" if f.transactional else "produce") for f in p.produces]
-            edges += [(c.topic, p.name, f"group {c.group}") for c in p.consumes]
-        return sorted(edges)
+        return sorted((f.source, f.target, f.label) for f in self.flows())
 
 
 @dataclass(frozen=True)

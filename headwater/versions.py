@@ -1,6 +1,8 @@
 """Every pinned version of the platform, in one place.
 
-Renderers, the local runtime, Dockerfiles' build args and the tests read these; nothing else spells a version.
+Renderers, the local runtime and the tests read these; nothing else in Python spells a version. What cannot
+import Python repeats a version and a test holds it equal: the apps' Dockerfile `ARG` defaults
+(tests/flink/test_app_images.py), the Makefile's uv and the POMs under jvm/ (filled in from here at fetch time).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ FLINK_CRD_API_VERSION = "flink.apache.org/v1beta1"
 FLINK_VERSION_ENUM = "v2_2"
 FLINK_KAFKA_CONNECTOR_VERSION = "5.0.0-2.2"
 FLINK_OPERATOR_CHART = "flink-kubernetes-operator"
-FLINK_OPERATOR_HELM_REPO = "https://downloads.apache.org/flink/flink-kubernetes-operator-1.15.0/"
+FLINK_OPERATOR_HELM_REPO = (
+    f"https://downloads.apache.org/flink/flink-kubernetes-operator-{FLINK_OPERATOR_VERSION}/"
+)
+
+# Dev's in-cluster S3 for checkpoints (quay.io/minio/minio)
+MINIO_VERSION = "RELEASE.2025-04-22T22-12-26Z"
 
 # Kubernetes API version whose schemas core objects are validated against (the oldest we support is 1.30)
 KUBERNETES_SCHEMA_VERSION = "1.33"

@@ -150,18 +150,6 @@ def storage_properties(
     return dict(sorted(props.items()))
 
 
-def format_properties(props: Mapping[str, str]) -> str:
-    """Java properties text (keys sorted; values escaped where the format needs it)."""
-
-    def escape(text: str, key: bool) -> str:
-        out = text.replace("\\", "\\\\").replace("\n", "\\n")
-        if key:
-            out = out.replace("=", "\\=").replace(":", "\\:").replace(" ", "\\ ")
-        return out
-
-    return "".join(f"{escape(k, True)}={escape(v, False)}\n" for k, v in sorted(props.items()))
-
-
 def registry_problems(platform: Platform) -> list[str]:
     """What makes the stack's registry settings unusable: (key, value, what is allowed) as readable lines."""
     s = platform.registry

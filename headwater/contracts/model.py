@@ -207,6 +207,11 @@ def load_contracts(platform: Platform, catalog_dir: Path | None = None) -> list[
                 f"{' or '.join(SCHEMA_TYPES_BY_SUFFIX)} (Avro or JSON Schema)"
             )
             continue
+        expected = [f"schemas/{topic.name}{suffix}" for suffix in SCHEMA_TYPES_BY_SUFFIX]
+        if topic.schema not in expected:
+            # The apps find a topic's contract by the topic's name (flink_apps.common.schemas.for_topic).
+            problems.append(f"{key} = {topic.schema!r}: allowed: {' or '.join(expected)}")
+            continue
         path = catalog_dir / topic.schema
         try:
             text = path.read_text(encoding="utf-8")

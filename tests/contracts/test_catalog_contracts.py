@@ -101,3 +101,15 @@ def test_registry_warnings_flag_json_schema_drafts_the_registry_cannot_compare()
     newer = copy.deepcopy(raw.schema) | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     (warning,) = registry_warnings(replace(raw, schema=newer))
     assert "only understands JSON Schema drafts 4 to 7" in warning
+
+
+def test_a_contract_is_named_after_its_topic() -> None:
+    # The apps find a topic's contract by the topic's name, so a file named otherwise is refused.
+    catalog = copy.deepcopy(read_yaml(CATALOG_DIR / "catalog.yaml"))
+    catalog["topics"]["agents.signals.v1"]["schema"] = "schemas/signals.avsc"
+    with pytest.raises(ConfigError) as err:  # reported by the config loader with the stack's other problems
+        load_platform("local", catalog=catalog)
+    assert err.value.problems == [
+        "catalog.topics.agents.signals.v1.schema = 'schemas/signals.avsc': allowed: "
+        "schemas/agents.signals.v1.avsc or schemas/agents.signals.v1.json"
+    ]

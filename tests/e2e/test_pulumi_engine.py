@@ -27,7 +27,7 @@ from pulumi_cli import ROOT, PulumiStack
 from components.k8s import object_key
 from headwater.config import decode_pulumi_config, load_platform, read_yaml
 from headwater.local.registry import LocalRegistry
-from headwater.render import render_stack
+from headwater_cli.render import render_stack
 
 S3_ACCESS, S3_SECRET = "e2e-access-key", "e2e-s3-secret-9f3b7c"
 
@@ -324,7 +324,9 @@ def test_dev_destroy_leaves_nothing(dev: PulumiStack, control_plane: ControlPlan
 
 
 @pytest.fixture(scope="module")
-def prod(control_plane: ControlPlane, registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulumiStack]:
+def prod(
+    control_plane: ControlPlane, registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PulumiStack]:
     home = tmp_path_factory.mktemp("pulumi-prod")
     stack = PulumiStack(
         name="e2e-prod",
@@ -342,7 +344,9 @@ def prod(control_plane: ControlPlane, registry: LocalRegistry, tmp_path_factory:
 def test_prod_preview_with_the_policy_pack_passes(prod: PulumiStack) -> None:
     run = prod.run("preview", "--policy-pack", str(ROOT / "policies"), "--json")
     steps = _steps(run.stdout)
-    _figure("prod preview (with policy pack)", f"{run.seconds:.1f}s, {len(steps.get('create', []))} to create")
+    _figure(
+        "prod preview (with policy pack)", f"{run.seconds:.1f}s, {len(steps.get('create', []))} to create"
+    )
     assert len([u for u in steps["create"] if "::kubernetes:" in u]) == len(_rendered(prod))
 
 

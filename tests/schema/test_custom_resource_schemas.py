@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from headwater.validate import validate_object, validate_objects
+from headwater_cli.validate import validate_object, validate_objects
 
 Obj = dict[str, Any]
 
@@ -204,7 +204,7 @@ def test_validate_objects_keys_every_object_and_reports_duplicates(kafka: Obj, t
 def test_open_api_nullable_and_int_or_string_become_json_schema() -> None:
     import jsonschema
 
-    from headwater.validate import _convert
+    from headwater_cli.validate import _convert
 
     schema = _convert(
         {

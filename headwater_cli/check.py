@@ -29,8 +29,8 @@ from pulumi_policy.proxy import unknown_checking_proxy
 
 from components.k8s import HelmRelease, object_key, release_inputs
 from headwater.config import ConfigError, load_platform
-from headwater.render import render_stack
 from headwater.spec import Platform
+from headwater_cli.render import render_stack
 from policies import pack
 from policies.rulebook import (
     PolicyConfig,

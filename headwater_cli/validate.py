@@ -28,6 +28,7 @@ import referencing.jsonschema
 
 from components.k8s import object_key
 from headwater import crds, versions
+from headwater.contracts.json_compat import json_type
 
 # The Kubernetes release whose schemas core objects are checked against (Strimzi 1.2.0 needs >= 1.30).
 KUBERNETES_SCHEMA_VERSION = versions.KUBERNETES_SCHEMA_VERSION
@@ -162,22 +163,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _listing(names: Iterable[str]) -> str:
     names = sorted(names)
     shown = ", ".join(names[:_MAX_LISTED])
@@ -204,17 +189,17 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
         case "type":
             expected = error.validator_value
             expected_text = " or ".join(expected) if isinstance(expected, list) else expected
-            return [f"{where}: expected {expected_text}, got {_json_type(instance)} {_short(instance)}"]
+            return [f"{where}: expected {expected_text}, got {json_type(instance)} {_short(instance)}"]
         case "enum":
             return [f"{where}: {_short(instance)} is not one of {_short(error.validator_value)}"]
         case "anyOf" | "oneOf":
             branches = [b for b in error.validator_value if isinstance(b, dict)]
             types = [b.get("type") for b in branches]
-            actual = _json_type(instance)
+            actual = json_type(instance)
             fits = actual in types or (actual == "integer" and "number" in types)
             if types and all(isinstance(t, str) for t in types) and not fits:
                 allowed_types = " or ".join(str(t) for t in types)
-                return [f"{where}: expected {allowed_types}, got {_json_type(instance)} {_short(instance)}"]
+                return [f"{where}: expected {allowed_types}, got {json_type(instance)} {_short(instance)}"]
             required = [b.get("required") for b in branches]
             if error.validator == "oneOf" and all(required):
                 forms = " | ".join("+".join(r) for r in required if r)
@@ -242,7 +227,7 @@ def _is_custom(api_version: str) -> bool:
 def validate_object(obj: Mapping[str, Any]) -> list[str]:
     """Everything wrong with one rendered object, each message starting with the field path; [] if valid."""
     if not isinstance(obj, Mapping):
-        return [f"(root): expected a mapping, got {_json_type(obj)}"]
+        return [f"(root): expected a mapping, got {json_type(obj)}"]
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     problems = [
         f"{field}: required string is missing or not a string"

@@ -11,7 +11,7 @@ from headwater.config import ConfigError, format_problems, load_platform, stack_
 
 
 def _render(args: argparse.Namespace) -> int:
-    from headwater.render import render_stack, write_rendered
+    from headwater_cli.render import render_stack, write_rendered
 
     platform = load_platform(args.stack)
     write_rendered(render_stack(platform), Path(args.out))
@@ -35,7 +35,7 @@ def _lineage(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from headwater.check import check_stack
+    from headwater_cli.check import check_stack
 
     report = check_stack(args.stack, Path(args.policy_config) if args.policy_config else None)
     print(report.format())
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--format", choices=("text", "mermaid", "json"), default="text")
     lineage.set_defaults(func=_lineage)
 
-    from headwater.contracts.cli import add_parser as add_contracts_parser
+    from headwater_cli.contracts import add_parser as add_contracts_parser
 
     add_contracts_parser(sub, stacks)
 
