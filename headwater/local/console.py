@@ -341,7 +341,9 @@ class Monitor:
     def _consume_group(self, name: str, topic: str, handler: Callable[[dict[str, Any], int], None]) -> None:
         group = self.topology.reader_group(topic)
         consumer = self._consumer(self.reader_config, group)
-        decode = AvroDeserializer(RegistryClient(self.registry_url, auth=self.registry_auth(self.topology.reader)))
+        decode = AvroDeserializer(
+            RegistryClient(self.registry_url, auth=self.registry_auth(self.topology.reader))
+        )
         assigned = self._assigned[name]
         consumer.subscribe([topic], on_assign=lambda c, parts: assigned.set())
         try:

@@ -14,11 +14,11 @@ import pytest
 
 from flink_apps.common.registry import RegistryClient as AppRegistryClient
 from flink_apps.common.registry import RegistryError as AppRegistryError
-from headwater.cli import main
 from headwater.contracts.model import SchemaType, registered_text
 from headwater.contracts.provider import SubjectSchemaProvider
 from headwater.contracts.registry import RegistryAccessError, RegistryClient
 from headwater.local.registry import LocalRegistry
+from headwater_cli.main import main
 
 SCHEMA = {"type": "record", "name": "AuthProbe", "fields": [{"name": "a", "type": "string"}]}
 TEXT = registered_text(SCHEMA)

@@ -12,19 +12,25 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
+import apiserver
 import pytest
+from apiserver import ControlPlane
 from strimzi_pods import kafka_pods, provider_of
 
 from components.k8s import object_key
 from headwater.config import load_platform
-from headwater.render import render_stack
-
-if TYPE_CHECKING:
-    from controlplane import ControlPlane
+from headwater_cli.render import render_stack
 
 STACKS = ["prod", "staging", "dev"]
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with apiserver.running(tmp_path_factory.mktemp("apiserver")) as plane:
+        yield plane
 
 
 def _rendered(stack: str) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 from components.k8s import object_key
 from headwater import versions
 from headwater.config import load_platform
-from headwater.render import render_stack
+from headwater_cli.render import render_stack
 
 D1, D2, D3, D4, D5 = (f"sha256:{str(i) * 64}" for i in range(1, 6))
 KNOWN = {

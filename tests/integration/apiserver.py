@@ -1,21 +1,21 @@
-"""A real Kubernetes control plane for tests: etcd and kube-apiserver on 127.0.0.1, free ports, a temp dir.
+"""A bare Kubernetes API server for admission tests: etcd and kube-apiserver on 127.0.0.1, free ports.
 
-The binaries come from the engine toolchain's cache (`engine/build.sh --print-bin`, built by `make test`
-before the suites run); nothing is built here. The API server runs its default admission chain, Pod
-Security admission included, plus any plugins a test asks for; a static token in group `system:masters`
-authenticates the tests, which can also act as another user (impersonation) to test RBAC.
+Lighter than the end-to-end suite's control plane (`tests/e2e/controlplane.py`: controllers, scheduler,
+kwok): only what admission needs. The binaries come from the engine toolchain (`engine/build.sh
+--print-bin`, `make toolchain`). The API server runs its default admission chain, Pod Security admission
+included, plus `EXTRA_ADMISSION`; a static token in group `system:masters` authenticates the tests, which
+can also act as another user (impersonation) to test RBAC, and create with a server-side dry run.
 
-    def test_x(control_plane: ControlPlane) -> None:
-        control_plane.create(namespace_obj)
-        answer = control_plane.create(pod, dry_run=True)      # admission runs, nothing is stored
-        assert answer.status_code == 201, answer.text
+    answer = apiserver.create(pod, dry_run=True)      # admission runs, nothing is stored
+    assert answer.status_code == 201, answer.text
 
-The session fixture `control_plane` starts one for the whole session and stops both processes (their
-process groups) at the end, on failure and on Ctrl-C.
+`running(tmp_dir)` starts one and stops both processes (their process groups) when the block ends, on
+failure and on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -26,16 +26,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import requests
 
 if TYPE_CHECKING:
     from headwater.local.process import Supervised
 
-# headwater.local is imported where a control plane starts, not here: every suite loads this module through
-# tests/conftest.py, also in environments without the local platform's dependencies (the Flink one).
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "engine" / "build.sh"
 BIN_ENV = "HEADWATER_ENGINE_BIN"  # a folder with etcd and kube-apiserver, instead of asking build.sh
 START_TIMEOUT = 120.0
@@ -225,15 +222,15 @@ def collection(obj: Mapping[str, Any]) -> str:
     return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+@contextlib.contextmanager
+def running(state_dir: Path) -> Iterator[ControlPlane]:
     from headwater.local.process import install_signal_handlers
 
     install_signal_handlers()
-    plane = ControlPlane(engine_bin(), tmp_path_factory.mktemp("control-plane"))
+    plane = ControlPlane(engine_bin(), state_dir)
     try:
         plane.start()
-        print(f"\n[control-plane] kube-apiserver on {plane.url}", file=sys.stderr)
+        print(f"\n[kube-apiserver] on {plane.url}", file=sys.stderr)
         yield plane
     finally:
         plane.stop()
