@@ -45,10 +45,16 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py flink_apps/__init__.py)) bench __main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py)) bench __main__.py
+# Test folders import their helpers as top-level modules (and each has a conftest), so each is its own run.
+TYPED_TESTS := unit schema policy contracts integration e2e
 
-typecheck: venv
+# mypy --strict on everything; the apps and their tests against the apps' environment, where PyFlink lives.
+typecheck: venv venv-flink
 	$(VENV)/bin/mypy $(TYPED)
+	for d in $(TYPED_TESTS); do $(VENV)/bin/mypy tests/$$d; done
+	$(VENV)/bin/mypy --python-executable $(VENV_FLINK)/bin/python flink_apps
+	$(VENV)/bin/mypy --python-executable $(VENV_FLINK)/bin/python tests/flink
 
 test-unit: venv
 	$(PYTHON) -m pytest -q tests --ignore=tests/flink --ignore=tests/integration --ignore=tests/e2e

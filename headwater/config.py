@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 
@@ -106,7 +106,7 @@ class _Section:
                 self.problems.items.append(
                     f"stack {self.problems.stack}: {self._key(key)} is required ({kind.__name__})"
                 )
-            return default
+            return cast(T, default)
         value = self.data[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -115,10 +115,10 @@ class _Section:
             self.problems.malformed += 1
             self.problems.add(self._key(key), value, f"a {kind.__name__}")
             # Go on with a neutral value so every other problem is still reported in this run.
-            return default if default is not _MISSING else kind()
+            return cast(T, default) if default is not _MISSING else kind()
         if check is not None and (why := check(value)) is not None:
             self.problems.add(self._key(key), value, why)
-        return value
+        return cast(T, value)
 
     def choice(self, key: str, enum: type[Any], default: Any = _MISSING) -> Any:
         allowed = [e.value for e in enum]

@@ -244,7 +244,7 @@ def test_exactly_once_across_kills(
         f"in {TOTAL} != {len(signals.records)} signals + {len(dead.records)} dead letters + {RETRIES} retries; "
         f"{duplicates_dropped} records are unaccounted for as dropped duplicates"
     )
-    first_sent = {}
+    first_sent: dict[str, int] = {}
     for n, (i, _) in enumerate(gateway.sent):
         first_sent.setdefault(i.event_id, n)
     late_retries = sum(

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from headwater.local.kafka import KafkaPorts
-from headwater.local.registry import free_port
+from headwater.local.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAFFIC_S = 30
