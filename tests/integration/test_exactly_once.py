@@ -91,9 +91,13 @@ EVENT_TYPES = ("tool.called", "tool.succeeded", "llm.requested", "llm.responded"
 
 
 class Gateway(threading.Thread):
-    """Sends the workload at RATE records per second, as agent-gateway."""
+    """Sends the workload at RATE records per second, as agent-gateway, up to `limit` records.
 
-    def __init__(self, producer: RawEvents, items: list[Item]) -> None:
+    The test raises the limit as it goes, so that each fault lands while records are still arriving and
+    the gateway keeps sending through the outage, however long a restart takes on a loaded machine.
+    """
+
+    def __init__(self, producer: RawEvents, items: list[Item], limit: int) -> None:
         super().__init__(name="gateway", daemon=True)
         self.producer = producer
         self.items = items
@@ -101,7 +105,16 @@ class Gateway(threading.Thread):
         self.started_at = 0.0
         self.finished_at: float | None = None
         self.failure: BaseException | None = None
+        self.held_s = 0.0  # time spent waiting at a limit
         self._halt = threading.Event()
+        self._limit = limit
+        self._raised = threading.Condition()
+
+    def release(self, limit: int) -> None:
+        """Let the gateway send up to `limit` records."""
+        with self._raised:
+            self._limit = max(self._limit, limit)
+            self._raised.notify_all()
 
     def halt(self) -> None:
         """Stop sending (a failing test must not keep producing while the session stops the broker)."""
@@ -111,10 +124,18 @@ class Gateway(threading.Thread):
     def run(self) -> None:
         try:
             self.started_at = time.monotonic()
+            next_at = self.started_at
             for n, item in enumerate(self.items):
-                pause = self.started_at + n / RATE - time.monotonic()
-                if self._halt.wait(max(pause, 0)):
+                if n >= self._limit:
+                    held = time.monotonic()
+                    with self._raised:
+                        while n >= self._limit and not self._halt.is_set():
+                            self._raised.wait(0.2)
+                    self.held_s += time.monotonic() - held
+                    next_at = time.monotonic()  # carry on at RATE, no burst after the hold
+                if self._halt.wait(max(next_at - time.monotonic(), 0)):
                     return
+                next_at += 1 / RATE
                 if isinstance(item.value, bytes):
                     sent = self.producer.send_bytes(item.value, key=item.agent, label=item.event_id)
                 else:
@@ -162,7 +183,8 @@ def test_exactly_once_across_kills(
     signals = Tail.signals(provisioned, registry, keep=lambda r: r["event_id"].startswith(run + "-"))
     marker = run.encode()
     dead = Tail.dead_letters(provisioned, registry, keep=lambda r: marker in (r["original"] or b""))
-    gateway = Gateway(RawEvents(provisioned, registry), items)
+    thresholds = [threshold for _, threshold in FAULTS]
+    gateway = Gateway(RawEvents(provisioned, registry), items, limit=thresholds[0])
     cleanup.callback(signals.close)
     cleanup.callback(dead.close)
     cleanup.callback(gateway.halt)
@@ -170,7 +192,7 @@ def test_exactly_once_across_kills(
     gateway.start()
 
     kills: list[dict[str, Any]] = []
-    for target, threshold in FAULTS:
+    for n, (target, threshold) in enumerate(FAULTS):
         seen_at_start = len(signals.records)
         deadline = time.monotonic() + START_TIMEOUT
         # Kill once this incarnation has committed output of its own and the gateway is past the mark.
@@ -183,7 +205,9 @@ def test_exactly_once_across_kills(
             )
             signals.poll(0.2)
         sent_before = len(gateway.sent)
-        arriving = gateway.finished_at is None
+        # Records keep arriving through the outage, up to the next fault's mark (or the end).
+        gateway.release(thresholds[n + 1] if n + 1 < len(thresholds) else TOTAL)
+        arriving = sent_before < TOTAL
         killed = time.monotonic()
         if target == "broker":
             how = restart_broker(provisioned, job, signals)
@@ -259,7 +283,8 @@ def test_exactly_once_across_kills(
     committed_after = drained - gateway.started_at
     lines = [
         f"{TOTAL} records in ({UNIQUE} valid, {RETRIES} retries, {INVALID} invalid), sent at {RATE:.0f}/s "
-        f"in {sending:.1f}s; {sum(k['target'] == 'agent-events' for k in kills)} SIGKILLs of agent-events and "
+        f"in {sending:.1f}s (held {gateway.held_s:.0f}s at fault marks until the part before was back); "
+        f"{sum(k['target'] == 'agent-events' for k in kills)} SIGKILLs of agent-events and "
         f"{sum(k['target'] == 'broker' for k in kills)} of the broker",
         *(
             f"kill {n} ({k['target']}): after {k['sent']} records sent and {k['signals']} signals seen, "
