@@ -65,9 +65,11 @@ class Snapshot:
     def valid(self) -> bool:
         return self.problem is None
 
+    def written(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.written_ns / 1e9))
+
     def describe(self) -> str:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.written_ns / 1e9))
-        return f"{self.kind} {self.path} ({stamp})"
+        return f"{self.kind} {self.path} ({self.written()})"
 
 
 def _utf_at(data: bytes, at: int) -> tuple[str, int]:
@@ -353,7 +355,7 @@ class DamagedSnapshotError(SnapshotError):
         if older is not None:
             options.append(
                 f"  --restore-from {app}={older.path}\n"
-                f"      resume from the newest valid older {older.kind} ({older.describe()}); it replays what "
+                f"      resume from the newest valid older {older.kind} (written {older.written()}); it replays what "
                 f"{app} read after it, and outputs written since then are written again"
             )
         options.append(

@@ -243,6 +243,7 @@ def agent_events_job(provisioned: Provisioned, contracts_registry: Any) -> Itera
     notice. A test that kills it starts it again (from its latest retained checkpoint) before it ends.
     """
     from headwater.local.flink import LocalFlinkJob
+    from headwater.local.runtime import FLINK_START_TIMEOUT
 
     job = LocalFlinkJob(
         provisioned.platform,
@@ -255,7 +256,8 @@ def agent_events_job(provisioned: Provisioned, contracts_registry: Any) -> Itera
     )
     job.start(restore=True)
     try:
-        job.wait_running(180)
+        # The same limit `local up` gives a job's start: what the product accepts as healthy, the tests do.
+        job.wait_running(FLINK_START_TIMEOUT)
         yield job
     finally:
         job.stop()

@@ -166,7 +166,7 @@ def end_offsets(provisioned: Provisioned) -> dict[int, int]:
         consumer.close()
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1200, func_only=True)
 def test_exactly_once_across_kills(
     provisioned: Provisioned,
     contracts_registry: LocalRegistry,
