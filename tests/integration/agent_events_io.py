@@ -40,6 +40,9 @@ PRODUCER = "agent-gateway"
 READER = "agent-runtime"
 
 
+_TRANSIENT = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT)
+
+
 def run_id(prefix: str) -> str:
     """A prefix for this run's event ids (the contract allows letters, digits and `._:-`)."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -141,10 +144,13 @@ class Tail:
     records: list[dict[str, Any]] = field(default_factory=list)
     undecodable: list[str] = field(default_factory=list)
     schema_ids: Counter[int] = field(default_factory=Counter)  # writer schema ids of the kept records
+    # Connection errors while the broker is away (a test may kill and restart it): noted, not fatal.
+    transient_errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         settings = {
             **self.config,
+            "error_cb": lambda err: self.transient_errors.append(str(err)),
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -174,6 +180,9 @@ class Tail:
             for msg in self._consumer.consume(500, timeout=min(left, 0.5)):
                 error = msg.error()
                 if error is not None:
+                    if error.code() in _TRANSIENT or error.retriable():
+                        self.transient_errors.append(str(error))
+                        continue
                     assert error.code() == KafkaError._PARTITION_EOF, (
                         f"consumer error on {self.topic}: {error}"
                     )

@@ -147,12 +147,12 @@ def test_weakened_prod_config_is_stopped_by_the_loader_first() -> None:
         load_platform("prod", config=_weakened_prod_config())
     keys = sorted(p.split(" = ")[0].removeprefix("stack prod: ") for p in err.value.problems)
     assert keys == [
-        "catalog.principals.agent-runtime.transactionalIdPrefix",
         "flink.images.agent-events",
         "kafka.minInsyncReplicas",
         "kafka.plaintextListener",
         "kafka.replicationFactor",
         "kafka.replicationFactor",
+        "principals.agent-runtime.transactionalIdPrefix",  # the stack's override, where the value is
     ]  # file:// state is not the loader's business: the policy layer catches it
 
 
