@@ -132,7 +132,7 @@ class HelmRelease:
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-class _NoAliases(_Dumper):
+class _NoAliases(_Dumper):  # type: ignore[misc]  # the C dumper is only known at run time
     """Write repeated values out in full: reviewers and GitOps tools should not have to follow anchors."""
 
     def ignore_aliases(self, data: Any) -> bool:

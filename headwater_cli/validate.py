@@ -19,7 +19,7 @@ import functools
 import importlib.resources
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import kubernetes_validate.utils
@@ -183,7 +183,7 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
         case "required" if isinstance(instance, dict):
             return [
                 f"{_path([*at, name])}: required field is missing"
-                for name in error.validator_value
+                for name in cast(list[str], error.validator_value)
                 if name not in instance
             ]
         case "type":
@@ -193,7 +193,7 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
         case "enum":
             return [f"{where}: {_short(instance)} is not one of {_short(error.validator_value)}"]
         case "anyOf" | "oneOf":
-            branches = [b for b in error.validator_value if isinstance(b, dict)]
+            branches = [b for b in cast(list[Any], error.validator_value) if isinstance(b, dict)]
             types = [b.get("type") for b in branches]
             actual = json_type(instance)
             fits = actual in types or (actual == "integer" and "number" in types)

@@ -308,10 +308,13 @@ class Monitor:
                 self._error(f"{name}: not ready after {assignment_timeout:.0f}s")
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the readers, waiting up to `timeout` seconds in all (they are daemon threads: a reader stuck
+        on a broker that is gone does not hold the program)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=15)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads.clear()
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:

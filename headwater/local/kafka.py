@@ -113,15 +113,19 @@ class KafkaPorts:
         sasl, mtls, controller = free_ports(3)
         return cls(sasl=sasl, mtls=mtls, controller=controller)
 
-    def check_free(self) -> None:
-        """Raise PortInUseError naming the port and its setting when one is already taken."""
+    def check_free(self, settings: Mapping[str, str] | None = None) -> None:
+        """Raise PortInUseError naming the port and its setting when one is already taken.
+
+        `settings` says, per port, how the person running this chooses another (a command-line flag, an
+        environment variable); by default the environment variable."""
         for f in fields(self):
             port = getattr(self, f.name)
             if not port_free(port):
+                how = (settings or {}).get(f.name) or f"{self.ENV[f.name]}=<port> (KafkaPorts.{f.name})"
                 raise PortInUseError(
                     f"port {port} on {HOST} is already in use, and the local Kafka broker needs it for its "
-                    f"{f.name} listener; set another port with {self.ENV[f.name]}=<port> "
-                    f"(KafkaPorts.{f.name}), or stop the process listening there (`ss -ltnp 'sport = :{port}'`)"
+                    f"{f.name} listener; choose another with {how}, or stop the process listening there "
+                    f"(`ss -ltnp 'sport = :{port}'`)"
                 )
 
 
@@ -238,6 +242,47 @@ class LocalKafka:
         write_private(path, value.encode())
         return value
 
+    def loose_secrets(self) -> list[str]:
+        """Secrets of the state dir that others than the owner may read: one line each, with the fix.
+
+        Refused rather than repaired (as ssh refuses a private key others can read): a mode that was
+        loosened may already have let someone copy the secret, and only the person can tell whether to
+        tighten it or to rotate it. Deleting a password, key or client file makes the next start issue a
+        new one (and set the broker's credential to it).
+        """
+        candidates: list[Path] = []
+        for folder, patterns in ((self.secrets_dir, ("*",)), (self.certs_dir, ("*.key", "*.keystore.pem"))):
+            if folder.is_dir():
+                candidates.append(folder)
+                candidates += sorted(p for pattern in patterns for p in folder.glob(pattern) if p.is_file())
+        lines = []
+        for path in candidates:
+            try:
+                mode = path.stat().st_mode & 0o777
+            except OSError:
+                continue  # gone meanwhile
+            if mode & 0o077:
+                if path.is_dir():
+                    lines.append(
+                        f"{path} has mode {mode:04o} (others can list or enter it); allowed: 0700, owner only. "
+                        f"Fix: chmod 700 {path}"
+                    )
+                else:
+                    lines.append(
+                        f"{path} has mode {mode:04o} (readable beyond its owner); allowed: 0600, owner only. "
+                        f"Fix: chmod 600 {path}, or delete it to have the next start issue a new secret"
+                    )
+        return lines
+
+    def refuse_loose_secrets(self) -> None:
+        """Raise LocalKafkaError listing every secret whose mode lets others read it (see `loose_secrets`)."""
+        lines = self.loose_secrets()
+        if lines:
+            raise LocalKafkaError(
+                f"{len(lines)} secret(s) of {self.state_dir} can be read by others than their owner; "
+                "nothing was started:\n  " + "\n  ".join(lines)
+            )
+
     @staticmethod
     def _private_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
@@ -278,6 +323,10 @@ class LocalKafka:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> LocalKafka:
@@ -286,6 +335,7 @@ class LocalKafka:
             return self
         t0 = time.monotonic()
         self._refuse_second_instance()
+        self.refuse_loose_secrets()
         self.ports.check_free()
         jars = jvm.fetch("kafka")
         classpath = ":".join(str(p) for p in sorted(jars.glob("*.jar")))

@@ -322,9 +322,14 @@ class LocalRegistry:
         self.progress(f"registry ready on {self.url} after {self.started_in:.1f}s")
         return self
 
-    def stop(self) -> None:
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the registry (SIGTERM, then SIGKILL after `grace` seconds, 20 by default)."""
         if self._process is not None:
-            self._process.stop()
+            self._process.stop(grace)
             self._process = None
 
     def __enter__(self) -> LocalRegistry:

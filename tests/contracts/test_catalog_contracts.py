@@ -96,9 +96,9 @@ def test_dead_letters_carry_the_contract_violation() -> None:
 
 def test_registry_warnings_flag_json_schema_drafts_the_registry_cannot_compare() -> None:
     (raw,) = [c for c in load_contracts(load_platform("local")) if c.topic == "agents.events.raw.v1"]
-    draft7 = copy.deepcopy(raw.schema) | {"$schema": "http://json-schema.org/draft-07/schema#"}
+    draft7 = copy.deepcopy(dict(raw.schema)) | {"$schema": "http://json-schema.org/draft-07/schema#"}
     assert registry_warnings(replace(raw, schema=draft7)) == []
-    newer = copy.deepcopy(raw.schema) | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    newer = copy.deepcopy(dict(raw.schema)) | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     (warning,) = registry_warnings(replace(raw, schema=newer))
     assert "only understands JSON Schema drafts 4 to 7" in warning
 

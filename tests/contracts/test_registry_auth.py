@@ -113,8 +113,8 @@ def test_pulumi_provider_authenticates_and_names_a_wrong_password(
     }
     provider = SubjectSchemaProvider()
     assert provider.check({}, props).failures == []
-    created = provider.create(props)
-    assert created.outs["schema_id"] >= 0 and created.outs["version"] == 1
+    outs = provider.create(props).outs
+    assert outs is not None and outs["schema_id"] >= 0 and outs["version"] == 1
     (failure,) = provider.check({}, {**props, "password": "wrong"}).failures
     assert failure.property == "password" and "HTTP 401 as 'contracts-publisher'" in failure.reason
     assert "wrong" not in failure.reason.replace("wrong password", "")

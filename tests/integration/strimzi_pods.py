@@ -18,7 +18,7 @@ Their security-relevant shape is taken from Strimzi 1.2.0's source (tag 1.2.0), 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from headwater import versions
@@ -92,7 +92,7 @@ def _pod(name: str, namespace: str, sa: str, spec: dict[str, Any]) -> dict[str, 
 
 
 def kafka_pods(
-    kafka: Mapping[str, Any], pools: list[Mapping[str, Any]], operator_values: Mapping[str, Any]
+    kafka: Mapping[str, Any], pools: Sequence[Mapping[str, Any]], operator_values: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """One pod per node pool (its first node), the entity operator, Kafka Exporter and Cruise Control."""
     provider = provider_of(operator_values)
@@ -106,7 +106,7 @@ def kafka_pods(
         pspec = pool["spec"]
         template = pspec.get("template") or {}
         broker = "broker" in pspec["roles"]
-        volumes = [
+        volumes: list[dict[str, Any]] = [
             {
                 "name": f"data-{v['id']}",
                 "persistentVolumeClaim": {"claimName": f"data-{v['id']}-{cluster}-{pool_name}-0"},

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import proto
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
+from pulumi_policy import EnforcementLevel, Policy, ResourceValidationPolicy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
 from headwater.config import load_platform
@@ -272,7 +272,7 @@ def test_providers_and_components_are_not_judged(resource_type: str) -> None:
     servicer = _PolicyAnalyzerServicer(
         "headwater",
         "0.1.0",
-        pack.build_policies(StackFacts(environment=Tier.PROD)),
+        list[Policy](pack.build_policies(StackFacts(environment=Tier.PROD))),
         EnforcementLevel.ADVISORY,
     )
     struct = struct_pb2.Struct()

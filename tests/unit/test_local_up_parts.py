@@ -232,3 +232,35 @@ def test_groups_nobody_runs_locally_are_not_waited_for() -> None:
         GroupLag("agent-events", topology.raw, 7),
     )
     assert monitor.behind() == {"agent-events": 7}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "allowed"),
+    [
+        ("--duration", "-5", "a number of seconds > 0"),
+        ("--duration", "inf", "a number of seconds > 0"),
+        ("--duration", "nan", "a number of seconds > 0"),
+        ("--rate", "inf", "a number of events per second > 0"),
+        ("--rate", "0", "a number of events per second > 0"),
+        ("--malformed-share", "1.5", "a share from 0 to 1"),
+        ("--feature-window", "soon", "a number of seconds > 0"),
+        ("--registry-port", "70000", "a TCP port 1-65535"),
+        ("--kafka-sasl-port", "-1", "a TCP port 1-65535"),
+    ],
+)
+def test_bad_flag_values_say_what_is_allowed(
+    flag: str, value: str, allowed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headwater_cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["local", "up", f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert f"argument {flag}: '{value}' is not valid; allowed: {allowed}" in err
+    assert "invalid _" not in err and "value:" not in err
+
+
+def test_the_producer_refuses_an_infinite_rate() -> None:
+    with pytest.raises(ValueError, match="a finite number of events per second"):
+        ProducerSettings(rate=float("inf"))

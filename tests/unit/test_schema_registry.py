@@ -18,7 +18,7 @@ from components.schema_registry import (
     render_schema_registry,
     service_url,
 )
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, pulumi_test
 from headwater import versions
 from headwater.config import load_platform
 from headwater.contracts import kafkasql
@@ -35,7 +35,7 @@ def _objects(platform: Platform) -> dict[str, dict[str, Any]]:
 
 def _container(platform: Platform) -> dict[str, Any]:
     (container,) = _objects(platform)["Deployment"]["spec"]["template"]["spec"]["containers"]
-    return container
+    return dict(container)
 
 
 def _props(platform: Platform) -> dict[str, str]:
@@ -243,7 +243,7 @@ def test_component_registers_objects_and_one_subject_per_contract(
     platform = load_platform(stack)
     seen: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         registry = SchemaRegistry("registry", SchemaRegistryArgs(platform))
         return pulumi.Output.all(registry.ccompat_url, registry.urn).apply(
@@ -325,7 +325,7 @@ def test_contracts_are_registered_as_the_publisher_with_its_secret_password(
         "data": {"password": base64.b64encode(b"publisher-pw").decode()}
     }
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         return SchemaRegistry("registry", SchemaRegistryArgs(platform)).urn
 
