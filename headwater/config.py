@@ -432,7 +432,8 @@ def load_platform(
     try:
         load_contracts(platform)
     except ContractError as err:
-        problems.items.extend(err.problems)
+        prefix = f"stack {stack}: "
+        problems.items.extend(p if p.startswith(prefix) else prefix + p for p in err.problems)
     if problems.items:
         raise ConfigError(stack, problems.items)
     return platform
