@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -36,13 +35,13 @@ from typing import Any
 from headwater import jvm
 from headwater.config import ROOT
 from headwater.local.kafka import LocalKafka
+from headwater.local.ports import HOST, free_port
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.local.provision import bootstrap_servers, properties_file
 from headwater.local.snapshots import SnapshotChoice
 from headwater.local.snapshots import choose as choose_snapshot
 from headwater.spec import App, Platform
 
-HOST = "127.0.0.1"
 FLINK_PYTHON = ROOT / ".venv-flink" / "bin" / "python"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
@@ -51,12 +50,6 @@ KILL_TIMEOUT = 15.0
 
 class LocalFlinkError(RuntimeError):
     """A local Flink job cannot be configured, started, reached or stopped; the message says why."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _replace_values(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -256,7 +249,7 @@ class LocalFlinkJob:
                 self.progress(line)
         self.snapshot_choice = choice
         self.restored_from = choice.path
-        self.rest_port = _free_port()
+        self.rest_port = free_port()
         self.job_id = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):

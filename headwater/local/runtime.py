@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -33,21 +32,22 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from headwater import jvm
 from headwater.config import load_platform
 from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
 from headwater.local.console import (
-    PRODUCER,
-    READER,
     Console,
     Monitor,
     RunSummary,
     Topology,
     format_summary,
 )
-from headwater.local.kafka import HOST, KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
+from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
+from headwater.local.ports import HOST, listening, port_free
 from headwater.local.process import (
     ProcessError,
     Progress,
@@ -128,23 +128,6 @@ def register_contracts(platform: Platform, client: RegistryClient, progress: Pro
     return ids
 
 
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((HOST, port)) == 0
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the JVMs bind: a port in TIME_WAIT after the last run counts as free.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def _pid_of(name: str) -> int | None:
     """The pid of the supervised process called `name` (the registry does not expose its own)."""
     for proc in running_processes():
@@ -157,10 +140,9 @@ def _alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return state not in ("Z", "X")
 
 
 class LocalPlatform:
@@ -224,7 +206,7 @@ class LocalPlatform:
                 f"registry port {self.registry_port} is also a Kafka port ({self.kafka.ports}); choose another "
                 f"with {how}"
             )
-        if not _port_free(self.registry_port):
+        if not port_free(self.registry_port):
             raise LocalUpError(
                 f"port {self.registry_port} on {HOST} is already in use, and the schema registry needs it; "
                 f"choose another with {how}, or stop the process listening there "
@@ -544,9 +526,10 @@ def up(options: UpOptions) -> int:
         # terminal with one connection error per client and retry.
         clients = _client_logger(state_dir / "logs" / CLIENT_LOG)
         since_ms = int(time.time() * 1000)
+        topology = Topology.of(platform)
         monitor = Monitor(
             platform,
-            {**client_config(local.kafka, READER), "logger": clients},
+            {**client_config(local.kafka, topology.reader), "logger": clients},
             {**local.kafka.admin_config(), "logger": clients},
             local.registry.url,
             since_ms=since_ms,
@@ -555,7 +538,7 @@ def up(options: UpOptions) -> int:
         monitor.start()  # assigned first, so an interrupted start still stops its readers
         if options.producer is not None:
             producer = _producer(local, options.producer, clients)
-            say(f"sample producer as {PRODUCER}: {shares_text(options.producer)}")
+            say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
             producer.start()
         signals.starting = False
         if signals.requested.is_set():
@@ -676,7 +659,7 @@ def _producer(local: LocalPlatform, settings: ProducerSettings, logger: logging.
     topology = Topology.of(local.platform)
     schema = next(c.schema for c in load_contracts(local.platform) if c.topic == topology.raw)
     serializer = JsonSerializer(local.registry.client(), topology.raw, schema)
-    config = {**client_config(local.kafka, PRODUCER), "logger": logger}
+    config = {**client_config(local.kafka, topology.producer), "logger": logger}
     return SampleProducer(config, topology.raw, serializer, settings)
 
 
@@ -740,14 +723,14 @@ def status(stack: str, state_dir: Path | None = None) -> int:
             "kafka",
             kafka.get("pid"),
             "  ".join(
-                f"{name} {port} {'listening' if _listening(port) else 'closed'}"
+                f"{name} {port} {'listening' if listening(port) else 'closed'}"
                 for name, port in ports.items()
             ),
         )
     ]
     if registry:
-        listening = "listening" if _listening(int(registry.get("port", 0))) else "closed"
-        rows.append(("schema registry", registry.get("pid"), f"{registry.get('url')} {listening}"))
+        api = "listening" if listening(int(registry.get("port", 0))) else "closed"
+        rows.append(("schema registry", registry.get("pid"), f"{registry.get('url')} {api}"))
     rows += [(f"flink {name}", job.get("pid"), f"log {job.get('log')}") for name, job in flink.items()]
     # Columns as wide as their longest entry, two spaces apart, whatever the app names.
     name_w = max(len(name) for name, _, _ in rows)

@@ -69,7 +69,7 @@ def event(event_id: str, *, agent: str = "agent-1", **fields: Any) -> dict[str, 
 
 def raw_contract(platform: Any) -> dict[str, Any]:
     (contract,) = [c for c in load_contracts(platform) if c.topic == RAW]
-    return contract.schema
+    return dict(contract.schema)
 
 
 @dataclass
@@ -188,6 +188,9 @@ class Tail:
                     )
                     continue
                 value = msg.value()
+                if value is None:
+                    self.undecodable.append(f"{msg.partition()}/{msg.offset()}: a record without a value")
+                    continue
                 try:
                     record = self._decode(value)
                 except Exception as exc:

@@ -270,7 +270,7 @@ def test_exactly_once_across_kills(
     dead_lost = sorted(invalid_ids - set(dead_ids))
     dead_twice = sorted(i for i, n in dead_ids.items() if n > 1)
     duplicates_dropped = TOTAL - len(signals.records) - len(dead.records)
-    first_sent = {}
+    first_sent: dict[str, int] = {}
     for n, (i, _) in enumerate(gateway.sent):
         first_sent.setdefault(i.event_id, n)
     late_retries = sum(
@@ -362,7 +362,7 @@ def restart_broker(provisioned: Provisioned, job: LocalFlinkJob, signals: Tail) 
 
 
 def job_group(provisioned: Provisioned) -> str:
-    from components.flink_application import app_flows
+    from headwater.spec import app_flows
 
     (app,) = [a for a in provisioned.platform.apps if a.name == "agent-events"]
     return app_flows(provisioned.platform, app).group_id

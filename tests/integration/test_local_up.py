@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from headwater.local.kafka import KafkaPorts
-from headwater.local.registry import free_port
+from headwater.local.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAFFIC_S = 30
@@ -47,7 +47,7 @@ class Setup:
         return [
             sys.executable,
             "-m",
-            "headwater.cli",
+            "headwater_cli.main",
             "local",
             "up",
             "--state-dir",
@@ -122,7 +122,7 @@ def _assert_nothing_left(setup: Setup) -> None:
 
 def _status(setup: Setup) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "headwater.cli", "local", "status", "--state-dir", str(setup.state_dir)],
+        [sys.executable, "-m", "headwater_cli.main", "local", "status", "--state-dir", str(setup.state_dir)],
         cwd=ROOT,
         capture_output=True,
         text=True,
