@@ -38,7 +38,10 @@ _progress = stderr_progress("control plane")
 def toolchain_bin() -> Path:
     """The folder of the pinned toolchain's binaries, built on first use (about 30 min cold, seconds warm)."""
     out = subprocess.run(
-        [str(ROOT / "engine" / "build.sh"), "--print-bin", "all"], stdout=subprocess.PIPE, text=True, check=True
+        [str(ROOT / "engine" / "build.sh"), "--print-bin", "all"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     )
     return Path(out.stdout.strip().splitlines()[-1])
 
