@@ -27,6 +27,7 @@ from headwater.spec import (
     App,
     Authentication,
     Consume,
+    CruiseControl,
     FlinkSettings,
     KafkaSettings,
     Platform,
@@ -471,7 +472,7 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
         transaction_max_timeout_ms=_duration(sec, "transactionMaxTimeout", "15m"),
         message_max_bytes=sec.get("messageMaxBytes", int, 1_048_588, check=_positive),
         exporter=sec.get("kafkaExporter", bool, True),
-        cruise_control=sec.get("cruiseControl", bool, False),
+        cruise_control=_cruise_control(sec),
     )
     sec.done()
     if sec.problems.malformed > before:
@@ -479,6 +480,39 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
     for key, value, allowed in settings.problems(tier):
         sec.problems.add(f"kafka.{key}", value, allowed)
     return settings
+
+
+# Cruise Control defaults: a small JVM, and network capacities of a 1 Gbit/s node (override per stack with
+# what the brokers' nodes really have, so the network goals balance against real limits).
+CRUISE_CONTROL_RESOURCES = Resources("200m", "768Mi", "1", "768Mi")
+CRUISE_CONTROL_NETWORK = "120MiB/s"
+
+
+def _cruise_control(kafka: _Section) -> CruiseControl | None:
+    """`cruiseControl: true` (defaults), false/absent (none), or a mapping with resources and capacities."""
+    kafka.seen.add("cruiseControl")
+    raw = kafka.data.get("cruiseControl", False)
+    if raw is False:
+        return None
+    if raw is not True and not isinstance(raw, dict):
+        kafka.problems.malformed += 1
+        kafka.problems.add(
+            "kafka.cruiseControl",
+            raw,
+            "true, false, or a mapping with resources, inboundNetwork and outboundNetwork",
+        )
+        return None
+    sec = _Section(kafka.problems, "kafka.cruiseControl", raw if isinstance(raw, dict) else {})
+    cc = CruiseControl(
+        resources=_resources(sec.section("resources"))
+        if "resources" in sec.data
+        else CRUISE_CONTROL_RESOURCES,
+        inbound_network=sec.get("inboundNetwork", str, CRUISE_CONTROL_NETWORK),
+        outbound_network=sec.get("outboundNetwork", str, CRUISE_CONTROL_NETWORK),
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return cc
 
 
 def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[Topic, ...]:
