@@ -9,42 +9,14 @@ import pulumi
 
 from components.k8s import WAIT_READY, HelmRelease, create_object, create_release, labels, metadata, namespace
 from headwater import versions
+from headwater.kafka_metrics import cruise_control_config, jmx_exporter_config
 from headwater.spec import Authentication, KafkaSettings, Storage, Tier
 
 OPERATOR_NAMESPACE = "headwater-system"
 TLS_PORT = 9093
 PLAIN_PORT = 9092
 METRICS_KEY = "kafka-metrics-config.yml"
-
-# JMX exporter rules for the broker metrics the dashboards and alerts use (throughput, ISR, request latency,
-# controller health). Kept small on purpose: each rule is a metric family someone reads.
-_JMX_RULES = """lowercaseOutputName: true
-rules:
-  - pattern: kafka.server<type=(.+), name=(.+), clientId=(.+), topic=(.+), partition=(.*)><>Value
-    name: kafka_server_$1_$2
-    type: GAUGE
-    labels: {clientId: "$3", topic: "$4", partition: "$5"}
-  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\\\w*, topic=(.+)><>Count
-    name: kafka_server_$1_$2_total
-    type: COUNTER
-    labels: {topic: "$3"}
-  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\\\w*><>Count
-    name: kafka_server_$1_$2_total
-    type: COUNTER
-  - pattern: kafka.server<type=(.+), name=(.+)><>Value
-    name: kafka_server_$1_$2
-    type: GAUGE
-  - pattern: kafka.controller<type=(.+), name=(.+)><>(Count|Value)
-    name: kafka_controller_$1_$2
-  - pattern: kafka.network<type=(.+), name=(.+), request=(.+)><>(\\\\d+)thPercentile
-    name: kafka_network_$1_$2_percentile
-    type: GAUGE
-    labels: {request: "$3", quantile: "0.$4"}
-  - pattern: kafka.cluster<type=(.+), name=(.+), topic=(.+), partition=(.*)><>Value
-    name: kafka_cluster_$1_$2
-    type: GAUGE
-    labels: {topic: "$3", partition: "$4"}
-"""
+CRUISE_CONTROL_METRICS_KEY = "metrics-config.yml"
 
 
 def super_user_principal(settings: KafkaSettings, name: str) -> str:
@@ -204,7 +176,7 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": metadata(metrics_cm, namespace, labels("kafka", cluster)),
-            "data": {METRICS_KEY: _JMX_RULES},
+            "data": {METRICS_KEY: jmx_exporter_config()},
         }
     )
     auth = {"type": settings.authentication.value}
@@ -278,6 +250,20 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
         }
     if settings.cruise_control:
         spec["cruiseControl"] = {"autoRebalance": [{"mode": "add-brokers"}, {"mode": "remove-brokers"}]}
+        # Without a metrics config Cruise Control's pod has no metrics port for its PodMonitor to scrape.
+        cc_metrics = f"{cluster}-cruise-control-metrics"
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": metadata(cc_metrics, namespace, labels("kafka", cluster)),
+                "data": {CRUISE_CONTROL_METRICS_KEY: cruise_control_config()},
+            }
+        )
+        spec["cruiseControl"]["metricsConfig"] = {
+            "type": "jmxPrometheusExporter",
+            "valueFrom": {"configMapKeyRef": {"name": cc_metrics, "key": CRUISE_CONTROL_METRICS_KEY}},
+        }
     objs.append(
         {
             "apiVersion": versions.STRIMZI_API_VERSION,

@@ -7,6 +7,9 @@ Two sources, both resolved through the artifact sets of `headwater.jvm`:
   suitable `java` is looked up (JAVA_HOME, PATH, /usr/lib/jvm).
 - Flink Kubernetes Operator: the `flink-kubernetes-operator-api` jar ships its CRDs under
   `META-INF/fabric8/`; they are extracted as they are.
+- Prometheus Operator: its Go module carries the CRDs under `example/prometheus-operator-crd/`; `go mod
+  download` fetches the module zip from the module proxy (checked against the checksum database) and the
+  CRD files are read from it as they are.
 
 Each set lands in `.cache/crds/<set>-<version>/` (the YAML as generated or shipped, plus `crds.json` for
 fast loading); a version bump names a new folder, so it regenerates by itself.
@@ -43,6 +46,9 @@ _FORMAT = "1"
 
 STRIMZI_GROUP = versions.STRIMZI_API_VERSION.split("/")[0]
 FLINK_GROUP = versions.FLINK_CRD_API_VERSION.split("/")[0]
+MONITORING_GROUP = versions.PROMETHEUS_OPERATOR_API_VERSION.split("/")[0]
+# Where the Prometheus Operator module keeps its CRDs (one file per kind, as `kubectl apply` takes them).
+PROMETHEUS_OPERATOR_CRD_DIR = "example/prometheus-operator-crd"
 
 # Custom resources whose CRDs are generated from Strimzi's api model classes (names as in the api jar).
 STRIMZI_MODEL_CLASSES: dict[str, str] = {
@@ -118,6 +124,13 @@ def _stamp(*parts: str) -> str:
     return hashlib.sha256("\n".join((_FORMAT, *parts)).encode()).hexdigest()
 
 
+class _CrdLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loading, plus YAML 1.1's `=` "value" scalar (an enum value of relabel actions) as plain text."""
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
 def _build(folder: Path, stamp: str, produce: Callable[[Path], dict[str, Any]]) -> None:
     """Run `produce(tmp)` into a fresh folder and move it into place only when it succeeded."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +139,7 @@ def _build(folder: Path, stamp: str, produce: Callable[[Path], dict[str, Any]]) 
         source = produce(tmp)
         crds: dict[str, dict[str, Any]] = {}
         for path in sorted(tmp.glob("*.y*ml")):
-            doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            doc = yaml.load(path.read_text(), Loader=_CrdLoader)
             if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                 crds[doc["spec"]["names"]["kind"]] = doc
         if not crds:
@@ -348,9 +361,70 @@ def _widen_flink_versions(stand_in: CrdSet) -> None:
             stand_in.source["widened"] = f"FlinkDeployment spec.flinkVersion += {versions.FLINK_VERSION_ENUM}"
 
 
+# --- Prometheus Operator ---------------------------------------------------------------------------------
+
+
+def _go() -> str:
+    found = shutil.which("go") or next((str(p) for p in (Path("/usr/local/go/bin/go"),) if p.is_file()), None)
+    if not found:
+        raise CrdError(
+            f"the Prometheus Operator CRDs come from its Go module ({versions.PROMETHEUS_OPERATOR_MODULE}): "
+            "no `go` found on PATH or in /usr/local/go/bin; install Go"
+        )
+    return found
+
+
+def _extract_prometheus_operator(out: Path) -> dict[str, Any]:
+    module = f"{versions.PROMETHEUS_OPERATOR_MODULE}@v{versions.PROMETHEUS_OPERATOR_VERSION}"
+    _progress(f"downloading the Go module {module}")
+    env = {
+        **os.environ,
+        # Beside the other caches of the project; writable so `make clean` can remove it.
+        "GOMODCACHE": str(CACHE.parent / "gomod"),
+        "GOFLAGS": "-modcacherw",
+        "GOTOOLCHAIN": "local",
+    }
+    result = subprocess.run(
+        [_go(), "mod", "download", "-json", module],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=CACHE.parent,
+    )
+    if result.returncode != 0:
+        raise CrdError(
+            f"go mod download {module} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
+        )
+    info = json.loads(result.stdout)
+    prefix = f"{versions.PROMETHEUS_OPERATOR_MODULE}@v{versions.PROMETHEUS_OPERATOR_VERSION}/{PROMETHEUS_OPERATOR_CRD_DIR}/"
+    with zipfile.ZipFile(info["Zip"]) as archive:
+        for member in archive.namelist():
+            if member.startswith(prefix) and re.fullmatch(r"[^/]+\.yaml", member[len(prefix) :]):
+                (out / Path(member).name).write_bytes(archive.read(member))
+    return {"module": module, "sum": info.get("Sum"), "path": PROMETHEUS_OPERATOR_CRD_DIR}
+
+
+@functools.cache
+def prometheus_operator() -> CrdSet:
+    """The Prometheus Operator's CRDs for the pinned release (fetched on first use)."""
+    stamp = _stamp(versions.PROMETHEUS_OPERATOR_VERSION, PROMETHEUS_OPERATOR_CRD_DIR)
+    return _load(
+        "prometheus-operator",
+        MONITORING_GROUP,
+        versions.PROMETHEUS_OPERATOR_VERSION,
+        stamp,
+        _extract_prometheus_operator,
+    )
+
+
 # --- Look-ups --------------------------------------------------------------------------------------------
 
-_SETS: dict[str, Callable[[], CrdSet]] = {STRIMZI_GROUP: strimzi, FLINK_GROUP: flink_operator}
+_SETS: dict[str, Callable[[], CrdSet]] = {
+    STRIMZI_GROUP: strimzi,
+    FLINK_GROUP: flink_operator,
+    MONITORING_GROUP: prometheus_operator,
+}
 
 
 def custom_groups() -> tuple[str, ...]:

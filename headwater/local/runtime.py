@@ -685,6 +685,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             ("sasl", args.kafka_sasl_port),
             ("mtls", args.kafka_mtls_port),
             ("controller", args.kafka_controller_port),
+            ("metrics", args.kafka_metrics_port),
         )
         if value is not None
     }
@@ -777,6 +778,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], stacks:
     p.add_argument("--kafka-mtls-port", type=_port, help=f"[env {KafkaPorts.ENV['mtls']}] default 9094")
     p.add_argument(
         "--kafka-controller-port", type=_port, help=f"[env {KafkaPorts.ENV['controller']}] default 9095"
+    )
+    p.add_argument(
+        "--kafka-metrics-port",
+        type=_port,
+        help=f"[env {KafkaPorts.ENV['metrics']}] the broker's Prometheus endpoint, default 9404",
     )
     p.add_argument("--registry-port", type=_port, help="[env HEADWATER_REGISTRY_PORT] default 8181")
     p.set_defaults(func=_cmd_up)

@@ -54,6 +54,8 @@ class Setup:
             str(self.ports.mtls),
             "--kafka-controller-port",
             str(self.ports.controller),
+            "--kafka-metrics-port",
+            str(self.ports.metrics),
             "--registry-port",
             str(self.registry_port),
             # Short feature windows and watermark delay, so features close within a short run.
@@ -71,7 +73,7 @@ class Setup:
 
     @property
     def all_ports(self) -> list[int]:
-        return [self.ports.sasl, self.ports.mtls, self.ports.controller, self.registry_port]
+        return [self.ports.sasl, self.ports.mtls, self.ports.controller, self.ports.metrics, self.registry_port]
 
 
 @dataclass
@@ -303,7 +305,7 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None
         port = taken.getsockname()[1]
         free = KafkaPorts.free()
         setup = Setup(
-            tmp_path / "state", KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller), free_port()
+            tmp_path / "state", KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller, metrics=free.metrics), free_port()
         )
         result = subprocess.run(setup.argv(), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
