@@ -59,6 +59,7 @@ SCRIPT_KEY = "assemble.sh"
 CHECKPOINTS_RETAINED = 3
 SAVEPOINT_HISTORY = 10
 PROMETHEUS_PORT = 9249
+METRICS_PORT_NAME = "metrics"  # the container port name PodMonitors scrape
 
 
 # --- names -----------------------------------------------------------------------------------------------
@@ -384,7 +385,7 @@ def _pod_template(platform: Platform, app: App, image: str) -> dict[str, Any]:
         "name": MAIN_CONTAINER,
         "securityContext": security,
         "volumeMounts": mounts,
-        "ports": [{"name": "metrics", "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
     }
     env = storage.container_env(settings)
     if env:

@@ -28,7 +28,7 @@ from typing import Any
 import promql_parser
 import pulumi
 
-from components.flink_application import PROMETHEUS_PORT
+from components.flink_application import METRICS_PORT_NAME
 from components.k8s import create_object, labels, metadata, to_yaml
 from headwater import kafka_metrics, versions
 from headwater.spec import Platform, Sla, TopicKind
@@ -38,7 +38,6 @@ DASHBOARD_KEY = "headwater-flows.json"
 # Label a Prometheus (Operator) selects the platform's PodMonitors and PrometheusRule by.
 PROMETHEUS_SELECTOR = {"headwater.io/prometheus": "true"}
 STRIMZI_METRICS_PORT = "tcp-prometheus"  # the name Strimzi gives the metrics port of its pods
-FLINK_METRICS_PORT = "metrics"  # the name the Flink apps' pod template gives port 9249
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,8 @@ def alert_rules(platform: Platform) -> dict[str, Any]:
                     f"{principal.name} (group {c.group}) is more than {budget.messages} records behind on {c.topic}",
                     principal=principal.name,
                     owner=platform.topic(c.topic).owner,
+                    # A principal may read several topics: each rule must be told apart by its labels.
+                    topic=c.topic,
                 )
             )
     kafka = [
@@ -317,7 +318,7 @@ def render_pod_monitors(platform: Platform) -> list[dict[str, Any]]:
                 platform,
                 f"flink-{app.name}",
                 {"app.kubernetes.io/component": "flink", "app.kubernetes.io/name": app.name},
-                FLINK_METRICS_PORT,
+                METRICS_PORT_NAME,
                 [
                     {
                         "sourceLabels": ["__meta_kubernetes_pod_label_component"],

@@ -73,7 +73,13 @@ class Setup:
 
     @property
     def all_ports(self) -> list[int]:
-        return [self.ports.sasl, self.ports.mtls, self.ports.controller, self.ports.metrics, self.registry_port]
+        return [
+            self.ports.sasl,
+            self.ports.mtls,
+            self.ports.controller,
+            self.ports.metrics,
+            self.registry_port,
+        ]
 
 
 @dataclass
@@ -305,7 +311,9 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None
         port = taken.getsockname()[1]
         free = KafkaPorts.free()
         setup = Setup(
-            tmp_path / "state", KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller, metrics=free.metrics), free_port()
+            tmp_path / "state",
+            KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller, metrics=free.metrics),
+            free_port(),
         )
         result = subprocess.run(setup.argv(), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

@@ -131,3 +131,14 @@ def test_failed_build_leaves_no_half_written_cache(tmp_path: Path, monkeypatch: 
 def test_find_java_explains_what_it_found() -> None:
     with pytest.raises(crds.CrdError, match=r"needs Java 99 or newer; found: .*\(\d+\)"):
         crds.find_java(99)
+
+
+def test_prometheus_operator_crds_come_from_its_go_module() -> None:
+    monitoring = crds.prometheus_operator()
+
+    assert monitoring.folder == crds.CACHE / f"prometheus-operator-{versions.PROMETHEUS_OPERATOR_VERSION}"
+    assert {"PodMonitor", "ServiceMonitor", "PrometheusRule"} <= set(monitoring.crds)
+    assert monitoring.source["module"].endswith(f"@v{versions.PROMETHEUS_OPERATOR_VERSION}")
+    assert monitoring.source["sum"].startswith("h1:")  # checked against the checksum database by `go`
+    assert (monitoring.folder / "monitoring.coreos.com_podmonitors.yaml").is_file()
+    assert monitoring.served_versions("PodMonitor") == ["v1"]
