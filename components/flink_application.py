@@ -207,6 +207,14 @@ def jobmanager_replicas(platform: Platform) -> int:
 # --- configuration ---------------------------------------------------------------------------------------
 
 
+def prometheus_reporter_conf(port: int) -> dict[str, str]:
+    """Flink's Prometheus reporter on `port` (the PodMonitors' scrape target; a free port locally)."""
+    return {
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": str(port),
+    }
+
+
 def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
     """flinkConfiguration of the app's FlinkDeployment (Flink 2.x keys; every value a string)."""
     settings = platform.flink
@@ -253,9 +261,7 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
         ),
         # the Python workers run the interpreter the job was built with
         "python.executable": PYTHON,
-        # metrics
-        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": str(PROMETHEUS_PORT),
+        **prometheus_reporter_conf(PROMETHEUS_PORT),
     }
     if settings.ha:
         conf["high-availability.type"] = "kubernetes"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -360,6 +360,7 @@ def _principals(
     p = cat.problems
     raw = cat.get("principals", dict, {})
     out: list[Principal] = []
+    monitoring: set[str] = set()
     for name, body in sorted(raw.items()):
         key = f"catalog.principals.{name}"
         if not K8S_NAME.match(str(name)):
@@ -419,6 +420,8 @@ def _principals(
             quotas=quotas,
             describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
         )
+        if sec.get("monitorsConsumerGroups", bool, False):
+            monitoring.add(name)
         sec.done()
         for i, c in enumerate(principal.consumes):
             if c.topic not in topic_names:
@@ -444,7 +447,9 @@ def _principals(
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
     overrides.seen.update(overrides.data)
-    return tuple(out)
+    # Lag exporters monitor every consume flow the catalog declares (the stack's, after overrides).
+    flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (c.group, c.topic)))
+    return tuple(replace(x, monitors=flows) if x.name in monitoring else x for x in out)
 
 
 def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:

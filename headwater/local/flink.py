@@ -125,6 +125,7 @@ class LocalFlinkJob:
         # The JVM's own log (job and checkpoint events), which PyFlink would write into its package folder.
         self.flink_log_dir = self.state_dir / "logs" / f"flink-{self.app.name}"
         self.rest_port: int | None = None
+        self.metrics_port: int | None = None
         self.restored_from: Path | None = None
         self.job_id: str | None = None
         self.started_at: float | None = None
@@ -161,11 +162,16 @@ class LocalFlinkJob:
     def log_tail(self, lines: int = 40) -> str:
         return self._process.log_tail(lines) if self._process else ""
 
+    @property
+    def metrics_target(self) -> str | None:
+        """`host:port` of the job's Prometheus reporter, once started."""
+        return f"{HOST}:{self.metrics_port}" if self.metrics_port is not None else None
+
     # --- configuration ------------------------------------------------------------------------------------
 
     def flink_settings(self, restore_from: Path | None) -> dict[str, str]:
         """The --flink-conf settings of a run (what the operator's flinkConfiguration says on Kubernetes)."""
-        from components.flink_application import CHECKPOINTS_RETAINED
+        from components.flink_application import CHECKPOINTS_RETAINED, prometheus_reporter_conf
 
         flink = self.platform.flink
         conf = {
@@ -196,6 +202,10 @@ class LocalFlinkJob:
             conf["restart-strategy.type"] = "fixed-delay"
             conf["restart-strategy.fixed-delay.attempts"] = str(self.restart_attempts)
             conf["restart-strategy.fixed-delay.delay"] = "2 s"
+        if self.metrics_port is not None:
+            # Flink's own reporter from the wheel's plugins/ folder, as on Kubernetes (it has no bind-address
+            # setting: it listens on every interface, on a free port).
+            conf.update(prometheus_reporter_conf(self.metrics_port))
         if restore_from is not None:
             conf["execution.state-recovery.path"] = restore_from.as_uri()
         conf.update(self.extra_conf)
@@ -240,6 +250,7 @@ class LocalFlinkJob:
             raise LocalFlinkError(f"{self.python} does not exist: run `make venv-flink` first")
         self.restored_from = self.latest_checkpoint() if restore else None
         self.rest_port = _free_port()
+        self.metrics_port = _free_port()
         self.job_id = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):
