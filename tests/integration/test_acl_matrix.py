@@ -75,6 +75,11 @@ def reads(p: Principal) -> set[str]:
     return {c.topic for c in p.consumes}
 
 
+def monitored(p: Principal) -> set[str]:
+    """Topics a lag exporter may describe (the topics of the groups it monitors), never read."""
+    return {m.topic for m in p.monitors}
+
+
 def group_matches(c: Consume, group: str) -> bool:
     """Whether a consumer group id falls under a consume flow's group (an exact name, or a prefix)."""
     return group.startswith(c.group) if c.group_pattern == "prefix" else group == c.group
@@ -219,7 +224,9 @@ def test_matrix_covers_every_principal_over_every_listener() -> None:
 def test_metadata_shows_exactly_the_topics_of_its_flows(
     who: Who, creds: Callable[[Who], dict[str, Any]]
 ) -> None:
-    assert visible_topics(creds(who)) == reads(who.principal) | writes(who.principal)
+    assert visible_topics(creds(who)) == reads(who.principal) | writes(who.principal) | monitored(
+        who.principal
+    )
 
 
 @pytest.mark.parametrize(("who", "topic", "expected"), PRODUCE)

@@ -294,7 +294,7 @@ def test_a_busy_port_is_named_with_the_setting_to_change(local_platform: Platfor
         kafka = LocalKafka(
             local_platform,
             tmp_path,
-            KafkaPorts(sasl=free.sasl, mtls=port, controller=free.controller),
+            KafkaPorts(sasl=free.sasl, mtls=port, controller=free.controller, metrics=free.metrics),
             progress=quiet,
         )
         with pytest.raises(PortInUseError) as err:
