@@ -267,6 +267,7 @@ class LocalFlinkJob:
             "FLINK_LOG_DIR": str(self.flink_log_dir),
         }
         env.pop("HEADWATER_FLINK_CONF", None)  # settings come from the arguments only
+        env["FLINK_LIB_DIR"] = str(self._lib_dir())
         self._process = Supervised(
             f"flink:{self.app.name}",
             argv,
@@ -279,6 +280,30 @@ class LocalFlinkJob:
         self.started_at = time.monotonic()
         self._process.start()
         return self
+
+    def _lib_dir(self) -> Path:
+        """The wheel's `lib/` jars plus Flink's Prometheus reporter, as the MiniCluster's classpath.
+
+        The local MiniCluster finds metric reporters on its classpath only (it does not load the wheel's
+        `plugins/`), so the reporter jar the wheel ships under `plugins/metrics-prometheus/` joins the lib
+        jars here, by symlink: the same jar the Flink image loads as a plugin.
+        """
+        # The environment's own folder first (its python is usually a symlink to a shared interpreter).
+        found = sorted(self.python.parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            found = sorted(self.python.resolve().parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            raise LocalFlinkError(f"no pyflink package next to {self.python}: run `make venv-flink`")
+        home = found[0]
+        reporter = sorted((home / "plugins" / "metrics-prometheus").glob("flink-metrics-prometheus-*.jar"))
+        if not reporter:
+            raise LocalFlinkError(f"{home}/plugins/metrics-prometheus has no flink-metrics-prometheus jar")
+        lib = self.job_dir / "lib"
+        shutil.rmtree(lib, ignore_errors=True)
+        lib.mkdir(parents=True)
+        for jar in [*sorted((home / "lib").glob("*.jar")), reporter[0]]:
+            (lib / jar.name).symlink_to(jar)
+        return lib
 
     def _rest(self, path: str, body: Mapping[str, Any] | None = None, timeout: float = 5.0) -> Any:
         if self.rest_port is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -72,8 +73,12 @@ class LagCollector(Collector):
             for name, t in md.topics.items()
             if not name.startswith("__") and t.error is None
         }
-        latest = self._offsets(admin, partitions, OffsetSpec.latest())
-        oldest = self._offsets(admin, partitions, OffsetSpec.earliest())
+        # Every request goes out before any answer is awaited: a scrape costs one round trip per kind of call.
+        latest_f = self._offsets(admin, partitions, OffsetSpec.latest())
+        oldest_f = self._offsets(admin, partitions, OffsetSpec.earliest())
+        groups_f = admin.list_consumer_groups(request_timeout=TIMEOUT_S)
+        latest = {k: int(f.result().offset) for k, f in latest_f.items()}
+        oldest = {k: int(f.result().offset) for k, f in oldest_f.items()}
         count = GaugeMetricFamily(
             "kafka_topic_partitions", "Number of partitions for this topic", labels=["topic"]
         )
@@ -95,25 +100,27 @@ class LagCollector(Collector):
         yield count
         yield current
         yield old
-        yield from self._groups(admin, partitions, latest)
+        groups = sorted(g.group_id for g in groups_f.result().valid)
+        yield from self._groups(admin, groups, partitions, latest)
 
     @staticmethod
     def _offsets(
         admin: AdminClient, partitions: Mapping[str, list[int]], spec: OffsetSpec
-    ) -> dict[tuple[str, int], int]:
+    ) -> dict[tuple[str, int], Future[Any]]:
         request = {TopicPartition(t, p): spec for t, ps in partitions.items() for p in ps}
         if not request:
             return {}
         futures = admin.list_offsets(request, request_timeout=TIMEOUT_S)
-        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+        return {(tp.topic, tp.partition): f for tp, f in futures.items()}
 
     @staticmethod
     def _groups(
-        admin: AdminClient, partitions: Mapping[str, list[int]], latest: Mapping[tuple[str, int], int]
+        admin: AdminClient,
+        groups: list[str],
+        partitions: Mapping[str, list[int]],
+        latest: Mapping[tuple[str, int], int],
     ) -> Iterator[GaugeMetricFamily]:
-        # Kafka lists only the groups this principal may Describe: those of the declared flows.
-        listed = admin.list_consumer_groups(request_timeout=TIMEOUT_S).result()
-        groups = sorted(g.group_id for g in listed.valid)
+        # `groups`: Kafka lists only the groups this principal may Describe, those of the declared flows.
         members = GaugeMetricFamily(
             "kafka_consumergroup_members", "Amount of members in a consumer group", labels=["consumergroup"]
         )
@@ -132,17 +139,18 @@ class LagCollector(Collector):
             "Current Approximate Lag of a ConsumerGroup at Topic",
             labels=["consumergroup", "topic"],
         )
-        if groups:
-            described = admin.describe_consumer_groups(groups, request_timeout=TIMEOUT_S)
-            for group, future in sorted(described.items()):
-                members.add_metric([group], len(future.result().members))
+        described = admin.describe_consumer_groups(groups, request_timeout=TIMEOUT_S) if groups else {}
+        everything = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
+        committed = {
+            group: admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, everything)], request_timeout=TIMEOUT_S
+            )[group]
+            for group in groups
+        }
+        for group, future in sorted(described.items()):
+            members.add_metric([group], len(future.result().members))
         for group in groups:
-            request = [
-                ConsumerGroupTopicPartitions(
-                    group, [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
-                )
-            ]
-            result = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S)[group].result()
+            result = committed[group].result()
             per_topic: dict[str, int] = {}
             for tp in result.topic_partitions:
                 if tp.offset < 0 or (tp.topic, tp.partition) not in latest:

@@ -682,11 +682,16 @@ def _prometheus_summary(prometheus: LocalPrometheus, view: PrometheusView) -> di
             r["metric"].get("job", "?"): int(float(r["value"][1]))
             for r in prometheus.query("sum by (job) (count_over_time(up[1d]))")
         }
+        answered = {
+            r["metric"].get("job", "?"): int(float(r["value"][1]))
+            for r in prometheus.query("sum by (job) (sum_over_time(up[1d]))")
+        }
     except (OSError, LocalPrometheusError, ValueError) as exc:
         return {"url": prometheus.url, "error": str(exc)}
     return {
         **figures.as_dict(),
         "scrapes": dict(sorted(scrapes.items())),
+        "scrapes_answered": dict(sorted(answered.items())),
         "started_seconds": None
         if prometheus.started_seconds is None
         else round(prometheus.started_seconds, 2),
