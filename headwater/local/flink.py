@@ -267,7 +267,10 @@ class LocalFlinkJob:
             "FLINK_LOG_DIR": str(self.flink_log_dir),
         }
         env.pop("HEADWATER_FLINK_CONF", None)  # settings come from the arguments only
-        env["FLINK_LIB_DIR"] = str(self._lib_dir())
+        lib = self._lib_dir()
+        # PyFlink replaces FLINK_LIB_DIR with the wheel's own unless FLINK_HOME is set: both, then.
+        env["FLINK_HOME"] = str(self._pyflink_home())
+        env["FLINK_LIB_DIR"] = str(lib)
         self._process = Supervised(
             f"flink:{self.app.name}",
             argv,
@@ -281,6 +284,16 @@ class LocalFlinkJob:
         self._process.start()
         return self
 
+    def _pyflink_home(self) -> Path:
+        """The apache-flink wheel's Flink home (lib/, opt/, plugins/) in the environment of `self.python`."""
+        # The environment's own folder first (its python is usually a symlink to a shared interpreter).
+        found = sorted(self.python.parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            found = sorted(self.python.resolve().parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            raise LocalFlinkError(f"no pyflink package next to {self.python}: run `make venv-flink`")
+        return found[0]
+
     def _lib_dir(self) -> Path:
         """The wheel's `lib/` jars plus Flink's Prometheus reporter, as the MiniCluster's classpath.
 
@@ -288,13 +301,7 @@ class LocalFlinkJob:
         `plugins/`), so the reporter jar the wheel ships under `plugins/metrics-prometheus/` joins the lib
         jars here, by symlink: the same jar the Flink image loads as a plugin.
         """
-        # The environment's own folder first (its python is usually a symlink to a shared interpreter).
-        found = sorted(self.python.parent.parent.glob("lib/python*/site-packages/pyflink"))
-        if not found:
-            found = sorted(self.python.resolve().parent.parent.glob("lib/python*/site-packages/pyflink"))
-        if not found:
-            raise LocalFlinkError(f"no pyflink package next to {self.python}: run `make venv-flink`")
-        home = found[0]
+        home = self._pyflink_home()
         reporter = sorted((home / "plugins" / "metrics-prometheus").glob("flink-metrics-prometheus-*.jar"))
         if not reporter:
             raise LocalFlinkError(f"{home}/plugins/metrics-prometheus has no flink-metrics-prometheus jar")

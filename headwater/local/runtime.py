@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from components.observability import queried_metrics
 from headwater import jvm
 from headwater.config import load_platform
 from headwater.contracts.model import load_contracts
@@ -686,12 +687,18 @@ def _prometheus_summary(prometheus: LocalPrometheus, view: PrometheusView) -> di
             r["metric"].get("job", "?"): int(float(r["value"][1]))
             for r in prometheus.query("sum by (job) (sum_over_time(up[1d]))")
         }
+        # Every series the stack's alerts and dashboard read: how many of each this run's Prometheus holds.
+        series = {
+            name: len(prometheus.query(f"last_over_time({name}[1d])"))
+            for name in sorted(queried_metrics(prometheus.platform))
+        }
     except (OSError, LocalPrometheusError, ValueError) as exc:
         return {"url": prometheus.url, "error": str(exc)}
     return {
         **figures.as_dict(),
         "scrapes": dict(sorted(scrapes.items())),
         "scrapes_answered": dict(sorted(answered.items())),
+        "queried_series": series,
         "started_seconds": None
         if prometheus.started_seconds is None
         else round(prometheus.started_seconds, 2),

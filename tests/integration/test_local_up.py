@@ -214,6 +214,9 @@ def test_bounded_run_shows_lag_and_latency_read_from_its_prometheus(
     assert set(prom["scrapes"]) == jobs and min(prom["scrapes"].values()) >= 2, prom["scrapes"]
     assert set(prom["scrapes_answered"]) == jobs and min(prom["scrapes_answered"].values()) >= 1, prom
     assert set(prom["targets_up"]) == jobs
+    # Every series the alerts and the dashboard of the stack read was there (broker, lag, Flink).
+    missing = sorted(name for name, count in prom["queried_series"].items() if count == 0)
+    assert not missing and len(prom["queried_series"]) >= 10, prom["queried_series"]
     # Lag of the apps' groups, with Kafka Exporter's name, as the declared lag exporter sees it.
     groups = {key.split(" ")[0] for key in prom["lag"]}
     assert {"agent-events", "feature-aggregator", "agent-runtime"} <= groups
