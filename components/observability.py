@@ -203,15 +203,13 @@ def dashboard(platform: Platform) -> dict[str, Any]:
         }
     )
     y += 1
+    # The brokers' meters come per topic and broker-wide (no topic label): the broker-wide ones, not a sum of both.
     broker_panels = [
-        (
-            "bytes in / out per second",
-            f"sum(rate({kafka_metrics.BYTES_IN}[1m])) or vector(0)",
-            "in",
-        ),
+        ("bytes in / s", f'sum(rate({kafka_metrics.BYTES_IN}{{topic=""}}[1m]))', "in"),
+        ("bytes out / s", f'sum(rate({kafka_metrics.BYTES_OUT}{{topic=""}}[1m]))', "out"),
         (
             "records in / s per topic",
-            f"sum by (topic) (rate({kafka_metrics.MESSAGES_IN}[1m]))",
+            f'sum by (topic) (rate({kafka_metrics.MESSAGES_IN}{{topic!=""}}[1m]))',
             "{{topic}}",
         ),
         (
@@ -220,7 +218,6 @@ def dashboard(platform: Platform) -> dict[str, Any]:
             'request=~"Produce|FetchConsumer|FetchFollower"})',
             "{{request}}",
         ),
-        ("bytes out / s", f"sum(rate({kafka_metrics.BYTES_OUT}[1m]))", "out"),
     ]
     for i, (title, expr, legend) in enumerate(broker_panels):
         panels.append(_panel(title, expr, legend, len(panels) + 1, y, 12 * (i % 2)))
