@@ -152,7 +152,7 @@ ADMIN_OPS = sorted(admin_operations("t", "g"))
 
 
 def _own_topic(p: Principal) -> str:
-    return sorted(reads(p) | writes(p))[0]
+    return sorted(reads(p) | writes(p) | monitored(p))[0]
 
 
 def _admin_expected(p: Principal, operation: str) -> Outcome:
