@@ -1,19 +1,29 @@
 """Test support for programs built from these components: Pulumi mocks that record every resource.
 
     mocks = RecordingMocks.install()
-    @pulumi.runtime.test
+    @pulumi_test
     def build(): return HeadwaterPlatform("headwater", load_platform("prod")).bootstrap
     build()                                   # returns once every registration reached the mocks
     mocks.of_type("kubernetes:kafka.strimzi.io/v1:KafkaUser")
 
-Without `@pulumi.runtime.test` an `apply` never runs and a test passes without checking anything.
+Without `@pulumi_test` (`pulumi.runtime.test` with its type) an `apply` never runs and a test passes without
+checking anything.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
 
 import pulumi
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pulumi_test(fn: Callable[P, R]) -> Callable[P, R]:
+    """`pulumi.runtime.test`, which has no type hints: waits for every output before the test returns."""
+    return cast(Callable[P, R], pulumi.runtime.test(fn))  # type: ignore[no-untyped-call]
 
 
 class RecordingMocks(pulumi.runtime.Mocks):

@@ -7,14 +7,19 @@ stop before any resource exists.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 
+from headwater import versions
+from headwater.contracts.kafkasql import registry_problems
+from headwater.contracts.model import ContractError, load_contracts
 from headwater.spec import (
     K8S_NAME,
     TOPIC_NAME,
@@ -30,11 +35,14 @@ from headwater.spec import (
     Quotas,
     RegistrySettings,
     Resources,
+    S3Credentials,
+    SecretValue,
     Sla,
     Storage,
     Tier,
     Topic,
     TopicKind,
+    app_flows,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,12 +85,19 @@ class _Section:
     problems: _Problems
     path: str
     data: Mapping[str, Any]
+    # Where a key's value came from when not from `path` (a stack override merged over the catalog).
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.seen: set[str] = set()
 
     def _key(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+        path = self.origins.get(key, self.path)
+        return f"{path}.{key}" if path else key
+
+    def path_of(self, key: str) -> str:
+        """The full key a person finds `key` under in the files (catalog or stack override)."""
+        return self._key(key)
 
     def get(
         self,
@@ -99,7 +114,7 @@ class _Section:
                 self.problems.items.append(
                     f"stack {self.problems.stack}: {self._key(key)} is required ({kind.__name__})"
                 )
-            return default
+            return cast(T, default)
         value = self.data[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -108,10 +123,10 @@ class _Section:
             self.problems.malformed += 1
             self.problems.add(self._key(key), value, f"a {kind.__name__}")
             # Go on with a neutral value so every other problem is still reported in this run.
-            return default if default is not _MISSING else kind()
+            return cast(T, default) if default is not _MISSING else kind()
         if check is not None and (why := check(value)) is not None:
             self.problems.add(self._key(key), value, why)
-        return value
+        return cast(T, value)
 
     def choice(self, key: str, enum: type[Any], default: Any = _MISSING) -> Any:
         allowed = [e.value for e in enum]
@@ -156,6 +171,24 @@ def _duration(sec: _Section, key: str, default: Any = _MISSING) -> int:
     except ValueError:
         sec.problems.add(sec._key(key), raw, "a duration like 500ms, 30s, 15m, 12h, 7d, or 'forever'")
         return 0
+
+
+# The operator charts a local folder must hold (`<chart>-<version>/Chart.yaml`), like `charts/` in this project.
+OPERATOR_CHARTS = (
+    (versions.STRIMZI_CHART, versions.STRIMZI_VERSION),
+    (versions.FLINK_OPERATOR_CHART, versions.FLINK_OPERATOR_VERSION),
+)
+
+
+def _charts_folder(value: str) -> str | None:
+    folder = Path(value) if Path(value).is_absolute() else ROOT / value
+    missing = [f"{c}-{v}" for c, v in OPERATOR_CHARTS if not (folder / f"{c}-{v}" / "Chart.yaml").is_file()]
+    if not missing:
+        return None
+    return (
+        f"a folder (absolute, or relative to {ROOT}) holding the pinned charts as <chart>-<version>/; "
+        f"{folder} lacks {', '.join(missing)}"
+    )
 
 
 def _quantity(value: str) -> str | None:
@@ -204,12 +237,29 @@ def _storage(sec: _Section) -> Storage:
     return st
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+def read_yaml(path: Path, stack: str | None = None) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; anything else is a ConfigError naming the file and place."""
+    who = f"stack {stack}: " if stack else ""
+    try:
+        with path.open() as fh:
+            data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            stack or path.stem, [f"{who}{path} is not valid YAML{where}: {problem}; allowed: a YAML mapping"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            stack or path.stem, [f"{who}{path} cannot be read: {exc.strerror or exc}"]
+        ) from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            path.stem, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"]
+            stack or path.stem,
+            [f"{who}{path}: the top level is a {type(data).__name__}; allowed: a mapping (key: value)"],
         )
     return data
 
@@ -224,21 +274,114 @@ def load_stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, An
     if not path.is_file():
         known = ", ".join(stack_names(stacks_dir)) or "none"
         raise ConfigError(stack, [f"stack {stack}: no file {path}; known stacks: {known}"])
-    raw = read_yaml(path).get("config") or {}
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+    raw = read_yaml(path, stack).get("config") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            stack,
+            [
+                f"stack {stack}: config = {_brief(raw)} is not valid; allowed: a mapping of "
+                f"`{NAMESPACE}:<key>: value` settings ({path})"
+            ],
+        )
+    return {
+        k.split(":", 1)[1]: v for k, v in raw.items() if isinstance(k, str) and k.startswith(f"{NAMESPACE}:")
+    }
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _catalog_dir(stack: str, value: Any) -> Path:
+    """The folder of `catalog.yaml` and its `schemas/`: `headwater:catalog` (relative to the project root)."""
+    if value is None:
+        return CATALOG_DIR
+    folder = Path(str(value)) if Path(str(value)).is_absolute() else ROOT / str(value)
+    if not isinstance(value, str) or not (folder / "catalog.yaml").is_file():
+        raise ConfigError(
+            stack,
+            [
+                f"stack {stack}: catalog = {value!r} is not valid; allowed: a folder holding catalog.yaml and its "
+                f"schemas/ (absolute, or relative to {ROOT})"
+            ],
+        )
+    return folder
+
+
+SECURE = "secure"  # a stack file's encrypted value: `key: {secure: v1:...}`
+
+
+def _encrypted_paths(value: Any, path: str) -> list[str]:
+    if isinstance(value, dict):
+        if set(value) == {SECURE}:
+            return [path]
+        return [p for k, v in value.items() for p in _encrypted_paths(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _encrypted_paths(v, f"{path}[{i}]")]
+    return []
+
+
+def refuse_encrypted(stack: str, config: Mapping[str, Any]) -> None:
+    """Offline tools read the stack file and cannot decrypt its Pulumi secrets: say so, naming each one."""
+    found = [p for key, value in config.items() for p in _encrypted_paths(value, key)]
+    if found:
+        raise ConfigError(
+            stack,
+            [
+                f"stack {stack}: {path} is a Pulumi secret (secure: ...) that the offline tools cannot decrypt; "
+                "allowed: run `pulumi preview`/`pulumi up`, which decrypt it, or render from decrypted values "
+                f"(`pulumi config --show-secrets --json -s {stack}`)"
+                for path in found
+            ],
+        )
+
+
+def decode_pulumi_config(values: Mapping[str, str]) -> dict[str, Any]:
+    """The `headwater:*` values Pulumi hands a program (strings; objects and lists as JSON), decoded.
+
+    Gives the same mapping `load_stack_config` reads from the stack file, whether a value came from the file,
+    `pulumi config set [--path] [--secret]`, `-c key=value` or a Pulumi ESC environment.
+    """
+    out: dict[str, Any] = {}
+    for full_key, raw in values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE or not key:
+            continue
+        try:
+            out[key] = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            out[key] = raw  # a plain string (`pulumi config set environment dev`)
+    return out
 
 
 def load_platform(
     stack: str,
     config: Mapping[str, Any] | None = None,
     catalog: Mapping[str, Any] | None = None,
+    secret_keys: Iterable[str] = (),
+    catalog_dir: Path | None = None,
 ) -> Platform:
-    """Build the validated platform spec of `stack` (or raise ConfigError listing every problem)."""
+    """Build the validated platform spec of `stack` (or raise ConfigError listing every problem).
+
+    `secret_keys`: the top-level keys Pulumi marks secret (`headwater:flink` after `pulumi config set --secret
+    --path flink.s3Credentials.secretKey ...`); credentials are only accepted from those.
+    """
+    secret_keys = frozenset(k.split(":", 1)[-1] for k in secret_keys)
     if config is None:
         config = load_stack_config(stack)
-    if catalog is None:
-        catalog = read_yaml(CATALOG_DIR / "catalog.yaml")
+        refuse_encrypted(stack, config)
     problems = _Problems(stack)
+    if not isinstance(config, Mapping):
+        problems.add("config", _brief(config), f"a mapping of `{NAMESPACE}:<key>: value` settings")
+        config = {}
+    if catalog_dir is None:
+        catalog_dir = _catalog_dir(stack, config.get("catalog"))
+    if catalog is None:
+        catalog = read_yaml(catalog_dir / "catalog.yaml")
+    if not isinstance(catalog, Mapping):
+        problems.add("catalog", _brief(catalog), "a mapping with topics, principals and apps")
+        catalog = {}
     cfg = _Section(problems, "", config)
     cat = _Section(problems, "catalog", catalog)
 
@@ -246,18 +389,21 @@ def load_platform(
     namespace = cfg.get("namespace", str, "headwater", check=_k8s_name)
     watched = tuple(cfg.get("watchedNamespaces", list, [namespace]))
     allow_lb = cfg.get("allowLoadBalancer", bool, False)
+    charts = cfg.get("operatorCharts", str, None, check=_charts_folder)
+    cfg.seen.add("catalog")  # read above
     kafka = _kafka(cfg.section("kafka", required=True), tier)
+    watched = _strings(cfg, "watchedNamespaces", watched)
     topics = _topics(cat, cfg.section("topics"), kafka)
     principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics})
     apps = _apps(cat, {p.name for p in principals})
-    flink = _flink(cfg.section("flink", required=True), [a.name for a in apps])
+    flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
     registry = _registry(cfg.section("registry"))
     cfg.done()
     cat.done()
     _cross_checks(problems, tier, kafka, topics, principals)
     if problems.items:
         raise ConfigError(stack, problems.items)
-    return Platform(
+    platform = Platform(
         stack=stack,
         tier=tier,
         namespace=namespace,
@@ -269,7 +415,38 @@ def load_platform(
         registry=registry,
         watched_namespaces=watched,
         allow_load_balancer=allow_lb,
+        operator_charts=charts,
+        catalog_dir=str(catalog_dir),
     )
+    # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
+    # before anything is built, or not at all.
+    for key, value, allowed in flink.storage_problems():
+        problems.add(key, value, allowed)
+    for app in apps:
+        try:
+            app_flows(platform, app)
+        except ValueError as why:
+            problems.add(f"catalog.principals.{app.name}", "its flows", f"flows a Flink app can run ({why})")
+    problems.items.extend(registry_problems(platform))
+    try:
+        load_contracts(platform)
+    except ContractError as err:
+        problems.items.extend(err.problems)
+    if problems.items:
+        raise ConfigError(stack, problems.items)
+    return platform
+
+
+def _strings(sec: _Section, key: str, values: Iterable[Any]) -> tuple[str, ...]:
+    """A list setting whose items must be strings: each other item is a problem of its own."""
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            out.append(value)
+        else:
+            sec.problems.malformed += 1
+            sec.problems.add(f"{sec.path_of(key)}[{i}]", value, "a string")
+    return tuple(out)
 
 
 def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
@@ -283,13 +460,13 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
         min_insync_replicas=sec.get("minInsyncReplicas", int, check=_positive),
         authentication=sec.choice("authentication", Authentication),
         plaintext_listener=sec.get("plaintextListener", bool, False),
-        racks=tuple(str(r) for r in racks),
+        racks=_strings(sec, "racks", racks),
         rack_topology_key=sec.get("rackTopologyKey", str, "topology.kubernetes.io/zone"),
         broker_storage=_storage(sec.section("storage", required=True)),
         controller_storage=_storage(sec.section("controllerStorage", required=True)),
         broker_resources=_resources(sec.section("resources", required=True)),
         controller_resources=_resources(sec.section("controllerResources", required=True)),
-        super_users=tuple(sec.get("superUsers", list, [])),
+        super_users=_strings(sec, "superUsers", sec.get("superUsers", list, [])),
         transaction_max_timeout_ms=_duration(sec, "transactionMaxTimeout", "15m"),
         message_max_bytes=sec.get("messageMaxBytes", int, 1_048_588, check=_positive),
         exporter=sec.get("kafkaExporter", bool, True),
@@ -317,7 +494,7 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
         merged = {**body, **over}
-        sec = _Section(p, key, merged)
+        sec = _Section(p, key, merged, {k: f"topics.{name}" for k in over})
         kind = sec.choice("kind", TopicKind)
         cfg_raw = sec.get("config", dict, {})
         topic = Topic(
@@ -336,22 +513,126 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
         sec.done()
         if kind == TopicKind.JOURNAL and topic.retention_ms != -1:
             p.add(
-                f"{key}.retention",
+                sec.path_of("retention"),
                 merged.get("retention"),
                 "'forever' for a journal topic (its data is the registry's state)",
             )
         for reserved in ("cleanup.policy", "min.insync.replicas"):
             if reserved in cfg_raw:
                 p.add(
-                    f"{key}.config.{reserved}",
+                    f"{sec.path_of('config')}.{reserved}",
                     cfg_raw[reserved],
                     "not set per topic: it follows the kind and the environment",
                 )
         topics.append(topic)
     for name in sorted(set(overrides.data) - set(raw_topics), key=str):
-        p.add(f"topics.{name}", "(override)", f"a topic of the catalog: {', '.join(sorted(raw_topics))}")
+        if not TOPIC_NAME.match(str(name)):
+            p.add(f"topics.{name}", name, f"{TOPIC_NAME_RULE} (an override names a topic of the catalog)")
+        else:
+            p.add(f"topics.{name}", "(override)", f"a topic of the catalog: {', '.join(sorted(raw_topics))}")
     overrides.seen.update(overrides.data)
     return tuple(topics)
+
+
+@dataclass(frozen=True)
+class _FlowsAt:
+    """Each parsed flow's index in the file, for messages (entries that are not mappings are skipped)."""
+
+    consumes: tuple[int, ...]
+    produces: tuple[int, ...]
+
+
+def _consumes(sec: _Section, name: str) -> tuple[list[Consume], list[int]]:
+    out, at = [], []
+    for i, c in enumerate(sec.get("consumes", list, [])):
+        if not isinstance(c, dict):
+            sec.problems.add(f"{sec.path_of('consumes')}[{i}]", c, "a mapping with topic and group")
+            continue
+        cs = _Section(sec.problems, f"{sec.path_of('consumes')}[{i}]", c)
+        pattern = cs.get(
+            "groupPattern",
+            str,
+            "literal",
+            check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
+        )
+        at.append(i)
+        out.append(
+            Consume(
+                topic=cs.get("topic", str),
+                group=cs.get("group", str, name),
+                group_pattern="prefix" if pattern == "prefix" else "literal",
+            )
+        )
+        cs.done()
+    return out, at
+
+
+def _produces(sec: _Section) -> tuple[list[Produce], list[int]]:
+    out, at = [], []
+    for i, f in enumerate(sec.get("produces", list, [])):
+        if not isinstance(f, dict):
+            sec.problems.add(f"{sec.path_of('produces')}[{i}]", f, "a mapping with topic and transactional")
+            continue
+        ps = _Section(sec.problems, f"{sec.path_of('produces')}[{i}]", f)
+        at.append(i)
+        out.append(Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False)))
+        ps.done()
+    return out, at
+
+
+def _quotas(sec: _Section) -> Quotas:
+    q = sec.section("quotas")
+    quotas = Quotas(
+        producer_byte_rate=q.get("producerByteRate", int, None, check=_positive),
+        consumer_byte_rate=q.get("consumerByteRate", int, None, check=_positive),
+        request_percentage=q.get("requestPercentage", int, None, check=_positive),
+    )
+    q.done()
+    return quotas
+
+
+def _principal(sec: _Section, name: str, kafka: KafkaSettings) -> tuple[Principal, _FlowsAt]:
+    """One principal from its catalog entry merged with the stack's override."""
+    kind: Any = sec.get(
+        "kind",
+        str,
+        check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
+    )
+    consumes, consumes_at = _consumes(sec, name)
+    produces, produces_at = _produces(sec)
+    quotas = _quotas(sec)
+    principal = Principal(
+        name=name,
+        kind=kind,
+        description=sec.get("description", str, ""),
+        authentication=sec.choice("authentication", Authentication, kafka.authentication),
+        consumes=tuple(consumes),
+        produces=tuple(produces),
+        transactional_id_prefix=sec.get(
+            "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
+        ),
+        quotas=quotas,
+        describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
+    )
+    sec.done()
+    return principal, _FlowsAt(tuple(consumes_at), tuple(produces_at))
+
+
+def _check_flows(sec: _Section, principal: Principal, at: _FlowsAt, topic_names: set[str]) -> None:
+    """Flows name catalog topics; a transactional-id prefix is the principal's own."""
+    allowed = f"a topic of the catalog: {', '.join(sorted(topic_names))}"
+    for i, c in zip(at.consumes, principal.consumes, strict=True):
+        if c.topic not in topic_names:
+            sec.problems.add(f"{sec.path_of('consumes')}[{i}].topic", c.topic, allowed)
+    for i, f in zip(at.produces, principal.produces, strict=True):
+        if f.topic not in topic_names:
+            sec.problems.add(f"{sec.path_of('produces')}[{i}].topic", f.topic, allowed)
+    if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
+        sec.problems.add(
+            sec.path_of("transactionalIdPrefix"),
+            principal.transactional_id_prefix,
+            "a non-empty prefix owned by this principal",
+        )
 
 
 def _principals(
@@ -370,86 +651,25 @@ def _principals(
             p.add(key, body, "a mapping")
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
-        sec = _Section(p, key, {**body, **over})
-        kind: Any = sec.get(
-            "kind",
-            str,
-            check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
-        )
-        consumes = []
-        for i, c in enumerate(sec.get("consumes", list, [])):
-            cs = _Section(p, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
-            pattern = cs.get(
-                "groupPattern",
-                str,
-                "literal",
-                check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
-            )
-            consumes.append(
-                Consume(
-                    topic=cs.get("topic", str),
-                    group=cs.get("group", str, name),
-                    group_pattern="prefix" if pattern == "prefix" else "literal",
-                )
-            )
-            cs.done()
-        produces = []
-        for i, f in enumerate(sec.get("produces", list, [])):
-            ps = _Section(p, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
-            produces.append(
-                Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False))
-            )
-            ps.done()
-        q = sec.section("quotas")
-        quotas = Quotas(
-            producer_byte_rate=q.get("producerByteRate", int, None, check=_positive),
-            consumer_byte_rate=q.get("consumerByteRate", int, None, check=_positive),
-            request_percentage=q.get("requestPercentage", int, None, check=_positive),
-        )
-        q.done()
-        principal = Principal(
-            name=name,
-            kind=kind,
-            description=sec.get("description", str, ""),
-            authentication=sec.choice("authentication", Authentication, kafka.authentication),
-            consumes=tuple(consumes),
-            produces=tuple(produces),
-            transactional_id_prefix=sec.get(
-                "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
-            ),
-            quotas=quotas,
-            describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
-        )
+        sec = _Section(p, key, {**body, **over}, {k: f"principals.{name}" for k in over})
         if sec.get("monitorsConsumerGroups", bool, False):
             monitoring.add(name)
-        sec.done()
-        for i, c in enumerate(principal.consumes):
-            if c.topic not in topic_names:
-                p.add(
-                    f"{key}.consumes[{i}].topic",
-                    c.topic,
-                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
-                )
-        for i, f in enumerate(principal.produces):
-            if f.topic not in topic_names:
-                p.add(
-                    f"{key}.produces[{i}].topic",
-                    f.topic,
-                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
-                )
-        if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
-            p.add(
-                f"{key}.transactionalIdPrefix",
-                principal.transactional_id_prefix,
-                "a non-empty prefix owned by this principal",
-            )
+        principal, at = _principal(sec, name, kafka)
+        _check_flows(sec, principal, at, topic_names)
         out.append(principal)
     for name in sorted(set(overrides.data) - set(raw), key=str):
-        p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
+        if not K8S_NAME.match(str(name)):
+            p.add(
+                f"principals.{name}",
+                name,
+                "a DNS label: lower-case letters, digits and '-' (an override names a principal of the catalog)",
+            )
+        else:
+            p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
     overrides.seen.update(overrides.data)
     # Lag exporters monitor every consume flow the catalog declares (the stack's, after overrides).
     flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (c.group, c.topic)))
-    return tuple(replace(x, monitors=flows) if x.name in monitoring else x for x in out)
+    return tuple(dataclasses.replace(x, monitors=flows) if x.name in monitoring else x for x in out)
 
 
 def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
@@ -477,7 +697,27 @@ def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
     return tuple(out)
 
 
-def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
+def _s3_credentials(sec: _Section, secret: bool) -> S3Credentials | None:
+    if "s3Credentials" not in sec.data:
+        return None
+    creds = sec.section("s3Credentials")
+    access, key = creds.get("accessKey", str), creds.get("secretKey", str)
+    creds.done()
+    if not secret:
+        sec.problems.add(
+            "flink.s3Credentials",
+            "(plain value)",
+            "a Pulumi secret: `pulumi config set --secret --path flink.s3Credentials.secretKey ...` "
+            "(and accessKey); never plain text in a stack file",
+        )
+    if not sec.data.get("s3CredentialsSecret"):
+        sec.problems.add(
+            "flink.s3Credentials", "(set)", "only with flink.s3CredentialsSecret, the secret to create"
+        )
+    return S3Credentials(SecretValue(str(access)), SecretValue(str(key)))
+
+
+def _flink(sec: _Section, app_names: list[str], secret: bool = False) -> FlinkSettings:
     images = sec.get("images", dict, {})
     settings = FlinkSettings(
         image_registry=sec.get("imageRegistry", str, ""),
@@ -503,6 +743,7 @@ def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
         service_account_annotations=tuple(
             sorted((str(k), str(v)) for k, v in sec.get("serviceAccountAnnotations", dict, {}).items())
         ),
+        s3_credentials=_s3_credentials(sec, secret),
     )
     sec.done()
     for app in app_names:
@@ -565,7 +806,7 @@ def _cross_checks(
                     f"a group not already used by {owner}",
                 )
     for t in topics:
-        if t.partitions < 1:
+        if not isinstance(t.partitions, int) or not isinstance(kafka.brokers, int) or t.partitions < 1:
             continue
         if (
             tier == Tier.PROD

@@ -101,7 +101,7 @@ def _epoch_millis(value: Any) -> int | None:
     if hasattr(value, "to_epoch_milli"):
         return int(value.to_epoch_milli())
     if hasattr(value, "timestamp"):
-        return round(value.timestamp() * 1000)
+        return round(float(value.timestamp()) * 1000)
     return int(value)
 
 

@@ -1,7 +1,7 @@
 """The PyFlink apps on this machine: each app a real Flink job on its own local MiniCluster, as its principal.
 
     job = LocalFlinkJob(platform, "agent-events", kafka, registry.url, state_dir)
-    job.start()              # resumes from the latest retained checkpoint when there is one
+    job.start()              # resumes from the newest completed snapshot, checked (headwater.local.snapshots)
     job.wait_running(120)    # until the job runs and has completed its first checkpoint
     job.kill()               # SIGKILL of the whole process tree: a crash, for failure tests
     job.stop()               # stop with a savepoint, or SIGTERM if that fails
@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -36,11 +35,13 @@ from typing import Any
 from headwater import jvm
 from headwater.config import ROOT
 from headwater.local.kafka import LocalKafka
+from headwater.local.ports import HOST, free_port
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.local.provision import bootstrap_servers, properties_file
+from headwater.local.snapshots import SnapshotChoice
+from headwater.local.snapshots import choose as choose_snapshot
 from headwater.spec import App, Platform
 
-HOST = "127.0.0.1"
 FLINK_PYTHON = ROOT / ".venv-flink" / "bin" / "python"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
@@ -49,12 +50,6 @@ KILL_TIMEOUT = 15.0
 
 class LocalFlinkError(RuntimeError):
     """A local Flink job cannot be configured, started, reached or stopped; the message says why."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _replace_values(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -127,6 +122,7 @@ class LocalFlinkJob:
         self.rest_port: int | None = None
         self.metrics_port: int | None = None
         self.restored_from: Path | None = None
+        self.snapshot_choice: SnapshotChoice | None = None
         self.job_id: str | None = None
         self.started_at: float | None = None
         self._process: Supervised | None = None
@@ -240,17 +236,31 @@ class LocalFlinkJob:
 
     # --- life cycle ---------------------------------------------------------------------------------------
 
-    def start(self, restore: bool = True) -> LocalFlinkJob:
-        """Start the job; with `restore`, from the latest retained checkpoint or savepoint when one exists."""
+    def choose_snapshot(self, *, restore_from: Path | None = None, fresh: bool = False) -> SnapshotChoice:
+        """What a start resumes from: the newest completed snapshot, checked (see headwater.local.snapshots).
+
+        Raises DamagedSnapshotError when the newest completed one is damaged."""
+        return choose_snapshot(
+            self.app.name, self.checkpoint_dir, self.savepoint_dir, restore_from=restore_from, fresh=fresh
+        )
+
+    def start(self, restore: bool = True, *, choice: SnapshotChoice | None = None) -> LocalFlinkJob:
+        """Start the job; with `restore`, from its newest completed snapshot when one exists (checked before
+        use: a damaged one raises DamagedSnapshotError), or from what `choice` says."""
         if self.running():
             raise LocalFlinkError(f"{self.app.name} is already running (pid {self.pid})")
         if self._process is not None:  # it exited by itself: reap it and what it left in its group
             self.stop()
         if not self.python.is_file():
             raise LocalFlinkError(f"{self.python} does not exist: run `make venv-flink` first")
-        self.restored_from = self.latest_checkpoint() if restore else None
-        self.rest_port = _free_port()
-        self.metrics_port = _free_port()
+        if choice is None:
+            choice = self.choose_snapshot(fresh=not restore)
+            for line in choice.lines():
+                self.progress(line)
+        self.snapshot_choice = choice
+        self.restored_from = choice.path
+        self.rest_port = free_port()
+        self.metrics_port = free_port()
         self.job_id = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):
@@ -401,23 +411,24 @@ class LocalFlinkJob:
                 )
             time.sleep(0.05)
 
-    def stop(self) -> int | None:
+    def stop(self, *, savepoint: bool = True, grace: float | None = None) -> int | None:
         """Stop the job with a savepoint (so the next start resumes from it), then the process.
 
-        If the savepoint cannot be taken, the process is stopped with SIGTERM; the retained checkpoints
-        remain. Returns the process's exit status (None if it was not started).
+        If the savepoint cannot be taken (or `savepoint` is False), the process is stopped with SIGTERM,
+        and SIGKILL after `grace` seconds (default STOP_TIMEOUT); the retained checkpoints remain. Returns
+        the process's exit status (None if it was not started).
         """
         process = self._process
         if process is None:
             return None
-        if process.running() and self.job_state() == "RUNNING":
+        if savepoint and process.running() and self.job_state() == "RUNNING":
             try:
                 location = self._stop_with_savepoint()
                 self.progress(f"stopped with savepoint {location}")
             except (OSError, ValueError, LocalFlinkError) as exc:
                 self.progress(f"no savepoint ({exc}); stopping the process")
         pid = process.pid
-        status = process.stop()
+        status = process.stop(grace)
         self._process = None
         if pid is not None:
             self._wait_group_gone(pid)

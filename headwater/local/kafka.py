@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -35,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+import psutil
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
@@ -46,13 +45,13 @@ from confluent_kafka.admin import (
 
 from headwater import jvm, versions
 from headwater.config import ROOT
+from headwater.kafka_config import SCRAM_MECHANISM, broker_config, format_properties
 from headwater.kafka_metrics import jmx_exporter_config
 from headwater.local.certs import CertificateAuthority, IssuedCert, write_private
+from headwater.local.ports import HOST, free_ports, port_free
 from headwater.local.process import ProcessError, Progress, Supervised, stderr_progress
 from headwater.spec import Platform
 
-HOST = "127.0.0.1"
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 START_TIMEOUT = 180.0
 
 
@@ -113,36 +112,24 @@ class KafkaPorts:
 
     @classmethod
     def free(cls) -> KafkaPorts:
-        """Ports nobody listens on right now (for tests and side-by-side stacks)."""
-        socks = []
-        try:
-            for _ in fields(cls):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.bind((HOST, 0))
-                socks.append(s)
-            ports = [s.getsockname()[1] for s in socks]
-        finally:
-            for s in socks:
-                s.close()
-        return cls(**{f.name: port for f, port in zip(fields(cls), ports, strict=True)})
+        """Four ports nobody listens on right now (for tests and side-by-side stacks)."""
+        sasl, mtls, controller, metrics = free_ports(4)
+        return cls(sasl=sasl, mtls=mtls, controller=controller, metrics=metrics)
 
-    def check_free(self) -> None:
-        """Raise PortInUseError naming the port and its setting when one is already taken."""
+    def check_free(self, settings: Mapping[str, str] | None = None) -> None:
+        """Raise PortInUseError naming the port and its setting when one is already taken.
+
+        `settings` says, per port, how the person running this chooses another (a command-line flag, an
+        environment variable); by default the environment variable."""
         for f in fields(self):
             port = getattr(self, f.name)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                # Same as the JVM's server sockets, so a port in TIME_WAIT after a restart counts as free.
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((HOST, port))
-                except OSError as exc:
-                    if exc.errno != errno.EADDRINUSE:
-                        raise
-                    raise PortInUseError(
-                        f"port {port} on {HOST} is already in use, and the local Kafka broker needs it for its "
-                        f"{f.name} listener; set another port with {self.ENV[f.name]}=<port> "
-                        f"(KafkaPorts.{f.name}), or stop the process listening there (`ss -ltnp 'sport = :{port}'`)"
-                    ) from None
+            if not port_free(port):
+                how = (settings or {}).get(f.name) or f"{self.ENV[f.name]}=<port> (KafkaPorts.{f.name})"
+                raise PortInUseError(
+                    f"port {port} on {HOST} is already in use, and the local Kafka broker needs it for its "
+                    f"{f.name} listener; choose another with {how}, or stop the process listening there "
+                    f"(`ss -ltnp 'sport = :{port}'`)"
+                )
 
 
 def java_executable() -> str:
@@ -161,15 +148,6 @@ def _cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def format_properties(entries: Mapping[str, object]) -> str:
-    """Java `.properties` text, one `key=value` per line (backslashes and newlines escaped)."""
-    lines = []
-    for key, value in entries.items():
-        text = str(value).replace("\\", "\\\\").replace("\n", "\\n")
-        lines.append(f"{key}={text}")
-    return "\n".join(lines) + "\n"
 
 
 _LOG4J2 = """\
@@ -272,6 +250,47 @@ class LocalKafka:
         write_private(path, value.encode())
         return value
 
+    def loose_secrets(self) -> list[str]:
+        """Secrets of the state dir that others than the owner may read: one line each, with the fix.
+
+        Refused rather than repaired (as ssh refuses a private key others can read): a mode that was
+        loosened may already have let someone copy the secret, and only the person can tell whether to
+        tighten it or to rotate it. Deleting a password, key or client file makes the next start issue a
+        new one (and set the broker's credential to it).
+        """
+        candidates: list[Path] = []
+        for folder, patterns in ((self.secrets_dir, ("*",)), (self.certs_dir, ("*.key", "*.keystore.pem"))):
+            if folder.is_dir():
+                candidates.append(folder)
+                candidates += sorted(p for pattern in patterns for p in folder.glob(pattern) if p.is_file())
+        lines = []
+        for path in candidates:
+            try:
+                mode = path.stat().st_mode & 0o777
+            except OSError:
+                continue  # gone meanwhile
+            if mode & 0o077:
+                if path.is_dir():
+                    lines.append(
+                        f"{path} has mode {mode:04o} (others can list or enter it); allowed: 0700, owner only. "
+                        f"Fix: chmod 700 {path}"
+                    )
+                else:
+                    lines.append(
+                        f"{path} has mode {mode:04o} (readable beyond its owner); allowed: 0600, owner only. "
+                        f"Fix: chmod 600 {path}, or delete it to have the next start issue a new secret"
+                    )
+        return lines
+
+    def refuse_loose_secrets(self) -> None:
+        """Raise LocalKafkaError listing every secret whose mode lets others read it (see `loose_secrets`)."""
+        lines = self.loose_secrets()
+        if lines:
+            raise LocalKafkaError(
+                f"{len(lines)} secret(s) of {self.state_dir} can be read by others than their owner; "
+                "nothing was started:\n  " + "\n  ".join(lines)
+            )
+
     @staticmethod
     def _private_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
@@ -312,6 +331,10 @@ class LocalKafka:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> LocalKafka:
@@ -320,6 +343,7 @@ class LocalKafka:
             return self
         t0 = time.monotonic()
         self._refuse_second_instance()
+        self.refuse_loose_secrets()
         self.ports.check_free()
         jars = jvm.fetch("kafka")
         classpath = ":".join(str(p) for p in sorted(jars.glob("*.jar")))
@@ -456,8 +480,8 @@ class LocalKafka:
     def _refuse_second_instance(self) -> None:
         try:
             pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
+            cmdline = " ".join(psutil.Process(pid).cmdline())
+        except (OSError, ValueError, psutil.Error):
             return
         if "kafka.Kafka" in cmdline and str(self.server_properties) in cmdline:
             raise LocalKafkaError(
@@ -498,15 +522,8 @@ class LocalKafka:
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found": "false",
             "super.users": ";".join(f"User:{u}" for u in super_users),
-            # Topics exist because the catalog says so, never because a client asked for one.
-            "auto.create.topics.enable": "false",
-            "default.replication.factor": k.replication_factor,
-            "min.insync.replicas": k.min_insync_replicas,
-            "offsets.topic.replication.factor": k.replication_factor,
-            "transaction.state.log.replication.factor": k.replication_factor,
-            "transaction.state.log.min.isr": k.min_insync_replicas,
-            "transaction.max.timeout.ms": k.transaction_max_timeout_ms,
-            "message.max.bytes": k.message_max_bytes,
+            # The same broker config as the Strimzi cluster of the stack.
+            **broker_config(k),
             # Kafka's 50 partitions per internal topic cost seconds on a laptop at the first group or
             # transaction; a single node gains nothing from them.
             "offsets.topic.num.partitions": 5,

@@ -33,9 +33,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from headwater.local.ports import HOST
 from headwater.spec import Platform, Principal
 
-HOST = "127.0.0.1"
 TIMEOUT_S = 10.0
 
 

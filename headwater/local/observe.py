@@ -21,7 +21,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 
-HOST = "127.0.0.1"
+from headwater.local.ports import HOST
+
 LATENCY_METRIC = "headwater_end_to_end_latency_seconds"
 # Around the checkpoint interval that bounds exactly-once visibility (seconds).
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 30.0, 60.0)

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+import psutil
+
 Progress = Callable[[str], None]
 
 
@@ -114,10 +116,12 @@ def _wait_for_exec(pid: int, program: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
-        except OSError:
+            argv = psutil.Process(pid).cmdline()
+        except psutil.NoSuchProcess:
             return  # gone already: the caller sees that as an early exit
-        if argv0 == program.encode():
+        except psutil.Error:
+            argv = []  # a zombie or not readable yet: look again
+        if argv[:1] == [program]:
             return
         time.sleep(0.002)
 
@@ -228,18 +232,20 @@ class Supervised:
                 next_report = now + report_every
             time.sleep(interval)
 
-    def stop(self) -> int | None:
-        """SIGTERM the process group, wait `stop_timeout`, then SIGKILL; return the exit status."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM the process group, wait `timeout` (default `stop_timeout`), then SIGKILL; return the exit
+        status."""
         popen = self._popen
         if popen is None:
             return None
+        grace = self.stop_timeout if timeout is None else timeout
         try:
             if popen.poll() is None:
                 self._signal_group(popen.pid, signal.SIGTERM)
                 try:
-                    popen.wait(self.stop_timeout)
+                    popen.wait(grace)
                 except subprocess.TimeoutExpired:
-                    self.progress(f"pid {popen.pid} ignored SIGTERM for {self.stop_timeout:.0f}s; killing it")
+                    self.progress(f"pid {popen.pid} did not stop within {grace:.0f}s of SIGTERM; killing it")
                     self._signal_group(popen.pid, signal.SIGKILL)
                     popen.wait()
             # Anything the child left in its group (helpers, grandchildren) goes with it.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -30,10 +29,10 @@ from typing import Any
 import yaml
 
 from components.observability import alert_rules
+from headwater.local.ports import HOST
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.spec import Platform
 
-HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 PORT_ENV = "HEADWATER_PROMETHEUS_PORT"
 SCRAPE_INTERVAL_S = 10
@@ -53,12 +52,6 @@ def prometheus_binary() -> str:
             "(apt-get update && apt-get install -y prometheus)"
         )
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -124,6 +117,10 @@ class LocalPrometheus:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
 
     def running(self) -> bool:
         return self._process is not None and self._process.running()

@@ -11,6 +11,7 @@ from flink_events import BASE_MS, contract, dead_letters_codec, event, framed, r
 
 from flink_apps.agent_events import logic
 from flink_apps.agent_events.logic import AgentEvent, Rejected
+from headwater.contracts.json_compat import json_type
 
 CONTRACT = contract()
 
@@ -198,3 +199,21 @@ def test_contract_without_limits_is_refused() -> None:
     del schema["x-headwater-limits"]
     with pytest.raises(ValueError, match="x-headwater-limits"):
         logic.Contract(schema)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "null"),
+        (True, "boolean"),
+        (1, "integer"),
+        (1.0, "integer"),  # JSON Schema: a number with no fraction is an integer
+        (1.5, "number"),
+        ("1", "string"),
+        ([], "array"),
+        ({}, "object"),
+    ],
+)
+def test_json_types_agree_between_the_app_and_the_platform(value: Any, expected: str) -> None:
+    # The app ships without the platform package, so it has its own copy; both name types as JSON Schema does.
+    assert json_type(value) == logic._json_type(value) == expected

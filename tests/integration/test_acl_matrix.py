@@ -296,13 +296,16 @@ def test_consume_flow_as_a_group_member(
             msg = consumer.poll(0.2)
             if msg is None:
                 continue
-            assert msg.error() is None or msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-            if msg.error() is None:
+            error = msg.error()
+            assert error is None or error.code() == KafkaError._PARTITION_EOF, error
+            if error is None:
                 got = msg
                 break
         assert got is not None, f"{principal.name} received nothing from {topic} in group {group}"
         consumer.commit(message=got, asynchronous=False)
-        [committed] = consumer.committed([TopicPartition(topic, got.partition())], timeout=10)
-        assert committed.offset == got.offset() + 1
+        partition, offset = got.partition(), got.offset()
+        assert partition is not None and offset is not None
+        [committed] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        assert committed.offset == offset + 1
     finally:
         consumer.close()

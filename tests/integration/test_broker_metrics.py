@@ -19,7 +19,7 @@ from components.kafka_cluster import METRICS_KEY
 from components.observability import queried_metrics
 from headwater import kafka_metrics
 from headwater.config import load_platform, stack_names
-from headwater.render import render_stack
+from headwater_cli.render import render_stack
 
 if TYPE_CHECKING:
     from conftest import Provisioned

@@ -40,11 +40,11 @@ def test_java_clients_connect_with_each_principals_properties_file(provisioned: 
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    seen = {}
+    seen: dict[str, set[str]] = {}
     for line in result.stdout.splitlines():
         if "\t" in line:
-            path, topics = line.split("\t", 1)
-            seen[path] = set(filter(None, topics.split(",")))
+            shown, listed = line.split("\t", 1)
+            seen[shown] = set(filter(None, listed.split(",")))
     assert seen == expected
 
 

@@ -16,13 +16,13 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import proto
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
+from pulumi_policy import EnforcementLevel, Policy, ResourceValidationPolicy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from headwater.check import resource_of
 from headwater.config import load_platform
-from headwater.render import render_stack
 from headwater.spec import Tier
+from headwater_cli.check import resource_of
+from headwater_cli.render import render_stack
 from policies import pack
 from policies.rulebook import PolicyConfigError, StackFacts, image_problem, parse_policy_config
 
@@ -270,7 +270,7 @@ def test_providers_and_components_are_not_judged(resource_type: str) -> None:
     servicer = _PolicyAnalyzerServicer(
         "headwater",
         "0.1.0",
-        pack.build_policies(StackFacts(environment=Tier.PROD)),
+        list[Policy](pack.build_policies(StackFacts(environment=Tier.PROD))),
         EnforcementLevel.ADVISORY,
     )
     struct = struct_pb2.Struct()

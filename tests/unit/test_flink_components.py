@@ -19,7 +19,7 @@ from components.checkpoint_storage import CheckpointStorage, CheckpointStorageAr
 from components.flink_application import FlinkApplication, FlinkApplicationArgs
 from components.flink_operator import FlinkOperator, render_flink_operator
 from components.kafka_cluster import OPERATOR_NAMESPACE
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, pulumi_test
 from headwater import versions
 from headwater.config import load_platform, stack_names
 from headwater.spec import Consume, Platform, Produce, TopicKind
@@ -32,7 +32,7 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 def _build_flink(p: Platform, seen: dict[str, Any]) -> None:
     """Create the Flink half of a stack the way the platform does, and record outputs and URNs."""
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         operator = FlinkOperator("flink-operator", p.watched_namespaces)
         state = CheckpointStorage("checkpoint-storage", CheckpointStorageArgs(p))
@@ -327,7 +327,7 @@ def test_operator_chart_and_image_are_pinned_and_restricted() -> None:
 def test_operator_component_installs_the_release(mocks: RecordingMocks) -> None:
     seen: list[Any] = []
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         op = FlinkOperator("ops", ("headwater", "agents"), webhook=True)
         return pulumi.Output.all(op.release, op.urn).apply(seen.extend)

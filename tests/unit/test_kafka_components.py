@@ -11,7 +11,7 @@ import pytest
 from components.kafka_cluster import KafkaCluster, KafkaClusterArgs
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, pulumi_test
 from headwater.config import load_platform
 from headwater.spec import Tier
 
@@ -20,7 +20,7 @@ def test_prod_cluster_children_outputs_and_parents(mocks: RecordingMocks) -> Non
     p = load_platform("prod")
     seen: list[Any] = []
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         cluster = KafkaCluster("kafka", KafkaClusterArgs(p.namespace, p.tier, p.kafka))
         return pulumi.Output.all(cluster.bootstrap, cluster.cluster_ca_secret, cluster.kafka.urn).apply(
@@ -48,7 +48,7 @@ def test_topics_and_principals_one_resource_each(mocks: RecordingMocks) -> None:
     p = load_platform("staging")
     seen: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         topics = KafkaTopics("topics", KafkaTopicsArgs(p))
         principals = KafkaPrincipals("principals", KafkaPrincipalsArgs(p))
@@ -75,11 +75,11 @@ def test_whole_platform_registers_every_rendered_object(mocks: RecordingMocks, s
     """`pulumi up` creates exactly what `headwater render` writes: same objects, same content."""
     from components.k8s import object_key
     from components.platform import HeadwaterPlatform
-    from headwater.render import render_stack
+    from headwater_cli.render import render_stack
 
     p = load_platform(stack)
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         return HeadwaterPlatform("headwater", p).bootstrap
 

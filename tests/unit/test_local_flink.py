@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from headwater import jvm
 from headwater.config import load_platform
 from headwater.local import flink
 from headwater.local.flink import LocalFlinkError, LocalFlinkJob, completed_snapshots
@@ -24,7 +25,7 @@ def kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalKafka:
     jars = tmp_path / "jars"
     jars.mkdir()
     (jars / "flink-sql-connector-kafka.jar").write_bytes(b"")
-    monkeypatch.setattr(flink.jvm, "fetch", lambda name, quiet=False: jars)
+    monkeypatch.setattr(jvm, "fetch", lambda name, quiet=False: jars)
     return kafka
 
 

@@ -4,6 +4,7 @@ the spec, percentiles, rendering and the summary. No broker; the real run is tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -88,6 +89,18 @@ def test_topology_follows_the_flows_of_the_spec(platform: Platform) -> None:
     assert not any(g.startswith("schema-registry") for g in groups)  # prefixed, per start: not a lag to watch
     assert t.signals in t.transactional and t.raw not in t.transactional
     assert t.app_groups == {"agent-events", "feature-aggregator"}
+    assert (t.producer, t.reader, t.signals_app) == ("agent-gateway", "agent-runtime", "agent-events")
+
+
+def test_topology_reads_the_principals_from_the_flows_not_their_names(platform: Platform) -> None:
+    # Renamed principals are found by what they do: the producer of the app's input, the reader of signals
+    # and features, the app writing dead letters.
+    renames = {"agent-gateway": "edge", "agent-runtime": "agents", "agent-events": "ingest"}
+    principals = tuple(dataclasses.replace(p, name=renames.get(p.name, p.name)) for p in platform.principals)
+    apps = tuple(dataclasses.replace(a, name=renames.get(a.name, a.name)) for a in platform.apps)
+    t = Topology.of(dataclasses.replace(platform, principals=principals, apps=apps))
+    assert (t.producer, t.reader, t.signals_app) == ("edge", "agents", "ingest")
+    assert t.reader_group(t.signals) == "agent-runtime"
 
 
 def test_percentiles_by_nearest_rank() -> None:
@@ -291,3 +304,35 @@ def test_the_console_shows_lag_and_latency_from_prometheus_when_it_has_them() ->
     assert lag_line.split()[-1] == "7"  # Prometheus's figure, not the monitor's 12
     line = status_line(_snapshot(), prom)
     assert "prometheus lag agent-events=7" in line and "prometheus latency p50=2.50s" in line
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "allowed"),
+    [
+        ("--duration", "-5", "a number of seconds > 0"),
+        ("--duration", "inf", "a number of seconds > 0"),
+        ("--duration", "nan", "a number of seconds > 0"),
+        ("--rate", "inf", "a number of events per second > 0"),
+        ("--rate", "0", "a number of events per second > 0"),
+        ("--malformed-share", "1.5", "a share from 0 to 1"),
+        ("--feature-window", "soon", "a number of seconds > 0"),
+        ("--registry-port", "70000", "a TCP port 1-65535"),
+        ("--kafka-sasl-port", "-1", "a TCP port 1-65535"),
+    ],
+)
+def test_bad_flag_values_say_what_is_allowed(
+    flag: str, value: str, allowed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headwater_cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["local", "up", f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert f"argument {flag}: '{value}' is not valid; allowed: {allowed}" in err
+    assert "invalid _" not in err and "value:" not in err
+
+
+def test_the_producer_refuses_an_infinite_rate() -> None:
+    with pytest.raises(ValueError, match="a finite number of events per second"):
+        ProducerSettings(rate=float("inf"))

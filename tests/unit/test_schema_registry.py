@@ -18,13 +18,13 @@ from components.schema_registry import (
     render_schema_registry,
     service_url,
 )
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, pulumi_test
 from headwater import versions
 from headwater.config import load_platform
 from headwater.contracts import kafkasql
 from headwater.contracts.model import load_contracts
 from headwater.spec import Acl, AclResource, Authentication, Consume, Platform, Produce
-from headwater.validate import validate_object
+from headwater_cli.validate import validate_object
 
 STACKS = ["local", "dev", "staging", "prod"]
 
@@ -35,7 +35,7 @@ def _objects(platform: Platform) -> dict[str, dict[str, Any]]:
 
 def _container(platform: Platform) -> dict[str, Any]:
     (container,) = _objects(platform)["Deployment"]["spec"]["template"]["spec"]["containers"]
-    return container
+    return dict(container)
 
 
 def _props(platform: Platform) -> dict[str, str]:
@@ -243,7 +243,7 @@ def test_component_registers_objects_and_one_subject_per_contract(
     platform = load_platform(stack)
     seen: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         registry = SchemaRegistry("registry", SchemaRegistryArgs(platform))
         return pulumi.Output.all(registry.ccompat_url, registry.urn).apply(
