@@ -74,7 +74,8 @@ check-stacks: venv
 test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
-test-integration: venv venv-flink prometheus
+# Needs the toolchain too: the admission tests run a real kube-apiserver.
+test-integration: venv venv-flink toolchain prometheus
 	$(PYTHON) -m pytest -q tests/integration
 
 # The deploy toolchain (Pulumi CLI, language host, Kubernetes provider, etcd, kube-apiserver, controllers, kwok),

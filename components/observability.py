@@ -302,7 +302,7 @@ def render_pod_monitors(platform: Platform) -> list[dict[str, Any]]:
                 platform, f"{cluster}-kafka-exporter", strimzi("kafka-exporter"), STRIMZI_METRICS_PORT, []
             )
         )
-    if k.cruise_control:
+    if k.cruise_control is not None:
         monitors.append(
             _pod_monitor(
                 platform, f"{cluster}-cruise-control", strimzi("cruise-control"), STRIMZI_METRICS_PORT, []

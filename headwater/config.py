@@ -27,6 +27,7 @@ from headwater.spec import (
     App,
     Authentication,
     Consume,
+    CruiseControl,
     FlinkSettings,
     KafkaSettings,
     Platform,
@@ -431,7 +432,8 @@ def load_platform(
     try:
         load_contracts(platform)
     except ContractError as err:
-        problems.items.extend(err.problems)
+        prefix = f"stack {stack}: "
+        problems.items.extend(p if p.startswith(prefix) else prefix + p for p in err.problems)
     if problems.items:
         raise ConfigError(stack, problems.items)
     return platform
@@ -470,7 +472,7 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
         transaction_max_timeout_ms=_duration(sec, "transactionMaxTimeout", "15m"),
         message_max_bytes=sec.get("messageMaxBytes", int, 1_048_588, check=_positive),
         exporter=sec.get("kafkaExporter", bool, True),
-        cruise_control=sec.get("cruiseControl", bool, False),
+        cruise_control=_cruise_control(sec),
     )
     sec.done()
     if sec.problems.malformed > before:
@@ -478,6 +480,39 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
     for key, value, allowed in settings.problems(tier):
         sec.problems.add(f"kafka.{key}", value, allowed)
     return settings
+
+
+# Cruise Control defaults: a small JVM, and network capacities of a 1 Gbit/s node (override per stack with
+# what the brokers' nodes really have, so the network goals balance against real limits).
+CRUISE_CONTROL_RESOURCES = Resources("200m", "768Mi", "1", "768Mi")
+CRUISE_CONTROL_NETWORK = "120MiB/s"
+
+
+def _cruise_control(kafka: _Section) -> CruiseControl | None:
+    """`cruiseControl: true` (defaults), false/absent (none), or a mapping with resources and capacities."""
+    kafka.seen.add("cruiseControl")
+    raw = kafka.data.get("cruiseControl", False)
+    if raw is False:
+        return None
+    if raw is not True and not isinstance(raw, dict):
+        kafka.problems.malformed += 1
+        kafka.problems.add(
+            "kafka.cruiseControl",
+            raw,
+            "true, false, or a mapping with resources, inboundNetwork and outboundNetwork",
+        )
+        return None
+    sec = _Section(kafka.problems, "kafka.cruiseControl", raw if isinstance(raw, dict) else {})
+    cc = CruiseControl(
+        resources=_resources(sec.section("resources"))
+        if "resources" in sec.data
+        else CRUISE_CONTROL_RESOURCES,
+        inbound_network=sec.get("inboundNetwork", str, CRUISE_CONTROL_NETWORK),
+        outbound_network=sec.get("outboundNetwork", str, CRUISE_CONTROL_NETWORK),
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return cc
 
 
 def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[Topic, ...]:
@@ -534,28 +569,16 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
     return tuple(topics)
 
 
-@dataclass(frozen=True)
-class _FlowsAt:
-    """Each parsed flow's index in the file, for messages (entries that are not mappings are skipped)."""
-
-    consumes: tuple[int, ...]
-    produces: tuple[int, ...]
-
-
-def _consumes(sec: _Section, name: str) -> tuple[list[Consume], list[int]]:
-    out, at = [], []
+def _consumes(sec: _Section, key: str, name: str) -> list[Consume]:
+    out = []
     for i, c in enumerate(sec.get("consumes", list, [])):
-        if not isinstance(c, dict):
-            sec.problems.add(f"{sec.path_of('consumes')}[{i}]", c, "a mapping with topic and group")
-            continue
-        cs = _Section(sec.problems, f"{sec.path_of('consumes')}[{i}]", c)
+        cs = _Section(sec.problems, f"{sec.path_of('consumes')}[{i}]", c if isinstance(c, dict) else {})
         pattern = cs.get(
             "groupPattern",
             str,
             "literal",
             check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
         )
-        at.append(i)
         out.append(
             Consume(
                 topic=cs.get("topic", str),
@@ -564,20 +587,16 @@ def _consumes(sec: _Section, name: str) -> tuple[list[Consume], list[int]]:
             )
         )
         cs.done()
-    return out, at
+    return out
 
 
-def _produces(sec: _Section) -> tuple[list[Produce], list[int]]:
-    out, at = [], []
+def _produces(sec: _Section, key: str) -> list[Produce]:
+    out = []
     for i, f in enumerate(sec.get("produces", list, [])):
-        if not isinstance(f, dict):
-            sec.problems.add(f"{sec.path_of('produces')}[{i}]", f, "a mapping with topic and transactional")
-            continue
-        ps = _Section(sec.problems, f"{sec.path_of('produces')}[{i}]", f)
-        at.append(i)
+        ps = _Section(sec.problems, f"{sec.path_of('produces')}[{i}]", f if isinstance(f, dict) else {})
         out.append(Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False)))
         ps.done()
-    return out, at
+    return out
 
 
 def _quotas(sec: _Section) -> Quotas:
@@ -591,15 +610,15 @@ def _quotas(sec: _Section) -> Quotas:
     return quotas
 
 
-def _principal(sec: _Section, name: str, kafka: KafkaSettings) -> tuple[Principal, _FlowsAt]:
+def _principal(sec: _Section, key: str, name: str, kafka: KafkaSettings) -> Principal:
     """One principal from its catalog entry merged with the stack's override."""
     kind: Any = sec.get(
         "kind",
         str,
         check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
     )
-    consumes, consumes_at = _consumes(sec, name)
-    produces, produces_at = _produces(sec)
+    consumes = _consumes(sec, key, name)
+    produces = _produces(sec, key)
     quotas = _quotas(sec)
     principal = Principal(
         name=name,
@@ -615,21 +634,24 @@ def _principal(sec: _Section, name: str, kafka: KafkaSettings) -> tuple[Principa
         describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
     )
     sec.done()
-    return principal, _FlowsAt(tuple(consumes_at), tuple(produces_at))
+    return principal
 
 
-def _check_flows(sec: _Section, principal: Principal, at: _FlowsAt, topic_names: set[str]) -> None:
-    """Flows name catalog topics; a transactional-id prefix is the principal's own."""
+def _check_flows(
+    problems: _Problems, path_of: Callable[[str], str], principal: Principal, topic_names: set[str]
+) -> None:
+    """Flows name catalog topics; a transactional-id prefix is the principal's own. `path_of` gives the key
+    a setting is written under (the catalog's, or the stack override's)."""
     allowed = f"a topic of the catalog: {', '.join(sorted(topic_names))}"
-    for i, c in zip(at.consumes, principal.consumes, strict=True):
+    for i, c in enumerate(principal.consumes):
         if c.topic not in topic_names:
-            sec.problems.add(f"{sec.path_of('consumes')}[{i}].topic", c.topic, allowed)
-    for i, f in zip(at.produces, principal.produces, strict=True):
+            problems.add(f"{path_of('consumes')}[{i}].topic", c.topic, allowed)
+    for i, f in enumerate(principal.produces):
         if f.topic not in topic_names:
-            sec.problems.add(f"{sec.path_of('produces')}[{i}].topic", f.topic, allowed)
+            problems.add(f"{path_of('produces')}[{i}].topic", f.topic, allowed)
     if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
-        sec.problems.add(
-            sec.path_of("transactionalIdPrefix"),
+        problems.add(
+            path_of("transactionalIdPrefix"),
             principal.transactional_id_prefix,
             "a non-empty prefix owned by this principal",
         )
@@ -654,8 +676,8 @@ def _principals(
         sec = _Section(p, key, {**body, **over}, {k: f"principals.{name}" for k in over})
         if sec.get("monitorsConsumerGroups", bool, False):
             monitoring.add(name)
-        principal, at = _principal(sec, name, kafka)
-        _check_flows(sec, principal, at, topic_names)
+        principal = _principal(sec, key, name, kafka)
+        _check_flows(p, sec.path_of, principal, topic_names)
         out.append(principal)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         if not K8S_NAME.match(str(name)):
@@ -668,7 +690,7 @@ def _principals(
             p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
     overrides.seen.update(overrides.data)
     # Lag exporters monitor every consume flow the catalog declares (the stack's, after overrides).
-    flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (c.group, c.topic)))
+    flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (str(c.group), str(c.topic))))
     return tuple(dataclasses.replace(x, monitors=flows) if x.name in monitoring else x for x in out)
 
 

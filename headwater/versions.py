@@ -64,3 +64,10 @@ KUBE_CONTROL_PLANE_VERSION = "1.35.4"
 ETCD_VERSION = "3.6.5"
 # kwok (sigs.k8s.io/kwok): the simulated kubelet of the end-to-end tests' control plane
 KWOK_VERSION = "0.8.0"
+
+# Container image digests, by the image reference they were read for (`repository:tag` -> `sha256:...`).
+# Renderers pin an image by digest when it is listed here (`components.k8s.pinned_image`, and the operator
+# charts' `digest` values); otherwise by its version tag. A digest goes in only once read from the registry
+# itself (`crane digest quay.io/strimzi/operator:1.2.0`, `skopeo inspect --format '{{.Digest}}' docker://...`):
+# none is listed yet, because no container registry is reachable from where this tree is built and tested.
+IMAGE_DIGESTS: dict[str, str] = {}

@@ -263,10 +263,13 @@ class Monitor:
         offsets_interval: float = 1.0,
         triage_config: Mapping[str, Any] | None = None,
         latency_histogram: Histogram | None = None,
+        registry_auth: Callable[[str], tuple[str, str] | None] | None = None,
     ) -> None:
         self.topology = Topology.of(platform)
         # The reader's exported histogram (scraped by the local Prometheus), fed with every latency seen.
         self.latency_histogram = latency_histogram
+        # principal -> (user, password) at the schema registry: records are decoded as the reading principal.
+        self.registry_auth = registry_auth or (lambda principal: None)
         self.triage_config = dict(triage_config) if triage_config is not None else None
         self.reader_config = dict(reader_config)
         self.admin_config = dict(admin_config)
@@ -348,7 +351,9 @@ class Monitor:
     def _consume_group(self, name: str, topic: str, handler: Callable[[dict[str, Any], int], None]) -> None:
         group = self.topology.reader_group(topic)
         consumer = self._consumer(self.reader_config, group)
-        decode = AvroDeserializer(RegistryClient(self.registry_url))
+        decode = AvroDeserializer(
+            RegistryClient(self.registry_url, auth=self.registry_auth(self.topology.reader))
+        )
         assigned = self._assigned[name]
         consumer.subscribe([topic], on_assign=lambda c, parts: assigned.set())
         try:
@@ -417,7 +422,8 @@ class Monitor:
                 "error_cb": lambda err: self._error(f"dead letters: {err}"),
             }
         )
-        decode = AvroDeserializer(RegistryClient(self.registry_url))
+        as_principal = triage[0] if triage and self.triage_config is not None else self.topology.reader
+        decode = AvroDeserializer(RegistryClient(self.registry_url, auth=self.registry_auth(as_principal)))
         try:
             metadata = consumer.list_topics(topic, timeout=10)
             partitions = sorted(metadata.topics[topic].partitions)

@@ -34,6 +34,8 @@ from typing import Any
 
 from headwater import jvm
 from headwater.config import ROOT
+from headwater.kafka_config import format_properties
+from headwater.local.certs import write_private
 from headwater.local.kafka import LocalKafka
 from headwater.local.ports import HOST, free_port
 from headwater.local.process import Progress, Supervised, stderr_progress
@@ -100,11 +102,14 @@ class LocalFlinkJob:
         restart_attempts: int = 3,
         flink_conf: Mapping[str, str] | None = None,
         python: Path | None = None,
+        registry_user_info: str | None = None,
     ) -> None:
         self.platform = platform
         self.app = self._app(platform, app_name)
         self.kafka = kafka
         self.registry_url = registry_url
+        # `user:password` at the schema registry (the app reads schemas as itself), or None: anonymous.
+        self.registry_user_info = registry_user_info
         self.state_dir = Path(state_dir).resolve()
         self.progress = progress or stderr_progress(f"flink:{app_name}")
         if restart_attempts < 0:
@@ -216,6 +221,13 @@ class LocalFlinkJob:
             raise LocalFlinkError(
                 f"{props} does not exist: provision the local broker before starting {self.app.name}"
             )
+        if self.registry_user_info is not None:
+            # The principal's Flink properties plus its registry credentials, as the init container
+            # assembles them on Kubernetes (`schema.registry.*` keys go to the app's registry client).
+            text = props.read_text().rstrip("\n") + "\n"
+            text += format_properties({"schema.registry.basic.auth.user.info": self.registry_user_info})
+            props = self.job_dir / "client.properties"
+            write_private(props, text.encode())
         args = _replace_values(
             app_arguments(self.platform, self.app, self.registry_url),
             {

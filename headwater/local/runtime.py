@@ -37,6 +37,7 @@ import psutil
 from components.observability import queried_metrics
 from headwater import jvm
 from headwater.config import load_platform
+from headwater.contracts import access
 from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
@@ -295,6 +296,7 @@ class LocalPlatform:
             self.state_dir / "registry",
             self.registry_port,
             kafka=KafkaSqlStorage.for_local_kafka(self.kafka),
+            users=access.registry_users(self.platform),
         )
         self.registry.start()
         self.start_seconds["registry"] = done()
@@ -342,6 +344,7 @@ class LocalPlatform:
                 self.registry.url,
                 self.state_dir,
                 progress=stderr_progress(f"flink:{app.name}"),
+                registry_user_info=self.registry.user_info(app.name),
             )
             with _environment(self.app_options):
                 job.start(choice=self.snapshot_choices.get(app.name))
@@ -624,6 +627,7 @@ def up(options: UpOptions) -> int:
             since_ms=since_ms,
             triage_config=_triage_config(local.kafka, platform, clients),
             latency_histogram=local.reader_metrics.latency if local.reader_metrics is not None else None,
+            registry_auth=_registry_auth(local.registry),
         )
         monitor.start()  # assigned first, so an interrupted start still stops its readers
         if options.producer is not None:
@@ -800,11 +804,17 @@ def _triage_config(kafka: LocalKafka, platform: Platform, logger: logging.Logger
     return {**client_config(kafka, triage[0]), "logger": logger} if triage else None
 
 
+def _registry_auth(registry: LocalRegistry) -> Callable[[str], tuple[str, str] | None]:
+    """A principal's registry credentials (it reads schemas as itself)."""
+    return lambda principal: (principal, registry.password(principal))
+
+
 def _producer(local: LocalPlatform, settings: ProducerSettings, logger: logging.Logger) -> SampleProducer:
     assert local.registry is not None
     topology = Topology.of(local.platform)
     schema = next(c.schema for c in load_contracts(local.platform) if c.topic == topology.raw)
-    serializer = JsonSerializer(local.registry.client(), topology.raw, schema)
+    # The producer looks its schema id up as itself (a reader); the platform registered the contracts.
+    serializer = JsonSerializer(local.registry.client(topology.producer), topology.raw, schema)
     config = {**client_config(local.kafka, topology.producer), "logger": logger}
     return SampleProducer(config, topology.raw, serializer, settings)
 

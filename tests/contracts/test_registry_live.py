@@ -52,6 +52,8 @@ def _props(
         "schema_type": kind.value,
         "compatibility": level.value,
         "verify_tls": True,
+        "username": "contracts-publisher",
+        "password": registry.password(),
     }
 
 
@@ -98,8 +100,12 @@ def _raw_event() -> dict[str, Any]:
 
 
 def test_every_catalog_contract_registers_with_its_stack_level(
-    registry: LocalRegistry, client: RegistryClient, capsys: pytest.CaptureFixture[str]
+    registry: LocalRegistry,
+    client: RegistryClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("HEADWATER_REGISTRY_PASSWORD", registry.password())
     assert main(["contracts", "register", "--url", registry.url, "--stack", "prod"]) == 0
     out = capsys.readouterr().out
     contracts = load_contracts(load_platform("prod"))

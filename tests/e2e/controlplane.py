@@ -13,6 +13,7 @@ at start; every process runs in its own process group and is stopped (SIGTERM, t
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import socket
 import ssl
@@ -195,7 +196,7 @@ class ControlPlane:
         )
         for proc, port in ((kcm, kcm_port), (scheduler, scheduler_port)):
             proc.wait_ready(
-                lambda p=port: _http_ok(f"https://127.0.0.1:{p}/healthz"),
+                functools.partial(_http_ok, f"https://127.0.0.1:{port}/healthz"),
                 timeout=120,
                 what=f"{proc.name} /healthz",
             )

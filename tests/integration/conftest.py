@@ -217,11 +217,14 @@ def scratch_provisioned(
 def contracts_registry(local_platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A local Apicurio Registry (in-memory storage, a free port) holding every contract of the local stack,
     registered as `headwater contracts register` does (compatibility level, then the schema)."""
-    from headwater.contracts import load_contracts
+    from headwater.contracts import access, load_contracts
     from headwater.local.registry import LocalRegistry
 
     registry = LocalRegistry(
-        tmp_path_factory.mktemp("registry"), port=0, progress=stderr_progress("registry")
+        tmp_path_factory.mktemp("registry"),
+        port=0,
+        progress=stderr_progress("registry"),
+        users=access.registry_users(local_platform),
     )
     registry.start()
     try:
@@ -253,6 +256,7 @@ def agent_events_job(provisioned: Provisioned, contracts_registry: Any) -> Itera
         provisioned.kafka.state_dir,
         progress=stderr_progress("flink:agent-events"),
         restart_attempts=0,
+        registry_user_info=contracts_registry.user_info("agent-events"),
     )
     job.start(restore=True)
     try:

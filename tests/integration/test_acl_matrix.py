@@ -29,6 +29,14 @@ from acl_probes import (
     visible_topics,
 )
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from headwater.config import load_platform
 from headwater.spec import Authentication, Consume, Principal
@@ -141,6 +149,8 @@ def _case(who: Who, resource: str, expected: Outcome) -> Any:
 
 
 PRODUCE = [_case(w, t, _outcome(t in writes(w.principal))) for w in WHO for t in TOPICS]
+# Every writer as an idempotent producer, with no ACL on the cluster resource (not needed since Kafka 3.0).
+IDEMPOTENT = [_case(w, t, ALLOWED) for w in WHO for t in sorted(writes(w.principal))]
 READ = [_case(w, t, _outcome(t in reads(w.principal))) for w in WHO for t in TOPICS]
 GROUP = [_case(w, g, _outcome(may_use_group(w.principal, g))) for w in WHO for g in GROUPS]
 TRANSACTIONAL = [
@@ -232,6 +242,32 @@ def test_metadata_shows_exactly_the_topics_of_its_flows(
 @pytest.mark.parametrize(("who", "topic", "expected"), PRODUCE)
 def test_produce(who: Who, topic: str, expected: Outcome, creds: Callable[[Who], dict[str, Any]]) -> None:
     assert produce(creds(who), topic) == expected
+
+
+@pytest.mark.parametrize(("who", "topic", "expected"), IDEMPOTENT)
+def test_idempotent_produce_without_a_cluster_acl(
+    who: Who, topic: str, expected: Outcome, creds: Callable[[Who], dict[str, Any]]
+) -> None:
+    assert produce(creds(who), topic, idempotent=True) == expected
+
+
+def test_no_principal_holds_an_acl_on_the_cluster(env: Provisioned) -> None:
+    """The flows grant topics, groups and transactional ids; IdempotentWrite on the cluster is gone."""
+    admin = AdminClient(env.admin_config())
+    every = AclBindingFilter(
+        ResourceType.ANY,
+        None,  # type: ignore[arg-type]
+        ResourcePatternType.ANY,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    bindings = admin.describe_acls(every, request_timeout=10).result(15)
+    principals = {f"User:{p.name}" for p in PLATFORM.principals}
+    assert {b.principal for b in bindings} & principals, "the broker holds no ACL of the spec's principals"
+    on_cluster = [b for b in bindings if b.restype == ResourceType.BROKER and b.principal in principals]
+    assert on_cluster == []
 
 
 @pytest.mark.parametrize(("who", "topic", "expected"), READ)

@@ -362,7 +362,7 @@ def restart_broker(provisioned: Provisioned, job: LocalFlinkJob, signals: Tail) 
 
 
 def job_group(provisioned: Provisioned) -> str:
-    from components.flink_application import app_flows
+    from headwater.spec import app_flows
 
     (app,) = [a for a in provisioned.platform.apps if a.name == "agent-events"]
     return app_flows(provisioned.platform, app).group_id

@@ -136,6 +136,70 @@ def test_app_args_name_a_catalog_app() -> None:
     assert "flink.appArgs.feature-agg" in msg and "agent-events, feature-aggregator" in msg
 
 
+@pytest.mark.parametrize("zone", ["zone-a", "zone-1", "az1", "rack-b", "example-zone"])
+def test_placeholder_zones_are_refused(zone: str) -> None:
+    """A required node affinity on made-up zone names keeps every Kafka pod Pending on a real cluster."""
+    cfg = _prod()
+    cfg["kafka"]["racks"] = ["us-east-1a", "us-east-1b", zone]
+    (msg,) = _problems("prod", cfg)
+    assert msg.startswith(
+        f"stack prod: kafka.racks = {zone!r} is not valid; allowed: the cluster's real zone"
+    )
+    assert "topology.kubernetes.io/zone label values" in msg
+
+
+def test_prod_needs_three_distinct_zones() -> None:
+    cfg = _prod()
+    cfg["kafka"]["racks"] = ["us-east-1a", "us-east-1b", "us-east-1b"]
+    problems = _problems("prod", cfg)
+    assert problems == [
+        "stack prod: kafka.racks = ['us-east-1a', 'us-east-1b', 'us-east-1b'] is not valid; allowed: each zone once"
+    ]
+    cfg["kafka"]["racks"] = ["us-east-1a", "us-east-1b"]
+    (msg,) = _problems("prod", cfg)
+    assert "kafka.racks = ['us-east-1a', 'us-east-1b']" in msg and "at least 3 zones in prod" in msg
+    del cfg["kafka"]["racks"]
+    (msg,) = _problems("prod", cfg)
+    assert "kafka.racks = []" in msg
+
+
+def test_zone_must_be_a_label_value() -> None:
+    cfg = _prod()
+    cfg["kafka"]["racks"] = ["us-east-1a", "us-east-1b", "us east 1c"]
+    (msg,) = _problems("prod", cfg)
+    assert "kafka.racks = 'us east 1c'" in msg and "as the nodes' zone label carries it" in msg
+
+
+def test_shipped_multi_zone_stacks_name_real_zones() -> None:
+    for stack in ("staging", "prod"):
+        racks = load_platform(stack).kafka.racks
+        assert len(racks) == 3 and not any(r.startswith("zone-") for r in racks), stack
+
+
+def test_cruise_control_settings_are_validated() -> None:
+    cfg = _prod()
+    cfg["kafka"]["cruiseControl"] = {"inboundNetwork": "10Gbps", "outboundNetwork": "0MiB/s", "goals": []}
+    problems = _problems("prod", cfg)
+    assert any(
+        "kafka.cruiseControl.inboundNetwork = '10Gbps'" in p and "like 125MiB/s" in p for p in problems
+    )
+    assert any("kafka.cruiseControl.outboundNetwork = '0MiB/s'" in p for p in problems)
+    assert any("unknown key 'kafka.cruiseControl.goals'" in p for p in problems)
+    assert len(problems) == 3
+    cfg["kafka"]["cruiseControl"] = "yes"
+    (msg,) = _problems("prod", cfg)
+    assert "kafka.cruiseControl = 'yes'" in msg and "true, false, or a mapping" in msg
+
+
+def test_cruise_control_true_takes_the_defaults() -> None:
+    cfg = copy.deepcopy(load_stack_config("staging"))
+    cfg["kafka"]["cruiseControl"] = True
+    cc = load_platform("staging", config=cfg).kafka.cruise_control
+    assert cc is not None and cc.inbound_network == cc.outbound_network == "120MiB/s"
+    assert cc.resources.memory_limit == "768Mi"
+    assert load_platform("staging").kafka.cruise_control is None
+
+
 # ---- a stack file that is not YAML, or not shaped like a stack ------------------------------------------
 
 

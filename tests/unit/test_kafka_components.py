@@ -120,3 +120,17 @@ def test_args_validate_themselves() -> None:
     worse = replace(p, principals=(replace(p.principal("agent-gateway"), produces=(Produce("x.y.v1"),)),))
     with pytest.raises(ValueError, match="not in the catalog"):
         KafkaPrincipalsArgs(worse)
+
+
+def test_operator_releases_wait_for_the_namespaces_their_charts_write_into(mocks: RecordingMocks) -> None:
+    """The Strimzi chart creates RoleBindings in the watched (platform) namespace, not only its own."""
+    from components.platform import HeadwaterPlatform
+
+    @pulumi_test
+    def build() -> Any:
+        return HeadwaterPlatform("headwater", load_platform("prod")).bootstrap
+
+    build()
+    for release in ("headwater-strimzi-release", "headwater-flink-operator-release"):
+        assert mocks.depends_on(release, "headwater-namespace"), release
+        assert mocks.depends_on(release, "headwater-operators-namespace"), release

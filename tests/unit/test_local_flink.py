@@ -117,3 +117,26 @@ def test_errors_name_what_is_missing(kafka: LocalKafka) -> None:
         job.arguments(None)
     with pytest.raises(LocalFlinkError, match="not running"):
         job.kill()
+
+
+def test_registry_credentials_reach_the_app_in_a_private_properties_file(kafka: LocalKafka) -> None:
+    """The app reads schemas as itself: its properties carry `schema.registry.basic.auth.user.info`."""
+    job = LocalFlinkJob(
+        PLATFORM,
+        "agent-events",
+        kafka,
+        "http://r",
+        kafka.state_dir,
+        registry_user_info="agent-events:s3cr3t",
+    )
+    job.rest_port = 18081
+    args = job.arguments(None)
+    (path,) = options(args, "--kafka-properties-file")
+    props = Path(path)
+    assert props.parent == kafka.state_dir / "flink" / "agent-events"
+    assert props.read_text().splitlines() == [
+        "security.protocol=SASL_SSL",
+        "schema.registry.basic.auth.user.info=agent-events:s3cr3t",
+    ]
+    assert oct(props.stat().st_mode & 0o777) == "0o600"
+    assert not any("s3cr3t" in a for a in args)

@@ -136,7 +136,7 @@ def test_something_scrapes_the_brokers_the_exporter_and_every_flink_app(stack: s
     assert kafka["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
     assert kafka["namespaceSelector"] == {"matchNames": [p.namespace]}
     assert (f"{cluster}-kafka-exporter" in monitors) == p.kafka.exporter
-    assert (f"{cluster}-cruise-control" in monitors) == p.kafka.cruise_control
+    assert (f"{cluster}-cruise-control" in monitors) == (p.kafka.cruise_control is not None)
     for app in p.apps:
         spec = monitors[f"flink-{app.name}"]["spec"]
         assert spec["selector"]["matchLabels"]["app.kubernetes.io/name"] == app.name
