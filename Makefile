@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink prometheus lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -74,14 +74,18 @@ check-stacks: venv
 test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
-# Needs the toolchain too: the admission tests run a real kube-apiserver.
-test-integration: venv venv-flink toolchain prometheus
+# Needs the control plane too: the admission tests run a real kube-apiserver.
+test-integration: venv venv-flink control-plane prometheus
 	$(PYTHON) -m pytest -q tests/integration
 
-# The deploy toolchain (Pulumi CLI, language host, Kubernetes provider, etcd, kube-apiserver, controllers, kwok),
-# built from Go modules at the versions in headwater/versions.py, cached outside the clone (about 30 min cold).
+# The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
+# clone (engine/README.md): `control-plane` is etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+# kwok; `toolchain` adds the Pulumi CLI, its Python language host and the Kubernetes provider.
+control-plane:
+	engine/build.sh kube
+
 toolchain:
-	engine/build.sh
+	engine/build.sh all
 
 # `pulumi preview/up/destroy` of this project by the real engine against a control plane the tests start.
 test-e2e: venv toolchain
@@ -92,7 +96,7 @@ test-e2e: venv toolchain
 test-under-load: venv venv-flink prometheus
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
-test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
+test: lint typecheck test-unit check-stacks test-flink test-integration
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".

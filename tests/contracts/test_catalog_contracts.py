@@ -64,11 +64,11 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
     with pytest.raises(ConfigError) as err:
         load_platform("local", catalog=catalog, catalog_dir=tmp_path)
     assert err.value.problems == [
-        "catalog.topics.agents.events.deadletter.v1.schema = 'schemas/deadletter.proto': allowed: a path "
+        "stack local: catalog.topics.agents.events.deadletter.v1.schema = 'schemas/deadletter.proto': allowed: a path "
         "ending in .avsc or .json (Avro or JSON Schema)",
         "stack local: topics.agents.signals.v1.compatibility = 'SIDEWAYS' is not valid; allowed: NONE, "
         "BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
-        f"catalog.topics.features.agent_activity.v1.schema is missing: every feature topic needs a data "
+        f"stack local: catalog.topics.features.agent_activity.v1.schema is missing: every feature topic needs a data "
         f"contract (an .avsc or .json file under {tmp_path / 'schemas'}); only journal topics and topics that only platform services write are exempt",
     ]
 
@@ -110,6 +110,6 @@ def test_a_contract_is_named_after_its_topic() -> None:
     with pytest.raises(ConfigError) as err:  # reported by the config loader with the stack's other problems
         load_platform("local", catalog=catalog)
     assert err.value.problems == [
-        "catalog.topics.agents.signals.v1.schema = 'schemas/signals.avsc': allowed: "
+        "stack local: catalog.topics.agents.signals.v1.schema = 'schemas/signals.avsc': allowed: "
         "schemas/agents.signals.v1.avsc or schemas/agents.signals.v1.json"
     ]

@@ -47,7 +47,9 @@ def engine_bin() -> Path:
         return Path(os.environ[BIN_ENV])
     if not BUILD.is_file():
         raise RuntimeError(f"{BUILD} is missing: the engine toolchain builds the control plane binaries")
-    done = subprocess.run(["bash", str(BUILD), "--print-bin"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["bash", str(BUILD), "--print-bin", "kube"], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{BUILD} --print-bin failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
