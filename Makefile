@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -38,6 +38,13 @@ $(VENV_FLINK)/.stamp: requirements/flink.lock | $(UV)
 venv: $(VENV)/.stamp
 venv-flink: $(VENV_FLINK)/.stamp
 
+# Debian's Prometheus (with promtool): `make local` runs it as a plain process in the state dir, and the tests
+# check and unit-test the alert rules with promtool. Installed only when missing; never run as a service.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  { echo "installing Debian's prometheus package (apt-get)"; apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+
 lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
@@ -57,7 +64,7 @@ typecheck: venv venv-flink
 	$(VENV)/bin/mypy --python-executable $(VENV_FLINK)/bin/python flink_apps
 	$(VENV)/bin/mypy --python-executable $(VENV_FLINK)/bin/python tests/flink
 
-test-unit: venv
+test-unit: venv prometheus
 	$(PYTHON) -m pytest -q tests --ignore=tests/flink --ignore=tests/integration --ignore=tests/e2e
 
 check-stacks: venv
@@ -68,7 +75,7 @@ test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
 # Needs the control plane too: the admission tests run a real kube-apiserver.
-test-integration: venv venv-flink control-plane
+test-integration: venv venv-flink control-plane prometheus
 	$(PYTHON) -m pytest -q tests/integration
 
 # The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
@@ -86,14 +93,14 @@ test-e2e: venv toolchain
 
 # The integration suite with every core kept busy by CPU burners the session starts and stops: races
 # between the platform and a loaded machine show up here first.
-test-under-load: venv venv-flink
+test-under-load: venv venv-flink prometheus
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
 test: lint typecheck test-unit check-stacks test-flink test-integration
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
-local: venv venv-flink
+local: venv venv-flink prometheus
 	$(VENV)/bin/headwater local up $(ARGS)
 
 render: venv

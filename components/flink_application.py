@@ -62,6 +62,7 @@ SCRIPT_KEY = "assemble.sh"
 CHECKPOINTS_RETAINED = 3
 SAVEPOINT_HISTORY = 10
 PROMETHEUS_PORT = 9249
+METRICS_PORT_NAME = "metrics"  # the container port name PodMonitors scrape
 
 
 # --- names -----------------------------------------------------------------------------------------------
@@ -166,6 +167,14 @@ def jobmanager_replicas(platform: Platform) -> int:
 # --- configuration ---------------------------------------------------------------------------------------
 
 
+def prometheus_reporter_conf(port: int) -> dict[str, str]:
+    """Flink's Prometheus reporter on `port` (the PodMonitors' scrape target; a free port locally)."""
+    return {
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": str(port),
+    }
+
+
 def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
     """flinkConfiguration of the app's FlinkDeployment (Flink 2.x keys; every value a string)."""
     settings = platform.flink
@@ -212,9 +221,7 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
         ),
         # the Python workers run the interpreter the job was built with
         "python.executable": PYTHON,
-        # metrics
-        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": str(PROMETHEUS_PORT),
+        **prometheus_reporter_conf(PROMETHEUS_PORT),
     }
     if settings.ha:
         conf["high-availability.type"] = "kubernetes"
@@ -377,7 +384,7 @@ def _pod_template(platform: Platform, app: App, image: str) -> dict[str, Any]:
         "name": MAIN_CONTAINER,
         "securityContext": security,
         "volumeMounts": mounts,
-        "ports": [{"name": "metrics", "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
     }
     env = storage.container_env(settings)
     if env:

@@ -19,42 +19,14 @@ from components.k8s import (
 )
 from headwater import versions
 from headwater.kafka_config import broker_config
+from headwater.kafka_metrics import cruise_control_config, jmx_exporter_config
 from headwater.spec import Authentication, KafkaSettings, Storage, Tier
 
 OPERATOR_NAMESPACE = "headwater-system"
 TLS_PORT = 9093
 PLAIN_PORT = 9092
 METRICS_KEY = "kafka-metrics-config.yml"
-
-# JMX exporter rules for the broker metrics the dashboards and alerts use (throughput, ISR, request latency,
-# controller health). Kept small on purpose: each rule is a metric family someone reads.
-_JMX_RULES = """lowercaseOutputName: true
-rules:
-  - pattern: kafka.server<type=(.+), name=(.+), clientId=(.+), topic=(.+), partition=(.*)><>Value
-    name: kafka_server_$1_$2
-    type: GAUGE
-    labels: {clientId: "$3", topic: "$4", partition: "$5"}
-  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\\\w*, topic=(.+)><>Count
-    name: kafka_server_$1_$2_total
-    type: COUNTER
-    labels: {topic: "$3"}
-  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\\\w*><>Count
-    name: kafka_server_$1_$2_total
-    type: COUNTER
-  - pattern: kafka.server<type=(.+), name=(.+)><>Value
-    name: kafka_server_$1_$2
-    type: GAUGE
-  - pattern: kafka.controller<type=(.+), name=(.+)><>(Count|Value)
-    name: kafka_controller_$1_$2
-  - pattern: kafka.network<type=(.+), name=(.+), request=(.+)><>(\\\\d+)thPercentile
-    name: kafka_network_$1_$2_percentile
-    type: GAUGE
-    labels: {request: "$3", quantile: "0.$4"}
-  - pattern: kafka.cluster<type=(.+), name=(.+), topic=(.+), partition=(.*)><>Value
-    name: kafka_cluster_$1_$2
-    type: GAUGE
-    labels: {topic: "$3", partition: "$4"}
-"""
+CRUISE_CONTROL_METRICS_KEY = "metrics-config.yml"
 
 
 def super_user_principal(settings: KafkaSettings, name: str) -> str:
@@ -259,12 +231,27 @@ def _metrics_config_map(settings: KafkaSettings, namespace: str) -> dict[str, An
         "metadata": metadata(
             metrics_config_map_name(settings), namespace, labels("kafka", settings.cluster_name)
         ),
-        "data": {METRICS_KEY: _JMX_RULES},
+        "data": {METRICS_KEY: jmx_exporter_config()},
     }
 
 
 def metrics_config_map_name(settings: KafkaSettings) -> str:
     return f"{settings.cluster_name}-kafka-metrics"
+
+
+def cruise_control_config_map_name(settings: KafkaSettings) -> str:
+    return f"{settings.cluster_name}-cruise-control-metrics"
+
+
+def _cruise_control_config_map(settings: KafkaSettings, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            cruise_control_config_map_name(settings), namespace, labels("kafka", settings.cluster_name)
+        ),
+        "data": {CRUISE_CONTROL_METRICS_KEY: cruise_control_config()},
+    }
 
 
 def _listeners(settings: KafkaSettings, tier: Tier) -> list[dict[str, Any]]:
@@ -339,6 +326,16 @@ def _kafka(settings: KafkaSettings, namespace: str, tier: Tier) -> dict[str, Any
             # derives from the brokers' resource requests and storage.
             "brokerCapacity": {"inboundNetwork": cc.inbound_network, "outboundNetwork": cc.outbound_network},
             "autoRebalance": [{"mode": "add-brokers"}, {"mode": "remove-brokers"}],
+            # Without a metrics config Cruise Control's pod has no metrics port for its PodMonitor to scrape.
+            "metricsConfig": {
+                "type": "jmxPrometheusExporter",
+                "valueFrom": {
+                    "configMapKeyRef": {
+                        "name": cruise_control_config_map_name(settings),
+                        "key": CRUISE_CONTROL_METRICS_KEY,
+                    }
+                },
+            },
         }
     cluster = settings.cluster_name
     return {
@@ -350,10 +347,11 @@ def _kafka(settings: KafkaSettings, namespace: str, tier: Tier) -> dict[str, Any
 
 
 def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) -> list[dict[str, Any]]:
-    """Node pools, the `Kafka` resource and its metrics ConfigMap: the whole broker side of one environment."""
+    """Node pools, the `Kafka` resource and its metrics ConfigMaps: the whole broker side of one environment."""
     return [
         *_node_pools(settings, namespace),
         _metrics_config_map(settings, namespace),
+        *([_cruise_control_config_map(settings, namespace)] if settings.cruise_control is not None else []),
         _kafka(settings, namespace, tier),
     ]
 

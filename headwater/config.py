@@ -663,6 +663,7 @@ def _principals(
     p = cat.problems
     raw = cat.get("principals", dict, {})
     out: list[Principal] = []
+    monitoring: set[str] = set()
     for name, body in sorted(raw.items()):
         key = f"catalog.principals.{name}"
         if not K8S_NAME.match(str(name)):
@@ -673,6 +674,8 @@ def _principals(
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
         sec = _Section(p, key, {**body, **over}, {k: f"principals.{name}" for k in over})
+        if sec.get("monitorsConsumerGroups", bool, False):
+            monitoring.add(name)
         principal = _principal(sec, key, name, kafka)
         _check_flows(p, sec.path_of, principal, topic_names)
         out.append(principal)
@@ -686,7 +689,9 @@ def _principals(
         else:
             p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
     overrides.seen.update(overrides.data)
-    return tuple(out)
+    # Lag exporters monitor every consume flow the catalog declares (the stack's, after overrides).
+    flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (str(c.group), str(c.topic))))
+    return tuple(dataclasses.replace(x, monitors=flows) if x.name in monitoring else x for x in out)
 
 
 def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:

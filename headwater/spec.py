@@ -180,6 +180,10 @@ class Principal:
     quotas: Quotas = field(default_factory=Quotas)
     # Clients that verify their topics' configs at start (a registry's storage) need DescribeConfigs on them.
     describe_topic_configs: bool = False
+    # Consumer-lag exporters read the committed offsets of these groups and the end offsets of their topics
+    # (Describe on both, no Read): the loader fills it with every consume flow of the catalog when the
+    # principal says `monitorsConsumerGroups: true`, so it is never typed twice.
+    monitors: tuple[Consume, ...] = ()
 
     @property
     def transactional(self) -> bool:
@@ -193,7 +197,8 @@ def acls_for(principal: Principal) -> tuple[Acl, ...]:
     names its groups itself); produce: Describe+Write on the topic; a transactional producer also gets
     Describe+Write on its transactional-id prefix (no IdempotentWrite on the cluster: since Kafka 3.0 an
     idempotent or transactional producer needs only Write on its topics and transactional id); a principal that
-    verifies its topics' configs gets DescribeConfigs on the topics of its flows. Rules on the same resource
+    verifies its topics' configs gets DescribeConfigs on the topics of its flows; a lag exporter gets
+    Describe on every group it monitors and on that group's topic. Rules on the same resource
     are merged, and the result is sorted for stable output.
     """
     ops: dict[tuple[AclResource, str, AclPattern], set[str]] = {}
@@ -206,6 +211,9 @@ def acls_for(principal: Principal) -> tuple[Acl, ...]:
         grant(AclResource.GROUP, c.group, c.group_pattern, "Read")
     for p in principal.produces:
         grant(AclResource.TOPIC, p.topic, "literal", "Describe", "Write")
+    for m in principal.monitors:
+        grant(AclResource.TOPIC, m.topic, "literal", "Describe")
+        grant(AclResource.GROUP, m.group, m.group_pattern, "Describe")
     if principal.describe_topic_configs:
         for topic in {c.topic for c in principal.consumes} | {p.topic for p in principal.produces}:
             grant(AclResource.TOPIC, topic, "literal", "DescribeConfigs")

@@ -125,6 +125,7 @@ class LocalFlinkJob:
         # The JVM's own log (job and checkpoint events), which PyFlink would write into its package folder.
         self.flink_log_dir = self.state_dir / "logs" / f"flink-{self.app.name}"
         self.rest_port: int | None = None
+        self.metrics_port: int | None = None
         self.restored_from: Path | None = None
         self.snapshot_choice: SnapshotChoice | None = None
         self.job_id: str | None = None
@@ -162,11 +163,16 @@ class LocalFlinkJob:
     def log_tail(self, lines: int = 40) -> str:
         return self._process.log_tail(lines) if self._process else ""
 
+    @property
+    def metrics_target(self) -> str | None:
+        """`host:port` of the job's Prometheus reporter, once started."""
+        return f"{HOST}:{self.metrics_port}" if self.metrics_port is not None else None
+
     # --- configuration ------------------------------------------------------------------------------------
 
     def flink_settings(self, restore_from: Path | None) -> dict[str, str]:
         """The --flink-conf settings of a run (what the operator's flinkConfiguration says on Kubernetes)."""
-        from components.flink_application import CHECKPOINTS_RETAINED
+        from components.flink_application import CHECKPOINTS_RETAINED, prometheus_reporter_conf
 
         flink = self.platform.flink
         conf = {
@@ -197,6 +203,10 @@ class LocalFlinkJob:
             conf["restart-strategy.type"] = "fixed-delay"
             conf["restart-strategy.fixed-delay.attempts"] = str(self.restart_attempts)
             conf["restart-strategy.fixed-delay.delay"] = "2 s"
+        if self.metrics_port is not None:
+            # Flink's own reporter from the wheel's plugins/ folder, as on Kubernetes (it has no bind-address
+            # setting: it listens on every interface, on a free port).
+            conf.update(prometheus_reporter_conf(self.metrics_port))
         if restore_from is not None:
             conf["execution.state-recovery.path"] = restore_from.as_uri()
         conf.update(self.extra_conf)
@@ -262,6 +272,7 @@ class LocalFlinkJob:
         self.snapshot_choice = choice
         self.restored_from = choice.path
         self.rest_port = free_port()
+        self.metrics_port = free_port()
         self.job_id = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):
@@ -278,6 +289,10 @@ class LocalFlinkJob:
             "FLINK_LOG_DIR": str(self.flink_log_dir),
         }
         env.pop("HEADWATER_FLINK_CONF", None)  # settings come from the arguments only
+        lib = self._lib_dir()
+        # PyFlink replaces FLINK_LIB_DIR with the wheel's own unless FLINK_HOME is set: both, then.
+        env["FLINK_HOME"] = str(self._pyflink_home())
+        env["FLINK_LIB_DIR"] = str(lib)
         self._process = Supervised(
             f"flink:{self.app.name}",
             argv,
@@ -290,6 +305,34 @@ class LocalFlinkJob:
         self.started_at = time.monotonic()
         self._process.start()
         return self
+
+    def _pyflink_home(self) -> Path:
+        """The apache-flink wheel's Flink home (lib/, opt/, plugins/) in the environment of `self.python`."""
+        # The environment's own folder first (its python is usually a symlink to a shared interpreter).
+        found = sorted(self.python.parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            found = sorted(self.python.resolve().parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            raise LocalFlinkError(f"no pyflink package next to {self.python}: run `make venv-flink`")
+        return found[0]
+
+    def _lib_dir(self) -> Path:
+        """The wheel's `lib/` jars plus Flink's Prometheus reporter, as the MiniCluster's classpath.
+
+        The local MiniCluster finds metric reporters on its classpath only (it does not load the wheel's
+        `plugins/`), so the reporter jar the wheel ships under `plugins/metrics-prometheus/` joins the lib
+        jars here, by symlink: the same jar the Flink image loads as a plugin.
+        """
+        home = self._pyflink_home()
+        reporter = sorted((home / "plugins" / "metrics-prometheus").glob("flink-metrics-prometheus-*.jar"))
+        if not reporter:
+            raise LocalFlinkError(f"{home}/plugins/metrics-prometheus has no flink-metrics-prometheus jar")
+        lib = self.job_dir / "lib"
+        shutil.rmtree(lib, ignore_errors=True)
+        lib.mkdir(parents=True)
+        for jar in [*sorted((home / "lib").glob("*.jar")), reporter[0]]:
+            (lib / jar.name).symlink_to(jar)
+        return lib
 
     def _rest(self, path: str, body: Mapping[str, Any] | None = None, timeout: float = 5.0) -> Any:
         if self.rest_port is None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from components.observability import queried_metrics
 from headwater import jvm
 from headwater.config import load_platform
 from headwater.contracts import access
@@ -48,7 +49,9 @@ from headwater.local.console import (
     format_summary,
 )
 from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
-from headwater.local.ports import HOST, listening, port_free
+from headwater.local.lag_exporter import LagExporter, LagExporterError, lag_principal
+from headwater.local.observe import PrometheusView, ReaderMetrics
+from headwater.local.ports import HOST, free_port, listening, port_free
 from headwater.local.process import (
     ProcessError,
     Progress,
@@ -58,6 +61,9 @@ from headwater.local.process import (
     stop_all,
 )
 from headwater.local.producer import ProducerSettings, SampleProducer, shares_text
+from headwater.local.prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
+from headwater.local.prometheus import PORT_ENV as PROMETHEUS_PORT_ENV
+from headwater.local.prometheus import LocalPrometheus, LocalPrometheusError, ScrapeJob, prometheus_binary
 from headwater.local.provision import ProvisionError, client_config, provision
 from headwater.local.registry import PORT_ENV as REGISTRY_PORT_ENV
 from headwater.local.registry import (
@@ -93,6 +99,7 @@ class UpOptions:
     producer: ProducerSettings | None = dataclasses.field(default_factory=ProducerSettings)
     kafka_ports: KafkaPorts | None = None  # None: defaults and HEADWATER_KAFKA_*_PORT
     registry_port: int | None = None  # None: default and HEADWATER_REGISTRY_PORT
+    prometheus_port: int | None = None  # None: default and HEADWATER_PROMETHEUS_PORT
     app_options: Mapping[str, str] = dataclasses.field(
         default_factory=dict
     )  # e.g. {"window-size-ms": "10000"}
@@ -157,6 +164,7 @@ class LocalPlatform:
         kafka_ports: KafkaPorts | None = None,
         registry_port: int | None = None,
         app_options: Mapping[str, str] | None = None,
+        prometheus_port: int | None = None,
         port_settings: Mapping[str, str] | None = None,
         restore_from: Sequence[str] = (),
         fresh: Sequence[str] = (),
@@ -174,6 +182,14 @@ class LocalPlatform:
         self.kafka = LocalKafka(platform, self.state_dir, kafka_ports or KafkaPorts.from_env())
         self.registry_port = default_port() if registry_port is None else registry_port
         self.registry: LocalRegistry | None = None
+        self.prometheus = LocalPrometheus(
+            platform,
+            self.state_dir,
+            default_prometheus_port() if prometheus_port is None else prometheus_port,
+            progress=stderr_progress("prometheus"),
+        )
+        self.lag_exporter: LagExporter | None = None
+        self.reader_metrics: ReaderMetrics | None = None
         self.jobs: dict[str, LocalFlinkJob] = {}
         self.start_seconds: dict[str, float] = {}
         self.resumed: dict[str, str | None] = {}
@@ -207,6 +223,27 @@ class LocalPlatform:
                 f"registry port {self.registry_port} is also a Kafka port ({self.kafka.ports}); choose another "
                 f"with {how}"
             )
+        prom = self.prometheus.port
+        how_prom = (
+            self.port_settings.get("prometheus") or f"--prometheus-port or {PROMETHEUS_PORT_ENV}=<port>"
+        )
+        if not 0 < prom < 65536:
+            raise LocalUpError(f"prometheus port = {prom!r} is not valid; allowed: a TCP port 1-65535")
+        if prom in (*dataclasses.astuple(self.kafka.ports), self.registry_port):
+            raise LocalUpError(
+                f"prometheus port {prom} is also a Kafka or registry port; choose another with {how_prom}"
+            )
+        if not port_free(prom):
+            raise LocalUpError(
+                f"port {prom} on {HOST} is already in use, and the local Prometheus needs it; choose another "
+                f"with {how_prom}, or stop the process listening there "
+                f"(`ss -ltnp 'sport = :{prom}'`)"
+            )
+        try:
+            prometheus_binary()
+            lag_principal(self.platform)
+        except (LocalPrometheusError, LagExporterError) as exc:
+            raise LocalUpError(str(exc)) from None
         if not port_free(self.registry_port):
             raise LocalUpError(
                 f"port {self.registry_port} on {HOST} is already in use, and the schema registry needs it; "
@@ -248,6 +285,12 @@ class LocalPlatform:
         provision(self.kafka, progress=stderr_progress("provision"))
         self.start_seconds["provision"] = done()
 
+        # Lag as Kafka Exporter exports it, read as the catalog's lag principal (Describe only).
+        self.lag_exporter = LagExporter(
+            client_config(self.kafka, lag_principal(self.platform).name), free_port()
+        ).start()
+        self.reader_metrics = ReaderMetrics(free_port()).start()
+
         done = step(say, "starting the schema registry (KafkaSQL storage)")
         self.registry = LocalRegistry(
             self.state_dir / "registry",
@@ -264,7 +307,26 @@ class LocalPlatform:
         self.start_seconds["contracts"] = done()
 
         self.start_jobs()
+
+        done = step(
+            say, "starting Prometheus (scrapes the broker, lag, Flink jobs, the reader; loads the alerts)"
+        )
+        self.prometheus.start(self.scrape_jobs())
+        self.start_seconds["prometheus"] = done()
         self._write_runtime()
+
+    def scrape_jobs(self) -> list[ScrapeJob]:
+        """What the local Prometheus scrapes: every exporter of this run, by the job names of the render."""
+        assert self.lag_exporter is not None and self.reader_metrics is not None
+        jobs = [
+            ScrapeJob("kafka", [f"{HOST}:{self.kafka.ports.metrics}"]),
+            ScrapeJob("kafka-exporter", [f"{HOST}:{self.lag_exporter.port}"]),
+            ScrapeJob("agent-runtime", [self.reader_metrics.target]),
+        ]
+        for name, job in self.jobs.items():
+            if job.metrics_target is not None:
+                jobs.append(ScrapeJob(f"flink-{name}", [job.metrics_target], {"app": name}))
+        return jobs
 
     def start_jobs(self) -> None:
         from headwater.local.flink import LocalFlinkJob
@@ -303,6 +365,9 @@ class LocalPlatform:
         say = self.progress
         broker_down = self.kafka.pid is not None and not self.kafka.running()
         grace = CRASH_STOP_GRACE if broker_down else None
+        if self.prometheus.running():
+            with _reporting(say, "stopping Prometheus"):
+                self.prometheus.stop()
         for name, job in reversed(list(self.jobs.items())):
             if broker_down:
                 what = f"stopping Flink app {name} (no savepoint: the broker is down; its checkpoints remain)"
@@ -315,6 +380,14 @@ class LocalPlatform:
             with _reporting(say, "stopping the schema registry"):
                 self.registry.stop(grace=grace)
             self.registry = None
+        for what, server in (
+            ("the lag exporter", self.lag_exporter),
+            ("the reader's metrics", self.reader_metrics),
+        ):
+            if server is not None:
+                with _reporting(say, f"stopping {what}"):
+                    server.stop()
+        self.lag_exporter = self.reader_metrics = None
         with _reporting(say, "stopping the Kafka broker"):
             self.kafka.stop()
         with contextlib.suppress(FileNotFoundError):
@@ -334,12 +407,17 @@ class LocalPlatform:
         for name, job in self.jobs.items():
             if not job.running():
                 out.append(f"Flink app {name} {_ended(job.returncode)} (log: {_short(job.log_file)})")
+        if self.prometheus.pid is not None and not self.prometheus.running():
+            out.append(
+                f"Prometheus {_ended(self.prometheus.returncode)} (log: {_short(self.prometheus.log_file)})"
+            )
         return out
 
     def components(self) -> list[str]:
         """One line per process, for the console."""
         k = self.kafka
         width = max([len("schema registry"), *(len(f"flink {name}") for name in self.jobs)]) + 2
+        p = self.prometheus
         lines = [
             f"{'kafka':<{width}}pid {k.pid}  SASL_SSL {k.bootstrap_sasl}  mTLS {k.bootstrap_mtls}  "
             f"(log {_short(k.log_file)})"
@@ -352,6 +430,8 @@ class LocalPlatform:
             lines.append(
                 f"{'flink ' + name:<{width}}pid {job.pid}  checkpoint {_short(job.latest_checkpoint())}  (log {_short(job.log_file)})"
             )
+        if p.running():
+            lines.append(f"{'prometheus':<{width}}pid {p.pid}  {p.url}  (log {_short(p.log_file)})")
         return lines
 
     def _write_runtime(self) -> None:
@@ -380,6 +460,13 @@ class LocalPlatform:
             }
         for name, job in self.jobs.items():
             data["flink"][name] = {"pid": job.pid, "log": str(job.log_file)}
+        if self.prometheus.running():
+            data["prometheus"] = {
+                "pid": self.prometheus.pid,
+                "port": self.prometheus.port,
+                "url": self.prometheus.url,
+                "log": str(self.prometheus.log_file),
+            }
         self.runtime_file.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -503,6 +590,7 @@ def up(options: UpOptions) -> int:
             kafka_ports=options.kafka_ports,
             registry_port=options.registry_port,
             app_options=options.app_options,
+            prometheus_port=options.prometheus_port,
             port_settings=options.port_settings,
             restore_from=options.restore_from,
             fresh=options.fresh,
@@ -515,6 +603,7 @@ def up(options: UpOptions) -> int:
     signals.install()
     producer: SampleProducer | None = None
     monitor: Monitor | None = None
+    view: PrometheusView | None = None
     console: Console | None = None
     crashed: list[str] = []  # what died by itself while running: the one line of cause printed last
     status = 0
@@ -537,6 +626,7 @@ def up(options: UpOptions) -> int:
             local.registry.url,
             since_ms=since_ms,
             triage_config=_triage_config(local.kafka, platform, clients),
+            latency_histogram=local.reader_metrics.latency if local.reader_metrics is not None else None,
             registry_auth=_registry_auth(local.registry),
         )
         monitor.start()  # assigned first, so an interrupted start still stops its readers
@@ -544,6 +634,8 @@ def up(options: UpOptions) -> int:
             producer = _producer(local, options.producer, clients)
             say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
             producer.start()
+        view = PrometheusView(local.prometheus).start()
+        say(f"Prometheus: {local.prometheus.url} (the console's lag and latency are read from there)")
         signals.starting = False
         if signals.requested.is_set():
             raise KeyboardInterrupt
@@ -555,6 +647,7 @@ def up(options: UpOptions) -> int:
             footer="Ctrl-C stops everything"
             + (f" · bounded run of {options.duration:.0f}s" if options.duration else ""),
             tty=options.tty,
+            prometheus=view.figures,
         )
         began = time.monotonic()
         deadline = began + options.duration if options.duration else None
@@ -582,6 +675,8 @@ def up(options: UpOptions) -> int:
             crashed = _drain(monitor, options.drain_timeout, say, signals, local.dead)
         snap = monitor.snapshot()
         monitor.stop(timeout=2.0 if crashed else 15.0)
+        view.stop()
+        prometheus_end = _prometheus_summary(local.prometheus, view)
         summary = RunSummary(
             stack=platform.stack,
             seconds=traffic_seconds,
@@ -592,6 +687,7 @@ def up(options: UpOptions) -> int:
             start_seconds=local.start_seconds,
             resumed=local.resumed,
             final_lags={lag.group: lag.lag for lag in snap.lags},
+            prometheus=prometheus_end,
         )
         (state_dir / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
         print(format_summary(summary), flush=True)
@@ -611,6 +707,8 @@ def up(options: UpOptions) -> int:
                 producer.stop(flush_timeout=1.0 if crashed else 2.0)
         if monitor is not None:
             monitor.stop(timeout=2.0 if crashed else 15.0)
+        if view is not None:
+            view.stop()
         local.stop()
         signals.restore()
         left = [f"{p.name} (pid {p.pid})" for p in running_processes()]
@@ -649,7 +747,55 @@ def _startup_errors() -> tuple[type[Exception], ...]:
         LocalUpError,
         LocalFlinkError,
         RegistryError,
+        LocalPrometheusError,
+        LagExporterError,
     )
+
+
+def default_prometheus_port() -> int:
+    """The local Prometheus's port: HEADWATER_PROMETHEUS_PORT or 9090."""
+    text = os.environ.get(PROMETHEUS_PORT_ENV)
+    if text is None:
+        return DEFAULT_PROMETHEUS_PORT
+    try:
+        return _port(text)
+    except ValueError:
+        raise LocalUpError(
+            f"{PROMETHEUS_PORT_ENV} = {text!r} is not valid; allowed: a TCP port 1-65535"
+        ) from None
+
+
+def _prometheus_summary(prometheus: LocalPrometheus, view: PrometheusView) -> dict[str, Any] | None:
+    """What Prometheus holds at the end of a run: lag, latency quantiles, alerts, and how often it scraped."""
+    if not prometheus.running():
+        return None
+    try:
+        figures = view.poll()
+        scrapes = {
+            r["metric"].get("job", "?"): int(float(r["value"][1]))
+            for r in prometheus.query("sum by (job) (count_over_time(up[1d]))")
+        }
+        answered = {
+            r["metric"].get("job", "?"): int(float(r["value"][1]))
+            for r in prometheus.query("sum by (job) (sum_over_time(up[1d]))")
+        }
+        # Every series the stack's alerts and dashboard read: how many of each this run's Prometheus holds.
+        series = {
+            name: len(prometheus.query(f"last_over_time({name}[1d])"))
+            for name in sorted(queried_metrics(prometheus.platform))
+        }
+    except (OSError, LocalPrometheusError, ValueError) as exc:
+        return {"url": prometheus.url, "error": str(exc)}
+    return {
+        **figures.as_dict(),
+        "scrapes": dict(sorted(scrapes.items())),
+        "scrapes_answered": dict(sorted(answered.items())),
+        "queried_series": series,
+        "started_seconds": None
+        if prometheus.started_seconds is None
+        else round(prometheus.started_seconds, 2),
+        "polls": view.polls,
+    }
 
 
 def _triage_config(kafka: LocalKafka, platform: Platform, logger: logging.Logger) -> dict[str, Any] | None:
@@ -742,6 +888,10 @@ def status(stack: str, state_dir: Path | None = None) -> int:
         up = "listening" if listening(int(registry.get("port", 0))) else "closed"
         rows.append(("schema registry", registry.get("pid"), f"{registry.get('url')} {up}"))
     rows += [(f"flink {name}", job.get("pid"), f"log {job.get('log')}") for name, job in flink.items()]
+    prom = data.get("prometheus")
+    if prom:
+        up = "listening" if listening(int(prom.get("port", 0))) else "closed"
+        rows.append(("prometheus", prom.get("pid"), f"{prom.get('url')} {up}"))
     # Columns as wide as their longest entry, two spaces apart, whatever the app names.
     name_w = max(len(name) for name, _, _ in rows)
     pid_w = max(len(f"pid {pid}") for _, pid, _ in rows)
@@ -806,12 +956,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
             ("sasl", args.kafka_sasl_port),
             ("mtls", args.kafka_mtls_port),
             ("controller", args.kafka_controller_port),
+            ("metrics", args.kafka_metrics_port),
         )
         if value is not None
     }
     try:
         ports = dataclasses.replace(KafkaPorts.from_env(), **overrides)
         registry_port = args.registry_port if args.registry_port is not None else default_port()
+        prometheus_port = (
+            args.prometheus_port if args.prometheus_port is not None else default_prometheus_port()
+        )
         settings = (
             None
             if args.no_producer
@@ -822,7 +976,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 seed=args.seed,
             )
         )
-    except (LocalKafkaError, ValueError) as exc:
+    except (LocalKafkaError, LocalUpError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app_options: dict[str, str] = {}
@@ -835,6 +989,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         "mtls": ("--kafka-mtls-port", args.kafka_mtls_port, KafkaPorts.ENV["mtls"]),
         "controller": ("--kafka-controller-port", args.kafka_controller_port, KafkaPorts.ENV["controller"]),
         "registry": ("--registry-port", args.registry_port, REGISTRY_PORT_ENV),
+        "prometheus": ("--prometheus-port", args.prometheus_port, PROMETHEUS_PORT_ENV),
     }
     # Name the setting the person used: the flag if given, else the environment variable if set, else both.
     port_settings = {
@@ -856,6 +1011,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         producer=settings,
         kafka_ports=ports,
         registry_port=registry_port,
+        prometheus_port=prometheus_port,
         tty=False if args.plain else None,
     )
     return up(options)
@@ -932,7 +1088,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], stacks:
     p.add_argument(
         "--kafka-controller-port", type=_port, help=f"[env {KafkaPorts.ENV['controller']}] default 9095"
     )
+    p.add_argument(
+        "--kafka-metrics-port",
+        type=_port,
+        help=f"[env {KafkaPorts.ENV['metrics']}] the broker's Prometheus endpoint, default 9404",
+    )
     p.add_argument("--registry-port", type=_port, help="[env HEADWATER_REGISTRY_PORT] default 8181")
+    p.add_argument("--prometheus-port", type=_port, help=f"[env {PROMETHEUS_PORT_ENV}] default 9090")
     p.set_defaults(func=_cmd_up)
 
     p = lsub.add_parser("status", help="what of the local platform is running, with pids and ports")

@@ -153,6 +153,10 @@ def commit_offset(conf: dict[str, Any], group: str, topic: str) -> Outcome:
         if tp.error is not None and tp.error.code() in COORDINATOR_BUSY and time.monotonic() < deadline:
             time.sleep(0.2)  # the offsets topic is still being created or loaded
             continue
+        if tp.error is not None and tp.error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            # A principal that may Describe the group (a lag exporter) finds its coordinator and is refused
+            # the commit itself, per partition.
+            return DENIED
         if tp.error is not None:
             raise Inconclusive(f"commit for group {group} on {topic}: {tp.error}")
         break

@@ -83,6 +83,11 @@ def reads(p: Principal) -> set[str]:
     return {c.topic for c in p.consumes}
 
 
+def monitored(p: Principal) -> set[str]:
+    """Topics a lag exporter may describe (the topics of the groups it monitors), never read."""
+    return {m.topic for m in p.monitors}
+
+
 def group_matches(c: Consume, group: str) -> bool:
     """Whether a consumer group id falls under a consume flow's group (an exact name, or a prefix)."""
     return group.startswith(c.group) if c.group_pattern == "prefix" else group == c.group
@@ -157,7 +162,7 @@ ADMIN_OPS = sorted(admin_operations("t", "g"))
 
 
 def _own_topic(p: Principal) -> str:
-    return sorted(reads(p) | writes(p))[0]
+    return sorted(reads(p) | writes(p) | monitored(p))[0]
 
 
 def _admin_expected(p: Principal, operation: str) -> Outcome:
@@ -229,7 +234,9 @@ def test_matrix_covers_every_principal_over_every_listener() -> None:
 def test_metadata_shows_exactly_the_topics_of_its_flows(
     who: Who, creds: Callable[[Who], dict[str, Any]]
 ) -> None:
-    assert visible_topics(creds(who)) == reads(who.principal) | writes(who.principal)
+    assert visible_topics(creds(who)) == reads(who.principal) | writes(who.principal) | monitored(
+        who.principal
+    )
 
 
 @pytest.mark.parametrize(("who", "topic", "expected"), PRODUCE)

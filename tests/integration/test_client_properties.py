@@ -27,7 +27,7 @@ def test_java_clients_connect_with_each_principals_properties_file(provisioned: 
     args: list[str] = []
     expected: dict[str, set[str]] = {}
     for p in provisioned.platform.principals:
-        topics = {c.topic for c in p.consumes} | {f.topic for f in p.produces}
+        topics = {c.topic for c in p.consumes} | {f.topic for f in p.produces} | {m.topic for m in p.monitors}
         for prefix, flink in (("", False), (FLINK_SHADED_PREFIX, True)):
             path = provisioned.properties_file(p.name, flink=flink)
             args += [prefix, provisioned.bootstrap(p.name), str(path)]

@@ -130,7 +130,9 @@ def test_provisioning_follows_the_spec_as_it_grows_and_shrinks(
         assert report.counts["topics created"] == 1
         assert report.counts["SCRAM credentials set"] == 1
         assert report.counts["client certificates issued"] == 1
-        assert report.counts["ACLs added"] == 5  # writer: Describe+Write; reader: Describe+Read, group Read
+        # writer: Describe+Write; reader: Describe+Read, group Read; the lag exporter: Describe on the new
+        # flow's topic and group
+        assert report.counts["ACLs added"] == 7
 
         writer, reader = (
             client_config(kafka, grown.principal("probe-writer")),
@@ -170,7 +172,7 @@ def test_provisioning_follows_the_spec_as_it_grows_and_shrinks(
 
         # Back to the real spec: the probe principals lose their ACLs, credentials and files; the topic stays.
         report = provision(kafka, progress=quiet)
-        assert report.counts["ACLs removed"] == 5 and report.counts["SCRAM credentials deleted"] == 1
+        assert report.counts["ACLs removed"] == 7 and report.counts["SCRAM credentials deleted"] == 1
         assert (
             not properties_file(kafka, "probe-writer").exists()
             and not kafka.password_file("probe-writer").exists()
@@ -255,7 +257,9 @@ def test_restart_keeps_records_credentials_and_certificates(scratch_provisioned:
     consumer.close()
     assert marker in values, "a record written before the restart is gone"
     for p in scratch_provisioned.platform.principals:
-        expected = {c.topic for c in p.consumes} | {f.topic for f in p.produces}
+        expected = (
+            {c.topic for c in p.consumes} | {f.topic for f in p.produces} | {m.topic for m in p.monitors}
+        )
         assert visible_topics(scratch_provisioned.config(p.name)) == expected
     assert not provision(kafka, progress=quiet).changed
 
@@ -294,7 +298,7 @@ def test_a_busy_port_is_named_with_the_setting_to_change(local_platform: Platfor
         kafka = LocalKafka(
             local_platform,
             tmp_path,
-            KafkaPorts(sasl=free.sasl, mtls=port, controller=free.controller),
+            KafkaPorts(sasl=free.sasl, mtls=port, controller=free.controller, metrics=free.metrics),
             progress=quiet,
         )
         with pytest.raises(PortInUseError) as err:

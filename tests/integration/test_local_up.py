@@ -2,7 +2,9 @@
 
 One state dir serves the whole module, the way `.local/<stack>/` serves `make local`:
 1. a bounded run (`--duration`) from nothing: it exits 0 after printing throughput and latency, signals,
-   features and dead letters were produced, and no process of the run is left behind;
+   features and dead letters were produced, its Prometheus scraped the broker, the lag exporter, both Flink
+   jobs and the reader, loaded the alert rules and held the consumer lag and end-to-end latency the console
+   showed, and no process of the run is left behind;
 2. a second run on the same state dir resumes (broker data and registry ids kept, both Flink jobs restored
    from what the first run retained) and is stopped by SIGINT in the middle of its traffic: it stops
    everything cleanly, prints its summary and exits 130.
@@ -42,6 +44,7 @@ class Setup:
     state_dir: Path
     ports: KafkaPorts
     registry_port: int
+    prometheus_port: int
 
     def argv(self, *extra: str) -> list[str]:
         return [
@@ -58,8 +61,12 @@ class Setup:
             str(self.ports.mtls),
             "--kafka-controller-port",
             str(self.ports.controller),
+            "--kafka-metrics-port",
+            str(self.ports.metrics),
             "--registry-port",
             str(self.registry_port),
+            "--prometheus-port",
+            str(self.prometheus_port),
             # Short feature windows and watermark delay, so features close within a short run.
             "--feature-window",
             "5",
@@ -75,7 +82,14 @@ class Setup:
 
     @property
     def all_ports(self) -> list[int]:
-        return [self.ports.sasl, self.ports.mtls, self.ports.controller, self.registry_port]
+        return [
+            self.ports.sasl,
+            self.ports.mtls,
+            self.ports.controller,
+            self.ports.metrics,
+            self.registry_port,
+            self.prometheus_port,
+        ]
 
 
 @dataclass
@@ -88,7 +102,7 @@ class Finished:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
-    return Setup(tmp_path_factory.mktemp("local-up") / "state", KafkaPorts.free(), free_port())
+    return Setup(tmp_path_factory.mktemp("local-up") / "state", KafkaPorts.free(), free_port(), free_port())
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -191,6 +205,37 @@ def test_bounded_run_reports_figures_and_exits_cleanly(
     _assert_nothing_left(setup)
 
 
+def test_bounded_run_shows_lag_and_latency_read_from_its_prometheus(
+    first_run: Finished, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert first_run.returncode == 0, first_run.stderr[-4000:]
+    prom = first_run.summary["prometheus"]
+    with capsys.disabled():
+        print(f"\n[prometheus] {json.dumps(prom, sort_keys=True)}", flush=True)
+    assert "error" not in prom, prom
+    # Every exporter of the run was scraped, repeatedly, and answered.
+    jobs = {"kafka", "kafka-exporter", "agent-runtime", "flink-agent-events", "flink-feature-aggregator"}
+    assert set(prom["scrapes"]) == jobs and min(prom["scrapes"].values()) >= 2, prom["scrapes"]
+    assert set(prom["scrapes_answered"]) == jobs and min(prom["scrapes_answered"].values()) >= 1, prom
+    assert set(prom["targets_up"]) == jobs
+    # Every series the alerts and the dashboard of the stack read was there (broker, lag, Flink).
+    missing = sorted(name for name, count in prom["queried_series"].items() if count == 0)
+    assert not missing and len(prom["queried_series"]) >= 10, prom["queried_series"]
+    # Lag of the apps' groups, with Kafka Exporter's name, as the declared lag exporter sees it.
+    groups = {key.split(" ")[0] for key in prom["lag"]}
+    assert {"agent-events", "feature-aggregator", "agent-runtime"} <= groups
+    # End-to-end latency quantiles from the reader's histogram, in line with the exact per-run figures.
+    exact_max_s = first_run.summary["latency_ms"]["max"] / 1000
+    p50, p99 = prom["latency_s"]["p50"], prom["latency_s"]["p99"]
+    assert p50 is not None and p99 is not None and 0 < p50 <= p99
+    assert p50 <= exact_max_s * 2 + 1  # a histogram quantile lands within its bucket, not on a sample
+    # The console's plain lines were those figures, read from Prometheus, while the run went on.
+    lines = [line for line in first_run.stdout.splitlines() if "prometheus lag" in line]
+    assert lines and any("agent-events=" in line for line in lines)
+    assert any(re.search(r"prometheus latency p50=\d", line) for line in lines)
+    assert prom["started_seconds"] > 0
+
+
 def test_second_run_resumes_and_sigint_stops_everything(
     setup: Setup, first_run: Finished, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -235,8 +280,9 @@ def test_second_run_resumes_and_sigint_stops_everything(
     # `local status` saw every process up and every port listening, and sees nothing now.
     assert running.returncode == 0, running.stdout + running.stderr
     assert f"running as pid {proc.pid}" in running.stdout
-    assert running.stdout.count(" up ") == 4 and "DOWN" not in running.stdout
-    assert running.stdout.count("listening") == 4 and "closed" not in running.stdout
+    # broker, registry, two Flink jobs, Prometheus; four broker ports, the registry's and Prometheus's
+    assert running.stdout.count(" up ") == 5 and "DOWN" not in running.stdout
+    assert running.stdout.count("listening") == 6 and "closed" not in running.stdout
     # One row per process, its columns apart whatever the app names (no "flink agent-eventspid 123").
     for app in ("agent-events", "feature-aggregator"):
         assert re.search(rf"^  flink {app}  +pid \d+  +up  +log ", running.stdout, re.M), running.stdout
@@ -276,7 +322,7 @@ def test_second_run_resumes_and_sigint_stops_everything(
 
 
 def test_sigterm_while_starting_stops_what_was_started(tmp_path: Path) -> None:
-    setup = Setup(tmp_path / "state", KafkaPorts.free(), free_port())
+    setup = Setup(tmp_path / "state", KafkaPorts.free(), free_port(), free_port())
     proc = subprocess.Popen(
         setup.argv(),
         cwd=ROOT,
@@ -314,7 +360,10 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path, how: st
         port = taken.getsockname()[1]
         free = KafkaPorts.free()
         setup = Setup(
-            tmp_path / "state", KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller), free_port()
+            tmp_path / "state",
+            KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller, metrics=free.metrics),
+            free_port(),
+            free_port(),
         )
         argv, env = setup.argv(), dict(os.environ)
         if how == "environment":  # the port from HEADWATER_KAFKA_SASL_PORT, not from the flag

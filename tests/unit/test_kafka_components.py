@@ -40,7 +40,8 @@ def test_prod_cluster_children_outputs_and_parents(mocks: RecordingMocks) -> Non
         ]
         (kafka,) = mocks.of_type("kubernetes:kafka.strimzi.io/v1:Kafka")
         assert kafka.inputs["spec"]["kafka"]["listeners"][0]["authentication"] == {"type": "tls"}
-        assert len(mocks.of_type("kubernetes:core/v1:ConfigMap")) == 1
+        # The brokers' metrics rules and Cruise Control's.
+        assert len(mocks.of_type("kubernetes:core/v1:ConfigMap")) == 2
 
 
 def test_topics_and_principals_one_resource_each(mocks: RecordingMocks) -> None:
