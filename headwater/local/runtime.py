@@ -286,8 +286,13 @@ class LocalPlatform:
         self.start_seconds["provision"] = done()
 
         # Lag as Kafka Exporter exports it, read as the catalog's lag principal (Describe only).
+        # Its librdkafka log lines go to the clients' log like the other platform clients'.
         self.lag_exporter = LagExporter(
-            client_config(self.kafka, lag_principal(self.platform).name), free_port()
+            {
+                **client_config(self.kafka, lag_principal(self.platform).name),
+                "logger": _client_logger(self.state_dir / "logs" / CLIENT_LOG),
+            },
+            free_port(),
         ).start()
         self.reader_metrics = ReaderMetrics(free_port()).start()
 
