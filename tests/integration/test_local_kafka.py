@@ -179,7 +179,9 @@ def test_provisioning_follows_the_spec_as_it_grows_and_shrinks(
             [ConfigResource(ResourceType.TOPIC, PROBE_TOPIC, incremental_configs=[drift])]
         ).values():
             f.result(30)
-        wider = _variant(tmp_path / "catalog", topics={PROBE_TOPIC: _probe_topic(3)}, principals=PROBE_PRINCIPALS)
+        wider = _variant(
+            tmp_path / "catalog", topics={PROBE_TOPIC: _probe_topic(3)}, principals=PROBE_PRINCIPALS
+        )
         report = provision(_same_broker(wider, kafka), progress=quiet)
         assert set(report.counts) == {"partitions added", "topic configs set"}, report.changes
         assert _topic_config(scratch_provisioned.admin_config(), PROBE_TOPIC)["retention.ms"] == str(
