@@ -141,11 +141,13 @@ class Deduplicate(KeyedProcessFunction):
         self._duplicates: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        # Expired entries are dropped by RocksDB compaction, Flink's default background cleanup (checked
+        # every 1,000 entries). Configuring it explicitly would build a Java object through the JVM gateway,
+        # which a Python worker process on a cluster does not have.
         ttl = (
             StateTtlConfig.new_builder(Time.milliseconds(self._ttl_ms))
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
             .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            .cleanup_in_rocksdb_compact_filter(1000)
             .build()
         )
         descriptor = ValueStateDescriptor("seen", Types.BOOLEAN())

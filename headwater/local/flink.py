@@ -13,10 +13,12 @@ the Python workers it starts), a log file under `<state>/logs/`, stopped at exit
 Its arguments are those the Kubernetes deployment gets (`components.flink_application.app_arguments`:
 topics, group and transactional-id prefix from the principal's flows), pointed at the local broker and
 registry: the principal's listener and its `.flink.properties` (the JAAS login class shaded inside the
-Flink Kafka connector). The Flink settings the operator would set come as `--flink-conf`: RocksDB with
-incremental checkpoints under `<state>/flink/<app>/checkpoints`, retained on cancellation, exactly once,
-the checkpoint interval of the stack, and `execution.state-recovery.path` when a retained checkpoint or
-savepoint exists, so a second start carries on where the first one stopped.
+Flink Kafka connector). The Flink settings the operator would set come as `--flink-conf`, from the same
+derivation (`headwater.flink_conf`): RocksDB with incremental checkpoints under
+`<state>/flink/<app>/checkpoints`, retained on cancellation, exactly once, the checkpoint interval of the
+stack, the Python execution mode and bundles; plus `execution.state-recovery.path` when a retained
+checkpoint or savepoint exists, so a second start carries on where the first one stopped. Python operators
+run in worker processes that the MiniCluster starts, as task managers do on Kubernetes.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from headwater import jvm
+from headwater import flink_conf, jvm
 from headwater.config import ROOT
 from headwater.local.kafka import LocalKafka
 from headwater.local.process import Progress, Supervised, stderr_progress
@@ -165,23 +167,11 @@ class LocalFlinkJob:
 
     def flink_settings(self, restore_from: Path | None) -> dict[str, str]:
         """The --flink-conf settings of a run (what the operator's flinkConfiguration says on Kubernetes)."""
-        from components.flink_application import CHECKPOINTS_RETAINED
-
         flink = self.platform.flink
         conf = {
-            "state.backend.type": "rocksdb",
-            "execution.checkpointing.incremental": "true",
-            "execution.checkpointing.dir": self.checkpoint_dir.as_uri(),
-            "execution.checkpointing.savepoint-dir": self.savepoint_dir.as_uri(),
-            "execution.checkpointing.interval": f"{flink.checkpoint_interval_ms} ms",
-            "execution.checkpointing.mode": "EXACTLY_ONCE",
-            "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-            "execution.checkpointing.num-retained": str(CHECKPOINTS_RETAINED),
+            # Checkpointing, state backend, Python execution mode, bundles: as the FlinkDeployment says.
+            **flink_conf.app_flink_conf(flink, self.checkpoint_dir.as_uri(), self.savepoint_dir.as_uri()),
             "parallelism.default": str(flink.parallelism),
-            # Small bundles: records leave the Python workers within tens of milliseconds.
-            "python.fn-execution.bundle.size": "100",
-            "python.fn-execution.bundle.time": "50",
-            "pipeline.auto-watermark-interval": "200 ms",
             # The MiniCluster's REST API, on a port of our own: job state, checkpoints, stop with savepoint.
             "rest.address": HOST,
             "rest.bind-address": HOST,
@@ -254,6 +244,8 @@ class LocalFlinkJob:
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
             "FLINK_LOG_DIR": str(self.flink_log_dir),
+            # Python operators in worker processes started by the MiniCluster, as on a cluster.
+            **flink_conf.PYTHON_WORKER_ENV,
         }
         env.pop("HEADWATER_FLINK_CONF", None)  # settings come from the arguments only
         self._process = Supervised(

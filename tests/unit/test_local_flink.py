@@ -116,3 +116,38 @@ def test_errors_name_what_is_missing(kafka: LocalKafka) -> None:
         job.arguments(None)
     with pytest.raises(LocalFlinkError, match="not running"):
         job.kill()
+
+
+def test_local_jobs_and_flink_deployments_share_every_checkpoint_state_and_python_setting(
+    kafka: LocalKafka,
+) -> None:
+    """One derivation, two realizations: a setting one of them has, the other has with the same value
+    (state paths aside: a local folder here, the stack's state URI there)."""
+    from components import flink_application as fa
+    from headwater import flink_conf
+
+    shared = set(flink_conf.flink_conf(1_000, "file:///c", "file:///s"))
+    paths = {"execution.checkpointing.dir", "execution.checkpointing.savepoint-dir"}
+    for app in PLATFORM.apps:
+        local = conf(LocalFlinkJob(PLATFORM, app.name, kafka, "http://r", kafka.state_dir).arguments(None))
+        deployed = fa.flink_configuration(PLATFORM, app)
+        for key in sorted(shared - paths):
+            assert local.get(key) == deployed.get(key), (app.name, key, local.get(key), deployed.get(key))
+        assert deployed["python.execution-mode"] in ("process", "thread")
+
+
+def test_the_settings_derivation_imports_nothing_above_the_spec() -> None:
+    """headwater.flink_conf sits below the components and the local runtime, which both import it."""
+    import ast
+
+    from headwater.config import ROOT
+
+    tree = ast.parse((ROOT / "headwater" / "flink_conf.py").read_text())
+    imported = {
+        n.module if isinstance(n, ast.ImportFrom) else alias.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for alias in n.names
+    }
+    project = {m for m in imported if m and m.split(".")[0] in ("headwater", "components", "flink_apps")}
+    assert project <= {"headwater.spec", "headwater.versions"}, project
