@@ -16,7 +16,7 @@ help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
 	@echo "make test    set up everything and run lint, type checks and the whole test suite"
 	@echo "make render  write every Kubernetes object of every stack to out/<stack>/"
-	@echo "make bench   render benchmark (1,000 topics, 200 principals)"
+	@echo "make bench   render benchmark; data-plane benchmark (agent-events vs a transactional pass-through)"
 	@echo "make lock    re-resolve the lock files from requirements/*.in"
 
 $(UV):
@@ -73,8 +73,9 @@ local: venv venv-flink
 render: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater render --stack $$s --out out/$$s; done
 
-bench: venv
+bench: venv venv-flink
 	$(PYTHON) bench/render_bench.py
+	$(PYTHON) bench/dataplane_bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_FLINK) .cache out .pytest_cache .mypy_cache .ruff_cache

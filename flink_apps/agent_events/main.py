@@ -10,6 +10,7 @@ import logging
 import sys
 
 from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table.expressions import col
 
 from flink_apps.agent_events import pipeline
 from flink_apps.agent_events.logic import Contract
@@ -85,19 +86,14 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
     env = runtime.create_environment(cli.flink_settings(args), jars=cli.jars(args))
     runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
     t_env = runtime.table_environment(env)
-    source = flink_io.kafka_source(
-        t_env,
-        connection,
-        topic=args.source_topic,
-        group_id=args.group_id,
-        startup_mode=args.startup_mode,
-        uid="agent-events-source-records",
-    )
-    outputs = pipeline.build(env, source, config)
+    pipeline.configure(t_env, config)
+    source = flink_io.kafka_source_table(
+        t_env, connection, topic=args.source_topic, group_id=args.group_id, startup_mode=args.startup_mode
+    ).select(col("value"), col("topic"), col("partition"), col("offset"), col("ts").alias("timestamp"))
+    outputs = pipeline.build_tables(t_env, source, config)
     statements = t_env.create_statement_set()
     for name, topic in ((pipeline.SIGNALS, args.sink_topic), (pipeline.DEAD_LETTERS, args.dead_letter_topic)):
-        flink_io.kafka_sink(
-            t_env,
+        flink_io.kafka_sink_table(
             statements,
             connection,
             outputs[name],
