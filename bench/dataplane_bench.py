@@ -290,8 +290,8 @@ def latency(
     return {
         "sent": n,
         "seen": len(seen),
-        "p50_ms": (percentile(ordered, 0.5) or float("nan")) * 1000,
-        "p99_ms": (percentile(ordered, 0.99) or float("nan")) * 1000,
+        "p50_ms": (percentile(ordered, 50) or float("nan")) * 1000,
+        "p99_ms": (percentile(ordered, 99) or float("nan")) * 1000,
     }
 
 
