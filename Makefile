@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink lint typecheck test test-unit test-flink test-integration check-stacks render local bench lock clean
+.PHONY: help venv venv-flink lint typecheck test test-unit test-flink test-integration test-e2e toolchain check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -45,13 +45,13 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py components/__init__.py policies/__init__.py flink_apps/__init__.py)) bench stacks/__main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py flink_apps/__init__.py)) bench __main__.py
 
 typecheck: venv
 	$(VENV)/bin/mypy $(TYPED)
 
 test-unit: venv
-	$(PYTHON) -m pytest -q tests --ignore=tests/flink --ignore=tests/integration
+	$(PYTHON) -m pytest -q tests --ignore=tests/flink --ignore=tests/integration --ignore=tests/e2e
 
 check-stacks: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater check --stack $$s; done
@@ -63,7 +63,16 @@ test-flink: venv-flink
 test-integration: venv venv-flink
 	$(PYTHON) -m pytest -q tests/integration
 
-test: lint typecheck test-unit check-stacks test-flink test-integration
+# The deploy toolchain (Pulumi CLI, language host, Kubernetes provider, etcd, kube-apiserver, controllers, kwok),
+# built from Go modules at the versions in headwater/versions.py, cached outside the clone (about 30 min cold).
+toolchain:
+	engine/build.sh
+
+# `pulumi preview/up/destroy` of this project by the real engine against a control plane the tests start.
+test-e2e: venv toolchain
+	$(PYTHON) -m pytest -q tests/e2e
+
+test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from headwater.config import CATALOG_DIR, load_platform, load_stack_config, read_yaml
-from headwater.render import dump, render_stack
+from headwater_cli.render import dump, render_stack
 
 
 def synthetic_catalog(n_topics: int, n_principals: int) -> dict[str, Any]:

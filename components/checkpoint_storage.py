@@ -34,11 +34,10 @@ SECRET_KEY = "secret-key"
 AWS_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 
-S3_SCHEMES = ("s3", "s3a", "s3p")
 S3_PLUGIN = f"flink-s3-fs-presto-{versions.FLINK_VERSION}.jar"  # in /opt/flink/opt of the Flink image
 
 MINIO_NAME = "minio"
-MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+MINIO_IMAGE = f"quay.io/minio/minio:{versions.MINIO_VERSION}"
 MINIO_PORT = 9000
 MINIO_CONSOLE_PORT = 9001
 MINIO_USER = 1000
@@ -62,11 +61,11 @@ def state_paths(settings: FlinkSettings, app: str) -> StatePaths:
 
 
 def scheme(settings: FlinkSettings) -> str:
-    return urlparse(settings.state_uri).scheme
+    return settings.state_scheme
 
 
 def is_s3(settings: FlinkSettings) -> bool:
-    return scheme(settings) in S3_SCHEMES
+    return settings.is_s3
 
 
 def is_local_path(settings: FlinkSettings) -> bool:
@@ -75,7 +74,7 @@ def is_local_path(settings: FlinkSettings) -> bool:
 
 def bucket(settings: FlinkSettings) -> str:
     """The bucket of an S3 state URI (`s3://bucket/prefix` -> `bucket`)."""
-    return urlparse(settings.state_uri).netloc
+    return settings.bucket
 
 
 def local_root(settings: FlinkSettings) -> str:
@@ -85,22 +84,7 @@ def local_root(settings: FlinkSettings) -> str:
 
 def problems(settings: FlinkSettings) -> list[str]:
     """What is wrong with the checkpoint storage settings, one readable line each (empty: fine)."""
-    out: list[str] = []
-    kind = scheme(settings)
-    if kind not in (*S3_SCHEMES, "file"):
-        out.append(f"flink.stateUri = {settings.state_uri!r}: allowed: s3://bucket[/prefix] or file:///path")
-    if is_s3(settings) and not bucket(settings):
-        out.append(f"flink.stateUri = {settings.state_uri!r}: an S3 URI names its bucket (s3://bucket/...)")
-    if settings.deploy_minio:
-        if not is_s3(settings):
-            out.append("flink.deployMinio = True: needs an s3:// flink.stateUri (the MinIO bucket)")
-        if not settings.s3_credentials_secret:
-            out.append("flink.deployMinio = True: needs flink.s3CredentialsSecret (MinIO's root credentials)")
-        if not settings.s3_endpoint:
-            out.append(
-                f"flink.deployMinio = True: needs flink.s3Endpoint (http://{MINIO_NAME}.<namespace>.svc:9000)"
-            )
-    return out
+    return [f"{key} = {value!r}: allowed: {allowed}" for key, value, allowed in settings.storage_problems()]
 
 
 def flink_configuration(settings: FlinkSettings) -> dict[str, str]:
@@ -257,9 +241,31 @@ def render_minio(platform: Platform) -> list[dict[str, Any]]:
     return [pvc, deployment, service]
 
 
+def render_credentials(platform: Platform) -> list[dict[str, Any]]:
+    """The S3 credentials secret, when the stack's secret config carries the keys (else it must exist)."""
+    settings = platform.flink
+    if settings.s3_credentials is None or not settings.s3_credentials_secret:
+        return []
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata(
+                settings.s3_credentials_secret, platform.namespace, labels("checkpoint-storage")
+            ),
+            "type": "Opaque",
+            # pulumi-kubernetes keeps a Secret's data secret in state and outputs.
+            "stringData": {
+                ACCESS_KEY: settings.s3_credentials.access_key.value,
+                SECRET_KEY: settings.s3_credentials.secret_key.value,
+            },
+        }
+    ]
+
+
 def render_checkpoint_storage(platform: Platform) -> list[dict[str, Any]]:
-    """Every object the environment's shared checkpoint storage needs (only dev's MinIO so far)."""
-    return render_minio(platform)
+    """Every object the environment's shared checkpoint storage needs: credentials, dev's MinIO."""
+    return [*render_credentials(platform), *render_minio(platform)]
 
 
 @dataclass(frozen=True)

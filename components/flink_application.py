@@ -37,7 +37,8 @@ from components.kafka_topics import LABEL_PREFIX
 from components.kafka_users import user_secret
 from components.schema_registry import service_url
 from headwater import flink_conf, versions
-from headwater.spec import App, Authentication, Platform, Principal, Tier, TopicKind
+from headwater.kafka_config import KeyStore, java_client_properties
+from headwater.spec import App, Authentication, Platform, Principal, Tier, app_flows
 
 ENTRY_CLASS = "org.apache.flink.client.python.PythonDriver"
 JAR_URI = f"local:///opt/flink/opt/flink-python-{versions.FLINK_VERSION}.jar"
@@ -72,49 +73,6 @@ def kafka_client_configmap(app: str) -> str:
 
 
 # --- what the spec says about one app --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppFlows:
-    """The Kafka side of one app, read from its principal's declared flows."""
-
-    sources: tuple[str, ...]
-    group_id: str
-    sinks: tuple[str, ...]
-    dead_letters: tuple[str, ...]
-    transactional_id_prefix: str | None
-
-
-def app_flows(platform: Platform, app: App) -> AppFlows:
-    """Sources, sinks and dead-letter topics of `app`, from the principal of the same name."""
-    principal = platform.principal(app.name)
-    groups = sorted({c.group for c in principal.consumes})
-    if not principal.consumes:
-        raise ValueError(f"app {app.name!r}: its principal consumes no topic; a Flink app needs a source")
-    if len(groups) != 1:
-        raise ValueError(
-            f"app {app.name!r}: its consumed topics use several groups {groups}; a Flink app has one"
-        )
-    kinds = {t.name: t.kind for t in platform.topics}
-    sinks = tuple(p.topic for p in principal.produces if kinds[p.topic] != TopicKind.DEADLETTER)
-    dead = tuple(p.topic for p in principal.produces if kinds[p.topic] == TopicKind.DEADLETTER)
-    # The apps take one --source-topic, one --sink-topic and at most one --dead-letter-topic.
-    for role, topics, most in (
-        ("consumed", principal.consumes, 1),
-        ("sink", sinks, 1),
-        ("dead-letter", dead, 1),
-    ):
-        if len(topics) > most:
-            raise ValueError(f"app {app.name!r}: {len(topics)} {role} topics; a Flink app here takes one")
-    if not sinks:
-        raise ValueError(f"app {app.name!r}: its principal produces no (non-dead-letter) topic to sink into")
-    return AppFlows(
-        sources=tuple(c.topic for c in principal.consumes),
-        group_id=groups[0],
-        sinks=sinks,
-        dead_letters=dead,
-        transactional_id_prefix=principal.transactional_id_prefix if principal.transactional else None,
-    )
 
 
 def default_schema_registry_url(platform: Platform) -> str:
@@ -281,16 +239,13 @@ def _max_partitions(platform: Platform, app: App) -> int:
 
 def properties_template(platform: Platform, principal: Principal) -> str:
     """The non-secret lines of the app's Kafka client properties (the script appends the secret ones)."""
+    props = java_client_properties(
+        principal.authentication,
+        truststore=KeyStore("PKCS12", f"{CA_DIR}/ca.p12"),
+        keystore=KeyStore("PKCS12", f"{USER_DIR}/user.p12"),
+    )
     lines = ["# Completed by the kafka-client-config init container with values from the mounted secrets."]
-    if principal.authentication == Authentication.TLS:
-        lines += [
-            "security.protocol=SSL",
-            "ssl.keystore.type=PKCS12",
-            f"ssl.keystore.location={USER_DIR}/user.p12",
-        ]
-    else:
-        lines += ["security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512"]
-    lines += ["ssl.truststore.type=PKCS12", f"ssl.truststore.location={CA_DIR}/ca.p12"]
+    lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -542,10 +497,12 @@ class FlinkApplicationArgs:
             self.platform.principal(self.app)
         except KeyError:
             raise ValueError(f"app {self.app!r} has no principal of the same name") from None
+        # Storage and flow rules are the config loader's (reported before anything is built); a hand-built
+        # Platform gets the same verdicts here.
         found = storage.problems(self.platform.flink)
         if found:
             raise ValueError(f"app {self.app!r}: " + "; ".join(found))
-        app_flows(self.platform, self._app)  # raises on flows a Flink app cannot run
+        app_flows(self.platform, self._app)
         self.platform.flink.image_ref(self.app)  # raises KeyError without a pinned image
 
     @property

@@ -18,7 +18,6 @@ from components.kafka_cluster import OPERATOR_NAMESPACE
 from headwater import versions
 
 RELEASE_NAME = "flink-kubernetes-operator"
-CHART = "flink-kubernetes-operator"
 IMAGE_REPOSITORY = "apache/flink-kubernetes-operator"
 OPERATOR_USER = 9999  # the uid/gid the operator image runs as
 
@@ -42,7 +41,9 @@ def _conf_text(conf: dict[str, str]) -> str:
     return "".join(f"{key}: {value}\n" for key, value in sorted(conf.items()))
 
 
-def render_flink_operator(watched_namespaces: tuple[str, ...], webhook: bool = False) -> HelmRelease:
+def render_flink_operator(
+    watched_namespaces: tuple[str, ...], webhook: bool = False, charts_folder: str | None = None
+) -> HelmRelease:
     """The operator at a pinned chart and image, watching only `watched_namespaces`."""
     if not watched_namespaces:
         raise ValueError("the Flink operator must watch at least one namespace (an empty list means all)")
@@ -91,10 +92,11 @@ def render_flink_operator(watched_namespaces: tuple[str, ...], webhook: bool = F
     return HelmRelease(
         name=RELEASE_NAME,
         namespace=OPERATOR_NAMESPACE,
-        chart=CHART,
+        chart=versions.FLINK_OPERATOR_CHART,
         version=versions.FLINK_OPERATOR_VERSION,
         repository=versions.FLINK_OPERATOR_HELM_REPO,
         values=values,
+        charts_folder=charts_folder,
     )
 
 
@@ -114,11 +116,12 @@ class FlinkOperator(pulumi.ComponentResource):
         watched_namespaces: tuple[str, ...],
         webhook: bool = False,
         opts: pulumi.ResourceOptions | None = None,
+        charts_folder: str | None = None,
     ) -> None:
         super().__init__("headwater:flink:FlinkOperator", name, None, opts)
         self.helm_release = create_release(
             f"{name}-release",
-            render_flink_operator(watched_namespaces, webhook),
+            render_flink_operator(watched_namespaces, webhook, charts_folder),
             pulumi.ResourceOptions(parent=self),
         )
         self.release = self.helm_release.name

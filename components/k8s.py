@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from headwater.config import ROOT as PROJECT_ROOT
 
 PART_OF = "headwater"
 WAIT_READY = {"pulumi.com/waitFor": "condition=Ready"}
@@ -74,6 +77,13 @@ class HelmRelease:
     version: str
     repository: str
     values: Mapping[str, Any] = field(default_factory=dict)
+    charts_folder: str | None = None
+    """A local folder holding `<chart>-<version>/` (air-gapped installs); None: the chart's repository."""
+
+    @property
+    def local_chart(self) -> str | None:
+        """Path of the chart in `charts_folder` (relative paths are taken from the project root)."""
+        return f"{self.charts_folder.rstrip('/')}/{self.chart}-{self.version}" if self.charts_folder else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,8 +93,23 @@ class HelmRelease:
             "chart": self.chart,
             "version": self.version,
             "repository": self.repository,
+            **({"chartsFolder": self.charts_folder} if self.charts_folder else {}),
+            # CRDs are installed (and upgraded) by the platform itself, never by Helm.
+            "skipCrds": True,
             "values": dict(self.values),
         }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> HelmRelease:
+        return cls(
+            name=doc["name"],
+            namespace=doc["namespace"],
+            chart=doc["chart"],
+            version=doc["version"],
+            repository=doc["repository"],
+            values=dict(doc.get("values") or {}),
+            charts_folder=doc.get("chartsFolder"),
+        )
 
 
 # libyaml's emitter when PyYAML was built with it (the wheels are): same output, several times faster.
@@ -129,6 +154,10 @@ def create_object(resource_name: str, obj: Mapping[str, Any], opts: Any = None) 
     # Typed classes take top-level API fields (roleRef, automountServiceAccountToken) as snake_case keywords.
     body = {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     typed: dict[tuple[str, str], Any] = {
+        (
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+        ): k8s.apiextensions.v1.CustomResourceDefinition,
         ("v1", "Namespace"): k8s.core.v1.Namespace,
         ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
         ("v1", "Secret"): k8s.core.v1.Secret,
@@ -158,19 +187,50 @@ def create_object(resource_name: str, obj: Mapping[str, Any], opts: Any = None) 
     )
 
 
+def release_inputs(release: HelmRelease) -> dict[str, Any]:
+    """The inputs of the `helm.v3.Release` a rendered release becomes, as the engine receives them (camelCase).
+
+    The one mapping of a HelmRelease onto Pulumi: `create_release` creates it, `headwater check` judges it.
+    """
+    props: dict[str, Any] = {
+        "name": release.name,
+        "namespace": release.namespace,
+        "values": dict(release.values),
+        "skipCrds": True,
+        "atomic": True,
+    }
+    if release.local_chart is not None:
+        # The folder name carries the version (checked by the config loader); a source-tree chart may carry a
+        # placeholder version in its Chart.yaml, so no version is asked of it.
+        path = Path(release.local_chart)
+        props["chart"] = str(path if path.is_absolute() else PROJECT_ROOT / path)
+    elif release.repository.startswith("oci://"):
+        props |= {"chart": release.repository, "version": release.version}
+    else:
+        props |= {
+            "chart": release.chart,
+            "version": release.version,
+            "repositoryOpts": {"repo": release.repository},
+        }
+    return props
+
+
 def create_release(resource_name: str, release: HelmRelease, opts: Any = None) -> Any:
+    """A Helm release from the chart's repository, or from a local folder when `charts_folder` is set."""
     import pulumi_kubernetes as k8s
 
-    oci = release.repository.startswith("oci://")
+    inputs = release_inputs(release)
+    repo = inputs.pop("repositoryOpts", None)
     return k8s.helm.v3.Release(
         resource_name,
-        name=release.name,
-        namespace=release.namespace,
-        chart=release.repository if oci else release.chart,
-        repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=release.repository),
-        version=release.version,
-        values=dict(release.values),
-        atomic=True,
+        name=inputs.pop("name"),
+        namespace=inputs.pop("namespace"),
+        chart=inputs.pop("chart"),
+        version=inputs.pop("version", None),
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(**repo) if repo else None,
+        values=inputs.pop("values"),
+        skip_crds=inputs.pop("skipCrds"),
+        atomic=inputs.pop("atomic"),
         opts=opts,
     )
 

@@ -9,6 +9,7 @@ import pulumi
 
 from components.k8s import WAIT_READY, HelmRelease, create_object, create_release, labels, metadata, namespace
 from headwater import versions
+from headwater.kafka_config import broker_config
 from headwater.spec import Authentication, KafkaSettings, Storage, Tier
 
 OPERATOR_NAMESPACE = "headwater-system"
@@ -52,18 +53,17 @@ def super_user_principal(settings: KafkaSettings, name: str) -> str:
     return f"CN={name}" if settings.authentication == Authentication.TLS else name
 
 
-def strimzi_kafka_image() -> str:
-    return f"quay.io/strimzi/kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}"
-
-
-def render_strimzi_operator(watched_namespaces: tuple[str, ...]) -> HelmRelease:
+def render_strimzi_operator(
+    watched_namespaces: tuple[str, ...], charts_folder: str | None = None
+) -> HelmRelease:
     """The cluster operator at a pinned chart and image version, watching only the platform namespaces."""
     return HelmRelease(
         name="strimzi-cluster-operator",
         namespace=OPERATOR_NAMESPACE,
-        chart="strimzi-kafka-operator",
+        chart=versions.STRIMZI_CHART,
         version=versions.STRIMZI_VERSION,
         repository=versions.STRIMZI_HELM_REPO,
+        charts_folder=charts_folder,
         values={
             "watchNamespaces": list(watched_namespaces),
             "watchAnyNamespace": False,
@@ -159,12 +159,10 @@ def _node_pool(
     }
 
 
-def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) -> list[dict[str, Any]]:
-    """Node pools, the `Kafka` resource and its metrics ConfigMap: the whole broker side of one environment."""
-    cluster = settings.cluster_name
-    objs: list[dict[str, Any]] = []
+def _node_pools(settings: KafkaSettings, namespace: str) -> list[dict[str, Any]]:
+    """Combined broker+controller nodes, or a controller quorum and brokers in pools of their own."""
     if settings.combined:
-        objs.append(
+        return [
             _node_pool(
                 settings,
                 namespace,
@@ -174,39 +172,45 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
                 settings.broker_storage,
                 settings.broker_resources,
             )
-        )
-    else:
-        objs.append(
-            _node_pool(
-                settings,
-                namespace,
-                "controllers",
-                ["controller"],
-                settings.controllers,
-                settings.controller_storage,
-                settings.controller_resources,
-            )
-        )
-        objs.append(
-            _node_pool(
-                settings,
-                namespace,
-                "brokers",
-                ["broker"],
-                settings.brokers,
-                settings.broker_storage,
-                settings.broker_resources,
-            )
-        )
-    metrics_cm = f"{cluster}-kafka-metrics"
-    objs.append(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": metadata(metrics_cm, namespace, labels("kafka", cluster)),
-            "data": {METRICS_KEY: _JMX_RULES},
-        }
-    )
+        ]
+    return [
+        _node_pool(
+            settings,
+            namespace,
+            "controllers",
+            ["controller"],
+            settings.controllers,
+            settings.controller_storage,
+            settings.controller_resources,
+        ),
+        _node_pool(
+            settings,
+            namespace,
+            "brokers",
+            ["broker"],
+            settings.brokers,
+            settings.broker_storage,
+            settings.broker_resources,
+        ),
+    ]
+
+
+def _metrics_config_map(settings: KafkaSettings, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            metrics_config_map_name(settings), namespace, labels("kafka", settings.cluster_name)
+        ),
+        "data": {METRICS_KEY: _JMX_RULES},
+    }
+
+
+def metrics_config_map_name(settings: KafkaSettings) -> str:
+    return f"{settings.cluster_name}-kafka-metrics"
+
+
+def _listeners(settings: KafkaSettings, tier: Tier) -> list[dict[str, Any]]:
     auth = {"type": settings.authentication.value}
     listeners: list[dict[str, Any]] = [
         {"name": "tls", "port": TLS_PORT, "type": "internal", "tls": True, "authentication": auth},
@@ -222,46 +226,39 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
                 "authentication": {"type": Authentication.SCRAM.value},
             }
         )
-    rf, isr = settings.replication_factor, settings.min_insync_replicas
-    config: dict[str, Any] = {
-        "auto.create.topics.enable": False,
-        "default.replication.factor": rf,
-        "min.insync.replicas": isr,
-        "offsets.topic.replication.factor": rf,
-        "transaction.state.log.replication.factor": rf,
-        "transaction.state.log.min.isr": isr,
-        "transaction.max.timeout.ms": settings.transaction_max_timeout_ms,
-        "unclean.leader.election.enable": False,
-        "message.max.bytes": settings.message_max_bytes,
-        "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
-    }
+    return listeners
+
+
+def _kafka_spec(settings: KafkaSettings, tier: Tier) -> dict[str, Any]:
+    """`spec.kafka`: version, listeners, authorization, the derived broker config, metrics, racks."""
     kafka_spec: dict[str, Any] = {
         "version": versions.KAFKA_VERSION,
         "metadataVersion": versions.KAFKA_METADATA_VERSION,
-        "listeners": listeners,
+        "listeners": _listeners(settings, tier),
         "authorization": {
             "type": "simple",
             "superUsers": [super_user_principal(settings, u) for u in settings.super_users],
         },
-        "config": dict(sorted(config.items())),
+        "config": broker_config(settings),
         "metricsConfig": {
             "type": "jmxPrometheusExporter",
-            "valueFrom": {"configMapKeyRef": {"name": metrics_cm, "key": METRICS_KEY}},
+            "valueFrom": {"configMapKeyRef": {"name": metrics_config_map_name(settings), "key": METRICS_KEY}},
         },
     }
     if settings.racks:
         kafka_spec["rack"] = {"topologyKey": settings.rack_topology_key}
-        # Consumers read from a replica in their own zone: cheaper cross-zone traffic, same guarantees.
-        kafka_spec["config"]["replica.selector.class"] = (
-            "org.apache.kafka.common.replica.RackAwareReplicaSelector"
-        )
-        kafka_spec["config"] = dict(sorted(kafka_spec["config"].items()))
+    return kafka_spec
+
+
+def _kafka(settings: KafkaSettings, namespace: str, tier: Tier) -> dict[str, Any]:
+    """The `Kafka` resource: the brokers' spec, the entity operators and the optional exporter and Cruise
+    Control."""
     operator_resources = {
         "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"cpu": "500m", "memory": "512Mi"},
     }
     spec: dict[str, Any] = {
-        "kafka": kafka_spec,
+        "kafka": _kafka_spec(settings, tier),
         "entityOperator": {
             "topicOperator": {"resources": operator_resources},
             "userOperator": {"resources": operator_resources},
@@ -278,20 +275,27 @@ def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) ->
         }
     if settings.cruise_control:
         spec["cruiseControl"] = {"autoRebalance": [{"mode": "add-brokers"}, {"mode": "remove-brokers"}]}
-    objs.append(
-        {
-            "apiVersion": versions.STRIMZI_API_VERSION,
-            "kind": "Kafka",
-            "metadata": metadata(
-                cluster,
-                namespace,
-                labels("kafka", cluster),
-                {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled", **WAIT_READY},
-            ),
-            "spec": spec,
-        }
-    )
-    return objs
+    cluster = settings.cluster_name
+    return {
+        "apiVersion": versions.STRIMZI_API_VERSION,
+        "kind": "Kafka",
+        "metadata": metadata(
+            cluster,
+            namespace,
+            labels("kafka", cluster),
+            {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled", **WAIT_READY},
+        ),
+        "spec": spec,
+    }
+
+
+def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) -> list[dict[str, Any]]:
+    """Node pools, the `Kafka` resource and its metrics ConfigMap: the whole broker side of one environment."""
+    return [
+        *_node_pools(settings, namespace),
+        _metrics_config_map(settings, namespace),
+        _kafka(settings, namespace, tier),
+    ]
 
 
 def bootstrap_address(settings: KafkaSettings, namespace: str) -> str:
@@ -330,6 +334,7 @@ class StrimziOperator(pulumi.ComponentResource):
         watched_namespaces: tuple[str, ...],
         opts: pulumi.ResourceOptions | None = None,
         create_namespace: bool = True,
+        charts_folder: str | None = None,
     ) -> None:
         super().__init__("headwater:kafka:StrimziOperator", name, None, opts)
         deps = []
@@ -338,7 +343,7 @@ class StrimziOperator(pulumi.ComponentResource):
             deps.append(create_object(f"{name}-namespace", ns, pulumi.ResourceOptions(parent=self)))
         release = create_release(
             f"{name}-release",
-            render_strimzi_operator(watched_namespaces),
+            render_strimzi_operator(watched_namespaces, charts_folder),
             pulumi.ResourceOptions(parent=self, depends_on=deps),
         )
         self.release = release.name

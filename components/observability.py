@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 
 from components.k8s import create_object, labels, metadata, to_yaml
-from headwater.spec import Platform, Sla, TopicKind
+from headwater.spec import Flow, Platform, Sla, TopicKind
 
 RULES_KEY = "headwater.rules.yaml"
 DASHBOARD_KEY = "headwater-flows.json"
@@ -218,21 +218,13 @@ def lineage_graph(platform: Platform) -> dict[str, Any]:
         {"id": f"principal:{p.name}", "kind": p.kind, "description": p.description}
         for p in platform.principals
     ]
-    edges = []
-    for p in platform.principals:
-        edges += [
-            {
-                "from": f"principal:{p.name}",
-                "to": f"topic:{f.topic}",
-                "flow": "produce",
-                "exactlyOnce": f.transactional,
-            }
-            for f in p.produces
-        ]
-        edges += [
-            {"from": f"topic:{c.topic}", "to": f"principal:{p.name}", "flow": "consume", "group": c.group}
-            for c in p.consumes
-        ]
+    edges: list[dict[str, Any]] = []
+    for f in platform.flows():
+        principal, topic = f"principal:{f.principal}", f"topic:{f.topic}"
+        if f.direction == "produce":
+            edges.append({"from": principal, "to": topic, "flow": "produce", "exactlyOnce": f.exactly_once})
+        else:
+            edges.append({"from": topic, "to": principal, "flow": "consume", "group": f.group})
     return {"nodes": nodes, "edges": sorted(edges, key=lambda e: (e["from"], e["to"]))}
 
 
@@ -242,16 +234,17 @@ def lineage_mermaid(platform: Platform) -> str:
     def node(name: str) -> str:
         return name.replace(".", "_").replace("-", "_")
 
+    by_principal: dict[str, list[Flow]] = {}
+    for f in platform.flows():
+        by_principal.setdefault(f.principal, []).append(f)
     lines = ["flowchart LR"]
     for t in platform.topics:
         lines.append(f'  {node(t.name)}[("{t.name}")]')
     for p in platform.principals:
         lines.append(f'  {node(p.name)}["{p.name}"]')
-        lines += [
-            f"  {node(p.name)} -->|{'exactly-once' if f.transactional else 'produce'}| {node(f.topic)}"
-            for f in p.produces
-        ]
-        lines += [f"  {node(c.topic)} -->|{c.group}| {node(p.name)}" for c in p.consumes]
+        for f in by_principal.get(p.name, []):
+            label = f.group if f.direction == "consume" else f.label
+            lines.append(f"  {node(f.source)} -->|{label}| {node(f.target)}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""The whole platform of one stack as a single component: what `stacks/__main__.py` creates."""
+"""The whole platform of one stack as a single component: what the Pulumi program (`__main__.py`) creates."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from components.kafka_cluster import OPERATOR_NAMESPACE, KafkaCluster, KafkaClus
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
 from components.observability import Observability
+from components.operator_crds import OperatorCrds, render_flink_operator_crds, render_strimzi_crds
 from components.schema_registry import SchemaRegistry, SchemaRegistryArgs
 from headwater.spec import Platform
 
@@ -33,9 +34,14 @@ class HeadwaterPlatform(pulumi.ComponentResource):
         operators_ns = create_object(
             f"{name}-operators-namespace", namespace(OPERATOR_NAMESPACE, "operators"), child
         )
-        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[operators_ns])
+        strimzi_crds = OperatorCrds(f"{name}-strimzi-crds", render_strimzi_crds(), child)
+        flink_crds = OperatorCrds(f"{name}-flink-crds", render_flink_operator_crds(), child)
         operator = StrimziOperator(
-            f"{name}-strimzi", platform.watched_namespaces, after_ns, create_namespace=False
+            f"{name}-strimzi",
+            platform.watched_namespaces,
+            pulumi.ResourceOptions(parent=self, depends_on=[operators_ns, strimzi_crds]),
+            create_namespace=False,
+            charts_folder=platform.operator_charts,
         )
         after_operator = pulumi.ResourceOptions(parent=self, depends_on=[ns, operator])
         kafka = KafkaCluster(
@@ -54,7 +60,8 @@ class HeadwaterPlatform(pulumi.ComponentResource):
         flink_operator = FlinkOperator(
             f"{name}-flink-operator",
             platform.watched_namespaces,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, operators_ns]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, operators_ns, flink_crds]),
+            charts_folder=platform.operator_charts,
         )
         state = CheckpointStorage(
             f"{name}-checkpoint-storage",

@@ -28,7 +28,8 @@ from components.kafka_users import user_secret
 from headwater import versions
 from headwater.contracts import kafkasql
 from headwater.contracts.model import ContractError, load_contracts, registry_warnings
-from headwater.spec import Authentication, Platform, Tier
+from headwater.kafka_config import KeyStore, format_properties, java_client_properties
+from headwater.spec import Authentication, Platform
 
 NAME = "schema-registry"
 COMPONENT = "schema-registry"
@@ -38,11 +39,11 @@ MANAGEMENT_PORT = 9000  # Quarkus management interface: /health/*, /metrics
 RUN_AS_USER = 1001  # the image's user
 CONFIG_DIR = "/etc/headwater/registry"
 CONFIG_FILE = "registry.properties"
+CONFIG_MAP = f"{NAME}-config"
 CA_DIR = "/etc/headwater/kafka-ca"
 USER_DIR = "/etc/headwater/kafka-user"
 CCOMPAT_PATH = "/apis/ccompat/v7"
 REGISTRY_URL_ENV = "HEADWATER_REGISTRY_URL"
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
 def registry_image() -> str:
@@ -70,24 +71,15 @@ def kafka_client_settings(platform: Platform) -> tuple[dict[str, str], list[dict
     """(Kafka client settings of the registry's principal, the env vars carrying their secrets)."""
     principal = platform.principal(kafkasql.PRINCIPAL)
     secret = user_secret(principal.name)
-    client = {
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": f"{CA_DIR}/ca.crt",
-    }
+    client = java_client_properties(
+        principal.authentication,
+        truststore=KeyStore("PEM", f"{CA_DIR}/ca.crt"),
+        keystore=KeyStore("PKCS12", f"{USER_DIR}/user.p12", "${KAFKA_KEYSTORE_PASSWORD}"),
+        jaas_config="${KAFKA_SASL_JAAS_CONFIG}",
+    )
     if principal.authentication == Authentication.SCRAM:
-        client |= {
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": SCRAM_MECHANISM,
-            "sasl.jaas.config": "${KAFKA_SASL_JAAS_CONFIG}",
-        }
         env = [_secret_env("KAFKA_SASL_JAAS_CONFIG", secret, "sasl.jaas.config")]
     else:
-        client |= {
-            "security.protocol": "SSL",
-            "ssl.keystore.type": "PKCS12",
-            "ssl.keystore.location": f"{USER_DIR}/user.p12",
-            "ssl.keystore.password": "${KAFKA_KEYSTORE_PASSWORD}",
-        }
         env = [_secret_env("KAFKA_KEYSTORE_PASSWORD", secret, "user.password")]
     return client, env
 
@@ -126,17 +118,12 @@ def _spread(platform: Platform) -> list[dict[str, Any]]:
     ]
 
 
-def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
-    """ConfigMap, Deployment, Service and NetworkPolicy of the registry (+ Ingress and PDB per stack)."""
-    settings = platform.registry
-    ns = platform.namespace
-    common = labels(COMPONENT, NAME)
+def _volumes(platform: Platform) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts): the configuration, the cluster CA, a scratch /tmp and, for a tls principal, its
+    key store."""
     principal = platform.principal(kafkasql.PRINCIPAL)
-    config_text = kafkasql.format_properties(registry_properties(platform))
-    config_name = f"{NAME}-config"
-    _, secret_env = kafka_client_settings(platform)
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": config_name}},
+        {"name": "config", "configMap": {"name": CONFIG_MAP}},
         {
             "name": "kafka-ca",
             "secret": {
@@ -162,10 +149,18 @@ def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
             }
         )
         mounts.append({"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True})
+    return volumes, mounts
 
-    def probe(path: str, **timing: int) -> dict[str, Any]:
-        return {"httpGet": {"path": path, "port": "management"}, **timing}
 
+def _probe(path: str, **timing: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "management"}, **timing}
+
+
+def _pod_spec(platform: Platform) -> dict[str, Any]:
+    """One non-root, read-only registry container with its secrets from the environment, spread over nodes
+    (and zones) when there are several replicas."""
+    volumes, mounts = _volumes(platform)
+    _, secret_env = kafka_client_settings(platform)
     container = {
         "name": "registry",
         "image": registry_image(),
@@ -176,11 +171,11 @@ def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
         ],
         "env": [{"name": "QUARKUS_CONFIG_LOCATIONS", "value": f"{CONFIG_DIR}/{CONFIG_FILE}"}, *secret_env],
         "volumeMounts": mounts,
-        "resources": settings.resources.k8s(),
+        "resources": platform.registry.resources.k8s(),
         # KafkaSQL replays the whole journal before it is ready: give start-up time, then probe tightly.
-        "startupProbe": probe("/health/live", periodSeconds=5, failureThreshold=60, timeoutSeconds=3),
-        "livenessProbe": probe("/health/live", periodSeconds=10, failureThreshold=3, timeoutSeconds=3),
-        "readinessProbe": probe("/health/ready", periodSeconds=5, failureThreshold=3, timeoutSeconds=3),
+        "startupProbe": _probe("/health/live", periodSeconds=5, failureThreshold=60, timeoutSeconds=3),
+        "livenessProbe": _probe("/health/live", periodSeconds=10, failureThreshold=3, timeoutSeconds=3),
+        "readinessProbe": _probe("/health/ready", periodSeconds=5, failureThreshold=3, timeoutSeconds=3),
         "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
     }
     pod_spec: dict[str, Any] = {
@@ -196,73 +191,79 @@ def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
     spread = _spread(platform)
     if spread:
         pod_spec["topologySpreadConstraints"] = spread
+    return pod_spec
+
+
+def _deployment(platform: Platform, config_text: str) -> dict[str, Any]:
+    common = labels(COMPONENT, NAME)
     config_hash = hashlib.sha256(config_text.encode()).hexdigest()[:16]
-    objs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": metadata(config_name, ns, common),
-            "data": {CONFIG_FILE: config_text},
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": metadata(NAME, ns, common),
-            "spec": {
-                "replicas": settings.replicas,
-                "selector": {"matchLabels": _selector()},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {
-                    "metadata": {
-                        "labels": common,
-                        # A changed configuration rolls the pods.
-                        "annotations": {"headwater.io/config-hash": config_hash},
-                    },
-                    "spec": pod_spec,
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(NAME, platform.namespace, common),
+        "spec": {
+            "replicas": platform.registry.replicas,
+            "selector": {"matchLabels": _selector()},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": common,
+                    # A changed configuration rolls the pods.
+                    "annotations": {"headwater.io/config-hash": config_hash},
                 },
+                "spec": _pod_spec(platform),
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata(NAME, ns, common),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": _selector(),
-                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
-            },
+    }
+
+
+def _service(platform: Platform) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(NAME, platform.namespace, labels(COMPONENT, NAME)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": _selector(),
+            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
-    ]
-    if settings.host:
-        ingress_spec: dict[str, Any] = {
-            "rules": [
-                {
-                    "host": settings.host,
-                    "http": {
-                        "paths": [
-                            {
-                                "path": "/",
-                                "pathType": "Prefix",
-                                "backend": {"service": {"name": NAME, "port": {"name": "http"}}},
-                            }
-                        ]
-                    },
-                }
-            ]
-        }
-        if settings.ingress_class:
-            ingress_spec["ingressClassName"] = settings.ingress_class
-        if settings.tls_secret:
-            ingress_spec["tls"] = [{"hosts": [settings.host], "secretName": settings.tls_secret}]
-        objs.append(
+    }
+
+
+def _ingress(platform: Platform) -> dict[str, Any]:
+    settings = platform.registry
+    assert settings.host, "only for a published registry"
+    ingress_spec: dict[str, Any] = {
+        "rules": [
             {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "metadata": metadata(NAME, ns, common),
-                "spec": ingress_spec,
+                "host": settings.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": NAME, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
             }
-        )
+        ]
+    }
+    if settings.ingress_class:
+        ingress_spec["ingressClassName"] = settings.ingress_class
+    if settings.tls_secret:
+        ingress_spec["tls"] = [{"hosts": [settings.host], "secretName": settings.tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(NAME, platform.namespace, labels(COMPONENT, NAME)),
+        "spec": ingress_spec,
+    }
+
+
+def _network_policy(platform: Platform) -> dict[str, Any]:
     # Only the platform's own pods (apps, producers) and, when published, the ingress controller reach the API.
+    settings = platform.registry
     peers: list[dict[str, Any]] = [{"podSelector": {}}]
     if settings.host:
         peers.append(
@@ -272,61 +273,46 @@ def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
                 }
             }
         )
-    objs.append(
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(NAME, platform.namespace, labels(COMPONENT, NAME)),
+        "spec": {
+            "podSelector": {"matchLabels": _selector()},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}],
+        },
+    }
+
+
+def _disruption_budget(platform: Platform) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(NAME, platform.namespace, labels(COMPONENT, NAME)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector()}},
+    }
+
+
+def render_schema_registry(platform: Platform) -> list[dict[str, Any]]:
+    """ConfigMap, Deployment, Service and NetworkPolicy of the registry (+ Ingress and PDB per stack)."""
+    config_text = format_properties(registry_properties(platform))
+    objs: list[dict[str, Any]] = [
         {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": metadata(NAME, ns, common),
-            "spec": {
-                "podSelector": {"matchLabels": _selector()},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}],
-            },
-        }
-    )
-    if settings.replicas > 1:
-        objs.append(
-            {
-                "apiVersion": "policy/v1",
-                "kind": "PodDisruptionBudget",
-                "metadata": metadata(NAME, ns, common),
-                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector()}},
-            }
-        )
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(CONFIG_MAP, platform.namespace, labels(COMPONENT, NAME)),
+            "data": {CONFIG_FILE: config_text},
+        },
+        _deployment(platform, config_text),
+        _service(platform),
+    ]
+    if platform.registry.host:
+        objs.append(_ingress(platform))
+    objs.append(_network_policy(platform))
+    if platform.registry.replicas > 1:
+        objs.append(_disruption_budget(platform))
     return objs
-
-
-def registry_problems(platform: Platform) -> list[str]:
-    """What makes the stack's registry settings unusable: (key, value, what is allowed) as readable lines."""
-    s = platform.registry
-    out: list[str] = []
-
-    def bad(key: str, value: object, allowed: str) -> None:
-        out.append(f"stack {platform.stack}: {key} = {value!r} is not valid; allowed: {allowed}")
-
-    try:
-        principal = platform.principal(kafkasql.PRINCIPAL)
-    except KeyError:
-        bad(
-            "catalog.principals",
-            sorted(p.name for p in platform.principals),
-            f"a principal {kafkasql.PRINCIPAL!r}",
-        )
-        return out
-    if principal.authentication != platform.kafka.authentication:
-        bad(
-            f"catalog.principals.{principal.name}.authentication",
-            principal.authentication.value,
-            f"{platform.kafka.authentication.value}, the authentication of the cluster's TLS listener",
-        )
-    if platform.tier == Tier.PROD and s.replicas < 2:
-        bad("registry.replicas", s.replicas, "at least 2 in prod (the registry serves every producer)")
-    if s.host and not s.tls_secret and not platform.tier.is_development:
-        bad("registry.tlsSecret", None, "a TLS secret for registry.host outside local and dev")
-    for key, value in (("registry.tlsSecret", s.tls_secret), ("registry.ingressClass", s.ingress_class)):
-        if value and not s.host:
-            bad(key, value, "only together with registry.host (the Ingress it configures)")
-    return out
 
 
 @dataclass(frozen=True)
@@ -341,7 +327,7 @@ class SchemaRegistryArgs:
     verify_tls: bool | str = True
 
     def __post_init__(self) -> None:
-        problems = registry_problems(self.platform)
+        problems = kafkasql.registry_problems(self.platform)
         if self.register_contracts:
             try:
                 load_contracts(self.platform)

@@ -7,6 +7,7 @@ stop before any resource exists.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from headwater import versions
+from headwater.contracts.kafkasql import registry_problems
+from headwater.contracts.model import ContractError, load_contracts
 from headwater.spec import (
     K8S_NAME,
     TOPIC_NAME,
@@ -30,11 +34,14 @@ from headwater.spec import (
     Quotas,
     RegistrySettings,
     Resources,
+    S3Credentials,
+    SecretValue,
     Sla,
     Storage,
     Tier,
     Topic,
     TopicKind,
+    app_flows,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +165,24 @@ def _duration(sec: _Section, key: str, default: Any = _MISSING) -> int:
         return 0
 
 
+# The operator charts a local folder must hold (`<chart>-<version>/Chart.yaml`), like `charts/` in this project.
+OPERATOR_CHARTS = (
+    (versions.STRIMZI_CHART, versions.STRIMZI_VERSION),
+    (versions.FLINK_OPERATOR_CHART, versions.FLINK_OPERATOR_VERSION),
+)
+
+
+def _charts_folder(value: str) -> str | None:
+    folder = Path(value) if Path(value).is_absolute() else ROOT / value
+    missing = [f"{c}-{v}" for c, v in OPERATOR_CHARTS if not (folder / f"{c}-{v}" / "Chart.yaml").is_file()]
+    if not missing:
+        return None
+    return (
+        f"a folder (absolute, or relative to {ROOT}) holding the pinned charts as <chart>-<version>/; "
+        f"{folder} lacks {', '.join(missing)}"
+    )
+
+
 def _quantity(value: str) -> str | None:
     return None if _QUANTITY.match(value) else "a Kubernetes quantity like 500m, 2, 4Gi"
 
@@ -206,7 +231,7 @@ def _storage(sec: _Section) -> Storage:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+        data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     if not isinstance(data, dict):
         raise ConfigError(
             path.stem, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"]
@@ -228,17 +253,89 @@ def load_stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, An
     return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
 
 
+def _catalog_dir(stack: str, value: Any) -> Path:
+    """The folder of `catalog.yaml` and its `schemas/`: `headwater:catalog` (relative to the project root)."""
+    if value is None:
+        return CATALOG_DIR
+    folder = Path(str(value)) if Path(str(value)).is_absolute() else ROOT / str(value)
+    if not isinstance(value, str) or not (folder / "catalog.yaml").is_file():
+        raise ConfigError(
+            stack,
+            [
+                f"stack {stack}: catalog = {value!r} is not valid; allowed: a folder holding catalog.yaml and its "
+                f"schemas/ (absolute, or relative to {ROOT})"
+            ],
+        )
+    return folder
+
+
+SECURE = "secure"  # a stack file's encrypted value: `key: {secure: v1:...}`
+
+
+def _encrypted_paths(value: Any, path: str) -> list[str]:
+    if isinstance(value, dict):
+        if set(value) == {SECURE}:
+            return [path]
+        return [p for k, v in value.items() for p in _encrypted_paths(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _encrypted_paths(v, f"{path}[{i}]")]
+    return []
+
+
+def refuse_encrypted(stack: str, config: Mapping[str, Any]) -> None:
+    """Offline tools read the stack file and cannot decrypt its Pulumi secrets: say so, naming each one."""
+    found = [p for key, value in config.items() for p in _encrypted_paths(value, key)]
+    if found:
+        raise ConfigError(
+            stack,
+            [
+                f"stack {stack}: {path} is a Pulumi secret (secure: ...) that the offline tools cannot decrypt; "
+                "allowed: run `pulumi preview`/`pulumi up`, which decrypt it, or render from decrypted values "
+                f"(`pulumi config --show-secrets --json -s {stack}`)"
+                for path in found
+            ],
+        )
+
+
+def decode_pulumi_config(values: Mapping[str, str]) -> dict[str, Any]:
+    """The `headwater:*` values Pulumi hands a program (strings; objects and lists as JSON), decoded.
+
+    Gives the same mapping `load_stack_config` reads from the stack file, whether a value came from the file,
+    `pulumi config set [--path] [--secret]`, `-c key=value` or a Pulumi ESC environment.
+    """
+    out: dict[str, Any] = {}
+    for full_key, raw in values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE or not key:
+            continue
+        try:
+            out[key] = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            out[key] = raw  # a plain string (`pulumi config set environment dev`)
+    return out
+
+
 def load_platform(
     stack: str,
     config: Mapping[str, Any] | None = None,
     catalog: Mapping[str, Any] | None = None,
+    secret_keys: Iterable[str] = (),
+    catalog_dir: Path | None = None,
 ) -> Platform:
-    """Build the validated platform spec of `stack` (or raise ConfigError listing every problem)."""
+    """Build the validated platform spec of `stack` (or raise ConfigError listing every problem).
+
+    `secret_keys`: the top-level keys Pulumi marks secret (`headwater:flink` after `pulumi config set --secret
+    --path flink.s3Credentials.secretKey ...`); credentials are only accepted from those.
+    """
+    secret_keys = frozenset(k.split(":", 1)[-1] for k in secret_keys)
     if config is None:
         config = load_stack_config(stack)
-    if catalog is None:
-        catalog = read_yaml(CATALOG_DIR / "catalog.yaml")
+        refuse_encrypted(stack, config)
     problems = _Problems(stack)
+    if catalog_dir is None:
+        catalog_dir = _catalog_dir(stack, config.get("catalog"))
+    if catalog is None:
+        catalog = read_yaml(catalog_dir / "catalog.yaml")
     cfg = _Section(problems, "", config)
     cat = _Section(problems, "catalog", catalog)
 
@@ -246,18 +343,20 @@ def load_platform(
     namespace = cfg.get("namespace", str, "headwater", check=_k8s_name)
     watched = tuple(cfg.get("watchedNamespaces", list, [namespace]))
     allow_lb = cfg.get("allowLoadBalancer", bool, False)
+    charts = cfg.get("operatorCharts", str, None, check=_charts_folder)
+    cfg.seen.add("catalog")  # read above
     kafka = _kafka(cfg.section("kafka", required=True), tier)
     topics = _topics(cat, cfg.section("topics"), kafka)
     principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics})
     apps = _apps(cat, {p.name for p in principals})
-    flink = _flink(cfg.section("flink", required=True), [a.name for a in apps])
+    flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
     registry = _registry(cfg.section("registry"))
     cfg.done()
     cat.done()
     _cross_checks(problems, tier, kafka, topics, principals)
     if problems.items:
         raise ConfigError(stack, problems.items)
-    return Platform(
+    platform = Platform(
         stack=stack,
         tier=tier,
         namespace=namespace,
@@ -269,7 +368,26 @@ def load_platform(
         registry=registry,
         watched_namespaces=watched,
         allow_load_balancer=allow_lb,
+        operator_charts=charts,
+        catalog_dir=str(catalog_dir),
     )
+    # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
+    # before anything is built, or not at all.
+    for key, value, allowed in flink.storage_problems():
+        problems.add(key, value, allowed)
+    for app in apps:
+        try:
+            app_flows(platform, app)
+        except ValueError as why:
+            problems.add(f"catalog.principals.{app.name}", "its flows", f"flows a Flink app can run ({why})")
+    problems.items.extend(registry_problems(platform))
+    try:
+        load_contracts(platform)
+    except ContractError as err:
+        problems.items.extend(err.problems)
+    if problems.items:
+        raise ConfigError(stack, problems.items)
+    return platform
 
 
 def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
@@ -354,6 +472,91 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
     return tuple(topics)
 
 
+def _consumes(sec: _Section, key: str, name: str) -> list[Consume]:
+    out = []
+    for i, c in enumerate(sec.get("consumes", list, [])):
+        cs = _Section(sec.problems, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
+        pattern = cs.get(
+            "groupPattern",
+            str,
+            "literal",
+            check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
+        )
+        out.append(
+            Consume(
+                topic=cs.get("topic", str),
+                group=cs.get("group", str, name),
+                group_pattern="prefix" if pattern == "prefix" else "literal",
+            )
+        )
+        cs.done()
+    return out
+
+
+def _produces(sec: _Section, key: str) -> list[Produce]:
+    out = []
+    for i, f in enumerate(sec.get("produces", list, [])):
+        ps = _Section(sec.problems, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
+        out.append(Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False)))
+        ps.done()
+    return out
+
+
+def _quotas(sec: _Section) -> Quotas:
+    q = sec.section("quotas")
+    quotas = Quotas(
+        producer_byte_rate=q.get("producerByteRate", int, None, check=_positive),
+        consumer_byte_rate=q.get("consumerByteRate", int, None, check=_positive),
+        request_percentage=q.get("requestPercentage", int, None, check=_positive),
+    )
+    q.done()
+    return quotas
+
+
+def _principal(sec: _Section, key: str, name: str, kafka: KafkaSettings) -> Principal:
+    """One principal from its catalog entry merged with the stack's override."""
+    kind: Any = sec.get(
+        "kind",
+        str,
+        check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
+    )
+    consumes = _consumes(sec, key, name)
+    produces = _produces(sec, key)
+    quotas = _quotas(sec)
+    principal = Principal(
+        name=name,
+        kind=kind,
+        description=sec.get("description", str, ""),
+        authentication=sec.choice("authentication", Authentication, kafka.authentication),
+        consumes=tuple(consumes),
+        produces=tuple(produces),
+        transactional_id_prefix=sec.get(
+            "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
+        ),
+        quotas=quotas,
+        describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
+    )
+    sec.done()
+    return principal
+
+
+def _check_flows(problems: _Problems, key: str, principal: Principal, topic_names: set[str]) -> None:
+    """Flows name catalog topics; a transactional-id prefix is the principal's own."""
+    allowed = f"a topic of the catalog: {', '.join(sorted(topic_names))}"
+    for i, c in enumerate(principal.consumes):
+        if c.topic not in topic_names:
+            problems.add(f"{key}.consumes[{i}].topic", c.topic, allowed)
+    for i, f in enumerate(principal.produces):
+        if f.topic not in topic_names:
+            problems.add(f"{key}.produces[{i}].topic", f.topic, allowed)
+    if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
+        problems.add(
+            f"{key}.transactionalIdPrefix",
+            principal.transactional_id_prefix,
+            "a non-empty prefix owned by this principal",
+        )
+
+
 def _principals(
     cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_names: set[str]
 ) -> tuple[Principal, ...]:
@@ -369,77 +572,8 @@ def _principals(
             p.add(key, body, "a mapping")
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
-        sec = _Section(p, key, {**body, **over})
-        kind: Any = sec.get(
-            "kind",
-            str,
-            check=lambda v: None if v in ("app", "service", "platform") else "app, service, platform",
-        )
-        consumes = []
-        for i, c in enumerate(sec.get("consumes", list, [])):
-            cs = _Section(p, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
-            pattern = cs.get(
-                "groupPattern",
-                str,
-                "literal",
-                check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
-            )
-            consumes.append(
-                Consume(
-                    topic=cs.get("topic", str),
-                    group=cs.get("group", str, name),
-                    group_pattern="prefix" if pattern == "prefix" else "literal",
-                )
-            )
-            cs.done()
-        produces = []
-        for i, f in enumerate(sec.get("produces", list, [])):
-            ps = _Section(p, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
-            produces.append(
-                Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False))
-            )
-            ps.done()
-        q = sec.section("quotas")
-        quotas = Quotas(
-            producer_byte_rate=q.get("producerByteRate", int, None, check=_positive),
-            consumer_byte_rate=q.get("consumerByteRate", int, None, check=_positive),
-            request_percentage=q.get("requestPercentage", int, None, check=_positive),
-        )
-        q.done()
-        principal = Principal(
-            name=name,
-            kind=kind,
-            description=sec.get("description", str, ""),
-            authentication=sec.choice("authentication", Authentication, kafka.authentication),
-            consumes=tuple(consumes),
-            produces=tuple(produces),
-            transactional_id_prefix=sec.get(
-                "transactionalIdPrefix", str, f"{name}-" if any(x.transactional for x in produces) else None
-            ),
-            quotas=quotas,
-            describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
-        )
-        sec.done()
-        for i, c in enumerate(principal.consumes):
-            if c.topic not in topic_names:
-                p.add(
-                    f"{key}.consumes[{i}].topic",
-                    c.topic,
-                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
-                )
-        for i, f in enumerate(principal.produces):
-            if f.topic not in topic_names:
-                p.add(
-                    f"{key}.produces[{i}].topic",
-                    f.topic,
-                    f"a topic of the catalog: {', '.join(sorted(topic_names))}",
-                )
-        if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
-            p.add(
-                f"{key}.transactionalIdPrefix",
-                principal.transactional_id_prefix,
-                "a non-empty prefix owned by this principal",
-            )
+        principal = _principal(_Section(p, key, {**body, **over}), key, name, kafka)
+        _check_flows(p, key, principal, topic_names)
         out.append(principal)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
@@ -472,7 +606,27 @@ def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
     return tuple(out)
 
 
-def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
+def _s3_credentials(sec: _Section, secret: bool) -> S3Credentials | None:
+    if "s3Credentials" not in sec.data:
+        return None
+    creds = sec.section("s3Credentials")
+    access, key = creds.get("accessKey", str), creds.get("secretKey", str)
+    creds.done()
+    if not secret:
+        sec.problems.add(
+            "flink.s3Credentials",
+            "(plain value)",
+            "a Pulumi secret: `pulumi config set --secret --path flink.s3Credentials.secretKey ...` "
+            "(and accessKey); never plain text in a stack file",
+        )
+    if not sec.data.get("s3CredentialsSecret"):
+        sec.problems.add(
+            "flink.s3Credentials", "(set)", "only with flink.s3CredentialsSecret, the secret to create"
+        )
+    return S3Credentials(SecretValue(str(access)), SecretValue(str(key)))
+
+
+def _flink(sec: _Section, app_names: list[str], secret: bool = False) -> FlinkSettings:
     images = sec.get("images", dict, {})
     settings = FlinkSettings(
         image_registry=sec.get("imageRegistry", str, ""),
@@ -498,6 +652,7 @@ def _flink(sec: _Section, app_names: list[str]) -> FlinkSettings:
         service_account_annotations=tuple(
             sorted((str(k), str(v)) for k, v in sec.get("serviceAccountAnnotations", dict, {}).items())
         ),
+        s3_credentials=_s3_credentials(sec, secret),
     )
     sec.done()
     for app in app_names:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,46 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
 def classpath(name: str) -> str:
     """The `:`-joined classpath of every jar in the artifact set `name`."""
     return ":".join(str(p) for p in sorted(fetch(name).glob("*.jar")))
+
+
+class JavaNotFoundError(RuntimeError):
+    """No `java` of the release a tool needs."""
+
+
+def _java_major(java: str) -> int | None:
+    """The feature release of a `java` binary (17, 21, 25), or None if it does not run."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, check=False)
+    except OSError:
+        return None
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not found:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
+
+
+def find_java(minimum: int) -> str:
+    """A `java` binary of at least release `minimum`: JAVA_HOME, then PATH, then /usr/lib/jvm."""
+    candidates: list[str] = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(on_path)
+    candidates += [str(p) for p in sorted(Path("/usr/lib/jvm").glob("*/bin/java"))]
+    seen: dict[str, int | None] = {}
+    for java in candidates:
+        real = os.path.realpath(java)
+        if real in seen:
+            continue
+        seen[real] = _java_major(java)
+        if (seen[real] or 0) >= minimum:
+            return java
+    found = ", ".join(f"{path} ({major or 'does not run'})" for path, major in seen.items()) or "none"
+    raise JavaNotFoundError(
+        f"needs Java {minimum} or newer; found: {found}. Set JAVA_HOME to a JDK >= {minimum}."
+    )
 
 
 if __name__ == "__main__":

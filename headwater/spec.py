@@ -14,10 +14,17 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlparse
 
 TOPIC_NAME = re.compile(r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*\.v[1-9][0-9]*$")
 TOPIC_NAME_RULE = "<domain>.<dataset>.v<N>: lower-case words joined by dots, ending in a version like .v1"
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+# Prod durability, checked on the spec by the loader and on the rendered objects by the policy pack.
+PROD_MIN_BROKERS = 3
+PROD_MIN_REPLICATION = 3
+PROD_MIN_ISR = 2
+PROD_MIN_ZONES = 3
 
 
 class Tier(StrEnum):
@@ -125,6 +132,31 @@ class Consume:
 class Produce:
     topic: str
     transactional: bool = False
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One edge of the lineage: a principal producing to a topic, or a topic consumed by a principal."""
+
+    principal: str
+    topic: str
+    direction: Literal["produce", "consume"]
+    exactly_once: bool = False  # a transactional producer
+    group: str | None = None  # the consumer group of a consume
+
+    @property
+    def source(self) -> str:
+        return self.principal if self.direction == "produce" else self.topic
+
+    @property
+    def target(self) -> str:
+        return self.topic if self.direction == "produce" else self.principal
+
+    @property
+    def label(self) -> str:
+        if self.direction == "consume":
+            return f"group {self.group}"
+        return "exactly-once" if self.exactly_once else "produce"
 
 
 @dataclass(frozen=True)
@@ -256,20 +288,24 @@ class KafkaSettings:
                 )
             )
         if tier == Tier.PROD:
-            if self.brokers < 3:
-                out.append(("brokers", self.brokers, "at least 3 in prod"))
-            if self.replication_factor < 3:
-                out.append(("replicationFactor", self.replication_factor, "at least 3 in prod"))
-            if self.min_insync_replicas < 2:
-                out.append(("minInsyncReplicas", self.min_insync_replicas, "at least 2 in prod"))
+            if self.brokers < PROD_MIN_BROKERS:
+                out.append(("brokers", self.brokers, f"at least {PROD_MIN_BROKERS} in prod"))
+            if self.replication_factor < PROD_MIN_REPLICATION:
+                out.append(
+                    ("replicationFactor", self.replication_factor, f"at least {PROD_MIN_REPLICATION} in prod")
+                )
+            if self.min_insync_replicas < PROD_MIN_ISR:
+                out.append(
+                    ("minInsyncReplicas", self.min_insync_replicas, f"at least {PROD_MIN_ISR} in prod")
+                )
             if self.combined:
                 out.append(("controllers", 0, "3 or 5 dedicated controllers in prod"))
-            if len(self.racks) < 3:
+            if len(self.racks) < PROD_MIN_ZONES:
                 out.append(
                     (
                         "racks",
                         list(self.racks),
-                        "at least 3 zones in prod, so each replica is in its own zone",
+                        f"at least {PROD_MIN_ZONES} zones in prod, so each replica is in its own zone",
                     )
                 )
         if tier in (Tier.STAGING, Tier.PROD) and self.replication_factor <= self.min_insync_replicas:
@@ -283,6 +319,30 @@ class KafkaSettings:
         if self.plaintext_listener and not tier.is_development:
             out.append(("plaintextListener", True, "false outside local and dev: every listener uses TLS"))
         return out
+
+
+@dataclass(frozen=True)
+class SecretValue:
+    """A credential from the stack's secret configuration: never printed, logged or written by a renderer's repr."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "SecretValue(***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """Access keys the platform stores in `FlinkSettings.s3_credentials_secret` (from secret config)."""
+
+    access_key: SecretValue
+    secret_key: SecretValue
+
+
+# URI schemes of S3 state (Flink's S3 filesystem plugins answer to all three).
+S3_SCHEMES = ("s3", "s3a", "s3p")
 
 
 @dataclass(frozen=True)
@@ -308,6 +368,53 @@ class FlinkSettings:
     service_account_annotations: tuple[tuple[str, str], ...] = ()
     # Per-environment app options (e.g. shorter feature windows locally), after the catalog's own `args`.
     app_args: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    # When set, the platform creates `s3_credentials_secret` from these (secret config); else it must exist.
+    s3_credentials: S3Credentials | None = None
+
+    @property
+    def state_scheme(self) -> str:
+        return urlparse(self.state_uri).scheme
+
+    @property
+    def is_s3(self) -> bool:
+        return self.state_scheme in S3_SCHEMES
+
+    @property
+    def bucket(self) -> str:
+        """The bucket of an S3 state URI (`s3://bucket/prefix` -> `bucket`)."""
+        return urlparse(self.state_uri).netloc
+
+    def storage_problems(self) -> list[tuple[str, object, str]]:
+        """(key, value, allowed) for each thing wrong with where state lives; the loader reports them."""
+        out: list[tuple[str, object, str]] = []
+        if self.state_scheme not in (*S3_SCHEMES, "file"):
+            out.append(("flink.stateUri", self.state_uri, "s3://bucket[/prefix] or file:///path"))
+        elif self.is_s3 and not self.bucket:
+            out.append(
+                ("flink.stateUri", self.state_uri, "an S3 URI that names its bucket (s3://bucket/...)")
+            )
+        if self.deploy_minio:
+            if not self.is_s3:
+                out.append(
+                    ("flink.deployMinio", True, "only with an s3:// flink.stateUri (the MinIO bucket)")
+                )
+            if not self.s3_credentials_secret:
+                out.append(
+                    (
+                        "flink.deployMinio",
+                        True,
+                        "only with flink.s3CredentialsSecret (MinIO's root credentials)",
+                    )
+                )
+            if not self.s3_endpoint:
+                out.append(
+                    (
+                        "flink.deployMinio",
+                        True,
+                        "only with flink.s3Endpoint (http://minio.<namespace>.svc:9000)",
+                    )
+                )
+        return out
 
     def image_ref(self, app: str) -> str:
         ref = dict(self.images)[app]
@@ -354,6 +461,10 @@ class Platform:
     registry: RegistrySettings
     watched_namespaces: tuple[str, ...] = ()
     allow_load_balancer: bool = False
+    operator_charts: str | None = None
+    """Folder holding the operators' charts as `<chart>-<version>/`; None: their upstream repositories."""
+    catalog_dir: str | None = None
+    """Folder of the catalog this spec was read from (its contracts live under `schemas/`); None: the project's."""
 
     def topic(self, name: str) -> Topic:
         for t in self.topics:
@@ -389,10 +500,61 @@ class Platform:
         cfg.update(dict(topic.config))
         return dict(sorted(cfg.items()))
 
+    def flows(self) -> tuple[Flow, ...]:
+        """Every declared flow, principal by principal (its produces, then its consumes): the one derivation
+        that the lineage text, the lineage graph and its Mermaid drawing are views of."""
+        out: list[Flow] = []
+        for p in self.principals:
+            out += [Flow(p.name, f.topic, "produce", exactly_once=f.transactional) for f in p.produces]
+            out += [Flow(p.name, c.topic, "consume", group=c.group) for c in p.consumes]
+        return tuple(out)
+
     def lineage(self) -> list[tuple[str, str, str]]:
         """Edges (source, target, label) from producers through topics to consumers."""
-        edges: list[tuple[str, str, str]] = []
-        for p in self.principals:
-            edges += [(p.name, f.topic, "exactly-once" if f.transactional else "produce") for f in p.produces]
-            edges += [(c.topic, p.name, f"group {c.group}") for c in p.consumes]
-        return sorted(edges)
+        return sorted((f.source, f.target, f.label) for f in self.flows())
+
+
+@dataclass(frozen=True)
+class AppFlows:
+    """The Kafka side of one app, read from its principal's declared flows."""
+
+    sources: tuple[str, ...]
+    group_id: str
+    sinks: tuple[str, ...]
+    dead_letters: tuple[str, ...]
+    transactional_id_prefix: str | None
+
+
+def app_flows(platform: Platform, app: App) -> AppFlows:
+    """Sources, sinks and dead-letter topics of `app`, from the principal of the same name.
+
+    Raises ValueError for flows a Flink app cannot run (the config loader reports it for every app first).
+    """
+    principal = platform.principal(app.name)
+    groups = sorted({c.group for c in principal.consumes})
+    if not principal.consumes:
+        raise ValueError(f"app {app.name!r}: its principal consumes no topic; a Flink app needs a source")
+    if len(groups) != 1:
+        raise ValueError(
+            f"app {app.name!r}: its consumed topics use several groups {groups}; a Flink app has one"
+        )
+    kinds = {t.name: t.kind for t in platform.topics}
+    sinks = tuple(p.topic for p in principal.produces if kinds[p.topic] != TopicKind.DEADLETTER)
+    dead = tuple(p.topic for p in principal.produces if kinds[p.topic] == TopicKind.DEADLETTER)
+    # The apps take one --source-topic, one --sink-topic and at most one --dead-letter-topic.
+    for role, topics, most in (
+        ("consumed", principal.consumes, 1),
+        ("sink", sinks, 1),
+        ("dead-letter", dead, 1),
+    ):
+        if len(topics) > most:
+            raise ValueError(f"app {app.name!r}: {len(topics)} {role} topics; a Flink app here takes one")
+    if not sinks:
+        raise ValueError(f"app {app.name!r}: its principal produces no (non-dead-letter) topic to sink into")
+    return AppFlows(
+        sources=tuple(c.topic for c in principal.consumes),
+        group_id=groups[0],
+        sinks=sinks,
+        dead_letters=dead,
+        transactional_id_prefix=principal.transactional_id_prefix if principal.transactional else None,
+    )

@@ -130,10 +130,6 @@ def of_kind(group: str, *kinds: str) -> Callable[[str], bool]:
     return match
 
 
-def any_of(*matchers: Callable[[str], bool]) -> Callable[[str], bool]:
-    return lambda token: any(m(token) for m in matchers)
-
-
 @dataclass(frozen=True)
 class Rule:
     """One policy: what it looks at, what it checks, and how strictly per environment."""

@@ -7,7 +7,16 @@ from typing import Any
 
 from components.kafka_topics import LABEL_PREFIX
 from headwater import versions
-from headwater.spec import K8S_NAME, TOPIC_NAME, TOPIC_NAME_RULE, Sla, Tier, TopicKind
+from headwater.spec import (
+    K8S_NAME,
+    PROD_MIN_ISR,
+    PROD_MIN_REPLICATION,
+    TOPIC_NAME,
+    TOPIC_NAME_RULE,
+    Sla,
+    Tier,
+    TopicKind,
+)
 from policies.rulebook import (
     Context,
     ResourceType,
@@ -28,9 +37,6 @@ AUTHORIZATION_TYPES = ("simple", "custom")
 OWNER_LABEL = f"{LABEL_PREFIX}/owner"
 SLA_LABEL = f"{LABEL_PREFIX}/sla"
 KIND_LABEL = f"{LABEL_PREFIX}/kind"
-
-PROD_MIN_REPLICATION = 3
-PROD_MIN_ISR = 2
 
 
 def _api_version(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Iterator[str]:
@@ -131,7 +137,7 @@ def _topic_durability(resource_type: str, props: Mapping[str, Any], ctx: Context
     if rf is None:
         yield (
             f"topic {topic}: spec.replicas is not set (the broker default would apply): set it "
-            f"(kafka.replicationFactor in the stack){' to at least 3' if prod else ''}"
+            f"(kafka.replicationFactor in the stack){f' to at least {PROD_MIN_REPLICATION}' if prod else ''}"
         )
     elif prod and rf < PROD_MIN_REPLICATION:
         yield (
@@ -141,7 +147,7 @@ def _topic_durability(resource_type: str, props: Mapping[str, Any], ctx: Context
     if isr is None:
         yield (
             f"topic {topic}: spec.config min.insync.replicas is not set: set it "
-            f"(kafka.minInsyncReplicas in the stack){' to at least 2' if prod else ''}"
+            f"(kafka.minInsyncReplicas in the stack){f' to at least {PROD_MIN_ISR}' if prod else ''}"
         )
     elif prod and isr < PROD_MIN_ISR:
         yield (

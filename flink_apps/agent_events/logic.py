@@ -348,6 +348,8 @@ def _pointer(path: Any) -> str:
 
 
 def _json_type(value: Any) -> str:
+    # The app ships without the platform package; `headwater.contracts.json_compat.json_type` is the same
+    # function (a unit test holds them equal). Like JSON Schema, 1.0 is an integer.
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -355,7 +357,7 @@ def _json_type(value: Any) -> str:
     if isinstance(value, int):
         return "integer"
     if isinstance(value, float):
-        return "number"
+        return "integer" if value.is_integer() else "number"
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):

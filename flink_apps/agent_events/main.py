@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.table.expressions import col
 
 from flink_apps.agent_events import pipeline
 from flink_apps.agent_events.logic import Contract
-from flink_apps.common import cli, flink_io, runtime, schemas
+from flink_apps.common import cli, schemas
 
 LOG = logging.getLogger("flink_apps.agent_events")
 
@@ -50,24 +48,26 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
     connection, registry_properties = cli.kafka_connection(args)
     folder = cli.schema_folder(args)
     registry = cli.registry_client(args, registry_properties)
+    signals = cli.output_codec(
+        schema_folder=folder,
+        topic=args.sink_topic,
+        explicit_id=args.sink_schema_id,
+        id_option="--sink-schema-id",
+        registry=registry,
+        register=args.register_schemas,
+    )
+    dead_letters = cli.output_codec(
+        schema_folder=folder,
+        topic=args.dead_letter_topic,
+        explicit_id=args.dead_letter_schema_id,
+        id_option="--dead-letter-schema-id",
+        registry=registry,
+        register=args.register_schemas,
+    )
     config = pipeline.AgentEventsConfig(
-        contract=Contract(schemas.load(schemas.RAW_EVENTS, folder)),
-        signals=cli.output_codec(
-            schema=schemas.load(schemas.SIGNALS, folder),
-            topic=args.sink_topic,
-            explicit_id=args.sink_schema_id,
-            id_option="--sink-schema-id",
-            registry=registry,
-            register=args.register_schemas,
-        ),
-        dead_letters=cli.output_codec(
-            schema=schemas.load(schemas.DEAD_LETTERS, folder),
-            topic=args.dead_letter_topic,
-            explicit_id=args.dead_letter_schema_id,
-            id_option="--dead-letter-schema-id",
-            registry=registry,
-            register=args.register_schemas,
-        ),
+        contract=Contract(schemas.for_topic(args.source_topic, folder)),
+        signals=signals,
+        dead_letters=dead_letters,
         dedup_ttl_ms=args.dedup_ttl_ms,
         max_out_of_orderness_ms=args.max_out_of_orderness_ms,
         idle_timeout_ms=args.idle_timeout_ms,
@@ -83,34 +83,16 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         connection,
     )
 
-    env = runtime.create_environment(cli.flink_settings(args), jars=cli.jars(args))
-    runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
-    t_env = runtime.table_environment(env)
+    env, t_env, source = cli.kafka_source_table(args, connection)
     pipeline.configure(t_env, config)
-    source = flink_io.kafka_source_table(
-        t_env, connection, topic=args.source_topic, group_id=args.group_id, startup_mode=args.startup_mode
-    ).select(col("value"), col("topic"), col("partition"), col("offset"), col("ts").alias("timestamp"))
     outputs = pipeline.build_tables(t_env, source, config)
-    statements = t_env.create_statement_set()
-    for name, topic in ((pipeline.SIGNALS, args.sink_topic), (pipeline.DEAD_LETTERS, args.dead_letter_topic)):
-        flink_io.kafka_sink_table(
-            statements,
-            connection,
-            outputs[name],
-            topic=topic,
-            transactional_id_prefix=cli.transactional_id_prefix(args.transactional_id_prefix, name),
-            transaction_timeout_ms=args.transaction_timeout_ms,
-        )
-    statements.attach_as_datastream()
+    topics = {pipeline.SIGNALS: args.sink_topic, pipeline.DEAD_LETTERS: args.dead_letter_topic}
+    cli.kafka_table_sinks(args, t_env, connection, outputs, topics)
     return env
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    args = parse_args(argv)
-    build_job(args).execute(args.job_name)
+    cli.run(parse_args, build_job, argv)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,18 @@ options: Kafka (and registry) credentials come from the file given by --kafka-pr
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flink_apps.common import schemas
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment, Table
+from pyflink.table.expressions import col
+
+from flink_apps.common import flink_io, runtime, schemas
 from flink_apps.common.flink_io import STARTUP_MODES, KafkaConnection
 from flink_apps.common.kafka_properties import read_properties_file, split_client_properties
 from flink_apps.common.registry import RegistryClient
@@ -184,18 +190,21 @@ def registry_client(
 
 def output_codec(
     *,
-    schema: dict[str, Any],
+    schema_folder: Path,
     topic: str,
     explicit_id: int | None,
     id_option: str,
     registry: RegistryClient | None,
     register: bool,
 ) -> AvroCodec:
-    """The codec of one output: its schema id is given (`explicit_id`) or looked up as `<topic>-value`."""
+    """The codec of one output: the topic's contract, its schema id given (`explicit_id`) or looked up as
+    `<topic>-value`."""
+    if explicit_id is None and registry is None:
+        raise SystemExit(f"no schema id for topic {topic!r}: give {id_option} or --schema-registry-url")
+    schema = schemas.for_topic(topic, schema_folder)
     if explicit_id is not None:
         return AvroCodec(schema, explicit_id)
-    if registry is None:
-        raise SystemExit(f"no schema id for topic {topic!r}: give {id_option} or --schema-registry-url")
+    assert registry is not None
     return AvroCodec(schema, registry.lookup_id(f"{topic}-value", schema, register=register))
 
 
@@ -221,3 +230,94 @@ def flink_settings(args: argparse.Namespace) -> dict[str, str]:
 
 def jars(args: argparse.Namespace) -> list[str]:
     return [j.strip() for j in (args.pipeline_jars or "").split(",") if j.strip()]
+
+
+# --- the job around an app's pipeline: one Kafka source, exactly-once Kafka sinks -------------------------
+
+
+def kafka_source(
+    args: argparse.Namespace, connection: KafkaConnection, *, uid: str
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment, DataStream]:
+    """The environment (settings, jars, exactly-once checkpointing) and the records of `--source-topic`."""
+    env = runtime.create_environment(flink_settings(args), jars=jars(args))
+    runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
+    t_env = runtime.table_environment(env)
+    records = flink_io.kafka_source(
+        t_env,
+        connection,
+        topic=args.source_topic,
+        group_id=args.group_id,
+        startup_mode=args.startup_mode,
+        uid=uid,
+    )
+    return env, t_env, records
+
+
+def kafka_sinks(
+    args: argparse.Namespace,
+    t_env: StreamTableEnvironment,
+    connection: KafkaConnection,
+    outputs: Mapping[str, DataStream],
+    topics: Mapping[str, str],
+) -> None:
+    """Each named output to its topic, in transactions under its own prefix of the app's transactional id."""
+    statements = t_env.create_statement_set()
+    for name, topic in topics.items():
+        flink_io.kafka_sink(
+            t_env,
+            statements,
+            connection,
+            outputs[name],
+            topic=topic,
+            transactional_id_prefix=transactional_id_prefix(args.transactional_id_prefix, name),
+            transaction_timeout_ms=args.transaction_timeout_ms,
+        )
+    statements.attach_as_datastream()
+
+
+def kafka_source_table(
+    args: argparse.Namespace, connection: KafkaConnection
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment, Table]:
+    """`kafka_source` for pipelines written in the Table API: the records of `--source-topic` as a table
+    (`value`, `topic`, `partition`, `offset`, `timestamp` TIMESTAMP_LTZ(3))."""
+    env = runtime.create_environment(flink_settings(args), jars=jars(args))
+    runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
+    t_env = runtime.table_environment(env)
+    table = flink_io.kafka_source_table(
+        t_env, connection, topic=args.source_topic, group_id=args.group_id, startup_mode=args.startup_mode
+    ).select(col("value"), col("topic"), col("partition"), col("offset"), col("ts").alias("timestamp"))
+    return env, t_env, table
+
+
+def kafka_table_sinks(
+    args: argparse.Namespace,
+    t_env: StreamTableEnvironment,
+    connection: KafkaConnection,
+    outputs: Mapping[str, Table],
+    topics: Mapping[str, str],
+) -> None:
+    """`kafka_sinks` for output tables (`k`, `v` BYTES, `ts` epoch ms)."""
+    statements = t_env.create_statement_set()
+    for name, topic in topics.items():
+        flink_io.kafka_sink_table(
+            statements,
+            connection,
+            outputs[name],
+            topic=topic,
+            transactional_id_prefix=transactional_id_prefix(args.transactional_id_prefix, name),
+            transaction_timeout_ms=args.transaction_timeout_ms,
+        )
+    statements.attach_as_datastream()
+
+
+def run(
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    build_job: Callable[[argparse.Namespace], StreamExecutionEnvironment],
+    argv: list[str] | None = None,
+) -> None:
+    """An app's `main`: log to stderr, read the options, build the job and run it."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    args = parse_args(argv)
+    build_job(args).execute(args.job_name)

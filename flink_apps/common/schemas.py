@@ -11,10 +11,9 @@ SCHEMA_DIR_ENV = "HEADWATER_SCHEMA_DIR"
 _PACKAGED = Path(__file__).resolve().parent.parent / "_schemas"
 _REPOSITORY = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
 
-RAW_EVENTS = "agents.events.raw.v1.json"
-SIGNALS = "agents.signals.v1.avsc"
-DEAD_LETTERS = "agents.events.deadletter.v1.avsc"
-FEATURES = "features.agent_activity.v1.avsc"
+# The catalog names every topic's contract `schemas/<topic>.avsc` (Avro) or `.json` (JSON Schema), a rule
+# its loader enforces, so an app finds the contract of each topic its options name.
+SUFFIXES = (".avsc", ".json")
 
 
 def schema_dir(override: str | None = None) -> Path:
@@ -49,3 +48,14 @@ def load(name: str, folder: Path | None = None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"schema file {path} must hold a JSON object, found {type(value).__name__}")
     return value
+
+
+def for_topic(topic: str, folder: Path | None = None) -> dict[str, Any]:
+    """The data contract of `topic`: `<topic>.avsc` or `<topic>.json` in the schema folder."""
+    folder = folder or schema_dir()
+    found = [folder / f"{topic}{suffix}" for suffix in SUFFIXES if (folder / f"{topic}{suffix}").is_file()]
+    if len(found) != 1:
+        names = " or ".join(f"{topic}{suffix}" for suffix in SUFFIXES)
+        what = "no" if not found else "more than one"
+        raise FileNotFoundError(f"{what} contract for topic {topic!r} in {folder}: expected one of {names}")
+    return load(found[0].name, folder)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from pyflink.datastream import StreamExecutionEnvironment
 
-from flink_apps.common import cli, flink_io, runtime, schemas
+from flink_apps.common import cli, schemas
 from flink_apps.common.wire import AvroCodec
 from flink_apps.feature_aggregator import pipeline
 
@@ -50,22 +49,23 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
     connection, registry_properties = cli.kafka_connection(args)
     folder = cli.schema_folder(args)
     registry = cli.registry_client(args, registry_properties)
-    signals_schema = schemas.load(schemas.SIGNALS, folder)
-    if args.source_schema_id is not None:
-        signals_id = args.source_schema_id
-    elif registry is not None:
-        signals_id = registry.lookup_id(
-            f"{args.source_topic}-value", signals_schema, register=args.register_schemas
-        )
-    else:
+    if args.source_schema_id is None and registry is None:
         raise SystemExit(
             f"no schema id for topic {args.source_topic!r}: give --source-schema-id or --schema-registry-url"
+        )
+    signals_schema = schemas.for_topic(args.source_topic, folder)
+    if args.source_schema_id is not None:
+        signals_id = args.source_schema_id
+    else:
+        assert registry is not None
+        signals_id = registry.lookup_id(
+            f"{args.source_topic}-value", signals_schema, register=args.register_schemas
         )
     config = pipeline.FeatureConfig(
         # Signals written with another (compatible) schema version decode through the registry.
         signals=AvroCodec(signals_schema, signals_id, registry.schema_by_id if registry else None),
         features=cli.output_codec(
-            schema=schemas.load(schemas.FEATURES, folder),
+            schema_folder=folder,
             topic=args.sink_topic,
             explicit_id=args.sink_schema_id,
             id_option="--sink-schema-id",
@@ -88,38 +88,14 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         connection,
     )
 
-    env = runtime.create_environment(cli.flink_settings(args), jars=cli.jars(args))
-    runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
-    t_env = runtime.table_environment(env)
-    source = flink_io.kafka_source(
-        t_env,
-        connection,
-        topic=args.source_topic,
-        group_id=args.group_id,
-        startup_mode=args.startup_mode,
-        uid="features-source-records",
-    )
+    env, t_env, source = cli.kafka_source(args, connection, uid="features-source-records")
     outputs = pipeline.build(env, source, config)
-    statements = t_env.create_statement_set()
-    flink_io.kafka_sink(
-        t_env,
-        statements,
-        connection,
-        outputs[pipeline.FEATURES],
-        topic=args.sink_topic,
-        transactional_id_prefix=cli.transactional_id_prefix(args.transactional_id_prefix, pipeline.FEATURES),
-        transaction_timeout_ms=args.transaction_timeout_ms,
-    )
-    statements.attach_as_datastream()
+    cli.kafka_sinks(args, t_env, connection, outputs, {pipeline.FEATURES: args.sink_topic})
     return env
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    args = parse_args(argv)
-    build_job(args).execute(args.job_name)
+    cli.run(parse_args, build_job, argv)
 
 
 if __name__ == "__main__":

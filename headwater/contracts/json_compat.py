@@ -77,7 +77,8 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type of a decoded JSON value; like JSON Schema, 1.0 is an integer."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -112,7 +113,7 @@ def _types(schema: Mapping[str, Any]) -> set[str] | None:
         out = {str(t) for t in declared}
     values = _values(schema)
     if values is not None:
-        from_values = {_json_type(v) for v in values}
+        from_values = {json_type(v) for v in values}
         out = from_values if out is None else {t for t in from_values if _covers(out, t)}
     return out
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from headwater.spec import Acl, AclResource, Platform, acls_for
+from headwater.spec import Acl, AclResource, Platform, Tier, acls_for
 
 PRINCIPAL = "schema-registry"
 JOURNAL_TOPIC = "platform.registry_journal.v1"
@@ -150,13 +150,34 @@ def storage_properties(
     return dict(sorted(props.items()))
 
 
-def format_properties(props: Mapping[str, str]) -> str:
-    """Java properties text (keys sorted; values escaped where the format needs it)."""
+def registry_problems(platform: Platform) -> list[str]:
+    """What makes the stack's registry settings unusable: (key, value, what is allowed) as readable lines."""
+    s = platform.registry
+    out: list[str] = []
 
-    def escape(text: str, key: bool) -> str:
-        out = text.replace("\\", "\\\\").replace("\n", "\\n")
-        if key:
-            out = out.replace("=", "\\=").replace(":", "\\:").replace(" ", "\\ ")
+    def bad(key: str, value: object, allowed: str) -> None:
+        out.append(f"stack {platform.stack}: {key} = {value!r} is not valid; allowed: {allowed}")
+
+    try:
+        principal = platform.principal(PRINCIPAL)
+    except KeyError:
+        bad(
+            "catalog.principals",
+            sorted(p.name for p in platform.principals),
+            f"a principal {PRINCIPAL!r}",
+        )
         return out
-
-    return "".join(f"{escape(k, True)}={escape(v, False)}\n" for k, v in sorted(props.items()))
+    if principal.authentication != platform.kafka.authentication:
+        bad(
+            f"catalog.principals.{principal.name}.authentication",
+            principal.authentication.value,
+            f"{platform.kafka.authentication.value}, the authentication of the cluster's TLS listener",
+        )
+    if platform.tier == Tier.PROD and s.replicas < 2:
+        bad("registry.replicas", s.replicas, "at least 2 in prod (the registry serves every producer)")
+    if s.host and not s.tls_secret and not platform.tier.is_development:
+        bad("registry.tlsSecret", None, "a TLS secret for registry.host outside local and dev")
+    for key, value in (("registry.tlsSecret", s.tls_secret), ("registry.ingressClass", s.ingress_class)):
+        if value and not s.host:
+            bad(key, value, "only together with registry.host (the Ingress it configures)")
+    return out

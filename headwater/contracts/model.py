@@ -181,8 +181,13 @@ def parse_schema_text(text: str, schema_type: SchemaType, where: str) -> dict[st
     return value
 
 
-def load_contracts(platform: Platform, catalog_dir: Path = CATALOG_DIR) -> list[Contract]:
-    """The contract of every non-journal topic of `platform`; ContractError lists every problem at once."""
+def load_contracts(platform: Platform, catalog_dir: Path | None = None) -> list[Contract]:
+    """The contract of every non-journal topic of `platform`; ContractError lists every problem at once.
+
+    Schema files are read relative to `catalog_dir`, by default the folder the platform's catalog came from.
+    """
+    if catalog_dir is None:
+        catalog_dir = Path(platform.catalog_dir) if platform.catalog_dir else CATALOG_DIR
     problems: list[str] = []
     out: list[Contract] = []
     for topic in platform.topics:
@@ -201,6 +206,11 @@ def load_contracts(platform: Platform, catalog_dir: Path = CATALOG_DIR) -> list[
                 f"{key} = {topic.schema!r}: allowed: a path ending in "
                 f"{' or '.join(SCHEMA_TYPES_BY_SUFFIX)} (Avro or JSON Schema)"
             )
+            continue
+        expected = [f"schemas/{topic.name}{suffix}" for suffix in SCHEMA_TYPES_BY_SUFFIX]
+        if topic.schema not in expected:
+            # The apps find a topic's contract by the topic's name (flink_apps.common.schemas.for_topic).
+            problems.append(f"{key} = {topic.schema!r}: allowed: {' or '.join(expected)}")
             continue
         path = catalog_dir / topic.schema
         try:

@@ -8,9 +8,8 @@ rule's causes with their locations): the ccompat compatibility endpoint only ans
 
 from __future__ import annotations
 
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,17 +120,6 @@ class RegistryClient:
             return self.session.get(f"{self.ccompat}/subjects", timeout=2, verify=self.verify).ok
         except requests.RequestException:
             return False
-
-    def wait_ready(self, timeout: float, progress: Callable[[str], None] | None = None) -> float:
-        start = time.monotonic()
-        while not self.ready():
-            if time.monotonic() - start > timeout:
-                raise RegistryError(f"the registry at {self.root} did not answer within {timeout:.0f}s")
-            time.sleep(0.25)
-        waited = time.monotonic() - start
-        if progress:
-            progress(f"registry at {self.root} answers ({waited:.1f}s)")
-        return waited
 
     def subjects(self) -> list[str]:
         return sorted(self._call("GET", f"{self.ccompat}/subjects").json())

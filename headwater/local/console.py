@@ -41,9 +41,6 @@ from headwater.contracts.registry import RegistryClient
 from headwater.contracts.serde import AvroDeserializer, WireFormatError
 from headwater.spec import Platform, TopicKind
 
-READER = "agent-runtime"  # the principal whose view of signals and features the console shows
-PRODUCER = "agent-gateway"  # the principal the sample producer sends raw events as
-SIGNALS_APP = "agent-events"
 RATE_WINDOW_S = 5.0
 LATENCY_WINDOW_S = 30.0
 MAX_SAMPLES = 500_000
@@ -54,12 +51,18 @@ MAX_SAMPLES = 500_000
 
 @dataclass(frozen=True)
 class Topology:
-    """The topics and consumer groups the console watches, derived from the platform's flows."""
+    """The topics, principals and consumer groups the console watches, derived from the platform's flows:
+    the app that writes dead letters turns raw events into signals; the service producing its input is the
+    producer the sample traffic goes out as; the service reading both signals and features is the agents'
+    view the console shows."""
 
     raw: str
     signals: str
     dead_letters: str
     features: str
+    producer: str  # the service principal producing raw events
+    reader: str  # the service principal reading signals and features (the agents)
+    signals_app: str  # the app turning raw events into signals and dead letters
     reader_groups: tuple[tuple[str, str], ...]  # (topic, group) the reader principal consumes with
     lag_groups: tuple[tuple[str, str], ...]  # (group, topic) of every literal consumer group
     transactional: frozenset[str]  # topics written in transactions (each commit leaves a marker offset)
@@ -76,13 +79,28 @@ class Topology:
                 )
             return found[0]
 
-        producer = platform.principal(PRODUCER)
-        app = platform.principal(SIGNALS_APP)
         kinds = {t.name: t.kind for t in platform.topics}
-        produced_by_app = [p.topic for p in app.produces]
+        produced = {p.name: {f.topic for f in p.produces} for p in platform.principals}
+        consumed = {p.name: {c.topic for c in p.consumes} for p in platform.principals}
+        services = [p.name for p in platform.principals if p.kind == "service"]
+        app = only(
+            (
+                a.name
+                for a in platform.apps
+                if any(kinds[t] == TopicKind.DEADLETTER for t in produced[a.name])
+            ),
+            "app producing a dead-letter topic",
+        )
+        raw = only(consumed[app], f"topic consumed by {app}")
+        signals = only((t for t in produced[app] if kinds[t] == TopicKind.EVENTS), f"events topic of {app}")
         dead_letters = only(
-            (t for t in produced_by_app if kinds[t] == TopicKind.DEADLETTER),
-            f"dead-letter topic produced by {SIGNALS_APP}",
+            (t for t in produced[app] if kinds[t] == TopicKind.DEADLETTER), f"dead-letter topic of {app}"
+        )
+        features = only((t.name for t in platform.topics if t.kind == TopicKind.FEATURE), "feature topic")
+        producer = only((s for s in services if raw in produced[s]), f"service producing {raw}")
+        reader = only(
+            (s for s in services if {signals, features} <= consumed[s]),
+            f"service consuming {signals} and {features}",
         )
         readers = sorted(
             (p.name, c.group)
@@ -93,17 +111,11 @@ class Topology:
         )
         return cls(
             triage=readers[0] if readers else None,
-            raw=only((p.topic for p in producer.produces), f"topic produced by {PRODUCER}"),
-            signals=only(
-                (t for t in produced_by_app if kinds[t] == TopicKind.EVENTS),
-                f"events topic produced by {SIGNALS_APP}",
-            ),
-            dead_letters=only(
-                (t for t in produced_by_app if kinds[t] == TopicKind.DEADLETTER),
-                f"dead-letter topic produced by {SIGNALS_APP}",
-            ),
-            features=only((t.name for t in platform.topics if t.kind == TopicKind.FEATURE), "feature topic"),
-            reader_groups=tuple((c.topic, c.group) for c in platform.principal(READER).consumes),
+            raw=raw,
+            signals=signals,
+            dead_letters=dead_letters,
+            features=features,
+            reader_groups=tuple((c.topic, c.group) for c in platform.principal(reader).consumes),
             lag_groups=tuple(
                 sorted(
                     (c.group, c.topic)
@@ -117,13 +129,16 @@ class Topology:
                 f.topic for p in platform.principals for f in p.produces if f.transactional
             ),
             app_groups=frozenset(c.group for a in platform.apps for c in platform.principal(a.name).consumes),
+            producer=producer,
+            reader=reader,
+            signals_app=app,
         )
 
     def reader_group(self, topic: str) -> str:
         for t, group in self.reader_groups:
             if t == topic:
                 return group
-        raise KeyError(f"{READER} does not consume {topic} in this stack")
+        raise KeyError(f"{self.reader} does not consume {topic} in this stack")
 
 
 # ---- small statistics ---------------------------------------------------------------------------------------
@@ -497,13 +512,6 @@ class Monitor:
                 latest_features=tuple(self._features),
                 errors=tuple(self._errors),
             )
-
-    def lag_of(self, group: str) -> int | None:
-        with self._lock:
-            for entry in self._lags:
-                if entry.group == group:
-                    return entry.lag
-        return None
 
     def behind(self) -> dict[str, int | None]:
         """The groups consumed in this run that have not caught up yet, with their lag (None: nothing committed).

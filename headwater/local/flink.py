@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -38,11 +37,11 @@ from typing import Any
 from headwater import flink_conf, jvm
 from headwater.config import ROOT
 from headwater.local.kafka import LocalKafka
+from headwater.local.ports import HOST, free_port
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.local.provision import bootstrap_servers, properties_file
 from headwater.spec import App, Platform
 
-HOST = "127.0.0.1"
 FLINK_PYTHON = ROOT / ".venv-flink" / "bin" / "python"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
@@ -51,12 +50,6 @@ KILL_TIMEOUT = 15.0
 
 class LocalFlinkError(RuntimeError):
     """A local Flink job cannot be configured, started, reached or stopped; the message says why."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _replace_values(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -229,7 +222,7 @@ class LocalFlinkJob:
         if not self.python.is_file():
             raise LocalFlinkError(f"{self.python} does not exist: run `make venv-flink` first")
         self.restored_from = self.latest_checkpoint() if restore else None
-        self.rest_port = _free_port()
+        self.rest_port = free_port()
         self.job_id = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -35,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+import psutil
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
@@ -46,12 +45,12 @@ from confluent_kafka.admin import (
 
 from headwater import jvm, versions
 from headwater.config import ROOT
+from headwater.kafka_config import SCRAM_MECHANISM, broker_config, format_properties
 from headwater.local.certs import CertificateAuthority, IssuedCert, write_private
+from headwater.local.ports import HOST, free_ports, port_free
 from headwater.local.process import ProcessError, Progress, Supervised, stderr_progress
 from headwater.spec import Platform
 
-HOST = "127.0.0.1"
-SCRAM_MECHANISM = "SCRAM-SHA-512"
 START_TIMEOUT = 180.0
 
 
@@ -111,35 +110,19 @@ class KafkaPorts:
     @classmethod
     def free(cls) -> KafkaPorts:
         """Three ports nobody listens on right now (for tests and side-by-side stacks)."""
-        socks = []
-        try:
-            for _ in range(3):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.bind((HOST, 0))
-                socks.append(s)
-            sasl, mtls, controller = (s.getsockname()[1] for s in socks)
-        finally:
-            for s in socks:
-                s.close()
+        sasl, mtls, controller = free_ports(3)
         return cls(sasl=sasl, mtls=mtls, controller=controller)
 
     def check_free(self) -> None:
         """Raise PortInUseError naming the port and its setting when one is already taken."""
         for f in fields(self):
             port = getattr(self, f.name)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                # Same as the JVM's server sockets, so a port in TIME_WAIT after a restart counts as free.
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((HOST, port))
-                except OSError as exc:
-                    if exc.errno != errno.EADDRINUSE:
-                        raise
-                    raise PortInUseError(
-                        f"port {port} on {HOST} is already in use, and the local Kafka broker needs it for its "
-                        f"{f.name} listener; set another port with {self.ENV[f.name]}=<port> "
-                        f"(KafkaPorts.{f.name}), or stop the process listening there (`ss -ltnp 'sport = :{port}'`)"
-                    ) from None
+            if not port_free(port):
+                raise PortInUseError(
+                    f"port {port} on {HOST} is already in use, and the local Kafka broker needs it for its "
+                    f"{f.name} listener; set another port with {self.ENV[f.name]}=<port> "
+                    f"(KafkaPorts.{f.name}), or stop the process listening there (`ss -ltnp 'sport = :{port}'`)"
+                )
 
 
 def java_executable() -> str:
@@ -158,15 +141,6 @@ def _cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def format_properties(entries: Mapping[str, object]) -> str:
-    """Java `.properties` text, one `key=value` per line (backslashes and newlines escaped)."""
-    lines = []
-    for key, value in entries.items():
-        text = str(value).replace("\\", "\\\\").replace("\n", "\\n")
-        lines.append(f"{key}={text}")
-    return "\n".join(lines) + "\n"
 
 
 _LOG4J2 = """\
@@ -444,8 +418,8 @@ class LocalKafka:
     def _refuse_second_instance(self) -> None:
         try:
             pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
+            cmdline = " ".join(psutil.Process(pid).cmdline())
+        except (OSError, ValueError, psutil.Error):
             return
         if "kafka.Kafka" in cmdline and str(self.server_properties) in cmdline:
             raise LocalKafkaError(
@@ -486,15 +460,8 @@ class LocalKafka:
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found": "false",
             "super.users": ";".join(f"User:{u}" for u in super_users),
-            # Topics exist because the catalog says so, never because a client asked for one.
-            "auto.create.topics.enable": "false",
-            "default.replication.factor": k.replication_factor,
-            "min.insync.replicas": k.min_insync_replicas,
-            "offsets.topic.replication.factor": k.replication_factor,
-            "transaction.state.log.replication.factor": k.replication_factor,
-            "transaction.state.log.min.isr": k.min_insync_replicas,
-            "transaction.max.timeout.ms": k.transaction_max_timeout_ms,
-            "message.max.bytes": k.message_max_bytes,
+            # The same broker config as the Strimzi cluster of the stack.
+            **broker_config(k),
             # Kafka's 50 partitions per internal topic cost seconds on a laptop at the first group or
             # transaction; a single node gains nothing from them.
             "offsets.topic.num.partitions": 5,

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+import psutil
+
 Progress = Callable[[str], None]
 
 
@@ -114,10 +116,12 @@ def _wait_for_exec(pid: int, program: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
-        except OSError:
+            argv = psutil.Process(pid).cmdline()
+        except psutil.NoSuchProcess:
             return  # gone already: the caller sees that as an early exit
-        if argv0 == program.encode():
+        except psutil.Error:
+            argv = []  # a zombie or not readable yet: look again
+        if argv[:1] == [program]:
             return
         time.sleep(0.002)
 

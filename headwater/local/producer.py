@@ -334,7 +334,3 @@ def shares_text(settings: ProducerSettings) -> str:
         f"{settings.rate:g} events/s, {settings.malformed_share:.0%} malformed "
         f"({', '.join(MALFORMED_KINDS)}), {settings.duplicate_share:.0%} duplicates"
     )
-
-
-def kinds_summary(malformed: Mapping[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(malformed.items())) or "none"

@@ -44,15 +44,16 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
+from headwater import kafka_config
+from headwater.kafka_config import SCRAM_MECHANISM, format_properties
 from headwater.local.certs import write_private
-from headwater.local.kafka import SCRAM_MECHANISM, LocalKafka, format_properties
+from headwater.local.kafka import LocalKafka
 from headwater.local.process import Progress, stderr_progress
 from headwater.spec import Acl, AclResource, Authentication, Principal, Quotas, acls_for
 
 SCRAM_ITERATIONS = 4096
 TIMEOUT = 30.0
 FLINK_SHADED_PREFIX = "org.apache.flink.kafka.shaded."
-SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 _MANAGED_FILE = "provisioned.json"
 
 T = TypeVar("T")
@@ -131,21 +132,16 @@ def java_client_properties(
     which the app gets from its own options; see `bootstrap_servers`). `shaded_prefix` relocates the JAAS
     login module class for a client whose Kafka classes are shaded."""
     p = _principal(kafka, principal)
-    props = {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(kafka.ca_file)}
+    jaas = None
     if p.authentication == Authentication.SCRAM:
         password = kafka.password(p.name, create=False)
-        return {
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": SCRAM_MECHANISM,
-            "sasl.jaas.config": f'{shaded_prefix}{SCRAM_LOGIN_MODULE} required username="{p.name}" password="{password}";',
-            **props,
-        }
-    return {
-        "security.protocol": "SSL",
-        "ssl.keystore.type": "PEM",
-        "ssl.keystore.location": f"{client_cert_stem(kafka, p.name)}.keystore.pem",
-        **props,
-    }
+        jaas = kafka_config.scram_jaas_config(p.name, password, shaded_prefix=shaded_prefix)
+    return kafka_config.java_client_properties(
+        p.authentication,
+        truststore=kafka_config.KeyStore("PEM", str(kafka.ca_file)),
+        keystore=kafka_config.KeyStore("PEM", f"{client_cert_stem(kafka, p.name)}.keystore.pem"),
+        jaas_config=jaas,
+    )
 
 
 def properties_file(kafka: LocalKafka, principal: Principal | str, *, flink: bool = False) -> Path:

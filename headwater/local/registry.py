@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import socket
 import sys
 import tarfile
 import threading
@@ -34,6 +33,8 @@ from typing import Any
 from headwater import jvm, versions
 from headwater.contracts import kafkasql
 from headwater.contracts.registry import RegistryClient
+from headwater.kafka_config import format_properties
+from headwater.local.ports import HOST, free_port, port_free
 from headwater.local.process import ProcessError, Progress, Supervised, stderr_progress
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -43,7 +44,6 @@ DEFAULT_PORT = 8181  # not 8081: that is Flink's REST port
 PORT_ENV = "HEADWATER_REGISTRY_PORT"
 MIN_JAVA = 21
 START_TIMEOUT = 180.0
-HOST = "127.0.0.1"
 # Keys of Kafka client settings that carry secrets: passed in the environment, referenced from the file.
 _SECRET_KEYS = ("sasl.jaas.config", "ssl.keystore.password", "ssl.key.password", "ssl.truststore.password")
 
@@ -84,22 +84,6 @@ class KafkaSqlStorage:
                 public[key] = value
         props = kafkasql.storage_properties(self.bootstrap, public, self.topics, self.group_prefix)
         return props, env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def default_port() -> int:
@@ -172,10 +156,8 @@ def install(progress: Progress | None = None) -> Path:
 
 
 def find_java() -> str:
-    from headwater.crds import find_java as find
-
     try:
-        return find(MIN_JAVA)
+        return jvm.find_java(MIN_JAVA)
     except Exception as exc:
         raise RegistryStartError(
             f"Apicurio Registry {versions.APICURIO_REGISTRY_VERSION} needs Java {MIN_JAVA} or newer: {exc}"
@@ -268,7 +250,7 @@ class LocalRegistry:
     def start(self) -> LocalRegistry:
         if self.running():
             return self
-        if not _port_free(self.port):
+        if not port_free(self.port):
             raise RegistryStartError(
                 f"port {self.port} on {HOST} is in use: stop what listens there, or choose another port "
                 f"(${PORT_ENV}, or port=0 for any free port)"
@@ -279,7 +261,7 @@ class LocalRegistry:
 
         props, secrets = self.properties()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        write_private(self.properties_file, kafkasql.format_properties(props).encode())
+        write_private(self.properties_file, format_properties(dict(sorted(props.items()))).encode())
         storage = "in-memory storage" if self.kafka is None else f"KafkaSQL storage on {self.kafka.bootstrap}"
         self.progress(
             f"starting Apicurio Registry {versions.APICURIO_REGISTRY_VERSION} on {self.url} ({storage})"

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -31,21 +30,22 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from headwater import jvm
 from headwater.config import load_platform
 from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
 from headwater.local.console import (
-    PRODUCER,
-    READER,
     Console,
     Monitor,
     RunSummary,
     Topology,
     format_summary,
 )
-from headwater.local.kafka import HOST, KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
+from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
+from headwater.local.ports import HOST, listening, port_free
 from headwater.local.process import ProcessError, Progress, running_processes, stderr_progress, stop_all
 from headwater.local.producer import ProducerSettings, SampleProducer, shares_text
 from headwater.local.provision import ProvisionError, client_config, provision
@@ -111,23 +111,6 @@ def register_contracts(platform: Platform, client: RegistryClient, progress: Pro
     return ids
 
 
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((HOST, port)) == 0
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the JVMs bind: a port in TIME_WAIT after the last run counts as free.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def _pid_of(name: str) -> int | None:
     """The pid of the supervised process called `name` (the registry does not expose its own)."""
     for proc in running_processes():
@@ -140,10 +123,9 @@ def _alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return state not in ("Z", "X")
 
 
 class LocalPlatform:
@@ -198,7 +180,7 @@ class LocalPlatform:
                 f"registry port {self.registry_port} is also a Kafka port ({self.kafka.ports}); choose another "
                 "with --registry-port or HEADWATER_REGISTRY_PORT"
             )
-        if not _port_free(self.registry_port):
+        if not port_free(self.registry_port):
             raise LocalUpError(
                 f"port {self.registry_port} on {HOST} is already in use, and the schema registry needs it; "
                 "set another with --registry-port or HEADWATER_REGISTRY_PORT=<port>, or stop the process "
@@ -461,9 +443,10 @@ def up(options: UpOptions) -> int:
         local.start()
         assert local.registry is not None
         since_ms = int(time.time() * 1000)
+        topology = Topology.of(platform)
         monitor = Monitor(
             platform,
-            client_config(local.kafka, READER),
+            client_config(local.kafka, topology.reader),
             local.kafka.admin_config(),
             local.registry.url,
             since_ms=since_ms,
@@ -472,7 +455,7 @@ def up(options: UpOptions) -> int:
         monitor.start()  # assigned first, so an interrupted start still stops its readers
         if options.producer is not None:
             producer = _producer(local, options.producer)
-            say(f"sample producer as {PRODUCER}: {shares_text(options.producer)}")
+            say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
             producer.start()
         signals.starting = False
         if signals.requested.is_set():
@@ -574,7 +557,7 @@ def _producer(local: LocalPlatform, settings: ProducerSettings) -> SampleProduce
     topology = Topology.of(local.platform)
     schema = next(c.schema for c in load_contracts(local.platform) if c.topic == topology.raw)
     serializer = JsonSerializer(local.registry.client(), topology.raw, schema)
-    return SampleProducer(client_config(local.kafka, PRODUCER), topology.raw, serializer, settings)
+    return SampleProducer(client_config(local.kafka, topology.producer), topology.raw, serializer, settings)
 
 
 def _drain(monitor: Monitor, timeout: float, say: Progress, signals: _Signals) -> None:
@@ -621,14 +604,14 @@ def status(stack: str, state_dir: Path | None = None) -> int:
     print(
         f"  kafka            pid {kafka.get('pid')} {'up' if _alive(kafka.get('pid')) else 'DOWN'}  "
         + "  ".join(
-            f"{name} {port} {'listening' if _listening(port) else 'closed'}" for name, port in ports.items()
+            f"{name} {port} {'listening' if listening(port) else 'closed'}" for name, port in ports.items()
         )
     )
     registry = data.get("registry")
     if registry:
         print(
             f"  schema registry  pid {registry.get('pid')} {'up' if _alive(registry.get('pid')) else 'DOWN'}  "
-            f"{registry.get('url')} {'listening' if _listening(int(registry.get('port', 0))) else 'closed'}"
+            f"{registry.get('url')} {'listening' if listening(int(registry.get('port', 0))) else 'closed'}"
         )
     for name, job in (data.get("flink") or {}).items():
         print(

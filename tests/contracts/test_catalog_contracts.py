@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from headwater.config import CATALOG_DIR, load_platform, read_yaml
+from headwater.config import CATALOG_DIR, ConfigError, load_platform, read_yaml
 from headwater.contracts.model import (
     Compatibility,
-    ContractError,
     SchemaType,
     exempt,
     load_contracts,
@@ -61,8 +60,9 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
     (tmp_path / "schemas").mkdir()
     for name in ("agents.events.raw.v1.json", "agents.signals.v1.avsc"):
         (tmp_path / "schemas" / name).write_text((CATALOG_DIR / "schemas" / name).read_text())
-    with pytest.raises(ContractError) as err:
-        load_contracts(load_platform("local", catalog=catalog), tmp_path)
+    # The config loader reports contract problems with every other problem of the stack, before anything is built.
+    with pytest.raises(ConfigError) as err:
+        load_platform("local", catalog=catalog, catalog_dir=tmp_path)
     assert err.value.problems == [
         "catalog.topics.agents.events.deadletter.v1.schema = 'schemas/deadletter.proto': allowed: a path "
         "ending in .avsc or .json (Avro or JSON Schema)",
@@ -76,8 +76,8 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
 def test_a_missing_or_invalid_file_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "schemas").mkdir()
     (tmp_path / "schemas" / "agents.events.raw.v1.json").write_text('{"type": "object", "required": "id"}')
-    with pytest.raises(ContractError) as err:
-        load_contracts(load_platform("local"), tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_platform("local", catalog_dir=tmp_path, catalog=read_yaml(CATALOG_DIR / "catalog.yaml"))
     text = "\n".join(err.value.problems)
     assert (
         f"{tmp_path / 'schemas' / 'agents.events.raw.v1.json'}: not a valid JSON Schema at required:" in text
@@ -101,3 +101,15 @@ def test_registry_warnings_flag_json_schema_drafts_the_registry_cannot_compare()
     newer = copy.deepcopy(raw.schema) | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     (warning,) = registry_warnings(replace(raw, schema=newer))
     assert "only understands JSON Schema drafts 4 to 7" in warning
+
+
+def test_a_contract_is_named_after_its_topic() -> None:
+    # The apps find a topic's contract by the topic's name, so a file named otherwise is refused.
+    catalog = copy.deepcopy(read_yaml(CATALOG_DIR / "catalog.yaml"))
+    catalog["topics"]["agents.signals.v1"]["schema"] = "schemas/signals.avsc"
+    with pytest.raises(ConfigError) as err:  # reported by the config loader with the stack's other problems
+        load_platform("local", catalog=catalog)
+    assert err.value.problems == [
+        "catalog.topics.agents.signals.v1.schema = 'schemas/signals.avsc': allowed: "
+        "schemas/agents.signals.v1.avsc or schemas/agents.signals.v1.json"
+    ]

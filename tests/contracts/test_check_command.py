@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from headwater.cli import main
 from headwater.contracts.model import CATALOG_DIR as CATALOG
+from headwater_cli.main import main
 
 
 def _git(repo: Path, *args: str) -> str:

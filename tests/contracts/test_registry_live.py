@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from headwater.cli import main
 from headwater.config import load_platform
 from headwater.contracts import json_compat
 from headwater.contracts.model import (
@@ -30,6 +29,7 @@ from headwater.contracts.serde import (
     unframe,
 )
 from headwater.local.registry import LocalRegistry
+from headwater_cli.main import main
 
 
 def _contracts(stack: str) -> dict[str, Contract]:

@@ -19,19 +19,19 @@ BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 def contract() -> Contract:
-    return Contract(schemas.load(schemas.RAW_EVENTS))
+    return Contract(schemas.for_topic("agents.events.raw.v1"))
 
 
 def signals_codec() -> AvroCodec:
-    return AvroCodec(schemas.load(schemas.SIGNALS), SIGNALS_ID)
+    return AvroCodec(schemas.for_topic("agents.signals.v1"), SIGNALS_ID)
 
 
 def dead_letters_codec() -> AvroCodec:
-    return AvroCodec(schemas.load(schemas.DEAD_LETTERS), DEAD_LETTERS_ID)
+    return AvroCodec(schemas.for_topic("agents.events.deadletter.v1"), DEAD_LETTERS_ID)
 
 
 def features_codec() -> AvroCodec:
-    return AvroCodec(schemas.load(schemas.FEATURES), FEATURES_ID)
+    return AvroCodec(schemas.for_topic("features.agent_activity.v1"), FEATURES_ID)
 
 
 def iso(ms: int) -> str:

@@ -11,6 +11,7 @@ from flink_events import BASE_MS, contract, dead_letters_codec, event, framed, r
 
 from flink_apps.agent_events import logic
 from flink_apps.agent_events.logic import AgentEvent, Rejected
+from headwater.contracts.json_compat import json_type
 
 CONTRACT = contract()
 
@@ -233,3 +234,21 @@ def test_the_compiled_validator_accepts_exactly_what_the_reference_validator_acc
         except Exception:
             compiled = False
         assert compiled == reference, (doc, compiled, reference)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "null"),
+        (True, "boolean"),
+        (1, "integer"),
+        (1.0, "integer"),  # JSON Schema: a number with no fraction is an integer
+        (1.5, "number"),
+        ("1", "string"),
+        ([], "array"),
+        ({}, "object"),
+    ],
+)
+def test_json_types_agree_between_the_app_and_the_platform(value: Any, expected: str) -> None:
+    # The app ships without the platform package, so it has its own copy; both name types as JSON Schema does.
+    assert json_type(value) == logic._json_type(value) == expected

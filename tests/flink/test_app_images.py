@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 APPS = ("agent_events", "feature_aggregator")
 
 
+DOCKERFILE = ROOT / "flink_apps" / "Dockerfile"  # one for every app, built with --build-arg APP=<app>
+
+
 def build_args(app: str) -> dict[str, str]:
-    text = (ROOT / "flink_apps" / app / "Dockerfile").read_text()
+    text = DOCKERFILE.read_text()
     return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
 
 
@@ -39,10 +42,11 @@ def test_image_pins_match_the_project(app: str, jar_sha256: str) -> None:
 
 @pytest.mark.parametrize("app", APPS)
 def test_image_runs_the_app_as_the_flink_user_from_the_lock(app: str) -> None:
-    text = (ROOT / "flink_apps" / app / "Dockerfile").read_text()
+    text = DOCKERFILE.read_text()
     assert re.search(r"^FROM flink:\$\{FLINK_VERSION\}$", text, flags=re.MULTILINE)
     assert "--require-hashes" in text and "requirements/flink.lock" in text
-    assert f"-m flink_apps.{app}.main --help" in text
+    assert '-m "flink_apps.${APP}.main" --help' in text and (ROOT / "flink_apps" / app / "main.py").is_file()
+    assert "ENV HEADWATER_APP=${APP}" in text
     users = re.findall(r"^USER (\S+)$", text, flags=re.MULTILINE)
     assert users[-1] == "flink"
 

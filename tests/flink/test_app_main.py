@@ -155,8 +155,10 @@ def test_feature_aggregator_job_graph_with_ids_from_the_registry(
         ]
     )
     env = features_main.build_job(args)
-    assert registry.registered["agents.signals.v1-value"][1] == schemas.load(schemas.SIGNALS)
-    assert registry.registered["features.agent_activity.v1-value"][1] == schemas.load(schemas.FEATURES)
+    assert registry.registered["agents.signals.v1-value"][1] == schemas.for_topic("agents.signals.v1")
+    assert registry.registered["features.agent_activity.v1-value"][1] == schemas.for_topic(
+        "features.agent_activity.v1"
+    )
     nodes = stream_nodes(env)
     window = next(n for n in nodes if n.startswith("activity features per entity and window"))
     assert nodes[window] == "features-window"
@@ -166,3 +168,15 @@ def test_feature_aggregator_job_graph_with_ids_from_the_registry(
 def test_each_output_gets_its_own_transactional_prefix_within_the_allowed_one() -> None:
     assert cli.transactional_id_prefix("agent-events-", "dead_letters") == "agent-events-dead-letters"
     assert cli.transactional_id_prefix("fa", "features") == "fa-features"
+
+
+def test_an_app_finds_each_topics_contract_by_the_topics_name(tmp_path: Path) -> None:
+    assert schemas.for_topic("agents.signals.v1")["name"]
+    with pytest.raises(
+        FileNotFoundError, match=r"no contract for topic 'x.y.v1' in .*: expected one of x.y.v1.avsc"
+    ):
+        schemas.for_topic("x.y.v1")
+    (tmp_path / "x.y.v1.avsc").write_text("{}")
+    (tmp_path / "x.y.v1.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"more than one contract for topic 'x\.y\.v1'"):
+        schemas.for_topic("x.y.v1", tmp_path)

@@ -11,7 +11,7 @@ from registry_stub import FakeRegistry
 from flink_apps.common import schemas
 from flink_apps.common.registry import RegistryClient, RegistryError
 
-SIGNALS = schemas.load(schemas.SIGNALS)
+SIGNALS = schemas.for_topic("agents.signals.v1")
 
 
 def test_lookup_of_an_unregistered_schema_says_what_to_do(registry: FakeRegistry) -> None:

@@ -33,13 +33,13 @@ def test_canonical_json_is_stable() -> None:
 
 def test_codec_rejects_foreign_schema_ids_without_a_registry() -> None:
     codec = signals_codec()
-    other = AvroCodec(schemas.load(schemas.SIGNALS), codec.schema_id + 1)
+    other = AvroCodec(schemas.for_topic("agents.signals.v1"), codec.schema_id + 1)
     with pytest.raises(WireFormatError, match="no schema registry"):
         codec.decode(other.encode(_minimal_signal()))
 
 
 def test_codec_resolves_an_evolved_writer_schema_via_lookup() -> None:
-    reader = schemas.load(schemas.SIGNALS)
+    reader = schemas.for_topic("agents.signals.v1")
     writer = dict(reader, fields=[*reader["fields"], {"name": "region", "type": "string", "default": "eu"}])
     written = AvroCodec(writer, 900).encode({**_minimal_signal(), "region": "us"})
     lookups: list[int] = []

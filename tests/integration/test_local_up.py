@@ -43,7 +43,7 @@ class Setup:
         return [
             sys.executable,
             "-m",
-            "headwater.cli",
+            "headwater_cli.main",
             "local",
             "up",
             "--state-dir",
@@ -118,7 +118,7 @@ def _assert_nothing_left(setup: Setup) -> None:
 
 def _status(setup: Setup) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "headwater.cli", "local", "status", "--state-dir", str(setup.state_dir)],
+        [sys.executable, "-m", "headwater_cli.main", "local", "status", "--state-dir", str(setup.state_dir)],
         cwd=ROOT,
         capture_output=True,
         text=True,

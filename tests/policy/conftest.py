@@ -11,10 +11,10 @@ import pytest
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
 
 from components.k8s import object_key
-from headwater.check import engine_props, resource_of
 from headwater.config import load_platform
-from headwater.render import render_stack
 from headwater.spec import Tier
+from headwater_cli.check import engine_props, resource_of
+from headwater_cli.render import render_stack
 from policies.pack import build_policies
 from policies.rulebook import StackFacts
 

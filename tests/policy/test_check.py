@@ -16,12 +16,12 @@ from google.protobuf import json_format, struct_pb2
 from components.k8s import object_key
 from components.platform import HeadwaterPlatform
 from components.testing import RecordingMocks
-from headwater import check
-from headwater.check import check_objects, check_stack, facts_of, resource_of
-from headwater.cli import main
 from headwater.config import ConfigError, load_platform, load_stack_config, stack_names
-from headwater.render import render_stack
 from headwater.spec import Platform
+from headwater_cli import check
+from headwater_cli.check import check_objects, check_stack, facts_of, resource_of
+from headwater_cli.main import main
+from headwater_cli.render import render_stack
 
 STACKS = stack_names()
 

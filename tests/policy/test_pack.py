@@ -19,10 +19,10 @@ from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from headwater.check import resource_of
 from headwater.config import load_platform
-from headwater.render import render_stack
 from headwater.spec import Tier
+from headwater_cli.check import resource_of
+from headwater_cli.render import render_stack
 from policies import pack
 from policies.rulebook import PolicyConfigError, StackFacts, image_problem, parse_policy_config
 

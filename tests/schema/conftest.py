@@ -13,7 +13,7 @@ Obj = dict[str, Any]
 
 @pytest.fixture(scope="session", autouse=True)
 def crd_cache() -> list[crds.CrdSet]:
-    """Generate or fetch every CRD set before the first test (minutes on an empty Maven cache)."""
+    """Load every CRD set before the first test."""
     return crds.warm()
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from headwater.validate import KUBERNETES_SCHEMA_VERSION, validate_object
+from headwater_cli.validate import KUBERNETES_SCHEMA_VERSION, validate_object
 
 Obj = dict[str, Any]
 

@@ -1,40 +1,62 @@
-"""The CRD cache: what it holds, how it answers look-ups, and that it is keyed by version."""
+"""The CRDs of the pinned operators: where they come from, and how look-ups answer."""
 
 from __future__ import annotations
 
-import time
+import hashlib
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from headwater import crds, versions
+from headwater import crds, jvm, versions
 
 
-def test_strimzi_crds_are_generated_for_the_pinned_release(crd_cache: list[crds.CrdSet]) -> None:
+def test_strimzi_crds_are_the_pinned_charts(crd_cache: list[crds.CrdSet]) -> None:
     strimzi = crds.strimzi()
 
-    assert strimzi.folder == crds.CACHE / f"strimzi-{versions.STRIMZI_VERSION}"
+    assert strimzi.folder == crds.CHARTS / f"{versions.STRIMZI_CHART}-{versions.STRIMZI_VERSION}" / "crds"
     assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "KafkaConnect", "KafkaRebalance"} <= set(
         strimzi.crds
     )
-    generated = yaml.safe_load((strimzi.folder / "kafkauser.yaml").read_text())
-    assert generated["kind"] == "CustomResourceDefinition"
-    assert generated["spec"]["group"] == "kafka.strimzi.io"
-    assert [(v["name"], v["served"], v["storage"]) for v in generated["spec"]["versions"]] == [
-        ("v1", True, True)
-    ]
-    assert "openAPIV3Schema" in generated["spec"]["versions"][0]["schema"]
+    user = strimzi.crds["KafkaUser"]
+    assert user["spec"]["group"] == "kafka.strimzi.io"
+    assert [(v["name"], v["served"], v["storage"]) for v in user["spec"]["versions"]] == [("v1", True, True)]
+    assert "openAPIV3Schema" in user["spec"]["versions"][0]["schema"]
 
 
-def test_flink_crds_come_from_the_operator_api_jar() -> None:
+def test_flink_crds_are_the_pinned_operators_own() -> None:
     flink = crds.flink_operator()
 
-    assert flink.folder == crds.CACHE / f"flink-operator-{versions.FLINK_OPERATOR_VERSION}"
+    assert flink.folder.parent.name == f"{versions.FLINK_OPERATOR_CHART}-{versions.FLINK_OPERATOR_VERSION}"
     assert {"FlinkDeployment", "FlinkSessionJob", "FlinkStateSnapshot"} <= set(flink.crds)
-    assert (flink.folder / "flinkdeployments.flink.apache.org-v1.yml").is_file()
     assert flink.served_versions("FlinkDeployment") == [versions.FLINK_CRD_API_VERSION.split("/")[1]]
+    # The pinned operator accepts the pinned Flink release without any widening of its enum.
+    spec = crds.crd_schema(versions.FLINK_CRD_API_VERSION, "FlinkDeployment")["properties"]["spec"]
+    assert versions.FLINK_VERSION_ENUM in spec["properties"]["flinkVersion"]["enum"]
+
+
+def test_vendored_charts_match_their_upstream_checksums() -> None:
+    """charts/ holds the upstream charts unmodified: every file is listed with its sha256 and matches it."""
+    listed = {}
+    for line in (crds.CHARTS / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        listed[name] = digest
+    own = {crds.CHARTS / "SHA256SUMS", crds.CHARTS / "README.md"}
+    on_disk = {
+        str(p.relative_to(crds.CHARTS)): p for p in crds.CHARTS.rglob("*") if p.is_file() and p not in own
+    }
+    assert sorted(on_disk) == sorted(listed)
+    for name, path in on_disk.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[name], name
+
+
+def test_documents_are_every_crd_of_the_chart_as_installed() -> None:
+    docs = crds.flink_operator().documents()
+
+    assert {d["spec"]["names"]["kind"] for d in docs} >= {"FlinkDeployment", "FlinkStateSnapshot"}
+    docs[0]["spec"]["group"] = "changed.example"
+    assert (
+        crds.flink_operator().documents()[0]["spec"]["group"] == versions.FLINK_CRD_API_VERSION.split("/")[0]
+    )
 
 
 def test_crd_schema_is_the_served_versions_open_api_schema() -> None:
@@ -68,7 +90,7 @@ def test_unknown_group_error_lists_every_known_group() -> None:
 
     text = str(raised.value)
     assert "registry.apicur.io/v1 ApicurioRegistry3" in text
-    assert "kafka.strimzi.io: Kafka" in text and "flink.apache.org: FlinkDeployment" in text
+    assert "kafka.strimzi.io: Kafka" in text and "flink.apache.org: " in text and "FlinkDeployment" in text
 
 
 def test_unserved_version_error_lists_the_served_ones() -> None:
@@ -76,58 +98,15 @@ def test_unserved_version_error_lists_the_served_ones() -> None:
         crds.crd_schema("kafka.strimzi.io/v1beta2", "KafkaTopic")
 
 
-def test_cached_sets_load_from_disk_without_regenerating(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: Any) -> None:
-        raise AssertionError("a cached set was rebuilt")
+def test_a_missing_chart_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crds, "CHARTS", tmp_path)
 
-    monkeypatch.setattr(crds, "_build", refuse)
-    crds.strimzi.cache_clear()
-    crds.flink_operator.cache_clear()
-    try:
-        started = time.perf_counter()
-        assert "Kafka" in crds.strimzi().crds
-        assert "FlinkDeployment" in crds.flink_operator().crds
-        assert time.perf_counter() - started < 5
-    finally:
-        crds.strimzi.cache_clear()
-        crds.flink_operator.cache_clear()
-
-
-def test_cache_folder_is_keyed_by_version_and_rebuilt_on_a_new_stamp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(crds, "CACHE", tmp_path)
-    calls: list[Path] = []
-
-    def produce(out: Path) -> dict[str, Any]:
-        calls.append(out)
-        crd = {"kind": "CustomResourceDefinition", "spec": {"names": {"kind": "Demo"}, "versions": []}}
-        (out / "demo.yaml").write_text(yaml.safe_dump(crd))
-        return {"call": len(calls)}
-
-    first = crds._load("demo", "demo.example", "1.0", "stamp-a", produce)
-    again = crds._load("demo", "demo.example", "1.0", "stamp-a", produce)
-    bumped = crds._load("demo", "demo.example", "2.0", "stamp-b", produce)
-
-    assert len(calls) == 2
-    assert first.folder == again.folder == tmp_path / "demo-1.0"
-    assert bumped.folder == tmp_path / "demo-2.0"
-    assert again.source == {"call": 1} and bumped.source == {"call": 2}
-    assert list(first.crds) == ["Demo"]
-
-
-def test_failed_build_leaves_no_half_written_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(crds, "CACHE", tmp_path)
-
-    def broken(out: Path) -> dict[str, Any]:
-        (out / "partial.yaml").write_text("kind: CustomResourceDefinition\n")
-        raise crds.CrdError("generator failed")
-
-    with pytest.raises(crds.CrdError, match="generator failed"):
-        crds._load("demo", "demo.example", "1.0", "stamp", broken)
-    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    with pytest.raises(
+        crds.CrdError, match=r"no CRD folder .*strimzi-kafka-operator-.* vendored chart is missing"
+    ):
+        crds._load("strimzi", versions.STRIMZI_CHART, crds.STRIMZI_GROUP, versions.STRIMZI_VERSION)
 
 
 def test_find_java_explains_what_it_found() -> None:
-    with pytest.raises(crds.CrdError, match=r"needs Java 99 or newer; found: .*\(\d+\)"):
-        crds.find_java(99)
+    with pytest.raises(jvm.JavaNotFoundError, match=r"needs Java 99 or newer; found: .*\(\d+\)"):
+        jvm.find_java(99)

@@ -12,8 +12,8 @@ from components.checkpoint_storage import render_checkpoint_storage
 from components.flink_application import render_flink_applications
 from headwater import versions
 from headwater.config import load_platform, stack_names
-from headwater.render import render_stack
-from headwater.validate import validate_object
+from headwater_cli.render import render_stack
+from headwater_cli.validate import validate_object
 
 
 def _flink_objects(stack: str) -> list[dict[str, Any]]:

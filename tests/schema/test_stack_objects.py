@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from headwater.config import load_platform, stack_names
-from headwater.render import render_stack
-from headwater.validate import errors_only, validate_objects
+from headwater_cli.render import render_stack
+from headwater_cli.validate import errors_only, validate_objects
 
 
 @pytest.mark.parametrize("stack", stack_names())

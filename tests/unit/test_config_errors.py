@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from headwater.cli import main
 from headwater.config import CATALOG_DIR, ConfigError, load_platform, load_stack_config, read_yaml
+from headwater_cli.main import main
 
 
 def _problems(stack: str, config: dict[str, Any], catalog: dict[str, Any] | None = None) -> list[str]:

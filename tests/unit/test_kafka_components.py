@@ -74,7 +74,7 @@ def test_whole_platform_registers_every_rendered_object(mocks: RecordingMocks, s
     """`pulumi up` creates exactly what `headwater render` writes: same objects, same content."""
     from components.k8s import object_key
     from components.platform import HeadwaterPlatform
-    from headwater.render import render_stack
+    from headwater_cli.render import render_stack
 
     p = load_platform(stack)
 

@@ -11,7 +11,7 @@ from components.kafka_topics import render_topics
 from components.kafka_users import render_users
 from headwater import versions
 from headwater.config import load_platform, stack_names
-from headwater.render import dump, render_stack
+from headwater_cli.render import dump, render_stack
 
 STACKS = stack_names()
 
@@ -139,7 +139,7 @@ def test_render_is_deterministic_and_anchor_free() -> None:
 
 
 def test_render_cli_writes_every_object(tmp_path: Any) -> None:
-    from headwater.cli import main
+    from headwater_cli.main import main
 
     assert main(["render", "--stack", "prod", "--out", str(tmp_path)]) == 0
     files = sorted(p.name for p in tmp_path.glob("*.yaml"))

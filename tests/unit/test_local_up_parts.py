@@ -4,6 +4,7 @@ the spec, percentiles, rendering and the summary. No broker; the real run is tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -88,6 +89,18 @@ def test_topology_follows_the_flows_of_the_spec(platform: Platform) -> None:
     assert not any(g.startswith("schema-registry") for g in groups)  # prefixed, per start: not a lag to watch
     assert t.signals in t.transactional and t.raw not in t.transactional
     assert t.app_groups == {"agent-events", "feature-aggregator"}
+    assert (t.producer, t.reader, t.signals_app) == ("agent-gateway", "agent-runtime", "agent-events")
+
+
+def test_topology_reads_the_principals_from_the_flows_not_their_names(platform: Platform) -> None:
+    # Renamed principals are found by what they do: the producer of the app's input, the reader of signals
+    # and features, the app writing dead letters.
+    renames = {"agent-gateway": "edge", "agent-runtime": "agents", "agent-events": "ingest"}
+    principals = tuple(dataclasses.replace(p, name=renames.get(p.name, p.name)) for p in platform.principals)
+    apps = tuple(dataclasses.replace(a, name=renames.get(a.name, a.name)) for a in platform.apps)
+    t = Topology.of(dataclasses.replace(platform, principals=principals, apps=apps))
+    assert (t.producer, t.reader, t.signals_app) == ("edge", "agents", "ingest")
+    assert t.reader_group(t.signals) == "agent-runtime"
 
 
 def test_percentiles_by_nearest_rank() -> None:

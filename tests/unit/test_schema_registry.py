@@ -24,7 +24,7 @@ from headwater.config import load_platform
 from headwater.contracts import kafkasql
 from headwater.contracts.model import load_contracts
 from headwater.spec import Acl, AclResource, Authentication, Consume, Platform, Produce
-from headwater.validate import validate_object
+from headwater_cli.validate import validate_object
 
 STACKS = ["local", "dev", "staging", "prod"]
 
