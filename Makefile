@@ -25,13 +25,13 @@ $(UV):
 
 $(VENV)/.stamp: requirements/platform.lock pyproject.toml | $(UV)
 	$(UV) venv -q --allow-existing --python $(PY) $(VENV)
-	VIRTUAL_ENV=$(VENV) $(UV) pip sync -q --require-hashes requirements/platform.lock
+	VIRTUAL_ENV=$(VENV) $(UV) pip sync -q --require-hashes --compile-bytecode requirements/platform.lock
 	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e .
 	touch $@
 
 $(VENV_FLINK)/.stamp: requirements/flink.lock | $(UV)
 	$(UV) venv -q --allow-existing --python $(PY) $(VENV_FLINK)
-	VIRTUAL_ENV=$(VENV_FLINK) $(UV) pip sync -q --require-hashes requirements/flink.lock
+	VIRTUAL_ENV=$(VENV_FLINK) $(UV) pip sync -q --require-hashes --compile-bytecode requirements/flink.lock
 	touch $@
 
 venv: $(VENV)/.stamp
