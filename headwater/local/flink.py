@@ -45,6 +45,8 @@ from headwater.spec import App, Platform
 FLINK_PYTHON = ROOT / ".venv-flink" / "bin" / "python"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
+# Flink's own logs of this many earlier starts are kept next to the current one (`<name>.log.1` the newest).
+LOGS_KEPT = 5
 KILL_TIMEOUT = 15.0
 
 
@@ -61,6 +63,20 @@ def _replace_values(args: Sequence[str], values: Mapping[str, str]) -> list[str]
             raise LocalFlinkError(f"expected {flag} exactly once, with a value, in the app arguments {out}")
         out[positions[0] + 1] = value
     return out
+
+
+def keep_previous_logs(folder: Path, kept: int = LOGS_KEPT) -> None:
+    """Move each `<name>.log` in `folder` to `<name>.log.1` (and older ones one further, dropping those past
+    `kept`): Flink starts every run with a fresh file of the same name, and the log of a run that was killed
+    is the one needed to find out why."""
+    for log in folder.glob("*.log"):
+        oldest = log.with_name(f"{log.name}.{kept}")
+        oldest.unlink(missing_ok=True)
+        for n in range(kept - 1, 0, -1):
+            older = log.with_name(f"{log.name}.{n}")
+            if older.exists():
+                older.rename(log.with_name(f"{log.name}.{n + 1}"))
+        log.rename(log.with_name(f"{log.name}.1"))
 
 
 def completed_snapshots(folder: Path) -> list[Path]:
@@ -227,6 +243,7 @@ class LocalFlinkJob:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        keep_previous_logs(self.flink_log_dir)
         argv = self.command(self.restored_from)
         how = f"from {self.restored_from}" if self.restored_from else "without state"
         self.progress(

@@ -9,7 +9,7 @@ import pytest
 
 from headwater.config import load_platform
 from headwater.local import flink
-from headwater.local.flink import LocalFlinkError, LocalFlinkJob, completed_snapshots
+from headwater.local.flink import LocalFlinkError, LocalFlinkJob, completed_snapshots, keep_previous_logs
 from headwater.local.kafka import KafkaPorts, LocalKafka
 
 PLATFORM = load_platform("local")
@@ -151,3 +151,15 @@ def test_the_settings_derivation_imports_nothing_above_the_spec() -> None:
     }
     project = {m for m in imported if m and m.split(".")[0] in ("headwater", "components", "flink_apps")}
     assert project <= {"headwater.spec", "headwater.versions"}, project
+
+
+def test_each_start_keeps_the_flink_logs_of_the_runs_before(tmp_path: Path) -> None:
+    """Flink writes every run's log under the same name; a killed run's log must survive the restart."""
+    log = tmp_path / "flink-root-python-vm.log"
+    for run in range(1, 5):
+        keep_previous_logs(tmp_path, kept=2)
+        log.write_text(f"run {run}\n")
+    assert log.read_text() == "run 4\n"
+    assert (tmp_path / f"{log.name}.1").read_text() == "run 3\n"
+    assert (tmp_path / f"{log.name}.2").read_text() == "run 2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [log.name, f"{log.name}.1", f"{log.name}.2"]
