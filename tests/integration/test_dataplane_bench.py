@@ -31,6 +31,14 @@ def test_the_dataplane_benchmark_runs_on_a_small_backlog(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("[dataplane]")]
-    for what in ("backlog:", "anchor", "agent-events:", "CPU", "latency at 80% load", "settings:"):
+    for what in (
+        "backlog:",
+        "anchor",
+        "agent-events:",
+        "CPU",
+        "latency at 80% load",
+        "exactly-once latency:",
+        "settings:",
+    ):
         assert any(what in line for line in lines), (what, done.stdout[-2000:])
     print("\n".join(lines))
