@@ -10,11 +10,12 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink lint typecheck test test-unit test-flink test-integration test-e2e toolchain check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
 	@echo "make test    set up everything and run lint, type checks and the whole test suite"
+	@echo "make test-under-load   the integration suite with every core kept busy"
 	@echo "make render  write every Kubernetes object of every stack to out/<stack>/"
 	@echo "make bench   render benchmark; data-plane benchmark (agent-events vs a transactional pass-through)"
 	@echo "make lock    re-resolve the lock files from requirements/*.in"
@@ -37,6 +38,13 @@ $(VENV_FLINK)/.stamp: requirements/flink.lock | $(UV)
 venv: $(VENV)/.stamp
 venv-flink: $(VENV_FLINK)/.stamp
 
+# Debian's Prometheus (with promtool): `make local` runs it as a plain process in the state dir, and the tests
+# check and unit-test the alert rules with promtool. Installed only when missing; never run as a service.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  { echo "installing Debian's prometheus package (apt-get)"; apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+
 lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
@@ -45,12 +53,18 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py flink_apps/__init__.py)) bench __main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py)) bench __main__.py
+# Test folders import their helpers as top-level modules (and each has a conftest), so each is its own run.
+TYPED_TESTS := unit schema policy contracts integration e2e
 
-typecheck: venv
+# mypy --strict on everything; the apps and their tests against the apps' environment, where PyFlink lives.
+typecheck: venv venv-flink
 	$(VENV)/bin/mypy $(TYPED)
+	for d in $(TYPED_TESTS); do $(VENV)/bin/mypy tests/$$d; done
+	$(VENV)/bin/mypy --python-executable $(VENV_FLINK)/bin/python flink_apps
+	$(VENV)/bin/mypy --python-executable $(VENV_FLINK)/bin/python tests/flink
 
-test-unit: venv
+test-unit: venv prometheus
 	$(PYTHON) -m pytest -q tests --ignore=tests/flink --ignore=tests/integration --ignore=tests/e2e
 
 check-stacks: venv
@@ -60,23 +74,33 @@ check-stacks: venv
 test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
-test-integration: venv venv-flink
+# Needs the control plane too: the admission tests run a real kube-apiserver.
+test-integration: venv venv-flink control-plane prometheus
 	$(PYTHON) -m pytest -q tests/integration
 
-# The deploy toolchain (Pulumi CLI, language host, Kubernetes provider, etcd, kube-apiserver, controllers, kwok),
-# built from Go modules at the versions in headwater/versions.py, cached outside the clone (about 30 min cold).
+# The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
+# clone (engine/README.md): `control-plane` is etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+# kwok; `toolchain` adds the Pulumi CLI, its Python language host and the Kubernetes provider.
+control-plane:
+	engine/build.sh kube
+
 toolchain:
-	engine/build.sh
+	engine/build.sh all
 
 # `pulumi preview/up/destroy` of this project by the real engine against a control plane the tests start.
 test-e2e: venv toolchain
 	$(PYTHON) -m pytest -q tests/e2e
 
-test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
+# The integration suite with every core kept busy by CPU burners the session starts and stops: races
+# between the platform and a loaded machine show up here first.
+test-under-load: venv venv-flink prometheus
+	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
+
+test: lint typecheck test-unit check-stacks test-flink test-integration
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
-local: venv venv-flink
+local: venv venv-flink prometheus
 	$(VENV)/bin/headwater local up $(ARGS)
 
 render: venv

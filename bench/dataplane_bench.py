@@ -45,7 +45,7 @@ from headwater.local.flink import LocalFlinkJob
 from headwater.local.process import stderr_progress
 from headwater.local.producer import MALFORMED_KINDS, ProducerSettings, SampleEvents
 from headwater.local.registry import LocalRegistry
-from headwater.spec import Platform
+from headwater.spec import Platform, app_flows
 
 APP = "agent-events"
 ANCHOR_TOPIC = "bench.passthrough.v1"
@@ -62,8 +62,6 @@ class Backlog:
 
 def _topic(platform: Platform, role: str) -> str:
     """The app's source / sink / dead-letter topic, from its principal's flows."""
-    from components.flink_application import app_flows
-
     (app,) = [a for a in platform.apps if a.name == APP]
     flows = app_flows(platform, app)
     return {"source": flows.sources[0], "sink": flows.sinks[0], "dead": flows.dead_letters[0]}[role]

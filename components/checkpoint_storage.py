@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import pulumi
 
-from components.k8s import create_object, labels, metadata, restricted_container_security
+from components.k8s import create_object, labels, metadata, pinned_image, restricted_container_security
 from headwater import versions
 from headwater.spec import FlinkSettings, Platform
 
@@ -161,7 +161,7 @@ def render_minio(platform: Platform) -> list[dict[str, Any]]:
     }
     container = {
         "name": MINIO_NAME,
-        "image": MINIO_IMAGE,
+        "image": pinned_image(MINIO_IMAGE),
         "imagePullPolicy": "IfNotPresent",
         "args": [
             "server",

@@ -18,8 +18,8 @@ command line, an environment variable, a ConfigMap or a log line.
 
 Each app runs under its own ServiceAccount, bound to a Role with what Flink's native Kubernetes integration
 needs in its namespace: pods (the JobManager starts and stops its TaskManagers), configmaps (Kubernetes HA:
-leader election and job metadata) and read access to deployments (TaskManager pods are owned by the
-JobManager deployment).
+leader election and job metadata), read access to deployments (TaskManager pods are owned by the
+JobManager deployment) and update on their finalizers (that owner reference blocks the owner's deletion).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from components.kafka_topics import LABEL_PREFIX
 from components.kafka_users import user_secret
 from components.schema_registry import service_url
 from headwater import flink_conf, versions
+from headwater.contracts import access
 from headwater.kafka_config import KeyStore, java_client_properties
 from headwater.spec import App, Authentication, Platform, Principal, Tier, app_flows
 
@@ -51,6 +52,7 @@ KAFKA_DIR = "/etc/headwater/kafka"
 USER_DIR = f"{KAFKA_DIR}/user"  # the principal's KafkaUser secret
 CA_DIR = f"{KAFKA_DIR}/cluster-ca"  # the cluster CA secret
 TEMPLATE_DIR = f"{KAFKA_DIR}/template"  # ConfigMap: properties template and the assembling script
+REGISTRY_DIR = "/etc/headwater/registry"  # the app's schema registry password (its `<app>-registry` Secret)
 CLIENT_DIR = "/var/run/headwater/kafka"  # memory-backed volume holding the assembled file
 PROPERTIES_FILE = f"{CLIENT_DIR}/client.properties"
 TEMPLATE_KEY = "client.properties.template"
@@ -59,6 +61,7 @@ SCRIPT_KEY = "assemble.sh"
 
 SAVEPOINT_HISTORY = 10
 PROMETHEUS_PORT = 9249
+METRICS_PORT_NAME = "metrics"  # the container port name PodMonitors scrape
 
 
 # --- names -----------------------------------------------------------------------------------------------
@@ -196,9 +199,7 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
         ),
         # the Python workers run the interpreter the job was built with
         "python.executable": PYTHON,
-        # metrics
-        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": str(PROMETHEUS_PORT),
+        **flink_conf.prometheus_reporter_conf(PROMETHEUS_PORT),
     }
     if settings.ha:
         conf["high-availability.type"] = "kubernetes"
@@ -213,8 +214,11 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
                 "job.autoscaler.enabled": "true",
                 "job.autoscaler.stabilization.interval": "5 min",
                 "job.autoscaler.metrics.window": "10 min",
-                "job.autoscaler.target.utilization": "0.7",
-                "job.autoscaler.target.utilization.boundary": "0.2",
+                # Operator 1.15 names (target.utilization and target.utilization.boundary are deprecated):
+                # scale when a vertex is busier than max or idler than min, towards the target.
+                "job.autoscaler.utilization.target": "0.7",
+                "job.autoscaler.utilization.max": "0.9",
+                "job.autoscaler.utilization.min": "0.5",
                 "job.autoscaler.restart.time": "2 min",
                 "job.autoscaler.catch-up.duration": "10 min",
                 "job.autoscaler.scale-down.interval": "1 h",
@@ -249,17 +253,35 @@ def properties_template(platform: Platform, principal: Principal) -> str:
     return "\n".join(lines) + "\n"
 
 
-def assemble_script(principal: Principal) -> str:
+def registry_identity(platform: Platform, app: App) -> access.RegistryUser | None:
+    """The app's schema registry user (it reads as itself), or None when it touches no contracted topic."""
+    try:
+        return access.registry_user(platform, app.name)
+    except KeyError:
+        return None
+
+
+def assemble_script(principal: Principal, registry_user: access.RegistryUser | None = None) -> str:
     """Shell run by the init container: template + secret values -> the properties file. Prints no secret."""
-    appends = [("ssl.truststore.password", f"{CA_DIR}/ca.password")]
+    appends = [("ssl.truststore.password", f"{CA_DIR}/ca.password", "")]
     if principal.authentication == Authentication.TLS:
-        appends.append(("ssl.keystore.password", f"{USER_DIR}/user.password"))
+        appends.append(("ssl.keystore.password", f"{USER_DIR}/user.password", ""))
     else:
-        appends.append(("sasl.jaas.config", f"{USER_DIR}/sasl.jaas.config"))
+        appends.append(("sasl.jaas.config", f"{USER_DIR}/sasl.jaas.config", ""))
+    if registry_user is not None:
+        # The apps' registry client reads `schema.registry.basic.auth.user.info` (user:password).
+        appends.append(
+            (
+                "schema.registry.basic.auth.user.info",
+                f"{REGISTRY_DIR}/{access.SECRET_KEY}",
+                f"{registry_user.name}:",
+            )
+        )
     # `value=$(cat ...)` fails the script (set -e) when a secret key is missing; printf writes the value
     # into the file only, never to the log.
     body = "".join(
-        f'value="$(cat {path})"\nprintf \'%s=%s\\n\' \'{key}\' "$value" >> "$tmp"\n' for key, path in appends
+        f"value=\"$(cat {path})\"\nprintf '%s=%s%s\\n' '{key}' '{prefix}' \"$value\" >> \"$tmp\"\n"
+        for key, path, prefix in appends
     )
     return (
         "#!/bin/sh\n"
@@ -306,6 +328,26 @@ def _pod_template(platform: Platform, app: App, image: str) -> dict[str, Any]:
                 "persistentVolumeClaim": {"claimName": storage.local_state_claim(app.name)},
             }
         )
+    registry_user = registry_identity(platform, app)
+    init_mounts = [
+        {"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True},
+        {"name": "kafka-cluster-ca", "mountPath": CA_DIR, "readOnly": True},
+        {"name": "kafka-client-template", "mountPath": TEMPLATE_DIR, "readOnly": True},
+        {"name": "kafka-client", "mountPath": CLIENT_DIR},
+    ]
+    if registry_user is not None:
+        # Only the init container sees the registry password; the app reads it from the assembled file.
+        volumes.append(
+            {
+                "name": "registry-credentials",
+                "secret": {
+                    "secretName": registry_user.secret,
+                    "items": [{"key": access.SECRET_KEY, "path": access.SECRET_KEY}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+        init_mounts.append({"name": "registry-credentials", "mountPath": REGISTRY_DIR, "readOnly": True})
     init = {
         "name": "kafka-client-config",
         "image": image,
@@ -316,18 +358,13 @@ def _pod_template(platform: Platform, app: App, image: str) -> dict[str, Any]:
             "limits": {"cpu": "200m", "memory": "64Mi"},
         },
         "securityContext": security,
-        "volumeMounts": [
-            {"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True},
-            {"name": "kafka-cluster-ca", "mountPath": CA_DIR, "readOnly": True},
-            {"name": "kafka-client-template", "mountPath": TEMPLATE_DIR, "readOnly": True},
-            {"name": "kafka-client", "mountPath": CLIENT_DIR},
-        ],
+        "volumeMounts": init_mounts,
     }
     main: dict[str, Any] = {
         "name": MAIN_CONTAINER,
         "securityContext": security,
         "volumeMounts": mounts,
-        "ports": [{"name": "metrics", "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
     }
     env = storage.container_env(settings)
     if env:
@@ -419,6 +456,9 @@ def render_rbac(platform: Platform, app: App) -> list[dict[str, Any]]:
         {"apiGroups": [""], "resources": ["pods"], "verbs": rw},
         # TaskManager pods are owned by the JobManager deployment, which the JobManager looks up.
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        # ... and their owner reference blocks the owner's deletion (blockOwnerDeletion), which clusters with
+        # OwnerReferencesPermissionEnforcement admit only for who may update the owner's finalizers.
+        {"apiGroups": ["apps"], "resources": ["deployments/finalizers"], "verbs": ["update"]},
     ]
     if platform.flink.ha:
         # Kubernetes HA: leader election and job metadata (checkpoint pointers) live in ConfigMaps.
@@ -452,7 +492,7 @@ def render_kafka_client_config(platform: Platform, app: App) -> dict[str, Any]:
         "kind": "ConfigMap",
         "metadata": metadata(kafka_client_configmap(app.name), platform.namespace, labels("flink", app.name)),
         "data": {
-            SCRIPT_KEY: assemble_script(principal),
+            SCRIPT_KEY: assemble_script(principal, registry_identity(platform, app)),
             TEMPLATE_KEY: properties_template(platform, principal),
         },
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from components.k8s import HelmRelease, create_release, restricted_container_security
+from components.k8s import HelmRelease, create_release, image_digest, restricted_container_security
 from components.kafka_cluster import OPERATOR_NAMESPACE
 from headwater import versions
 
@@ -54,6 +54,12 @@ def render_flink_operator(
             "repository": IMAGE_REPOSITORY,
             "tag": versions.FLINK_OPERATOR_VERSION,
             "pullPolicy": "IfNotPresent",
+            # The chart uses the digest instead of the tag when one is set (known digests only).
+            **(
+                {"digest": d}
+                if (d := image_digest(f"{IMAGE_REPOSITORY}:{versions.FLINK_OPERATOR_VERSION}"))
+                else {}
+            ),
         },
         "watchNamespaces": list(watched_namespaces),
         "webhook": {"create": webhook},
@@ -119,10 +125,12 @@ class FlinkOperator(pulumi.ComponentResource):
         charts_folder: str | None = None,
     ) -> None:
         super().__init__("headwater:flink:FlinkOperator", name, None, opts)
+        # What the component waits for (the namespaces the chart writes into), the release waits for too.
+        deps = list(opts.depends_on) if opts and isinstance(opts.depends_on, list) else []
         self.helm_release = create_release(
             f"{name}-release",
             render_flink_operator(watched_namespaces, webhook, charts_folder),
-            pulumi.ResourceOptions(parent=self),
+            pulumi.ResourceOptions(parent=self, depends_on=deps),
         )
         self.release = self.helm_release.name
         self.register_outputs({"release": self.release})

@@ -67,6 +67,22 @@ def restricted_container_security() -> dict[str, Any]:
     }
 
 
+def image_digest(ref: str) -> str | None:
+    """The verified digest of `repository:tag`, if `headwater.versions.IMAGE_DIGESTS` lists one."""
+    from headwater import versions
+
+    digest = versions.IMAGE_DIGESTS.get(ref)
+    if digest is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ValueError(f"IMAGE_DIGESTS[{ref!r}] = {digest!r} is not valid; allowed: sha256:<64 hex digits>")
+    return digest
+
+
+def pinned_image(ref: str) -> str:
+    """`repository:tag@sha256:...` when the digest of `repository:tag` is known, else `repository:tag`."""
+    digest = image_digest(ref)
+    return f"{ref}@{digest}" if digest else ref
+
+
 @dataclass(frozen=True)
 class HelmRelease:
     """A pinned Helm chart installation (rendered as its own document; installed with helm.v3.Release)."""
@@ -116,7 +132,7 @@ class HelmRelease:
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-class _NoAliases(_Dumper):
+class _NoAliases(_Dumper):  # type: ignore[misc]  # the C dumper is only known at run time
     """Write repeated values out in full: reviewers and GitOps tools should not have to follow anchors."""
 
     def ignore_aliases(self, data: Any) -> bool:

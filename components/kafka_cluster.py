@@ -7,50 +7,66 @@ from typing import Any
 
 import pulumi
 
-from components.k8s import WAIT_READY, HelmRelease, create_object, create_release, labels, metadata, namespace
+from components.k8s import (
+    WAIT_READY,
+    HelmRelease,
+    create_object,
+    create_release,
+    image_digest,
+    labels,
+    metadata,
+    namespace,
+)
 from headwater import versions
 from headwater.kafka_config import broker_config
+from headwater.kafka_metrics import cruise_control_config, jmx_exporter_config
 from headwater.spec import Authentication, KafkaSettings, Storage, Tier
 
 OPERATOR_NAMESPACE = "headwater-system"
 TLS_PORT = 9093
 PLAIN_PORT = 9092
 METRICS_KEY = "kafka-metrics-config.yml"
-
-# JMX exporter rules for the broker metrics the dashboards and alerts use (throughput, ISR, request latency,
-# controller health). Kept small on purpose: each rule is a metric family someone reads.
-_JMX_RULES = """lowercaseOutputName: true
-rules:
-  - pattern: kafka.server<type=(.+), name=(.+), clientId=(.+), topic=(.+), partition=(.*)><>Value
-    name: kafka_server_$1_$2
-    type: GAUGE
-    labels: {clientId: "$3", topic: "$4", partition: "$5"}
-  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\\\w*, topic=(.+)><>Count
-    name: kafka_server_$1_$2_total
-    type: COUNTER
-    labels: {topic: "$3"}
-  - pattern: kafka.server<type=(.+), name=(.+)PerSec\\\\w*><>Count
-    name: kafka_server_$1_$2_total
-    type: COUNTER
-  - pattern: kafka.server<type=(.+), name=(.+)><>Value
-    name: kafka_server_$1_$2
-    type: GAUGE
-  - pattern: kafka.controller<type=(.+), name=(.+)><>(Count|Value)
-    name: kafka_controller_$1_$2
-  - pattern: kafka.network<type=(.+), name=(.+), request=(.+)><>(\\\\d+)thPercentile
-    name: kafka_network_$1_$2_percentile
-    type: GAUGE
-    labels: {request: "$3", quantile: "0.$4"}
-  - pattern: kafka.cluster<type=(.+), name=(.+), topic=(.+), partition=(.*)><>Value
-    name: kafka_cluster_$1_$2
-    type: GAUGE
-    labels: {topic: "$3", partition: "$4"}
-"""
+CRUISE_CONTROL_METRICS_KEY = "metrics-config.yml"
 
 
 def super_user_principal(settings: KafkaSettings, name: str) -> str:
     """Strimzi names TLS users by their certificate subject (`CN=<name>`) and SCRAM users by name."""
     return f"CN={name}" if settings.authentication == Authentication.TLS else name
+
+
+# The cluster operator's pod security provider. Strimzi 1.2.0 defaults to `baseline`, whose Kafka, init,
+# entity operator, Kafka Exporter and Cruise Control containers get no security context; the restricted one
+# (`io.strimzi.plugin.security.profiles.impl.RestrictedPodSecurityProvider`) gives each of them
+# allowPrivilegeEscalation: false, runAsNonRoot: true, capabilities drop ALL and seccomp RuntimeDefault,
+# which the Restricted Pod Security Standard of the platform namespaces demands.
+POD_SECURITY_PROVIDER_ENV = "STRIMZI_POD_SECURITY_PROVIDER_CLASS"
+POD_SECURITY_PROVIDER = "restricted"
+
+
+# The chart's image keys (each `<key>.image`, or `image` for the operator itself) and what each runs.
+_CHART_IMAGES = {
+    "": "operator",
+    "topicOperator": "operator",
+    "userOperator": "operator",
+    "kafkaInit": "operator",
+    "kafka": f"kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}",
+    "kafkaExporter": f"kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}",
+    "cruiseControl": f"kafka:{versions.STRIMZI_VERSION}-kafka-{versions.KAFKA_VERSION}",
+}
+
+
+def _chart_digests() -> dict[str, Any]:
+    """Chart values that pin by digest the images whose digests are known (the chart prefers a digest)."""
+    values: dict[str, Any] = {}
+    for key, image in _CHART_IMAGES.items():
+        name = image if ":" in image else f"{image}:{versions.STRIMZI_VERSION}"
+        digest = image_digest(f"quay.io/strimzi/{name}")
+        if digest:
+            if key:
+                values[key] = {"image": {"digest": digest}}
+            else:
+                values["image"] = {"digest": digest}
+    return values
 
 
 def render_strimzi_operator(
@@ -71,10 +87,13 @@ def render_strimzi_operator(
             "defaultImageRepository": "strimzi",
             "defaultImageTag": versions.STRIMZI_VERSION,
             "replicas": 1,
+            # The chart's only way to set an operator setting it has no value for (1.2.0: `extraEnvs`).
+            "extraEnvs": [{"name": POD_SECURITY_PROVIDER_ENV, "value": POD_SECURITY_PROVIDER}],
             "resources": {
                 "requests": {"cpu": "200m", "memory": "384Mi"},
                 "limits": {"cpu": "1", "memory": "384Mi"},
             },
+            **_chart_digests(),
         },
     )
 
@@ -96,40 +115,50 @@ def _jbod(storage: Storage, metadata_volume: bool) -> dict[str, Any]:
     return {"type": "jbod", "volumes": volumes}
 
 
-def _zone_template(settings: KafkaSettings, cluster: str, pool: str) -> dict[str, Any]:
-    """Spread a pool's pods evenly over the declared zones (one replica of each partition per zone)."""
-    if not settings.racks:
+def _pool_template(settings: KafkaSettings, cluster: str, pool: str, replicas: int) -> dict[str, Any]:
+    """Where a pool's pods may run: one per node, spread evenly over the declared zones.
+
+    - per node: a required anti-affinity on the hostname, so losing one node costs one broker (or one
+      controller: a KRaft quorum must not lose two voters to one node);
+    - per zone (with `racks`): a required node affinity on the declared zones (Strimzi adds only `Exists` on
+      the topology key) and an even spread over them, so each replica of a partition lands in its own zone.
+    """
+    if replicas < 2 and not settings.racks:
         return {}
     selector = {"matchLabels": {"strimzi.io/cluster": cluster, "strimzi.io/pool-name": pool}}
-    return {
-        "pod": {
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
+    affinity: dict[str, Any] = {}
+    if replicas > 1:
+        affinity["podAntiAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}
+            ]
+        }
+    pod: dict[str, Any] = {"affinity": affinity}
+    if settings.racks:
+        affinity["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
                             {
-                                "matchExpressions": [
-                                    {
-                                        "key": settings.rack_topology_key,
-                                        "operator": "In",
-                                        "values": list(settings.racks),
-                                    }
-                                ]
+                                "key": settings.rack_topology_key,
+                                "operator": "In",
+                                "values": list(settings.racks),
                             }
                         ]
                     }
-                }
-            },
-            "topologySpreadConstraints": [
-                {
-                    "maxSkew": 1,
-                    "topologyKey": settings.rack_topology_key,
-                    "whenUnsatisfiable": "DoNotSchedule",
-                    "labelSelector": selector,
-                }
-            ],
+                ]
+            }
         }
-    }
+        pod["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": settings.rack_topology_key,
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": selector,
+            }
+        ]
+    return {"pod": dict(sorted(pod.items()))}
 
 
 def _node_pool(
@@ -148,7 +177,7 @@ def _node_pool(
         "storage": _jbod(storage, metadata_volume=True),
         "resources": resources.k8s(),
     }
-    template = _zone_template(settings, cluster, name)
+    template = _pool_template(settings, cluster, name, replicas)
     if template:
         spec["template"] = template
     return {
@@ -202,12 +231,27 @@ def _metrics_config_map(settings: KafkaSettings, namespace: str) -> dict[str, An
         "metadata": metadata(
             metrics_config_map_name(settings), namespace, labels("kafka", settings.cluster_name)
         ),
-        "data": {METRICS_KEY: _JMX_RULES},
+        "data": {METRICS_KEY: jmx_exporter_config()},
     }
 
 
 def metrics_config_map_name(settings: KafkaSettings) -> str:
     return f"{settings.cluster_name}-kafka-metrics"
+
+
+def cruise_control_config_map_name(settings: KafkaSettings) -> str:
+    return f"{settings.cluster_name}-cruise-control-metrics"
+
+
+def _cruise_control_config_map(settings: KafkaSettings, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            cruise_control_config_map_name(settings), namespace, labels("kafka", settings.cluster_name)
+        ),
+        "data": {CRUISE_CONTROL_METRICS_KEY: cruise_control_config()},
+    }
 
 
 def _listeners(settings: KafkaSettings, tier: Tier) -> list[dict[str, Any]]:
@@ -246,6 +290,7 @@ def _kafka_spec(settings: KafkaSettings, tier: Tier) -> dict[str, Any]:
         },
     }
     if settings.racks:
+        # broker.rack from the node's zone: replicas of a partition are placed in different zones.
         kafka_spec["rack"] = {"topologyKey": settings.rack_topology_key}
     return kafka_spec
 
@@ -273,27 +318,40 @@ def _kafka(settings: KafkaSettings, namespace: str, tier: Tier) -> dict[str, Any
                 "limits": {"cpu": "500m", "memory": "256Mi"},
             },
         }
-    if settings.cruise_control:
-        spec["cruiseControl"] = {"autoRebalance": [{"mode": "add-brokers"}, {"mode": "remove-brokers"}]}
+    cc = settings.cruise_control
+    if cc is not None:
+        spec["cruiseControl"] = {
+            "resources": cc.resources.k8s(),
+            # Without network capacities Strimzi drops the network goals; CPU and disk capacity it
+            # derives from the brokers' resource requests and storage.
+            "brokerCapacity": {"inboundNetwork": cc.inbound_network, "outboundNetwork": cc.outbound_network},
+            "autoRebalance": [{"mode": "add-brokers"}, {"mode": "remove-brokers"}],
+            # Without a metrics config Cruise Control's pod has no metrics port for its PodMonitor to scrape.
+            "metricsConfig": {
+                "type": "jmxPrometheusExporter",
+                "valueFrom": {
+                    "configMapKeyRef": {
+                        "name": cruise_control_config_map_name(settings),
+                        "key": CRUISE_CONTROL_METRICS_KEY,
+                    }
+                },
+            },
+        }
     cluster = settings.cluster_name
     return {
         "apiVersion": versions.STRIMZI_API_VERSION,
         "kind": "Kafka",
-        "metadata": metadata(
-            cluster,
-            namespace,
-            labels("kafka", cluster),
-            {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled", **WAIT_READY},
-        ),
+        "metadata": metadata(cluster, namespace, labels("kafka", cluster), WAIT_READY),
         "spec": spec,
     }
 
 
 def render_kafka_cluster(settings: KafkaSettings, namespace: str, tier: Tier) -> list[dict[str, Any]]:
-    """Node pools, the `Kafka` resource and its metrics ConfigMap: the whole broker side of one environment."""
+    """Node pools, the `Kafka` resource and its metrics ConfigMaps: the whole broker side of one environment."""
     return [
         *_node_pools(settings, namespace),
         _metrics_config_map(settings, namespace),
+        *([_cruise_control_config_map(settings, namespace)] if settings.cruise_control is not None else []),
         _kafka(settings, namespace, tier),
     ]
 
@@ -337,7 +395,8 @@ class StrimziOperator(pulumi.ComponentResource):
         charts_folder: str | None = None,
     ) -> None:
         super().__init__("headwater:kafka:StrimziOperator", name, None, opts)
-        deps = []
+        # What the component waits for (the namespaces the chart writes into), the release waits for too.
+        deps: list[Any] = list(opts.depends_on) if opts and isinstance(opts.depends_on, list) else []
         if create_namespace:
             ns = namespace(OPERATOR_NAMESPACE, "operators")
             deps.append(create_object(f"{name}-namespace", ns, pulumi.ResourceOptions(parent=self)))

@@ -11,7 +11,12 @@ and its place in the lineage graph without anyone writing them:
 
 The metric names are those of the exporters the platform configures: Strimzi's Kafka Exporter
 (`kafka_consumergroup_lag`, `kafka_topic_partition_current_offset`), the brokers' JMX rules in
-`components.kafka_cluster` and Flink's Prometheus reporter (`flink_jobmanager_job_*`).
+`headwater.kafka_metrics` and Flink's Prometheus reporter (`flink_jobmanager_job_*`).
+
+What scrapes them: PodMonitors (Prometheus Operator, `monitoring.coreos.com/v1`) for the brokers and
+controllers, Kafka Exporter and Cruise Control (Strimzi's `tcp-prometheus` port) and every Flink app (its
+`metrics` port, 9249), and the alert rules as a PrometheusRule too, so a Prometheus Operator picks up
+everything by the label `headwater.io/prometheus: "true"`.
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import promql_parser
 import pulumi
 
+from components.flink_application import METRICS_PORT_NAME
 from components.k8s import create_object, labels, metadata, to_yaml
+from headwater import kafka_metrics, versions
 from headwater.spec import Flow, Platform, Sla, TopicKind
 
 RULES_KEY = "headwater.rules.yaml"
 DASHBOARD_KEY = "headwater-flows.json"
+# Label a Prometheus (Operator) selects the platform's PodMonitors and PrometheusRule by.
+PROMETHEUS_SELECTOR = {"headwater.io/prometheus": "true"}
+STRIMZI_METRICS_PORT = "tcp-prometheus"  # the name Strimzi gives the metrics port of its pods
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,8 @@ def alert_rules(platform: Platform) -> dict[str, Any]:
                     f"{principal.name} (group {c.group}) is more than {budget.messages} records behind on {c.topic}",
                     principal=principal.name,
                     owner=platform.topic(c.topic).owner,
+                    # A principal may read several topics: each rule must be told apart by its labels.
+                    topic=c.topic,
                 )
             )
     kafka = [
@@ -181,6 +194,35 @@ def dashboard(platform: Platform) -> dict[str, Any]:
                 )
             )
         y += 8
+    panels.append(
+        {
+            "id": len(panels) + 1,
+            "type": "row",
+            "title": f"brokers ({platform.kafka.cluster_name})",
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        }
+    )
+    y += 1
+    # The brokers' meters come per topic and broker-wide (no topic label): the broker-wide ones, not a sum of both.
+    broker_panels = [
+        ("bytes in / s", f'sum(rate({kafka_metrics.BYTES_IN}{{topic=""}}[1m]))', "in"),
+        ("bytes out / s", f'sum(rate({kafka_metrics.BYTES_OUT}{{topic=""}}[1m]))', "out"),
+        (
+            "records in / s per topic",
+            f'sum by (topic) (rate({kafka_metrics.MESSAGES_IN}{{topic!=""}}[1m]))',
+            "{{topic}}",
+        ),
+        (
+            "request latency p99 (ms)",
+            f'max by (request) ({kafka_metrics.REQUEST_TOTAL_TIME}{{quantile="0.99", '
+            'request=~"Produce|FetchConsumer|FetchFollower"})',
+            "{{request}}",
+        ),
+    ]
+    for i, (title, expr, legend) in enumerate(broker_panels):
+        panels.append(_panel(title, expr, legend, len(panels) + 1, y, 12 * (i % 2)))
+        if i % 2:
+            y += 8
     for app in platform.apps:
         panels.append(
             _panel(
@@ -200,6 +242,100 @@ def dashboard(platform: Platform) -> dict[str, Any]:
         "tags": ["headwater"],
         "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
         "panels": panels,
+    }
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (what must exist for it to mean anything)."""
+    names: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def queried_metrics(platform: Platform) -> set[str]:
+    """Every metric name the stack's alert rules and dashboard read."""
+    exprs = [r["expr"] for g in alert_rules(platform)["groups"] for r in g["rules"]]
+    exprs += [t["expr"] for panel in dashboard(platform)["panels"] for t in panel.get("targets", [])]
+    return set().union(*(metric_names(e) for e in exprs))
+
+
+def _pod_monitor(
+    platform: Platform, name: str, selector: dict[str, str], port: str, relabelings: list[dict[str, Any]]
+) -> dict[str, Any]:
+    ns = platform.namespace
+    endpoint: dict[str, Any] = {"port": port, "path": "/metrics", "interval": "30s"}
+    if relabelings:
+        endpoint["relabelings"] = relabelings
+    return {
+        "apiVersion": versions.PROMETHEUS_OPERATOR_API_VERSION,
+        "kind": "PodMonitor",
+        "metadata": metadata(name, ns, labels("observability", extra=PROMETHEUS_SELECTOR)),
+        "spec": {
+            "selector": {"matchLabels": dict(sorted(selector.items()))},
+            "namespaceSelector": {"matchNames": [ns]},
+            "podMetricsEndpoints": [endpoint],
+        },
+    }
+
+
+def render_pod_monitors(platform: Platform) -> list[dict[str, Any]]:
+    """What scrapes the platform: brokers/controllers, Kafka Exporter, Cruise Control, every Flink app."""
+    k = platform.kafka
+    cluster = k.cluster_name
+
+    def strimzi(component: str) -> dict[str, str]:
+        return {"strimzi.io/cluster": cluster, "strimzi.io/component-type": component}
+
+    pool = {
+        "sourceLabels": ["__meta_kubernetes_pod_label_strimzi_io_pool_name"],
+        "targetLabel": "pool",
+    }
+    monitors = [_pod_monitor(platform, f"{cluster}-kafka", strimzi("kafka"), STRIMZI_METRICS_PORT, [pool])]
+    if k.exporter:
+        monitors.append(
+            _pod_monitor(
+                platform, f"{cluster}-kafka-exporter", strimzi("kafka-exporter"), STRIMZI_METRICS_PORT, []
+            )
+        )
+    if k.cruise_control is not None:
+        monitors.append(
+            _pod_monitor(
+                platform, f"{cluster}-cruise-control", strimzi("cruise-control"), STRIMZI_METRICS_PORT, []
+            )
+        )
+    for app in platform.apps:
+        # The Flink app's pods (job and task managers) carry the app's labels from its pod template.
+        monitors.append(
+            _pod_monitor(
+                platform,
+                f"flink-{app.name}",
+                {"app.kubernetes.io/component": "flink", "app.kubernetes.io/name": app.name},
+                METRICS_PORT_NAME,
+                [
+                    {
+                        "sourceLabels": ["__meta_kubernetes_pod_label_component"],
+                        "targetLabel": "flink_component",
+                    }
+                ],
+            )
+        )
+    return monitors
+
+
+def render_prometheus_rule(platform: Platform) -> dict[str, Any]:
+    """The alert rules as a PrometheusRule, the form a Prometheus Operator loads."""
+    return {
+        "apiVersion": versions.PROMETHEUS_OPERATOR_API_VERSION,
+        "kind": "PrometheusRule",
+        "metadata": metadata(
+            "headwater-alert-rules", platform.namespace, labels("observability", extra=PROMETHEUS_SELECTOR)
+        ),
+        "spec": alert_rules(platform),
     }
 
 
@@ -278,6 +414,8 @@ def render_observability(platform: Platform) -> list[dict[str, Any]]:
                 "lineage.mmd": lineage_mermaid(platform),
             },
         },
+        render_prometheus_rule(platform),
+        *render_pod_monitors(platform),
     ]
 
 

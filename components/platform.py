@@ -39,7 +39,8 @@ class HeadwaterPlatform(pulumi.ComponentResource):
         operator = StrimziOperator(
             f"{name}-strimzi",
             platform.watched_namespaces,
-            pulumi.ResourceOptions(parent=self, depends_on=[operators_ns, strimzi_crds]),
+            # The chart creates RoleBindings in the watched (platform) namespace, not only in its own.
+            pulumi.ResourceOptions(parent=self, depends_on=[operators_ns, ns, strimzi_crds]),
             create_namespace=False,
             charts_folder=platform.operator_charts,
         )

@@ -11,6 +11,12 @@ The registry talks to Kafka over the cluster's TLS listener as its own principal
 storage needs are in `headwater.contracts.kafkasql`; what the catalog does not grant yet is reported as
 warnings. The Confluent-compatible API (`/apis/ccompat/v7`) is served by the `schema-registry` Service on
 port 8080 to the apps; with `registry.host` an Ingress publishes it, with TLS from `registry.tlsSecret`.
+
+Nobody reaches the API without credentials (`headwater.contracts.access`): HTTP basic authentication of the
+catalog's registry users and role-based authorization. The platform's publisher (`contracts-publisher`)
+registers the contracts; every principal whose flows touch a contracted topic reads as itself. Each user's
+password lives in its own Secret `<user>-registry` (key `password`), created with the cluster's secret
+management before `pulumi up`; the registry reads them from its environment, each app mounts only its own.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ from typing import Any
 
 import pulumi
 
-from components.k8s import create_object, labels, metadata, restricted_container_security
+from components.k8s import create_object, labels, metadata, pinned_image, restricted_container_security
 from components.kafka_cluster import bootstrap_address, cluster_ca_secret
 from components.kafka_users import user_secret
 from headwater import versions
-from headwater.contracts import kafkasql
+from headwater.contracts import access, kafkasql
 from headwater.contracts.model import ContractError, load_contracts, registry_warnings
 from headwater.kafka_config import KeyStore, format_properties, java_client_properties
 from headwater.spec import Authentication, Platform
@@ -44,10 +50,11 @@ CA_DIR = "/etc/headwater/kafka-ca"
 USER_DIR = "/etc/headwater/kafka-user"
 CCOMPAT_PATH = "/apis/ccompat/v7"
 REGISTRY_URL_ENV = "HEADWATER_REGISTRY_URL"
+PUBLISHER_PASSWORD_ENV = "HEADWATER_REGISTRY_PASSWORD"
 
 
 def registry_image() -> str:
-    return f"{IMAGE_REPOSITORY}:{versions.APICURIO_REGISTRY_VERSION}"
+    return pinned_image(f"{IMAGE_REPOSITORY}:{versions.APICURIO_REGISTRY_VERSION}")
 
 
 def service_url(platform: Platform) -> str:
@@ -88,10 +95,20 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+def user_env(platform: Platform) -> list[dict[str, Any]]:
+    """The registry users' passwords, each from its own Secret (`<user>-registry`, key `password`)."""
+    return [
+        _secret_env(user.password_env, user.secret, access.SECRET_KEY)
+        for user in access.registry_users(platform)
+    ]
+
+
 def registry_properties(platform: Platform) -> dict[str, str]:
     """The registry's settings (no secrets: those are `${...}` references to environment variables)."""
     client, _ = kafka_client_settings(platform)
     props = kafkasql.storage_properties(bootstrap_address(platform.kafka, platform.namespace), client)
+    # Basic authentication of the catalog's registry users and role-based authorization (read-only or write).
+    props |= access.realm_properties(access.registry_users(platform), lambda u: "${" + u.password_env + "}")
     props |= {
         "apicurio.rest.artifact.deletion.enabled": "false",
         "apicurio.storage.snapshot.location": "/tmp",
@@ -169,7 +186,11 @@ def _pod_spec(platform: Platform) -> dict[str, Any]:
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"},
         ],
-        "env": [{"name": "QUARKUS_CONFIG_LOCATIONS", "value": f"{CONFIG_DIR}/{CONFIG_FILE}"}, *secret_env],
+        "env": [
+            {"name": "QUARKUS_CONFIG_LOCATIONS", "value": f"{CONFIG_DIR}/{CONFIG_FILE}"},
+            *secret_env,
+            *user_env(platform),
+        ],
         "volumeMounts": mounts,
         "resources": platform.registry.resources.k8s(),
         # KafkaSQL replays the whole journal before it is ready: give start-up time, then probe tightly.
@@ -325,6 +346,9 @@ class SchemaRegistryArgs:
     registry_url: str | None = None
     register_contracts: bool = True
     verify_tls: bool | str = True
+    # The publisher's password: given, else $HEADWATER_REGISTRY_PASSWORD, else read from its Secret in the
+    # cluster (the same one the registry reads), so it is written down in one place.
+    publisher_password: Any = None  # pulumi.Input[str]
 
     def __post_init__(self) -> None:
         problems = kafkasql.registry_problems(self.platform)
@@ -346,6 +370,28 @@ class SchemaRegistryArgs:
             or external_url(self.platform)
             or service_url(self.platform)
         )
+
+
+def _publisher_password(args: SchemaRegistryArgs, name: str, parent: pulumi.Resource) -> Any:
+    if args.publisher_password is not None:
+        return args.publisher_password
+    if os.environ.get(PUBLISHER_PASSWORD_ENV):
+        return pulumi.Output.secret(os.environ[PUBLISHER_PASSWORD_ENV])
+    import base64
+
+    import pulumi_kubernetes as k8s
+
+    secret = access.publisher().secret
+    existing = k8s.core.v1.Secret.get(
+        f"{name}-publisher-secret",
+        f"{args.platform.namespace}/{secret}",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return pulumi.Output.secret(
+        existing.data.apply(
+            lambda data: base64.b64decode((data or {}).get(access.SECRET_KEY, "")).decode() or None
+        )
+    )
 
 
 class SchemaRegistry(pulumi.ComponentResource):
@@ -384,6 +430,7 @@ class SchemaRegistry(pulumi.ComponentResource):
 
             # Registration needs the API up: after the Deployment is ready (and the Ingress, if any).
             api = [made[k] for k in ("Deployment", "Service", "Ingress") if k in made]
+            password = _publisher_password(args, name, self)
             for contract in load_contracts(platform):
                 for warning in registry_warnings(contract):
                     pulumi.log.warn(f"schema registry: {warning}", self)
@@ -396,6 +443,8 @@ class SchemaRegistry(pulumi.ComponentResource):
                         schema_type=contract.schema_type.value,
                         compatibility=contract.compatibility.value,
                         verify_tls=args.verify_tls,
+                        username=access.PUBLISHER,
+                        password=password,
                     ),
                     pulumi.ResourceOptions(parent=self, depends_on=api),
                 )

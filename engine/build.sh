@@ -6,7 +6,10 @@
 # (versions, go.mod/go.sum, sources), so a second `make test` on the same machine reuses them:
 #   ${HEADWATER_TOOLCHAIN_CACHE:-~/.cache/headwater}/engine/<key>/bin
 # Go's module and build caches sit beside it and are shared between keys, so a changed input rebuilds in seconds.
-# Usage: engine/build.sh [--print-bin]   (prints the bin folder; builds first when it is missing)
+# Usage: engine/build.sh [--print-bin] [kube|all]
+#   kube: the control plane only (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)
+#   all (default): kube plus the Pulumi CLI, its Python language host and the Kubernetes provider
+#   --print-bin prints the bin folder (building first what is missing); progress goes to stderr.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -28,23 +31,28 @@ key=$( { go version; echo "$PULUMI_VERSION $LANGHOST_VERSION $K8S_PROVIDER_VERSI
 OUT=$CACHE/engine/$key
 BIN=$OUT/bin
 
-if [ "${1:-}" = "--print-bin" ] && [ -f "$OUT/.complete" ]; then echo "$BIN"; exit 0; fi
-if [ -f "$OUT/.complete" ]; then echo "engine toolchain: cached in $BIN" >&2; [ "${1:-}" = "--print-bin" ] && echo "$BIN"; exit 0; fi
+print=0; [ "${1:-}" = "--print-bin" ] && { print=1; shift; }
+what=${1:-all}
+case "$what" in kube|all) ;; *) echo "usage: $0 [--print-bin] [kube|all]" >&2; exit 2 ;; esac
+DONE=$OUT/.complete-$what
+finish() { [ "$print" = 1 ] && echo "$BIN"; exit 0; }
+if [ -f "$DONE" ]; then [ "$print" = 1 ] || echo "engine toolchain ($what): cached in $BIN" >&2; finish; fi
 
 export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOPATH=$CACHE/go/path GOFLAGS=-mod=mod GOTOOLCHAIN=local
 mkdir -p "$BIN" "$GOMODCACHE" "$GOCACHE"
 # one build at a time per key (two `make test` runs in parallel wait for each other)
 exec 9>"$OUT.lock"; flock 9
-if [ -f "$OUT/.complete" ]; then [ "${1:-}" = "--print-bin" ] && echo "$BIN"; exit 0; fi
+[ -f "$DONE" ] && finish
 
-step=0; total=9; started=$(date +%s)
+step=0; started=$(date +%s)
+if [ "$what" = kube ]; then total=6; else total=9; fi
 t() {
   step=$((step + 1)); local s; s=$(date +%s)
   echo "engine toolchain [$step/$total] $1 ..." >&2; shift
   "$@"
   echo "engine toolchain [$step/$total] done in $(( $(date +%s) - s ))s (total $(( $(date +%s) - started ))s)" >&2
 }
-echo "engine toolchain: building into $OUT (cold: about 30 min on 2 cores; warm Go caches: under a minute)" >&2
+echo "engine toolchain ($what): building into $OUT (cold: about 30 min on 2 cores; warm Go caches: under a minute)" >&2
 
 # Work on a copy: the sources stay untouched and read-only checkouts build too.
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
@@ -100,18 +108,24 @@ build_scheduler() { cd "$WORK/kubecp" && go build -trimpath -ldflags "$(kube_ldf
 build_kwok() { cd "$WORK" && GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 build_etcd() { cd "$WORK/kubecp" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" ./cmd/etcd; }
 
-t "download Go modules" download
-t "etcd $ETCD_VERSION" build_etcd
-t "kube-apiserver $KUBE_VERSION" build_apiserver
-t "kube-controller-manager $KUBE_VERSION (garbage collector, namespace controller)" build_kcm
-t "kube-scheduler $KUBE_VERSION" build_scheduler
-t "kwok $KWOK_VERSION" build_kwok
-t "pulumi CLI $PULUMI_VERSION" build_pulumi
-t "pulumi-language-python ($LANGHOST_VERSION source)" build_langhost
-t "pulumi-resource-kubernetes $K8S_PROVIDER_VERSION (about 4.5 GB peak memory)" build_provider
-
-"$BIN/pulumi" version >/dev/null
-touch "$OUT/.complete"
-echo "engine toolchain: built in $(( $(date +%s) - started ))s into $BIN" >&2
-[ "${1:-}" = "--print-bin" ] && echo "$BIN"
-exit 0
+if [ -f "$OUT/.complete-kube" ]; then
+  step=6
+else
+  t "download Go modules" download
+  t "etcd $ETCD_VERSION" build_etcd
+  t "kube-apiserver $KUBE_VERSION" build_apiserver
+  t "kube-controller-manager $KUBE_VERSION (garbage collector, namespace controller)" build_kcm
+  t "kube-scheduler $KUBE_VERSION" build_scheduler
+  t "kwok $KWOK_VERSION" build_kwok
+  "$BIN/kube-apiserver" --version >/dev/null
+  touch "$OUT/.complete-kube"
+fi
+if [ "$what" = all ]; then
+  t "pulumi CLI $PULUMI_VERSION" build_pulumi
+  t "pulumi-language-python ($LANGHOST_VERSION source)" build_langhost
+  t "pulumi-resource-kubernetes $K8S_PROVIDER_VERSION (about 4.5 GB peak memory)" build_provider
+  "$BIN/pulumi" version >/dev/null
+  touch "$OUT/.complete-all"
+fi
+echo "engine toolchain ($what): built in $(( $(date +%s) - started ))s into $BIN" >&2
+finish

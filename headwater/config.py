@@ -7,12 +7,13 @@ stop before any resource exists.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 
@@ -26,6 +27,7 @@ from headwater.spec import (
     App,
     Authentication,
     Consume,
+    CruiseControl,
     FlinkSettings,
     KafkaSettings,
     Platform,
@@ -84,12 +86,19 @@ class _Section:
     problems: _Problems
     path: str
     data: Mapping[str, Any]
+    # Where a key's value came from when not from `path` (a stack override merged over the catalog).
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.seen: set[str] = set()
 
     def _key(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+        path = self.origins.get(key, self.path)
+        return f"{path}.{key}" if path else key
+
+    def path_of(self, key: str) -> str:
+        """The full key a person finds `key` under in the files (catalog or stack override)."""
+        return self._key(key)
 
     def get(
         self,
@@ -106,7 +115,7 @@ class _Section:
                 self.problems.items.append(
                     f"stack {self.problems.stack}: {self._key(key)} is required ({kind.__name__})"
                 )
-            return default
+            return cast(T, default)
         value = self.data[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -115,10 +124,10 @@ class _Section:
             self.problems.malformed += 1
             self.problems.add(self._key(key), value, f"a {kind.__name__}")
             # Go on with a neutral value so every other problem is still reported in this run.
-            return default if default is not _MISSING else kind()
+            return cast(T, default) if default is not _MISSING else kind()
         if check is not None and (why := check(value)) is not None:
             self.problems.add(self._key(key), value, why)
-        return value
+        return cast(T, value)
 
     def choice(self, key: str, enum: type[Any], default: Any = _MISSING) -> Any:
         allowed = [e.value for e in enum]
@@ -229,12 +238,29 @@ def _storage(sec: _Section) -> Storage:
     return st
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    with path.open() as fh:
-        data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+def read_yaml(path: Path, stack: str | None = None) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; anything else is a ConfigError naming the file and place."""
+    who = f"stack {stack}: " if stack else ""
+    try:
+        with path.open() as fh:
+            data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            stack or path.stem, [f"{who}{path} is not valid YAML{where}: {problem}; allowed: a YAML mapping"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            stack or path.stem, [f"{who}{path} cannot be read: {exc.strerror or exc}"]
+        ) from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            path.stem, [f"{path}: expected a mapping at the top level, got {type(data).__name__}"]
+            stack or path.stem,
+            [f"{who}{path}: the top level is a {type(data).__name__}; allowed: a mapping (key: value)"],
         )
     return data
 
@@ -249,8 +275,23 @@ def load_stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, An
     if not path.is_file():
         known = ", ".join(stack_names(stacks_dir)) or "none"
         raise ConfigError(stack, [f"stack {stack}: no file {path}; known stacks: {known}"])
-    raw = read_yaml(path).get("config") or {}
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+    raw = read_yaml(path, stack).get("config") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            stack,
+            [
+                f"stack {stack}: config = {_brief(raw)} is not valid; allowed: a mapping of "
+                f"`{NAMESPACE}:<key>: value` settings ({path})"
+            ],
+        )
+    return {
+        k.split(":", 1)[1]: v for k, v in raw.items() if isinstance(k, str) and k.startswith(f"{NAMESPACE}:")
+    }
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _catalog_dir(stack: str, value: Any) -> Path:
@@ -332,10 +373,16 @@ def load_platform(
         config = load_stack_config(stack)
         refuse_encrypted(stack, config)
     problems = _Problems(stack)
+    if not isinstance(config, Mapping):
+        problems.add("config", _brief(config), f"a mapping of `{NAMESPACE}:<key>: value` settings")
+        config = {}
     if catalog_dir is None:
         catalog_dir = _catalog_dir(stack, config.get("catalog"))
     if catalog is None:
         catalog = read_yaml(catalog_dir / "catalog.yaml")
+    if not isinstance(catalog, Mapping):
+        problems.add("catalog", _brief(catalog), "a mapping with topics, principals and apps")
+        catalog = {}
     cfg = _Section(problems, "", config)
     cat = _Section(problems, "catalog", catalog)
 
@@ -346,6 +393,7 @@ def load_platform(
     charts = cfg.get("operatorCharts", str, None, check=_charts_folder)
     cfg.seen.add("catalog")  # read above
     kafka = _kafka(cfg.section("kafka", required=True), tier)
+    watched = _strings(cfg, "watchedNamespaces", watched)
     topics = _topics(cat, cfg.section("topics"), kafka)
     principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics})
     apps = _apps(cat, {p.name for p in principals})
@@ -384,10 +432,23 @@ def load_platform(
     try:
         load_contracts(platform)
     except ContractError as err:
-        problems.items.extend(err.problems)
+        prefix = f"stack {stack}: "
+        problems.items.extend(p if p.startswith(prefix) else prefix + p for p in err.problems)
     if problems.items:
         raise ConfigError(stack, problems.items)
     return platform
+
+
+def _strings(sec: _Section, key: str, values: Iterable[Any]) -> tuple[str, ...]:
+    """A list setting whose items must be strings: each other item is a problem of its own."""
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            out.append(value)
+        else:
+            sec.problems.malformed += 1
+            sec.problems.add(f"{sec.path_of(key)}[{i}]", value, "a string")
+    return tuple(out)
 
 
 def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
@@ -401,17 +462,17 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
         min_insync_replicas=sec.get("minInsyncReplicas", int, check=_positive),
         authentication=sec.choice("authentication", Authentication),
         plaintext_listener=sec.get("plaintextListener", bool, False),
-        racks=tuple(str(r) for r in racks),
+        racks=_strings(sec, "racks", racks),
         rack_topology_key=sec.get("rackTopologyKey", str, "topology.kubernetes.io/zone"),
         broker_storage=_storage(sec.section("storage", required=True)),
         controller_storage=_storage(sec.section("controllerStorage", required=True)),
         broker_resources=_resources(sec.section("resources", required=True)),
         controller_resources=_resources(sec.section("controllerResources", required=True)),
-        super_users=tuple(sec.get("superUsers", list, [])),
+        super_users=_strings(sec, "superUsers", sec.get("superUsers", list, [])),
         transaction_max_timeout_ms=_duration(sec, "transactionMaxTimeout", "15m"),
         message_max_bytes=sec.get("messageMaxBytes", int, 1_048_588, check=_positive),
         exporter=sec.get("kafkaExporter", bool, True),
-        cruise_control=sec.get("cruiseControl", bool, False),
+        cruise_control=_cruise_control(sec),
     )
     sec.done()
     if sec.problems.malformed > before:
@@ -419,6 +480,39 @@ def _kafka(sec: _Section, tier: Tier) -> KafkaSettings:
     for key, value, allowed in settings.problems(tier):
         sec.problems.add(f"kafka.{key}", value, allowed)
     return settings
+
+
+# Cruise Control defaults: a small JVM, and network capacities of a 1 Gbit/s node (override per stack with
+# what the brokers' nodes really have, so the network goals balance against real limits).
+CRUISE_CONTROL_RESOURCES = Resources("200m", "768Mi", "1", "768Mi")
+CRUISE_CONTROL_NETWORK = "120MiB/s"
+
+
+def _cruise_control(kafka: _Section) -> CruiseControl | None:
+    """`cruiseControl: true` (defaults), false/absent (none), or a mapping with resources and capacities."""
+    kafka.seen.add("cruiseControl")
+    raw = kafka.data.get("cruiseControl", False)
+    if raw is False:
+        return None
+    if raw is not True and not isinstance(raw, dict):
+        kafka.problems.malformed += 1
+        kafka.problems.add(
+            "kafka.cruiseControl",
+            raw,
+            "true, false, or a mapping with resources, inboundNetwork and outboundNetwork",
+        )
+        return None
+    sec = _Section(kafka.problems, "kafka.cruiseControl", raw if isinstance(raw, dict) else {})
+    cc = CruiseControl(
+        resources=_resources(sec.section("resources"))
+        if "resources" in sec.data
+        else CRUISE_CONTROL_RESOURCES,
+        inbound_network=sec.get("inboundNetwork", str, CRUISE_CONTROL_NETWORK),
+        outbound_network=sec.get("outboundNetwork", str, CRUISE_CONTROL_NETWORK),
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return cc
 
 
 def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[Topic, ...]:
@@ -435,7 +529,7 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
         merged = {**body, **over}
-        sec = _Section(p, key, merged)
+        sec = _Section(p, key, merged, {k: f"topics.{name}" for k in over})
         kind = sec.choice("kind", TopicKind)
         cfg_raw = sec.get("config", dict, {})
         topic = Topic(
@@ -454,20 +548,23 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
         sec.done()
         if kind == TopicKind.JOURNAL and topic.retention_ms != -1:
             p.add(
-                f"{key}.retention",
+                sec.path_of("retention"),
                 merged.get("retention"),
                 "'forever' for a journal topic (its data is the registry's state)",
             )
         for reserved in ("cleanup.policy", "min.insync.replicas"):
             if reserved in cfg_raw:
                 p.add(
-                    f"{key}.config.{reserved}",
+                    f"{sec.path_of('config')}.{reserved}",
                     cfg_raw[reserved],
                     "not set per topic: it follows the kind and the environment",
                 )
         topics.append(topic)
     for name in sorted(set(overrides.data) - set(raw_topics), key=str):
-        p.add(f"topics.{name}", "(override)", f"a topic of the catalog: {', '.join(sorted(raw_topics))}")
+        if not TOPIC_NAME.match(str(name)):
+            p.add(f"topics.{name}", name, f"{TOPIC_NAME_RULE} (an override names a topic of the catalog)")
+        else:
+            p.add(f"topics.{name}", "(override)", f"a topic of the catalog: {', '.join(sorted(raw_topics))}")
     overrides.seen.update(overrides.data)
     return tuple(topics)
 
@@ -475,7 +572,7 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
 def _consumes(sec: _Section, key: str, name: str) -> list[Consume]:
     out = []
     for i, c in enumerate(sec.get("consumes", list, [])):
-        cs = _Section(sec.problems, f"{key}.consumes[{i}]", c if isinstance(c, dict) else {})
+        cs = _Section(sec.problems, f"{sec.path_of('consumes')}[{i}]", c if isinstance(c, dict) else {})
         pattern = cs.get(
             "groupPattern",
             str,
@@ -496,7 +593,7 @@ def _consumes(sec: _Section, key: str, name: str) -> list[Consume]:
 def _produces(sec: _Section, key: str) -> list[Produce]:
     out = []
     for i, f in enumerate(sec.get("produces", list, [])):
-        ps = _Section(sec.problems, f"{key}.produces[{i}]", f if isinstance(f, dict) else {})
+        ps = _Section(sec.problems, f"{sec.path_of('produces')}[{i}]", f if isinstance(f, dict) else {})
         out.append(Produce(topic=ps.get("topic", str), transactional=ps.get("transactional", bool, False)))
         ps.done()
     return out
@@ -540,18 +637,21 @@ def _principal(sec: _Section, key: str, name: str, kafka: KafkaSettings) -> Prin
     return principal
 
 
-def _check_flows(problems: _Problems, key: str, principal: Principal, topic_names: set[str]) -> None:
-    """Flows name catalog topics; a transactional-id prefix is the principal's own."""
+def _check_flows(
+    problems: _Problems, path_of: Callable[[str], str], principal: Principal, topic_names: set[str]
+) -> None:
+    """Flows name catalog topics; a transactional-id prefix is the principal's own. `path_of` gives the key
+    a setting is written under (the catalog's, or the stack override's)."""
     allowed = f"a topic of the catalog: {', '.join(sorted(topic_names))}"
     for i, c in enumerate(principal.consumes):
         if c.topic not in topic_names:
-            problems.add(f"{key}.consumes[{i}].topic", c.topic, allowed)
+            problems.add(f"{path_of('consumes')}[{i}].topic", c.topic, allowed)
     for i, f in enumerate(principal.produces):
         if f.topic not in topic_names:
-            problems.add(f"{key}.produces[{i}].topic", f.topic, allowed)
+            problems.add(f"{path_of('produces')}[{i}].topic", f.topic, allowed)
     if principal.transactional_id_prefix is not None and principal.transactional_id_prefix in ("", "*"):
         problems.add(
-            f"{key}.transactionalIdPrefix",
+            path_of("transactionalIdPrefix"),
             principal.transactional_id_prefix,
             "a non-empty prefix owned by this principal",
         )
@@ -563,6 +663,7 @@ def _principals(
     p = cat.problems
     raw = cat.get("principals", dict, {})
     out: list[Principal] = []
+    monitoring: set[str] = set()
     for name, body in sorted(raw.items()):
         key = f"catalog.principals.{name}"
         if not K8S_NAME.match(str(name)):
@@ -572,13 +673,25 @@ def _principals(
             p.add(key, body, "a mapping")
             continue
         over = overrides.get(name, dict, {}) if name in overrides.data else {}
-        principal = _principal(_Section(p, key, {**body, **over}), key, name, kafka)
-        _check_flows(p, key, principal, topic_names)
+        sec = _Section(p, key, {**body, **over}, {k: f"principals.{name}" for k in over})
+        if sec.get("monitorsConsumerGroups", bool, False):
+            monitoring.add(name)
+        principal = _principal(sec, key, name, kafka)
+        _check_flows(p, sec.path_of, principal, topic_names)
         out.append(principal)
     for name in sorted(set(overrides.data) - set(raw), key=str):
-        p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
+        if not K8S_NAME.match(str(name)):
+            p.add(
+                f"principals.{name}",
+                name,
+                "a DNS label: lower-case letters, digits and '-' (an override names a principal of the catalog)",
+            )
+        else:
+            p.add(f"principals.{name}", "(override)", f"a principal of the catalog: {', '.join(sorted(raw))}")
     overrides.seen.update(overrides.data)
-    return tuple(out)
+    # Lag exporters monitor every consume flow the catalog declares (the stack's, after overrides).
+    flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (str(c.group), str(c.topic))))
+    return tuple(dataclasses.replace(x, monitors=flows) if x.name in monitoring else x for x in out)
 
 
 def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
@@ -715,7 +828,7 @@ def _cross_checks(
                     f"a group not already used by {owner}",
                 )
     for t in topics:
-        if t.partitions < 1:
+        if not isinstance(t.partitions, int) or not isinstance(kafka.brokers, int) or t.partitions < 1:
             continue
         if (
             tier == Tier.PROD

@@ -69,6 +69,14 @@ def flink_conf(checkpoint_interval_ms: int, checkpoints: str, savepoints: str) -
     }
 
 
+def prometheus_reporter_conf(port: int) -> dict[str, str]:
+    """Flink's Prometheus reporter on `port` (the PodMonitors' scrape target; a free port locally)."""
+    return {
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": str(port),
+    }
+
+
 def app_flink_conf(settings: FlinkSettings, checkpoints: str, savepoints: str) -> dict[str, str]:
     """`flink_conf` for an environment's Flink settings."""
     return flink_conf(settings.checkpoint_interval_ms, checkpoints, savepoints)

@@ -17,13 +17,11 @@ from headwater.spec import Authentication, KafkaSettings
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
-RACK_AWARE_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 
 
 def broker_config(settings: KafkaSettings) -> dict[str, bool | int | str]:
     """The broker settings that follow from the spec: replication and ISR of data and internal topics,
-    transactions, record size, no topic auto-creation, no unclean leader election, TLS 1.2+ only, and
-    reading from a replica in the client's own zone when the cluster spans zones."""
+    transactions, record size, no topic auto-creation, no unclean leader election, TLS 1.2+ only."""
     rf, isr = settings.replication_factor, settings.min_insync_replicas
     config: dict[str, bool | int | str] = {
         # Topics exist because the catalog says so, never because a client asked for one.
@@ -38,9 +36,10 @@ def broker_config(settings: KafkaSettings) -> dict[str, bool | int | str]:
         "message.max.bytes": settings.message_max_bytes,
         "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
     }
-    if settings.racks:
-        # Consumers read from a replica in their own zone: cheaper cross-zone traffic, same guarantees.
-        config["replica.selector.class"] = RACK_AWARE_SELECTOR
+    # No rack-aware replica selector (RackAwareReplicaSelector) even when the cluster spans zones: it only
+    # helps a consumer that sets client.rack to its own zone, and no client here can learn its zone
+    # (Kubernetes does not hand node labels to pods; reading nodes would give every app a cluster-wide
+    # read right it does not otherwise need).
     return dict(sorted(config.items()))
 
 

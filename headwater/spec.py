@@ -180,6 +180,10 @@ class Principal:
     quotas: Quotas = field(default_factory=Quotas)
     # Clients that verify their topics' configs at start (a registry's storage) need DescribeConfigs on them.
     describe_topic_configs: bool = False
+    # Consumer-lag exporters read the committed offsets of these groups and the end offsets of their topics
+    # (Describe on both, no Read): the loader fills it with every consume flow of the catalog when the
+    # principal says `monitorsConsumerGroups: true`, so it is never typed twice.
+    monitors: tuple[Consume, ...] = ()
 
     @property
     def transactional(self) -> bool:
@@ -191,8 +195,10 @@ def acls_for(principal: Principal) -> tuple[Acl, ...]:
 
     consume: Describe+Read on the topic and Read on its consumer group (literal, or a prefix when the client
     names its groups itself); produce: Describe+Write on the topic; a transactional producer also gets
-    Describe+Write on its transactional-id prefix and IdempotentWrite on the cluster; a principal that
-    verifies its topics' configs gets DescribeConfigs on the topics of its flows. Rules on the same resource
+    Describe+Write on its transactional-id prefix (no IdempotentWrite on the cluster: since Kafka 3.0 an
+    idempotent or transactional producer needs only Write on its topics and transactional id); a principal that
+    verifies its topics' configs gets DescribeConfigs on the topics of its flows; a lag exporter gets
+    Describe on every group it monitors and on that group's topic. Rules on the same resource
     are merged, and the result is sorted for stable output.
     """
     ops: dict[tuple[AclResource, str, AclPattern], set[str]] = {}
@@ -205,13 +211,15 @@ def acls_for(principal: Principal) -> tuple[Acl, ...]:
         grant(AclResource.GROUP, c.group, c.group_pattern, "Read")
     for p in principal.produces:
         grant(AclResource.TOPIC, p.topic, "literal", "Describe", "Write")
+    for m in principal.monitors:
+        grant(AclResource.TOPIC, m.topic, "literal", "Describe")
+        grant(AclResource.GROUP, m.group, m.group_pattern, "Describe")
     if principal.describe_topic_configs:
         for topic in {c.topic for c in principal.consumes} | {p.topic for p in principal.produces}:
             grant(AclResource.TOPIC, topic, "literal", "DescribeConfigs")
     if principal.transactional:
         assert principal.transactional_id_prefix, "validated by the loader"
         grant(AclResource.TRANSACTIONAL_ID, principal.transactional_id_prefix, "prefix", "Describe", "Write")
-        grant(AclResource.CLUSTER, "kafka-cluster", "literal", "IdempotentWrite")
     return tuple(sorted(Acl(r, n, p, tuple(sorted(o))) for (r, n, p), o in ops.items()))
 
 
@@ -237,6 +245,44 @@ class Storage:
     delete_claim: bool
 
 
+# Zone names that only stand in for real ones: a required node affinity on them keeps every pod Pending.
+PLACEHOLDER_ZONE = re.compile(
+    r"^(zone|rack|az|dc)[-_]?[a-z0-9]$|example|changeme|placeholder|todo", re.IGNORECASE
+)
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+# Strimzi's brokerCapacity network quantity: an integer, a byte unit, per second (1.2.0 CRD pattern).
+NETWORK_RATE = re.compile(r"^[0-9]+([KMG]i?)?B/s$")
+
+
+@dataclass(frozen=True)
+class CruiseControl:
+    """Cruise Control: its pod's resources and the brokers' capacities that its goals balance against.
+
+    Strimzi drops the network goals (capacity and distribution) when `inbound_network` / `outbound_network`
+    are not set, and derives the CPU capacity from the brokers' resource requests and disk from their storage.
+    """
+
+    resources: Resources
+    inbound_network: str  # per broker, e.g. 125MiB/s
+    outbound_network: str
+
+    def problems(self) -> list[tuple[str, object, str]]:
+        out: list[tuple[str, object, str]] = []
+        for key, value in (
+            ("inboundNetwork", self.inbound_network),
+            ("outboundNetwork", self.outbound_network),
+        ):
+            if not NETWORK_RATE.match(value) or not int(re.sub(r"\D.*", "", value) or "0"):
+                out.append(
+                    (
+                        f"cruiseControl.{key}",
+                        value,
+                        "a broker's network capacity per second, above 0, like 125MiB/s, 500MB/s or 1GiB/s",
+                    )
+                )
+        return out
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """Cluster sizing and security for one environment."""
@@ -248,7 +294,7 @@ class KafkaSettings:
     min_insync_replicas: int
     authentication: Authentication
     plaintext_listener: bool
-    racks: tuple[str, ...]  # zone names; empty: no rack awareness
+    racks: tuple[str, ...]  # the cluster's real zone names (node label values); empty: no rack awareness
     rack_topology_key: str
     broker_storage: Storage
     controller_storage: Storage
@@ -258,7 +304,7 @@ class KafkaSettings:
     transaction_max_timeout_ms: int
     message_max_bytes: int
     exporter: bool
-    cruise_control: bool
+    cruise_control: CruiseControl | None  # None: no Cruise Control
 
     @property
     def combined(self) -> bool:
@@ -308,6 +354,24 @@ class KafkaSettings:
                         f"at least {PROD_MIN_ZONES} zones in prod, so each replica is in its own zone",
                     )
                 )
+        for zone in self.racks:
+            if not LABEL_VALUE.match(zone):
+                out.append(
+                    ("racks", zone, "a zone name as the nodes' zone label carries it, like us-east-1a")
+                )
+            elif PLACEHOLDER_ZONE.search(zone):
+                out.append(
+                    (
+                        "racks",
+                        zone,
+                        f"the cluster's real zone names (the nodes' {self.rack_topology_key} label values, "
+                        "like us-east-1a or europe-west1-b), not a placeholder",
+                    )
+                )
+        if len(set(self.racks)) != len(self.racks):
+            out.append(("racks", list(self.racks), "each zone once"))
+        if self.cruise_control is not None:
+            out += self.cruise_control.problems()
         if tier in (Tier.STAGING, Tier.PROD) and self.replication_factor <= self.min_insync_replicas:
             out.append(
                 (

@@ -17,6 +17,12 @@ STRIMZI_HELM_REPO = "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
 KAFKA_VERSION = "4.3.1"
 KAFKA_METADATA_VERSION = "4.3-IV0"
 KAFKA_SCALA = "2.13"
+# The Prometheus JMX exporter agent the local broker runs with the same rules as every Kubernetes stack. The pinned
+# Strimzi's Kafka image ships 1.6.0 (its Dockerfile's JMX_EXPORTER_VERSION), which is not on Maven Central (the
+# agent's releases after 1.0.1 are published elsewhere); 1.0.1 is the newest there. Both are the 1.x line (the
+# client_java 1.x exposition: `_total` counters, same rule syntax), so one rule file means the same on both.
+JMX_EXPORTER_VERSION = "1.0.1"
+STRIMZI_JMX_EXPORTER_VERSION = "1.6.0"
 
 # Flink
 FLINK_VERSION = "2.2.1"
@@ -31,6 +37,12 @@ FLINK_OPERATOR_HELM_REPO = (
 
 # Dev's in-cluster S3 for checkpoints (quay.io/minio/minio)
 MINIO_VERSION = "RELEASE.2025-04-22T22-12-26Z"
+
+# Prometheus Operator whose CRDs (PodMonitor, PrometheusRule) the monitoring objects are validated against;
+# the CRD YAMLs come from its Go module (the module proxy's zip, example/prometheus-operator-crd/).
+PROMETHEUS_OPERATOR_VERSION = "0.85.0"
+PROMETHEUS_OPERATOR_API_VERSION = "monitoring.coreos.com/v1"
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 
 # Kubernetes API version whose schemas core objects are validated against (the oldest we support is 1.30)
 KUBERNETES_SCHEMA_VERSION = "1.33"
@@ -52,3 +64,10 @@ KUBE_CONTROL_PLANE_VERSION = "1.35.4"
 ETCD_VERSION = "3.6.5"
 # kwok (sigs.k8s.io/kwok): the simulated kubelet of the end-to-end tests' control plane
 KWOK_VERSION = "0.8.0"
+
+# Container image digests, by the image reference they were read for (`repository:tag` -> `sha256:...`).
+# Renderers pin an image by digest when it is listed here (`components.k8s.pinned_image`, and the operator
+# charts' `digest` values); otherwise by its version tag. A digest goes in only once read from the registry
+# itself (`crane digest quay.io/strimzi/operator:1.2.0`, `skopeo inspect --format '{{.Digest}}' docker://...`):
+# none is listed yet, because no container registry is reachable from where this tree is built and tested.
+IMAGE_DIGESTS: dict[str, str] = {}

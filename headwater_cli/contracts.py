@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headwater.contracts import access
 from headwater.contracts.compat import check_evolution, format_incompatibilities
 from headwater.contracts.history import GitError, previous_revisions
 from headwater.contracts.model import (
@@ -28,6 +30,8 @@ from headwater.contracts.model import (
     schema_type_of,
 )
 from headwater.spec import Platform
+
+PASSWORD_ENV = "HEADWATER_REGISTRY_PASSWORD"  # never an argument: command lines are visible to every user
 
 
 def _platforms(stacks: Sequence[str], catalog_dir: Path) -> list[Platform]:
@@ -139,7 +143,8 @@ def register(args: argparse.Namespace) -> int:
 
     catalog_dir = Path(args.catalog).resolve() if args.catalog else CATALOG_DIR
     (platform,) = _platforms([args.stack], catalog_dir)
-    client = RegistryClient(args.url)
+    password = os.environ.get(PASSWORD_ENV)
+    client = RegistryClient(args.url, auth=(args.user, password) if password else None)
     failed = 0
     for contract in load_contracts(platform, catalog_dir):
         try:
@@ -224,6 +229,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], stacks:
 
     p = csub.add_parser("register", help="register every contract of a stack in a running registry")
     p.add_argument("--url", required=True, help="registry root URL, e.g. http://127.0.0.1:8181")
+    p.add_argument(
+        "--user",
+        default=access.PUBLISHER,
+        help=f"registry user that may write (default: {access.PUBLISHER}); its password from ${PASSWORD_ENV}",
+    )
     p.add_argument("--stack", default="local", choices=stacks)
     p.add_argument("--catalog", help="catalog folder (default: the project's)")
     p.set_defaults(func=_guarded(register))

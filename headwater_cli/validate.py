@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import kubernetes_validate.utils
@@ -53,6 +54,15 @@ _METADATA_SCHEMA: dict[str, Any] = {
 # --- CRD schema -> JSON Schema ----------------------------------------------------------------------------
 
 
+def _python_pattern(pattern: str) -> str:
+    """A CRD's Go (RE2) pattern as Python's `re` reads it the same way.
+
+    RE2 takes inline flags anywhere (`^(?i)(abort|warn)?$`, as the Prometheus Operator writes); Python only
+    at the very start, so a flag group right after the anchor moves in front of it.
+    """
+    return re.sub(r"^\^\(\?([a-zA-Z]+)\)", r"(?\1)^", pattern)
+
+
 def _convert(node: Any, structural: bool = True) -> Any:
     """One openAPIV3Schema node as Draft 7 JSON Schema.
 
@@ -72,6 +82,8 @@ def _convert(node: Any, structural: bool = True) -> Any:
             out[key] = _convert(value, structural and key != "not")
         elif key in ("oneOf", "anyOf", "allOf"):
             out[key] = [_convert(sub, False) for sub in value]
+        elif key == "pattern" and isinstance(value, str):
+            out[key] = _python_pattern(value)
         else:
             out[key] = value
     if out.pop("x-kubernetes-int-or-string", False):
@@ -183,7 +195,7 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
         case "required" if isinstance(instance, dict):
             return [
                 f"{_path([*at, name])}: required field is missing"
-                for name in error.validator_value
+                for name in cast(list[str], error.validator_value)
                 if name not in instance
             ]
         case "type":
@@ -193,7 +205,7 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
         case "enum":
             return [f"{where}: {_short(instance)} is not one of {_short(error.validator_value)}"]
         case "anyOf" | "oneOf":
-            branches = [b for b in error.validator_value if isinstance(b, dict)]
+            branches = [b for b in cast(list[Any], error.validator_value) if isinstance(b, dict)]
             types = [b.get("type") for b in branches]
             actual = json_type(instance)
             fits = actual in types or (actual == "integer" and "number" in types)

@@ -239,6 +239,30 @@ def _resources(resource_type: str, props: Mapping[str, Any], ctx: Context) -> It
                 yield message
 
 
+# Keys the pinned operator (1.15.0) still reads but has deprecated, and what replaces them (from its
+# AutoScalerOptions: `withDeprecatedKeys` and `@Deprecated` options). Deprecated keys go away in a later
+# release, and a job config that silently loses its autoscaler bounds is not noticed until it scales badly.
+DEPRECATED_KEYS: Mapping[str, str] = {
+    "job.autoscaler.target.utilization": "job.autoscaler.utilization.target",
+    "job.autoscaler.target.utilization.boundary": "job.autoscaler.utilization.max and job.autoscaler.utilization.min",
+    "job.autoscaler.scale-up.grace-period": "job.autoscaler.scale-down.interval",
+    # Before 1.5 the autoscaler read kubernetes.operator.job.autoscaler.*; 1.15 still falls back to them.
+}
+OLD_AUTOSCALER_PREFIX = "kubernetes.operator.job.autoscaler."
+
+
+def _current_keys(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Iterator[str]:
+    for key in sorted(str(k) for k in _conf(props)):
+        if key in DEPRECATED_KEYS:
+            yield (
+                f"FlinkDeployment {_name(props)}: flinkConfiguration {key} is deprecated in Flink Kubernetes "
+                f"Operator {versions.FLINK_OPERATOR_VERSION}: use {DEPRECATED_KEYS[key]}"
+            )
+        elif key.startswith(OLD_AUTOSCALER_PREFIX):
+            new = "job.autoscaler." + key[len(OLD_AUTOSCALER_PREFIX) :]
+            yield f"FlinkDeployment {_name(props)}: flinkConfiguration {key} is the pre-1.5 name: use {new}"
+
+
 def _merge_template(base: Mapping[str, Any], role: Mapping[str, Any]) -> dict[str, Any]:
     """The operator's merge of spec.podTemplate with a role's template: maps merge, containers by name."""
     out: dict[str, Any] = {}
@@ -304,6 +328,12 @@ RULES: tuple[Rule, ...] = (
         description="Flink apps pin flinkVersion and their image (a version tag or digest, never latest).",
         applies=is_flink_deployment,
         check=_pinned,
+    ),
+    Rule(
+        name="flink-current-config-keys",
+        description="Flink apps use the pinned operator's current configuration keys, not deprecated ones.",
+        applies=is_flink_deployment,
+        check=_current_keys,
     ),
     Rule(
         name="flink-resources",

@@ -1,7 +1,10 @@
 """Rules for plain Kubernetes objects and Helm releases: pinned images, restricted pods, no stray load balancers.
 
 Pods are found wherever this platform declares them: workloads (Deployment & co.), the Flink operator's
-pod templates in a `FlinkDeployment`, and the values of the operator Helm charts.
+pod templates in a `FlinkDeployment`, and the values of the operator Helm charts. The pods the operators
+create themselves are judged through the operators' settings (`k8s-operator-pod-security`): what the
+Strimzi cluster operator's pod security provider gives Kafka's pods, and the security contexts the
+Flink operator chart and Strimzi's templates set.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 from policies import flink_rules, strimzi_rules
 from policies.rulebook import (
     ALLOW_LOAD_BALANCER_PROPERTY,
+    POD_SECURITY_LEVELS,
+    POD_SECURITY_PROPERTY,
     Context,
     ResourceType,
     Rule,
@@ -207,6 +212,98 @@ def _release_pod_security(props: Mapping[str, Any]) -> Iterator[str]:
             yield f"{where}: {path}.privileged is true: remove it"
 
 
+# --- operators: the pods they create must pass the namespaces' Pod Security admission ------------------
+
+STRIMZI_CHART = "strimzi-kafka-operator"
+FLINK_CHART = "flink-kubernetes-operator"
+STRIMZI_PROVIDER_ENV = "STRIMZI_POD_SECURITY_PROVIDER_CLASS"
+# Strimzi 1.2.0 reads the shortcut (any case) or the class name; its default is the baseline provider.
+STRIMZI_RESTRICTED = ("restricted", "io.strimzi.plugin.security.profiles.impl.RestrictedPodSecurityProvider")
+# Strimzi custom resources' template keys whose container securityContext *replaces* the provider's one.
+STRIMZI_KINDS = ("Kafka", "KafkaNodePool")
+
+
+def restricted_problems(sc: Any, pod_sc: Any = None) -> list[str]:
+    """What a container securityContext (with its pod's) lacks for the Restricted Pod Security Standard."""
+    sc, pod_sc = mapping(sc), mapping(pod_sc)
+    out: list[str] = []
+    if sc.get("allowPrivilegeEscalation") is not False:
+        out.append("allowPrivilegeEscalation: false")
+    if "ALL" not in [str(c) for c in items(dig(sc, "capabilities", "drop"))]:
+        out.append("capabilities.drop: [ALL]")
+    added = [str(c) for c in items(dig(sc, "capabilities", "add")) if str(c) != "NET_BIND_SERVICE"]
+    if added:
+        out.append(f"no capabilities.add beyond NET_BIND_SERVICE (has {added})")
+    non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+    if not is_true(non_root) or as_int(sc.get("runAsUser", pod_sc.get("runAsUser"))) == 0:
+        out.append("runAsNonRoot: true (and no runAsUser 0)")
+    seccomp = dig(sc, "seccompProfile", "type") or dig(pod_sc, "seccompProfile", "type")
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        out.append("seccompProfile.type: RuntimeDefault")
+    if is_true(sc.get("privileged")):
+        out.append("no privileged")
+    return out
+
+
+def _env_value(envs: Any, name: str) -> str | None:
+    for env in items(envs):
+        if mapping(env).get("name") == name:
+            value = mapping(env).get("value")
+            return str(value) if value is not None else None
+    return None
+
+
+def _operator_pod_security(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Iterator[str]:
+    if ctx.pod_security_standard != "restricted":
+        return  # baseline: Strimzi's default provider and the charts' defaults already pass
+    t = _type(resource_type)
+    if _is_release(resource_type):
+        yield from _operator_release(props)
+    elif t is not None and t.group == strimzi_rules.GROUP and t.kind in STRIMZI_KINDS:
+        name = dig(props, "metadata", "name")
+        for path, key, value in walk(props.get("spec"), "spec"):
+            # A template's container securityContext replaces what the restricted provider would set.
+            if key == "securityContext" and ".template." in f".{path}" and "ontainer." in path:
+                missing = restricted_problems(value)
+                if missing:
+                    yield (
+                        f"{t.kind} {name}: {path} replaces the restricted context Strimzi's pod security "
+                        f"provider sets, and lacks {'; '.join(missing)}: remove it, or complete it"
+                    )
+
+
+def _operator_release(props: Mapping[str, Any]) -> Iterator[str]:
+    where = _release_name(props)
+    values = mapping(props.get("values"))
+    chart = _chart_name(props)
+    if chart == STRIMZI_CHART:
+        provider = _env_value(values.get("extraEnvs"), STRIMZI_PROVIDER_ENV)
+        if provider is None or provider.strip().lower() not in [v.lower() for v in STRIMZI_RESTRICTED]:
+            yield (
+                f"{where}: the cluster operator uses the {provider or 'default (baseline)'} pod security "
+                "provider, so the Kafka, init, entity operator, Kafka Exporter and Cruise Control containers it "
+                "creates get no restricted security context and the namespace's restricted Pod Security "
+                f"admission refuses them: set values.extraEnvs [{{name: {STRIMZI_PROVIDER_ENV}, value: "
+                "restricted}]"
+            )
+        if "securityContext" in values:  # the chart's default is restricted; one set here replaces it
+            missing = restricted_problems(values.get("securityContext"), values.get("podSecurityContext"))
+            if missing:
+                yield f"{where}: values.securityContext lacks {'; '.join(missing)}"
+    elif chart == FLINK_CHART:
+        pod_sc = values.get("podSecurityContext")
+        keys = ["operatorSecurityContext"]
+        if dig(values, "webhook", "create") is not False:
+            keys.append("webhookSecurityContext")
+        for key in keys:
+            missing = restricted_problems(values.get(key), pod_sc)
+            if missing:
+                yield (
+                    f"{where}: the operator pod's values.{key} (with values.podSecurityContext) lacks "
+                    f"{'; '.join(missing)}, so the restricted namespace refuses the pod"
+                )
+
+
 # --- load balancers ----------------------------------------------------------------------------------
 
 
@@ -247,6 +344,22 @@ RULES: tuple[Rule, ...] = (
         description="Pods run as non-root without privilege escalation (the Restricted Pod Security Standard).",
         applies=lambda token: _type(token) is not None,
         check=_pod_security,
+    ),
+    Rule(
+        name="k8s-operator-pod-security",
+        description=(
+            "The operators create pods that pass the namespaces' Pod Security level: Strimzi's restricted pod "
+            "security provider, restricted Flink operator and Strimzi template security contexts."
+        ),
+        applies=lambda token: _type(token) is not None,
+        check=_operator_pod_security,
+        config_properties={
+            POD_SECURITY_PROPERTY: {
+                "type": "string",
+                "enum": list(POD_SECURITY_LEVELS),
+                "description": "The Pod Security level the platform namespaces enforce (default: restricted).",
+            }
+        },
     ),
     Rule(
         name="k8s-no-load-balancer",

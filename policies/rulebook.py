@@ -42,6 +42,10 @@ DEFAULT_LEVELS: Mapping[Tier, EnforcementLevel] = {
 
 ENVIRONMENT_PROPERTY = "environment"
 ALLOW_LOAD_BALANCER_PROPERTY = "allowLoadBalancer"
+POD_SECURITY_PROPERTY = "podSecurityStandard"
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+# What the platform's namespaces enforce (`components.k8s.namespace`): the level operators must create pods for.
+PLATFORM_POD_SECURITY = "restricted"
 ENVIRONMENT_SCHEMA: Mapping[str, Any] = {
     "type": "string",
     "enum": [t.value for t in Tier],
@@ -55,6 +59,7 @@ class Context:
 
     tier: Tier
     allow_load_balancer: bool = False
+    pod_security_standard: str = PLATFORM_POD_SECURITY  # enforced in the namespaces operators create pods in
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,11 @@ class StackFacts:
         """The context a rule judges in: policy config properties win over the stack's own config."""
         env = policy_config.get(ENVIRONMENT_PROPERTY)
         allow = policy_config.get(ALLOW_LOAD_BALANCER_PROPERTY)
+        level = policy_config.get(POD_SECURITY_PROPERTY)
         return Context(
             tier=Tier(env) if env in {t.value for t in Tier} else self.tier,
             allow_load_balancer=allow if isinstance(allow, bool) else self.allow_load_balancer,
+            pod_security_standard=level if level in POD_SECURITY_LEVELS else PLATFORM_POD_SECURITY,
         )
 
     @classmethod

@@ -115,7 +115,7 @@ def _acls(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Iterato
         if "All" in ops:
             yield (
                 f"{where} grants the All operation on {rtype} {name or ''}".rstrip()
-                + ": list only the operations the flows need (Describe, Read, Write, IdempotentWrite)"
+                + ": list only the operations the flows need (Describe, Read, Write, DescribeConfigs)"
             )
 
 

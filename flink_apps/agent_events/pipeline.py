@@ -23,7 +23,7 @@ from pyflink.common import Row
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
 from pyflink.table.expressions import call, col
-from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedFunctionWrapper, udf
 
 from flink_apps.agent_events.logic import AgentEvent, Contract, SourceRecord
 from flink_apps.common import runtime
@@ -112,6 +112,7 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
         result_type=CHECKED_TYPE,
         name="check_agent_events",
     )
+    assert isinstance(check, UserDefinedFunctionWrapper)  # udf() on an instance wraps it at once
     checked = source.select(
         call(check, col("value"), col("topic"), col("partition"), col("offset"), col("timestamp")).alias("r")
     ).select(col("r").flatten)

@@ -119,7 +119,7 @@ def epoch_millis(value: Any) -> int | None:
     if hasattr(value, "toEpochMilli"):
         return int(value.toEpochMilli())
     if hasattr(value, "timestamp"):
-        return round(value.timestamp() * 1000)
+        return round(float(value.timestamp()) * 1000)
     return int(value)
 
 

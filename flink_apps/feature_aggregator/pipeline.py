@@ -148,7 +148,7 @@ class AccumulateSignals(AggregateFunction):
         return acc_a.merge(acc_b)
 
 
-class EmitFeatures(ProcessWindowFunction):
+class EmitFeatures(ProcessWindowFunction[Accumulator, Row, str, TimeWindow]):
     """Keyed by entity id for the compacted topic; timestamped with the window's last millisecond."""
 
     def __init__(self, codec: AvroCodec) -> None:
@@ -159,7 +159,7 @@ class EmitFeatures(ProcessWindowFunction):
         self._emitted = runtime_context.get_metrics_group().counter(EMITTED)
 
     def process(
-        self, key: str, context: ProcessWindowFunction.Context, elements: Iterable[Accumulator]
+        self, key: str, context: ProcessWindowFunction.Context[TimeWindow], elements: Iterable[Accumulator]
     ) -> Iterator[Row]:
         window: TimeWindow = context.window()
         for accumulator in elements:

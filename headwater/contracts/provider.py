@@ -31,9 +31,19 @@ from headwater.contracts.model import (
     registered_text,
     same_schema,
 )
-from headwater.contracts.registry import RegistryClient, RegistryError
+from headwater.contracts.registry import RegistryAccessError, RegistryClient, RegistryError
 
-INPUTS = ("registry_url", "subject", "schema", "schema_type", "compatibility", "verify_tls")
+INPUTS = (
+    "registry_url",
+    "subject",
+    "schema",
+    "schema_type",
+    "compatibility",
+    "verify_tls",
+    "username",
+    "password",
+)
+PASSWORD_ENV = "HEADWATER_REGISTRY_PASSWORD"
 HINT = (
     "Make the change compatible (Avro: add fields with defaults, never change a field's type; JSON Schema: "
     "only relax constraints), or publish a new topic version (<topic>.v<N+1>) with its own subject."
@@ -42,7 +52,12 @@ HINT = (
 
 def _client(props: dict[str, Any]) -> RegistryClient:
     verify = props.get("verify_tls", True)
-    return RegistryClient(str(props["registry_url"]), verify=verify if verify not in (None, "") else True)
+    user, password = props.get("username"), props.get("password")
+    return RegistryClient(
+        str(props["registry_url"]),
+        verify=verify if verify not in (None, "") else True,
+        auth=(str(user), str(password)) if user and password else None,
+    )
 
 
 def breaking_changes(props: dict[str, Any], olds: dict[str, Any] | None = None) -> tuple[list[str], str]:
@@ -56,6 +71,8 @@ def breaking_changes(props: dict[str, Any], olds: dict[str, Any] | None = None) 
     try:
         history = client.history(subject)
         registry_level = client.get_compatibility(subject)
+    except RegistryAccessError:
+        raise  # reachable, but the credentials are wrong: not a reason to judge offline
     except RegistryError as exc:
         old_text = (olds or {}).get("schema")
         if not old_text or same_schema(str(old_text), text):
@@ -123,7 +140,12 @@ class SubjectSchemaProvider(pulumi.dynamic.ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
         failures = _problems(news)
         if not failures:
-            lines, where = breaking_changes(news, _olds)
+            try:
+                lines, where = breaking_changes(news, _olds)
+            except RegistryAccessError as exc:
+                hint = f"check the {news.get('username')!r} password (its Secret in the cluster, or {PASSWORD_ENV})"
+                failures.append(pulumi.dynamic.CheckFailure("password", f"{exc}: {hint}"))
+                return pulumi.dynamic.CheckResult(news, failures)
             if lines:
                 message = (
                     f"subject {news['subject']}: the new schema is not {news['compatibility']}-compatible with "
@@ -181,15 +203,20 @@ class SubjectSchemaProvider(pulumi.dynamic.ResourceProvider):
 
 @dataclass(frozen=True)
 class SubjectSchemaArgs:
+    """One subject's registration. `username`/`password` authenticate to the registry (the platform's
+    publisher; the password a secret Output, so Pulumi keeps it encrypted in its state)."""
+
     registry_url: str
     subject: str
     schema: str
     schema_type: str
     compatibility: str
     verify_tls: bool | str = True
+    username: str | None = None
+    password: Any = None  # pulumi.Input[str]
 
     def __post_init__(self) -> None:
-        problems = [f.reason for f in _problems(self.inputs())]
+        problems = [f.reason for f in _problems({**self.inputs(), "password": None})]
         if problems:
             raise ValueError(f"invalid subject {self.subject!r}: " + "; ".join(problems))
 
@@ -208,6 +235,14 @@ class SubjectSchema(pulumi.dynamic.Resource, module="headwater", name="SubjectSc
     def __init__(
         self, name: str, args: SubjectSchemaArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        inputs = {**args.inputs(), "schema_id": None, "version": None}
+        if args.password is not None:
+            inputs["password"] = pulumi.Output.secret(args.password)
         super().__init__(
-            SubjectSchemaProvider(), name, {**args.inputs(), "schema_id": None, "version": None}, opts
+            SubjectSchemaProvider(),
+            name,
+            inputs,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=["password"])
+            ),
         )

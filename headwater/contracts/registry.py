@@ -28,6 +28,14 @@ class RegistryError(RuntimeError):
     """The registry could not be reached, or answered something unexpected."""
 
 
+class RegistryAccessError(RegistryError):
+    """The registry refused the caller: 401 (no or wrong credentials) or 403 (its role may not do that)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class IncompatibleSchemaError(RegistryError):
     """The registry refused a schema under its compatibility rule; `causes` are its reasons."""
 
@@ -56,7 +64,8 @@ def root_url(url: str) -> str:
 
 
 class RegistryClient:
-    """Talks to one registry. `verify` is requests' TLS setting: True, False, or a CA bundle path."""
+    """Talks to one registry. `verify` is requests' TLS setting: True, False, or a CA bundle path.
+    `auth` is (user, password) for HTTP basic authentication; None sends no credentials."""
 
     def __init__(
         self,
@@ -65,15 +74,19 @@ class RegistryClient:
         verify: bool | str = True,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.root = root_url(url)
         self.ccompat = self.root + CCOMPAT_PATH
         self.verify = verify
         self.timeout = timeout
         self.session = session or requests.Session()
+        self.user = auth[0] if auth else None
+        if auth:
+            self.session.auth = auth
 
-    def __repr__(self) -> str:
-        return f"RegistryClient({self.root!r})"
+    def __repr__(self) -> str:  # never the password
+        return f"RegistryClient({self.root!r}, user={self.user!r})"
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
@@ -102,6 +115,12 @@ class RegistryClient:
             )
         except requests.RequestException as exc:
             raise RegistryError(f"{method} {url}: the registry is not reachable: {exc}") from None
+        if response.status_code in (401, 403) and response.status_code not in ok:
+            who = f"as {self.user!r}" if self.user else "without credentials"
+            raise RegistryAccessError(
+                f"{method} {url} answered HTTP {response.status_code} {who}: {_error_text(response)}",
+                response.status_code,
+            )
         if response.status_code not in ok:
             raise RegistryError(
                 f"{method} {url} answered HTTP {response.status_code}: {_error_text(response)}"

@@ -25,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from confluent_kafka import (
     OFFSET_END,
@@ -39,7 +39,11 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from headwater.contracts.registry import RegistryClient
 from headwater.contracts.serde import AvroDeserializer, WireFormatError
+from headwater.local.observe import PromFigures
 from headwater.spec import Platform, TopicKind
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
 
 RATE_WINDOW_S = 5.0
 LATENCY_WINDOW_S = 30.0
@@ -258,8 +262,14 @@ class Monitor:
         since_ms: int | None = None,
         offsets_interval: float = 1.0,
         triage_config: Mapping[str, Any] | None = None,
+        latency_histogram: Histogram | None = None,
+        registry_auth: Callable[[str], tuple[str, str] | None] | None = None,
     ) -> None:
         self.topology = Topology.of(platform)
+        # The reader's exported histogram (scraped by the local Prometheus), fed with every latency seen.
+        self.latency_histogram = latency_histogram
+        # principal -> (user, password) at the schema registry: records are decoded as the reading principal.
+        self.registry_auth = registry_auth or (lambda principal: None)
         self.triage_config = dict(triage_config) if triage_config is not None else None
         self.reader_config = dict(reader_config)
         self.admin_config = dict(admin_config)
@@ -305,10 +315,13 @@ class Monitor:
                 self._error(f"{name}: not ready after {assignment_timeout:.0f}s")
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the readers, waiting up to `timeout` seconds in all (they are daemon threads: a reader stuck
+        on a broker that is gone does not hold the program)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=15)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads.clear()
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
@@ -338,7 +351,9 @@ class Monitor:
     def _consume_group(self, name: str, topic: str, handler: Callable[[dict[str, Any], int], None]) -> None:
         group = self.topology.reader_group(topic)
         consumer = self._consumer(self.reader_config, group)
-        decode = AvroDeserializer(RegistryClient(self.registry_url))
+        decode = AvroDeserializer(
+            RegistryClient(self.registry_url, auth=self.registry_auth(self.topology.reader))
+        )
         assigned = self._assigned[name]
         consumer.subscribe([topic], on_assign=lambda c, parts: assigned.set())
         try:
@@ -374,6 +389,8 @@ class Monitor:
             self._meters["signals"].add()
             self._signals.appendleft(line)
             if latency is not None:
+                if self.latency_histogram is not None:
+                    self.latency_histogram.labels(topic=self.topology.signals).observe(latency / 1000)
                 if len(self._latencies) < MAX_SAMPLES:
                     self._latencies.append(float(latency))
                 self._recent_latencies.append((time.monotonic(), float(latency)))
@@ -405,7 +422,8 @@ class Monitor:
                 "error_cb": lambda err: self._error(f"dead letters: {err}"),
             }
         )
-        decode = AvroDeserializer(RegistryClient(self.registry_url))
+        as_principal = triage[0] if triage and self.triage_config is not None else self.topology.reader
+        decode = AvroDeserializer(RegistryClient(self.registry_url, auth=self.registry_auth(as_principal)))
         try:
             metadata = consumer.list_topics(topic, timeout=10)
             partitions = sorted(metadata.topics[topic].partitions)
@@ -558,8 +576,13 @@ def render(
     producer: Mapping[str, Any] | None,
     components: Sequence[str],
     footer: str,
+    prometheus: PromFigures | None = None,
 ) -> list[str]:
-    """The full-screen view as lines (no colours, no escape codes)."""
+    """The full-screen view as lines (no colours, no escape codes).
+
+    With `prometheus`, consumer lag and the latency quantiles shown are those the local Prometheus holds
+    (what the alerts read); the monitor's own figures remain for the exact per-run latency.
+    """
     lines = [f"{title}  up {_duration(snap.uptime_s)}", ""]
     lines.append(f"  {'stream':<16}{'per second':>12}{'this run':>12}")
     for name in STREAMS:
@@ -572,14 +595,19 @@ def render(
             f"{producer['queue_full_retries']} queue-full retries"
         )
     lines += ["", "  end-to-end latency (raw produced -> signal visible to a read_committed consumer)"]
+    if prometheus is not None:
+        lines.append(f"    Prometheus (histogram, {prometheus_window()})  {prometheus.latency_text()}")
     lines.append(f"    last {LATENCY_WINDOW_S:.0f}s  {snap.latency_recent.text()}")
     lines.append(f"    this run  {snap.latency_run.text()}")
-    lines += ["", f"  {'consumer group':<26}{'topic':<30}{'lag':>8}"]
-    for entry in snap.lags:
-        lag = "-" if entry.lag is None else str(entry.lag)
-        lines.append(f"  {entry.group:<26}{entry.topic:<30}{lag:>8}")
-    if not snap.lags:
-        lines.append("  (waiting for offsets)")
+    if prometheus is not None:
+        lines += _prometheus_lines(prometheus)
+    else:
+        lines += ["", f"  {'consumer group':<26}{'topic':<30}{'lag':>8}"]
+        for entry in snap.lags:
+            lag = "-" if entry.lag is None else str(entry.lag)
+            lines.append(f"  {entry.group:<26}{entry.topic:<30}{lag:>8}")
+        if not snap.lags:
+            lines.append("  (waiting for offsets)")
     reasons = "  ".join(f"{r} {n}" for r, n in snap.dead_letter_reasons.items()) or "none yet"
     lines += [
         "",
@@ -598,12 +626,42 @@ def render(
     return lines
 
 
-def status_line(snap: Snapshot) -> str:
-    """One plain line for logs: rates, lags, recent latency."""
+def prometheus_window() -> str:
+    from headwater.local.observe import LATENCY_WINDOW
+
+    return f"rate over {LATENCY_WINDOW}"
+
+
+def _prometheus_lines(prom: PromFigures) -> list[str]:
+    age = "never yet" if prom.age_s is None else f"{prom.age_s:.0f}s ago"
+    lines = ["", f"  consumer lag from Prometheus ({prom.url}, kafka_consumergroup_lag, read {age})"]
+    lines.append(f"  {'consumer group':<26}{'topic':<30}{'lag':>8}")
+    for entry in prom.lags:
+        lines.append(f"  {entry.group:<26}{entry.topic:<30}{entry.lag:>8.0f}")
+    if not prom.lags:
+        lines.append("  (no lag series yet)")
+    up = "  ".join(
+        f"{job} {ok}/{total}" for job, ok_total in prom.targets_up.items() for ok, total in [ok_total]
+    )
+    lines.append(f"  targets up: {up or '-'}   alerts firing: {', '.join(prom.firing) or 'none'}")
+    if prom.error:
+        lines.append(f"  Prometheus query failed: {prom.error}")
+    return lines
+
+
+def status_line(snap: Snapshot, prometheus: PromFigures | None = None) -> str:
+    """One plain line for logs: rates, lags, recent latency (lag and latency from Prometheus when given)."""
     rates = " ".join(f"{name}={snap.rates[name]:.1f}/s" for name in STREAMS)
+    if prometheus is not None:
+        lags = " ".join(f"{x.group}={x.lag:.0f}" for x in prometheus.lags)
+        lat = " ".join(
+            f"p{round(q * 100)}={'-' if v is None else f'{v:.2f}s'}"
+            for q, v in sorted(prometheus.latency_s.items())
+        )
+        return f"[+{snap.uptime_s:.0f}s] {rates} | prometheus lag {lags or '-'} | prometheus latency {lat or 'none'}"
     lags = " ".join(f"{e.group}={'-' if e.lag is None else e.lag}" for e in snap.lags)
-    lat = snap.latency_recent
-    latency = f"p50={_ms(lat.p50)} p95={_ms(lat.p95)} p99={_ms(lat.p99)}" if lat.count else "none"
+    lat_ = snap.latency_recent
+    latency = f"p50={_ms(lat_.p50)} p95={_ms(lat_.p95)} p99={_ms(lat_.p99)}" if lat_.count else "none"
     return f"[+{snap.uptime_s:.0f}s] {rates} | lag {lags or '-'} | latency {latency}"
 
 
@@ -622,8 +680,10 @@ class Console:
         tty: bool | None = None,
         refresh: float = 0.25,
         line_every: float = 5.0,
+        prometheus: Callable[[], PromFigures] | None = None,
     ) -> None:
         self.monitor = monitor
+        self.prometheus = prometheus
         self.title = title
         self.producer = producer
         self.components = components
@@ -641,8 +701,9 @@ class Console:
             return
         self._next = now + self.interval
         snap = self.monitor.snapshot()
+        prom = self.prometheus() if self.prometheus else None
         if not self.tty:
-            print(status_line(snap), file=self.out, flush=True)
+            print(status_line(snap, prom), file=self.out, flush=True)
             return
         lines = render(
             snap,
@@ -650,6 +711,7 @@ class Console:
             producer=self.producer() if self.producer else None,
             components=self.components(),
             footer=self.footer,
+            prometheus=prom,
         )
         prefix = "\x1b[?25l\x1b[2J\x1b[H" if not self._drawn else "\x1b[H"
         self._drawn = True
@@ -678,6 +740,7 @@ class RunSummary:
     start_seconds: Mapping[str, float]
     resumed: Mapping[str, str | None] = field(default_factory=dict)
     final_lags: Mapping[str, int | None] = field(default_factory=dict)
+    prometheus: Mapping[str, Any] | None = None  # what the local Prometheus held at the end
 
     def throughput(self) -> dict[str, float]:
         secs = max(self.seconds, 1e-9)
@@ -702,6 +765,7 @@ class RunSummary:
             "start_seconds": {k: round(v, 2) for k, v in self.start_seconds.items()},
             "resumed_from": dict(self.resumed),
             "final_lags": dict(self.final_lags),
+            "prometheus": dict(self.prometheus) if self.prometheus is not None else None,
         }
 
 
@@ -735,5 +799,14 @@ def format_summary(s: RunSummary) -> str:
         lines.append(
             "  lag at the end:    "
             + ", ".join(f"{g} {'-' if v is None else v}" for g, v in s.final_lags.items())
+        )
+    if s.prometheus:
+        p = s.prometheus
+        lat = "  ".join(f"{k} {'-' if v is None else f'{v:.2f}s'}" for k, v in p.get("latency_s", {}).items())
+        lines.append(
+            f"  Prometheus:        {p.get('url')}: latency {lat or '-'}; scrapes {p.get('scrapes', {})}"
+        )
+        lines.append(
+            "  lag (Prometheus):  " + (", ".join(f"{k} {v:.0f}" for k, v in p.get("lag", {}).items()) or "-")
         )
     return "\n".join(lines)

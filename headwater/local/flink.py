@@ -1,7 +1,7 @@
 """The PyFlink apps on this machine: each app a real Flink job on its own local MiniCluster, as its principal.
 
     job = LocalFlinkJob(platform, "agent-events", kafka, registry.url, state_dir)
-    job.start()              # resumes from the latest retained checkpoint when there is one
+    job.start()              # resumes from the newest completed snapshot, checked (headwater.local.snapshots)
     job.wait_running(120)    # until the job runs and has completed its first checkpoint
     job.kill()               # SIGKILL of the whole process tree: a crash, for failure tests
     job.stop()               # stop with a savepoint, or SIGTERM if that fails
@@ -36,10 +36,14 @@ from typing import Any
 
 from headwater import flink_conf, jvm
 from headwater.config import ROOT
+from headwater.kafka_config import format_properties
+from headwater.local.certs import write_private
 from headwater.local.kafka import LocalKafka
 from headwater.local.ports import HOST, free_port
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.local.provision import bootstrap_servers, properties_file
+from headwater.local.snapshots import SnapshotChoice
+from headwater.local.snapshots import choose as choose_snapshot
 from headwater.spec import App, Platform
 
 FLINK_PYTHON = ROOT / ".venv-flink" / "bin" / "python"
@@ -116,11 +120,14 @@ class LocalFlinkJob:
         restart_attempts: int = 3,
         flink_conf: Mapping[str, str] | None = None,
         python: Path | None = None,
+        registry_user_info: str | None = None,
     ) -> None:
         self.platform = platform
         self.app = self._app(platform, app_name)
         self.kafka = kafka
         self.registry_url = registry_url
+        # `user:password` at the schema registry (the app reads schemas as itself), or None: anonymous.
+        self.registry_user_info = registry_user_info
         self.state_dir = Path(state_dir).resolve()
         self.progress = progress or stderr_progress(f"flink:{app_name}")
         if restart_attempts < 0:
@@ -136,7 +143,9 @@ class LocalFlinkJob:
         # The JVM's own log (job and checkpoint events), which PyFlink would write into its package folder.
         self.flink_log_dir = self.state_dir / "logs" / f"flink-{self.app.name}"
         self.rest_port: int | None = None
+        self.metrics_port: int | None = None
         self.restored_from: Path | None = None
+        self.snapshot_choice: SnapshotChoice | None = None
         self.job_id: str | None = None
         self.started_at: float | None = None
         self._process: Supervised | None = None
@@ -172,6 +181,11 @@ class LocalFlinkJob:
     def log_tail(self, lines: int = 40) -> str:
         return self._process.log_tail(lines) if self._process else ""
 
+    @property
+    def metrics_target(self) -> str | None:
+        """`host:port` of the job's Prometheus reporter, once started."""
+        return f"{HOST}:{self.metrics_port}" if self.metrics_port is not None else None
+
     # --- configuration ------------------------------------------------------------------------------------
 
     def flink_settings(self, restore_from: Path | None) -> dict[str, str]:
@@ -195,6 +209,10 @@ class LocalFlinkJob:
             conf["restart-strategy.type"] = "fixed-delay"
             conf["restart-strategy.fixed-delay.attempts"] = str(self.restart_attempts)
             conf["restart-strategy.fixed-delay.delay"] = "2 s"
+        if self.metrics_port is not None:
+            # Flink's own reporter from the wheel's plugins/ folder, as on Kubernetes (it has no bind-address
+            # setting: it listens on every interface, on a free port).
+            conf.update(flink_conf.prometheus_reporter_conf(self.metrics_port))
         if restore_from is not None:
             conf["execution.state-recovery.path"] = restore_from.as_uri()
         conf.update(self.extra_conf)
@@ -209,6 +227,13 @@ class LocalFlinkJob:
             raise LocalFlinkError(
                 f"{props} does not exist: provision the local broker before starting {self.app.name}"
             )
+        if self.registry_user_info is not None:
+            # The principal's Flink properties plus its registry credentials, as the init container
+            # assembles them on Kubernetes (`schema.registry.*` keys go to the app's registry client).
+            text = props.read_text().rstrip("\n") + "\n"
+            text += format_properties({"schema.registry.basic.auth.user.info": self.registry_user_info})
+            props = self.job_dir / "client.properties"
+            write_private(props, text.encode())
         args = _replace_values(
             app_arguments(self.platform, self.app, self.registry_url),
             {
@@ -229,16 +254,31 @@ class LocalFlinkJob:
 
     # --- life cycle ---------------------------------------------------------------------------------------
 
-    def start(self, restore: bool = True) -> LocalFlinkJob:
-        """Start the job; with `restore`, from the latest retained checkpoint or savepoint when one exists."""
+    def choose_snapshot(self, *, restore_from: Path | None = None, fresh: bool = False) -> SnapshotChoice:
+        """What a start resumes from: the newest completed snapshot, checked (see headwater.local.snapshots).
+
+        Raises DamagedSnapshotError when the newest completed one is damaged."""
+        return choose_snapshot(
+            self.app.name, self.checkpoint_dir, self.savepoint_dir, restore_from=restore_from, fresh=fresh
+        )
+
+    def start(self, restore: bool = True, *, choice: SnapshotChoice | None = None) -> LocalFlinkJob:
+        """Start the job; with `restore`, from its newest completed snapshot when one exists (checked before
+        use: a damaged one raises DamagedSnapshotError), or from what `choice` says."""
         if self.running():
             raise LocalFlinkError(f"{self.app.name} is already running (pid {self.pid})")
         if self._process is not None:  # it exited by itself: reap it and what it left in its group
             self.stop()
         if not self.python.is_file():
             raise LocalFlinkError(f"{self.python} does not exist: run `make venv-flink` first")
-        self.restored_from = self.latest_checkpoint() if restore else None
+        if choice is None:
+            choice = self.choose_snapshot(fresh=not restore)
+            for line in choice.lines():
+                self.progress(line)
+        self.snapshot_choice = choice
+        self.restored_from = choice.path
         self.rest_port = free_port()
+        self.metrics_port = free_port()
         self.job_id = None
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):
@@ -258,6 +298,10 @@ class LocalFlinkJob:
             **flink_conf.PYTHON_WORKER_ENV,
         }
         env.pop("HEADWATER_FLINK_CONF", None)  # settings come from the arguments only
+        lib = self._lib_dir()
+        # PyFlink replaces FLINK_LIB_DIR with the wheel's own unless FLINK_HOME is set: both, then.
+        env["FLINK_HOME"] = str(self._pyflink_home())
+        env["FLINK_LIB_DIR"] = str(lib)
         self._process = Supervised(
             f"flink:{self.app.name}",
             argv,
@@ -270,6 +314,34 @@ class LocalFlinkJob:
         self.started_at = time.monotonic()
         self._process.start()
         return self
+
+    def _pyflink_home(self) -> Path:
+        """The apache-flink wheel's Flink home (lib/, opt/, plugins/) in the environment of `self.python`."""
+        # The environment's own folder first (its python is usually a symlink to a shared interpreter).
+        found = sorted(self.python.parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            found = sorted(self.python.resolve().parent.parent.glob("lib/python*/site-packages/pyflink"))
+        if not found:
+            raise LocalFlinkError(f"no pyflink package next to {self.python}: run `make venv-flink`")
+        return found[0]
+
+    def _lib_dir(self) -> Path:
+        """The wheel's `lib/` jars plus Flink's Prometheus reporter, as the MiniCluster's classpath.
+
+        The local MiniCluster finds metric reporters on its classpath only (it does not load the wheel's
+        `plugins/`), so the reporter jar the wheel ships under `plugins/metrics-prometheus/` joins the lib
+        jars here, by symlink: the same jar the Flink image loads as a plugin.
+        """
+        home = self._pyflink_home()
+        reporter = sorted((home / "plugins" / "metrics-prometheus").glob("flink-metrics-prometheus-*.jar"))
+        if not reporter:
+            raise LocalFlinkError(f"{home}/plugins/metrics-prometheus has no flink-metrics-prometheus jar")
+        lib = self.job_dir / "lib"
+        shutil.rmtree(lib, ignore_errors=True)
+        lib.mkdir(parents=True)
+        for jar in [*sorted((home / "lib").glob("*.jar")), reporter[0]]:
+            (lib / jar.name).symlink_to(jar)
+        return lib
 
     def _rest(self, path: str, body: Mapping[str, Any] | None = None, timeout: float = 5.0) -> Any:
         if self.rest_port is None:
@@ -360,23 +432,24 @@ class LocalFlinkJob:
                 )
             time.sleep(0.05)
 
-    def stop(self) -> int | None:
+    def stop(self, *, savepoint: bool = True, grace: float | None = None) -> int | None:
         """Stop the job with a savepoint (so the next start resumes from it), then the process.
 
-        If the savepoint cannot be taken, the process is stopped with SIGTERM; the retained checkpoints
-        remain. Returns the process's exit status (None if it was not started).
+        If the savepoint cannot be taken (or `savepoint` is False), the process is stopped with SIGTERM,
+        and SIGKILL after `grace` seconds (default STOP_TIMEOUT); the retained checkpoints remain. Returns
+        the process's exit status (None if it was not started).
         """
         process = self._process
         if process is None:
             return None
-        if process.running() and self.job_state() == "RUNNING":
+        if savepoint and process.running() and self.job_state() == "RUNNING":
             try:
                 location = self._stop_with_savepoint()
                 self.progress(f"stopped with savepoint {location}")
             except (OSError, ValueError, LocalFlinkError) as exc:
                 self.progress(f"no savepoint ({exc}); stopping the process")
         pid = process.pid
-        status = process.stop()
+        status = process.stop(grace)
         self._process = None
         if pid is not None:
             self._wait_group_gone(pid)

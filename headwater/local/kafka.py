@@ -46,6 +46,7 @@ from confluent_kafka.admin import (
 from headwater import jvm, versions
 from headwater.config import ROOT
 from headwater.kafka_config import SCRAM_MECHANISM, broker_config, format_properties
+from headwater.kafka_metrics import jmx_exporter_config
 from headwater.local.certs import CertificateAuthority, IssuedCert, write_private
 from headwater.local.ports import HOST, free_ports, port_free
 from headwater.local.process import ProcessError, Progress, Supervised, stderr_progress
@@ -74,11 +75,13 @@ class KafkaPorts:
     sasl: int = 9093  # SCRAM-SHA-512 over TLS
     mtls: int = 9094  # TLS with client certificates
     controller: int = 9095  # KRaft controller
+    metrics: int = 9404  # the JMX exporter agent's /metrics (Strimzi's metrics port)
 
     ENV: ClassVar[dict[str, str]] = {
         "sasl": "HEADWATER_KAFKA_SASL_PORT",
         "mtls": "HEADWATER_KAFKA_MTLS_PORT",
         "controller": "HEADWATER_KAFKA_CONTROLLER_PORT",
+        "metrics": "HEADWATER_KAFKA_METRICS_PORT",
     }
 
     def __post_init__(self) -> None:
@@ -94,7 +97,7 @@ class KafkaPorts:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaPorts:
-        """Default ports, overridden by HEADWATER_KAFKA_{SASL,MTLS,CONTROLLER}_PORT."""
+        """Default ports, overridden by HEADWATER_KAFKA_{SASL,MTLS,CONTROLLER,METRICS}_PORT."""
         env = os.environ if env is None else env
         values: dict[str, int] = {}
         for name, var in cls.ENV.items():
@@ -109,19 +112,23 @@ class KafkaPorts:
 
     @classmethod
     def free(cls) -> KafkaPorts:
-        """Three ports nobody listens on right now (for tests and side-by-side stacks)."""
-        sasl, mtls, controller = free_ports(3)
-        return cls(sasl=sasl, mtls=mtls, controller=controller)
+        """Four ports nobody listens on right now (for tests and side-by-side stacks)."""
+        sasl, mtls, controller, metrics = free_ports(4)
+        return cls(sasl=sasl, mtls=mtls, controller=controller, metrics=metrics)
 
-    def check_free(self) -> None:
-        """Raise PortInUseError naming the port and its setting when one is already taken."""
+    def check_free(self, settings: Mapping[str, str] | None = None) -> None:
+        """Raise PortInUseError naming the port and its setting when one is already taken.
+
+        `settings` says, per port, how the person running this chooses another (a command-line flag, an
+        environment variable); by default the environment variable."""
         for f in fields(self):
             port = getattr(self, f.name)
             if not port_free(port):
+                how = (settings or {}).get(f.name) or f"{self.ENV[f.name]}=<port> (KafkaPorts.{f.name})"
                 raise PortInUseError(
                     f"port {port} on {HOST} is already in use, and the local Kafka broker needs it for its "
-                    f"{f.name} listener; set another port with {self.ENV[f.name]}=<port> "
-                    f"(KafkaPorts.{f.name}), or stop the process listening there (`ss -ltnp 'sport = :{port}'`)"
+                    f"{f.name} listener; choose another with {how}, or stop the process listening there "
+                    f"(`ss -ltnp 'sport = :{port}'`)"
                 )
 
 
@@ -213,6 +220,11 @@ class LocalKafka:
         return f"{HOST}:{self.ports.controller}"
 
     @property
+    def metrics_url(self) -> str:
+        """The broker's Prometheus endpoint (the JMX exporter agent, with the platform's broker rules)."""
+        return f"http://{HOST}:{self.ports.metrics}/metrics"
+
+    @property
     def admin_user(self) -> str:
         """The super user the local runtime administers the cluster as (the first of `kafka.superUsers`)."""
         return self.platform.kafka.super_users[0]
@@ -237,6 +249,47 @@ class LocalKafka:
         value = secrets.token_urlsafe(24)
         write_private(path, value.encode())
         return value
+
+    def loose_secrets(self) -> list[str]:
+        """Secrets of the state dir that others than the owner may read: one line each, with the fix.
+
+        Refused rather than repaired (as ssh refuses a private key others can read): a mode that was
+        loosened may already have let someone copy the secret, and only the person can tell whether to
+        tighten it or to rotate it. Deleting a password, key or client file makes the next start issue a
+        new one (and set the broker's credential to it).
+        """
+        candidates: list[Path] = []
+        for folder, patterns in ((self.secrets_dir, ("*",)), (self.certs_dir, ("*.key", "*.keystore.pem"))):
+            if folder.is_dir():
+                candidates.append(folder)
+                candidates += sorted(p for pattern in patterns for p in folder.glob(pattern) if p.is_file())
+        lines = []
+        for path in candidates:
+            try:
+                mode = path.stat().st_mode & 0o777
+            except OSError:
+                continue  # gone meanwhile
+            if mode & 0o077:
+                if path.is_dir():
+                    lines.append(
+                        f"{path} has mode {mode:04o} (others can list or enter it); allowed: 0700, owner only. "
+                        f"Fix: chmod 700 {path}"
+                    )
+                else:
+                    lines.append(
+                        f"{path} has mode {mode:04o} (readable beyond its owner); allowed: 0600, owner only. "
+                        f"Fix: chmod 600 {path}, or delete it to have the next start issue a new secret"
+                    )
+        return lines
+
+    def refuse_loose_secrets(self) -> None:
+        """Raise LocalKafkaError listing every secret whose mode lets others read it (see `loose_secrets`)."""
+        lines = self.loose_secrets()
+        if lines:
+            raise LocalKafkaError(
+                f"{len(lines)} secret(s) of {self.state_dir} can be read by others than their owner; "
+                "nothing was started:\n  " + "\n  ".join(lines)
+            )
 
     @staticmethod
     def _private_dir(path: Path) -> Path:
@@ -278,6 +331,10 @@ class LocalKafka:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> LocalKafka:
@@ -286,9 +343,11 @@ class LocalKafka:
             return self
         t0 = time.monotonic()
         self._refuse_second_instance()
+        self.refuse_loose_secrets()
         self.ports.check_free()
         jars = jvm.fetch("kafka")
         classpath = ":".join(str(p) for p in sorted(jars.glob("*.jar")))
+        agent = self._metrics_agent()
         self._private_dir(self.secrets_dir)
         self._private_dir(self.certs_dir)
         if self.ca.ensure():
@@ -312,6 +371,7 @@ class LocalKafka:
                 "-XX:+ExitOnOutOfMemoryError",
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}",
+                agent,
                 "-cp",
                 classpath,
                 "kafka.Kafka",
@@ -352,13 +412,15 @@ class LocalKafka:
                     "sasl": self.bootstrap_sasl,
                     "mtls": self.bootstrap_mtls,
                     "controller": self.bootstrap_controller,
+                    "metrics": self.metrics_url,
                 },
                 indent=2,
             )
             + "\n"
         )
         self.progress(
-            f"ready in {time.monotonic() - t0:.1f}s: SASL_SSL {self.bootstrap_sasl}, mTLS {self.bootstrap_mtls}"
+            f"ready in {time.monotonic() - t0:.1f}s: SASL_SSL {self.bootstrap_sasl}, mTLS {self.bootstrap_mtls}, "
+            f"metrics {self.metrics_url}"
         )
         return self
 
@@ -473,6 +535,19 @@ class LocalKafka:
             "num.io.threads": 4,
             "log.dirs": self.data_dir,
         }
+
+    @property
+    def metrics_config(self) -> Path:
+        return self.kafka_dir / "metrics-config.yml"
+
+    def _metrics_agent(self) -> str:
+        """The `-javaagent:` option of the JMX exporter, on loopback, with the rules every broker runs."""
+        jars = sorted(jvm.fetch("jmx-exporter").glob("jmx_prometheus_javaagent-*.jar"))
+        if not jars:
+            raise LocalKafkaError("the jmx-exporter artifact set holds no jmx_prometheus_javaagent jar")
+        self.kafka_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_config.write_text(jmx_exporter_config())
+        return f"-javaagent:{jars[0]}={HOST}:{self.ports.metrics}:{self.metrics_config}"
 
     def _write_config(self, broker_cert: IssuedCert) -> None:
         self.kafka_dir.mkdir(parents=True, exist_ok=True)

@@ -232,18 +232,20 @@ class Supervised:
                 next_report = now + report_every
             time.sleep(interval)
 
-    def stop(self) -> int | None:
-        """SIGTERM the process group, wait `stop_timeout`, then SIGKILL; return the exit status."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM the process group, wait `timeout` (default `stop_timeout`), then SIGKILL; return the exit
+        status."""
         popen = self._popen
         if popen is None:
             return None
+        grace = self.stop_timeout if timeout is None else timeout
         try:
             if popen.poll() is None:
                 self._signal_group(popen.pid, signal.SIGTERM)
                 try:
-                    popen.wait(self.stop_timeout)
+                    popen.wait(grace)
                 except subprocess.TimeoutExpired:
-                    self.progress(f"pid {popen.pid} ignored SIGTERM for {self.stop_timeout:.0f}s; killing it")
+                    self.progress(f"pid {popen.pid} did not stop within {grace:.0f}s of SIGTERM; killing it")
                     self._signal_group(popen.pid, signal.SIGKILL)
                     popen.wait()
             # Anything the child left in its group (helpers, grandchildren) goes with it.

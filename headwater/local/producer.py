@@ -15,6 +15,7 @@ The rate is kept by a schedule, not by sleeping a fixed time per record. When li
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -47,8 +48,10 @@ class ProducerSettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.rate > 0:
-            raise ValueError(f"producer rate = {self.rate!r} is not valid; allowed: events per second > 0")
+        if not (math.isfinite(self.rate) and self.rate > 0):
+            raise ValueError(
+                f"producer rate = {self.rate!r} is not valid; allowed: a finite number of events per second > 0"
+            )
         for name in ("malformed_share", "duplicate_share"):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:

@@ -10,6 +10,11 @@ Storage is in memory (H2) by default: enough for tests and a throwaway local sta
 events topics; the `schema-registry` principal's SASL_SSL or mTLS settings). Secrets are handed over in
 environment variables that the properties file references (`${...}`), never written into it.
 
+Nobody uses it anonymously (`headwater.contracts.access`): HTTP basic authentication of its users, each
+with one role (the platform's publisher writes, the catalog's principals read), as on Kubernetes. Each
+user's password is made at the first start and kept in `<state dir>/credentials/<user>.password` (mode
+0600); `client(user)` and `user_info(user)` hand them to the platform's own clients.
+
 The process runs under `headwater.local.process.Supervised`: its own process group, a log file, stopped
 with SIGTERM then SIGKILL, and stopped at interpreter exit, so nothing outlives the program.
 """
@@ -19,19 +24,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from headwater import jvm, versions
-from headwater.contracts import kafkasql
+from headwater.contracts import access, kafkasql
 from headwater.contracts.registry import RegistryClient
 from headwater.kafka_config import format_properties
 from headwater.local.ports import HOST, free_port, port_free
@@ -167,7 +173,8 @@ def find_java() -> str:
 class LocalRegistry:
     """One local Apicurio Registry process: `start()`, `url`, `client()`, `stop()`; or use it with `with`.
 
-    `port` 0 picks a free port. `kafka` switches from in-memory storage to KafkaSQL storage.
+    `port` 0 picks a free port. `kafka` switches from in-memory storage to KafkaSQL storage. `users` are
+    who may use it (default: the platform's publisher only; a platform's are `access.registry_users`).
     """
 
     def __init__(
@@ -176,6 +183,7 @@ class LocalRegistry:
         port: int | None = None,
         *,
         kafka: KafkaSqlStorage | None = None,
+        users: Sequence[access.RegistryUser] | None = None,
         progress: Progress | None = None,
         heap: str = "512m",
         start_timeout: float = START_TIMEOUT,
@@ -187,6 +195,8 @@ class LocalRegistry:
         self.progress = progress or stderr_progress("registry")
         self.heap = heap
         self.start_timeout = start_timeout
+        self.users = tuple(sorted(set(users or ()) | {access.publisher()}))
+        self.credentials_dir = self.state_dir / "credentials"
         self.log_file = self.state_dir / "registry.log"
         self.properties_file = self.state_dir / "registry.properties"
         self.started_in: float | None = None
@@ -201,8 +211,27 @@ class LocalRegistry:
     def ccompat_url(self) -> str:
         return f"{self.url}/apis/ccompat/v7"
 
-    def client(self) -> RegistryClient:
-        return RegistryClient(self.url)
+    def password(self, user: str = access.PUBLISHER) -> str:
+        """The user's password (made and kept under the state dir at first use)."""
+        if user not in {u.name for u in self.users}:
+            known = ", ".join(u.name for u in self.users)
+            raise KeyError(f"{user!r} is not a user of this registry; users: {known}")
+        from headwater.local.certs import write_private
+
+        path = self.credentials_dir / f"{user}.password"
+        if not path.is_file():
+            self.credentials_dir.mkdir(parents=True, exist_ok=True)
+            self.credentials_dir.chmod(0o700)
+            write_private(path, secrets.token_urlsafe(24).encode())
+        return path.read_text().strip()
+
+    def user_info(self, user: str) -> str:
+        """`user:password`, as clients' `basic.auth.user.info` setting takes it."""
+        return f"{user}:{self.password(user)}"
+
+    def client(self, user: str | None = access.PUBLISHER) -> RegistryClient:
+        """A client authenticated as `user` (the publisher by default; None: anonymous)."""
+        return RegistryClient(self.url, auth=(user, self.password(user)) if user else None)
 
     def running(self) -> bool:
         return self._process is not None and self._process.running()
@@ -222,13 +251,16 @@ class LocalRegistry:
             "apicurio.storage.snapshot.location": str(self.state_dir / "snapshots"),
             "apicurio.import.work-dir": str(self.state_dir / "import"),
         }
+        # Authentication and role-based authorization, as on Kubernetes; passwords only in the environment.
+        base |= access.realm_properties(self.users, lambda u: "${" + u.password_env + "}")
+        user_env = {u.password_env: self.password(u.name) for u in self.users}
         if self.kafka is None:
-            return {**base, "apicurio.storage.kind": "sql", "apicurio.storage.sql.kind": "h2"}, {}
+            return {**base, "apicurio.storage.kind": "sql", "apicurio.storage.sql.kind": "h2"}, user_env
         props, env = self.kafka.split()
         # Start-up reads the snapshots topic and verifies the journal with polls of this length (5 s by
         # default, several in a row); on one machine the answer comes in milliseconds.
         props["apicurio.kafkasql.consumer.poll.timeout"] = "1000"
-        return {**base, **props}, env
+        return {**base, **props}, {**env, **user_env}
 
     def command(self, java: str, home: Path) -> list[str]:
         digest = hashlib.sha256(f"{java}|{home}".encode()).hexdigest()[:12]
@@ -290,9 +322,14 @@ class LocalRegistry:
         self.progress(f"registry ready on {self.url} after {self.started_in:.1f}s")
         return self
 
-    def stop(self) -> None:
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the registry (SIGTERM, then SIGKILL after `grace` seconds, 20 by default)."""
         if self._process is not None:
-            self._process.stop()
+            self._process.stop(grace)
             self._process = None
 
     def __enter__(self) -> LocalRegistry:

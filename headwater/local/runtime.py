@@ -19,12 +19,14 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -32,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from components.observability import queried_metrics
 from headwater import jvm
 from headwater.config import load_platform
+from headwater.contracts import access
 from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
@@ -45,16 +49,30 @@ from headwater.local.console import (
     format_summary,
 )
 from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
-from headwater.local.ports import HOST, listening, port_free
-from headwater.local.process import ProcessError, Progress, running_processes, stderr_progress, stop_all
+from headwater.local.lag_exporter import LagExporter, LagExporterError, lag_principal
+from headwater.local.observe import PrometheusView, ReaderMetrics
+from headwater.local.ports import HOST, free_port, listening, port_free
+from headwater.local.process import (
+    ProcessError,
+    Progress,
+    quiet,
+    running_processes,
+    stderr_progress,
+    stop_all,
+)
 from headwater.local.producer import ProducerSettings, SampleProducer, shares_text
+from headwater.local.prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
+from headwater.local.prometheus import PORT_ENV as PROMETHEUS_PORT_ENV
+from headwater.local.prometheus import LocalPrometheus, LocalPrometheusError, ScrapeJob, prometheus_binary
 from headwater.local.provision import ProvisionError, client_config, provision
+from headwater.local.registry import PORT_ENV as REGISTRY_PORT_ENV
 from headwater.local.registry import (
     KafkaSqlStorage,
     LocalRegistry,
     RegistryStartError,
     default_port,
 )
+from headwater.local.snapshots import SnapshotChoice, SnapshotError, resolve_requests
 from headwater.spec import Platform
 
 if TYPE_CHECKING:
@@ -62,7 +80,9 @@ if TYPE_CHECKING:
 
 RUNTIME_FILE = "runtime.json"
 SUMMARY_FILE = "last-run.json"
+CLIENT_LOG = "clients.log"
 FLINK_START_TIMEOUT = 240.0
+CRASH_STOP_GRACE = 5.0  # seconds a part gets to stop by itself once the broker has crashed
 
 
 class LocalUpError(RuntimeError):
@@ -79,11 +99,16 @@ class UpOptions:
     producer: ProducerSettings | None = dataclasses.field(default_factory=ProducerSettings)
     kafka_ports: KafkaPorts | None = None  # None: defaults and HEADWATER_KAFKA_*_PORT
     registry_port: int | None = None  # None: default and HEADWATER_REGISTRY_PORT
+    prometheus_port: int | None = None  # None: default and HEADWATER_PROMETHEUS_PORT
     app_options: Mapping[str, str] = dataclasses.field(
         default_factory=dict
     )  # e.g. {"window-size-ms": "10000"}
     drain_timeout: float = 30.0  # after a bounded run's traffic: how long to wait for the apps to catch up
     tty: bool | None = None  # None: redraw in place when stdout is a terminal
+    # How the person chose each port, for messages: {"sasl": "--kafka-sasl-port <port>", "registry": ...}
+    port_settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    restore_from: tuple[str, ...] = ()  # --restore-from values: APP=PATH or a snapshot path
+    fresh: tuple[str, ...] = ()  # --fresh values: app names, "*" for every app
 
 
 def step(progress: Progress, what: str) -> Callable[[], float]:
@@ -139,8 +164,16 @@ class LocalPlatform:
         kafka_ports: KafkaPorts | None = None,
         registry_port: int | None = None,
         app_options: Mapping[str, str] | None = None,
+        prometheus_port: int | None = None,
+        port_settings: Mapping[str, str] | None = None,
+        restore_from: Sequence[str] = (),
+        fresh: Sequence[str] = (),
     ) -> None:
         self.platform = platform
+        self.port_settings = dict(port_settings or {})
+        self.restore_requests = tuple(restore_from)
+        self.fresh_requests = tuple(fresh)
+        self.snapshot_choices: dict[str, SnapshotChoice] = {}
         # App options beyond the spec's (e.g. a short feature window for a demo), as HEADWATER_<OPTION>
         # variables, which the apps read for every option their arguments leave unset.
         self.app_options = {_option_env(k): v for k, v in (app_options or {}).items()}
@@ -149,6 +182,14 @@ class LocalPlatform:
         self.kafka = LocalKafka(platform, self.state_dir, kafka_ports or KafkaPorts.from_env())
         self.registry_port = default_port() if registry_port is None else registry_port
         self.registry: LocalRegistry | None = None
+        self.prometheus = LocalPrometheus(
+            platform,
+            self.state_dir,
+            default_prometheus_port() if prometheus_port is None else prometheus_port,
+            progress=stderr_progress("prometheus"),
+        )
+        self.lag_exporter: LagExporter | None = None
+        self.reader_metrics: ReaderMetrics | None = None
         self.jobs: dict[str, LocalFlinkJob] = {}
         self.start_seconds: dict[str, float] = {}
         self.resumed: dict[str, str | None] = {}
@@ -170,21 +211,65 @@ class LocalPlatform:
             raise LocalUpError(
                 f"{FLINK_PYTHON} does not exist: the Flink apps need it; run `make venv-flink`"
             )
-        self.kafka.ports.check_free()
+        self.kafka.refuse_loose_secrets()
+        self.kafka.ports.check_free(self.port_settings)
         if not 0 < self.registry_port < 65536:
             raise LocalUpError(
                 f"registry port = {self.registry_port!r} is not valid; allowed: a TCP port 1-65535"
             )
+        how = self.port_settings.get("registry") or f"{REGISTRY_PORT_ENV}=<port>"
         if self.registry_port in dataclasses.astuple(self.kafka.ports):
             raise LocalUpError(
                 f"registry port {self.registry_port} is also a Kafka port ({self.kafka.ports}); choose another "
-                "with --registry-port or HEADWATER_REGISTRY_PORT"
+                f"with {how}"
             )
+        prom = self.prometheus.port
+        how_prom = (
+            self.port_settings.get("prometheus") or f"--prometheus-port or {PROMETHEUS_PORT_ENV}=<port>"
+        )
+        if not 0 < prom < 65536:
+            raise LocalUpError(f"prometheus port = {prom!r} is not valid; allowed: a TCP port 1-65535")
+        if prom in (*dataclasses.astuple(self.kafka.ports), self.registry_port):
+            raise LocalUpError(
+                f"prometheus port {prom} is also a Kafka or registry port; choose another with {how_prom}"
+            )
+        if not port_free(prom):
+            raise LocalUpError(
+                f"port {prom} on {HOST} is already in use, and the local Prometheus needs it; choose another "
+                f"with {how_prom}, or stop the process listening there "
+                f"(`ss -ltnp 'sport = :{prom}'`)"
+            )
+        try:
+            prometheus_binary()
+            lag_principal(self.platform)
+        except (LocalPrometheusError, LagExporterError) as exc:
+            raise LocalUpError(str(exc)) from None
         if not port_free(self.registry_port):
             raise LocalUpError(
                 f"port {self.registry_port} on {HOST} is already in use, and the schema registry needs it; "
-                "set another with --registry-port or HEADWATER_REGISTRY_PORT=<port>, or stop the process "
-                f"listening there (`ss -ltnp 'sport = :{self.registry_port}'`)"
+                f"choose another with {how}, or stop the process listening there "
+                f"(`ss -ltnp 'sport = :{self.registry_port}'`)"
+            )
+        self.choose_snapshots()
+
+    def choose_snapshots(self) -> None:
+        """Check each app's retained snapshots and choose what it resumes from, before anything starts.
+
+        Raises SnapshotError (DamagedSnapshotError naming the options) when the newest one is damaged or a
+        --restore-from/--fresh request cannot be honoured.
+        """
+        from headwater.local.flink import LocalFlinkJob
+
+        jobs = {
+            a.name: LocalFlinkJob(self.platform, a.name, self.kafka, "", self.state_dir, progress=quiet)
+            for a in self.platform.apps
+        }
+        restore, fresh = resolve_requests(
+            list(jobs), {n: j.job_dir for n, j in jobs.items()}, self.restore_requests, self.fresh_requests
+        )
+        for name, job in jobs.items():
+            self.snapshot_choices[name] = job.choose_snapshot(
+                restore_from=restore.get(name), fresh=name in fresh
             )
 
     # ---- start and stop --------------------------------------------------------------------------------
@@ -200,11 +285,23 @@ class LocalPlatform:
         provision(self.kafka, progress=stderr_progress("provision"))
         self.start_seconds["provision"] = done()
 
+        # Lag as Kafka Exporter exports it, read as the catalog's lag principal (Describe only).
+        # Its librdkafka log lines go to the clients' log like the other platform clients'.
+        self.lag_exporter = LagExporter(
+            {
+                **client_config(self.kafka, lag_principal(self.platform).name),
+                "logger": _client_logger(self.state_dir / "logs" / CLIENT_LOG),
+            },
+            free_port(),
+        ).start()
+        self.reader_metrics = ReaderMetrics(free_port()).start()
+
         done = step(say, "starting the schema registry (KafkaSQL storage)")
         self.registry = LocalRegistry(
             self.state_dir / "registry",
             self.registry_port,
             kafka=KafkaSqlStorage.for_local_kafka(self.kafka),
+            users=access.registry_users(self.platform),
         )
         self.registry.start()
         self.start_seconds["registry"] = done()
@@ -215,7 +312,26 @@ class LocalPlatform:
         self.start_seconds["contracts"] = done()
 
         self.start_jobs()
+
+        done = step(
+            say, "starting Prometheus (scrapes the broker, lag, Flink jobs, the reader; loads the alerts)"
+        )
+        self.prometheus.start(self.scrape_jobs())
+        self.start_seconds["prometheus"] = done()
         self._write_runtime()
+
+    def scrape_jobs(self) -> list[ScrapeJob]:
+        """What the local Prometheus scrapes: every exporter of this run, by the job names of the render."""
+        assert self.lag_exporter is not None and self.reader_metrics is not None
+        jobs = [
+            ScrapeJob("kafka", [f"{HOST}:{self.kafka.ports.metrics}"]),
+            ScrapeJob("kafka-exporter", [f"{HOST}:{self.lag_exporter.port}"]),
+            ScrapeJob("agent-runtime", [self.reader_metrics.target]),
+        ]
+        for name, job in self.jobs.items():
+            if job.metrics_target is not None:
+                jobs.append(ScrapeJob(f"flink-{name}", [job.metrics_target], {"app": name}))
+        return jobs
 
     def start_jobs(self) -> None:
         from headwater.local.flink import LocalFlinkJob
@@ -233,9 +349,10 @@ class LocalPlatform:
                 self.registry.url,
                 self.state_dir,
                 progress=stderr_progress(f"flink:{app.name}"),
+                registry_user_info=self.registry.user_info(app.name),
             )
             with _environment(self.app_options):
-                job.start(restore=True)
+                job.start(choice=self.snapshot_choices.get(app.name))
             self.jobs[app.name] = job
             self.resumed[app.name] = str(job.restored_from) if job.restored_from else None
         for name, job in self.jobs.items():
@@ -244,37 +361,68 @@ class LocalPlatform:
         done()
 
     def stop(self) -> None:
-        """Stop everything that was started, dependents first; keeps going past a failing stop."""
+        """Stop everything that was started, dependents first; keeps going past a failing stop.
+
+        With the broker gone (it crashed), nothing can take a savepoint or flush to it: the jobs (whose
+        retained checkpoints stay) and the registry (whose state lives in Kafka) get a short grace period
+        and are then killed, instead of waiting on a broker that is not coming back.
+        """
         say = self.progress
+        broker_down = self.kafka.pid is not None and not self.kafka.running()
+        grace = CRASH_STOP_GRACE if broker_down else None
+        if self.prometheus.running():
+            with _reporting(say, "stopping Prometheus"):
+                self.prometheus.stop()
         for name, job in reversed(list(self.jobs.items())):
-            with _reporting(say, f"stopping Flink app {name}"):
-                job.stop()
+            if broker_down:
+                what = f"stopping Flink app {name} (no savepoint: the broker is down; its checkpoints remain)"
+            else:
+                what = f"stopping Flink app {name}"
+            with _reporting(say, what):
+                job.stop(savepoint=not broker_down, grace=grace)
         self.jobs.clear()
         if self.registry is not None:
             with _reporting(say, "stopping the schema registry"):
-                self.registry.stop()
+                self.registry.stop(grace=grace)
             self.registry = None
+        for what, server in (
+            ("the lag exporter", self.lag_exporter),
+            ("the reader's metrics", self.reader_metrics),
+        ):
+            if server is not None:
+                with _reporting(say, f"stopping {what}"):
+                    server.stop()
+        self.lag_exporter = self.reader_metrics = None
         with _reporting(say, "stopping the Kafka broker"):
             self.kafka.stop()
         with contextlib.suppress(FileNotFoundError):
             self.runtime_file.unlink()
 
     def dead(self) -> list[str]:
-        """What should be running but is not, with where to look."""
+        """What should be running but is not, how it ended and where to look."""
         out = []
         if not self.kafka.running():
-            out.append(f"the Kafka broker exited (log: {self.kafka.log_file})")
+            out.append(
+                f"the Kafka broker {_ended(self.kafka.returncode)} (log: {_short(self.kafka.log_file)})"
+            )
         if self.registry is not None and not self.registry.running():
-            out.append(f"the schema registry exited (log: {self.registry.log_file})")
+            out.append(
+                f"the schema registry {_ended(self.registry.returncode)} (log: {_short(self.registry.log_file)})"
+            )
         for name, job in self.jobs.items():
             if not job.running():
-                out.append(f"Flink app {name} exited (log: {job.log_file})")
+                out.append(f"Flink app {name} {_ended(job.returncode)} (log: {_short(job.log_file)})")
+        if self.prometheus.pid is not None and not self.prometheus.running():
+            out.append(
+                f"Prometheus {_ended(self.prometheus.returncode)} (log: {_short(self.prometheus.log_file)})"
+            )
         return out
 
     def components(self) -> list[str]:
         """One line per process, for the console."""
         k = self.kafka
         width = max([len("schema registry"), *(len(f"flink {name}") for name in self.jobs)]) + 2
+        p = self.prometheus
         lines = [
             f"{'kafka':<{width}}pid {k.pid}  SASL_SSL {k.bootstrap_sasl}  mTLS {k.bootstrap_mtls}  "
             f"(log {_short(k.log_file)})"
@@ -287,6 +435,8 @@ class LocalPlatform:
             lines.append(
                 f"{'flink ' + name:<{width}}pid {job.pid}  checkpoint {_short(job.latest_checkpoint())}  (log {_short(job.log_file)})"
             )
+        if p.running():
+            lines.append(f"{'prometheus':<{width}}pid {p.pid}  {p.url}  (log {_short(p.log_file)})")
         return lines
 
     def _write_runtime(self) -> None:
@@ -315,7 +465,24 @@ class LocalPlatform:
             }
         for name, job in self.jobs.items():
             data["flink"][name] = {"pid": job.pid, "log": str(job.log_file)}
+        if self.prometheus.running():
+            data["prometheus"] = {
+                "pid": self.prometheus.pid,
+                "port": self.prometheus.port,
+                "url": self.prometheus.url,
+                "log": str(self.prometheus.log_file),
+            }
         self.runtime_file.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _ended(returncode: int | None) -> str:
+    if returncode is None:
+        return "exited"
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+        return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
 def _short(path: object) -> str:
@@ -396,8 +563,8 @@ class _Signals:
             print("second signal: stopping every process now", file=sys.stderr, flush=True)
             stop_all()
             os._exit(128 + signum)
-        self.requested.set()
         self.signum = signum
+        self.requested.set()
         print(
             f"\n{signal.Signals(signum).name}: stopping the local platform (again to stop at once)",
             file=sys.stderr,
@@ -415,7 +582,8 @@ class _Signals:
 
 
 def up(options: UpOptions) -> int:
-    """Run the platform; return the exit status (0: a bounded run finished, 128+N: stopped by signal N)."""
+    """Run the platform; return the exit status (0: a bounded run finished, 1: a part crashed or failed to
+    start, 2: refused before anything started, 128+N: stopped by signal N)."""
     platform = load_platform(options.stack)
     state_dir = (options.state_dir or default_state_dir(platform.stack)).resolve()
     say = stderr_progress("local")
@@ -427,36 +595,52 @@ def up(options: UpOptions) -> int:
             kafka_ports=options.kafka_ports,
             registry_port=options.registry_port,
             app_options=options.app_options,
+            prometheus_port=options.prometheus_port,
+            port_settings=options.port_settings,
+            restore_from=options.restore_from,
+            fresh=options.fresh,
         )
         local.preflight()
-    except (LocalUpError, LocalKafkaError, ValueError) as exc:
+    except (LocalUpError, LocalKafkaError, SnapshotError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     signals = _Signals()
     signals.install()
     producer: SampleProducer | None = None
     monitor: Monitor | None = None
+    view: PrometheusView | None = None
     console: Console | None = None
+    crashed: list[str] = []  # what died by itself while running: the one line of cause printed last
     status = 0
     try:
         say(f"stack {platform.stack}, state in {state_dir}")
+        for name, choice in local.snapshot_choices.items():
+            for line in choice.lines():
+                stderr_progress(f"flink:{name}")(line)
         local.start()
         assert local.registry is not None
+        # The platform's own clients log into a file: when a part dies they would otherwise fill the
+        # terminal with one connection error per client and retry.
+        clients = _client_logger(state_dir / "logs" / CLIENT_LOG)
         since_ms = int(time.time() * 1000)
         topology = Topology.of(platform)
         monitor = Monitor(
             platform,
-            client_config(local.kafka, topology.reader),
-            local.kafka.admin_config(),
+            {**client_config(local.kafka, topology.reader), "logger": clients},
+            {**local.kafka.admin_config(), "logger": clients},
             local.registry.url,
             since_ms=since_ms,
-            triage_config=_triage_config(local.kafka, platform),
+            triage_config=_triage_config(local.kafka, platform, clients),
+            latency_histogram=local.reader_metrics.latency if local.reader_metrics is not None else None,
+            registry_auth=_registry_auth(local.registry),
         )
         monitor.start()  # assigned first, so an interrupted start still stops its readers
         if options.producer is not None:
-            producer = _producer(local, options.producer)
+            producer = _producer(local, options.producer, clients)
             say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
             producer.start()
+        view = PrometheusView(local.prometheus).start()
+        say(f"Prometheus: {local.prometheus.url} (the console's lag and latency are read from there)")
         signals.starting = False
         if signals.requested.is_set():
             raise KeyboardInterrupt
@@ -468,33 +652,36 @@ def up(options: UpOptions) -> int:
             footer="Ctrl-C stops everything"
             + (f" · bounded run of {options.duration:.0f}s" if options.duration else ""),
             tty=options.tty,
+            prometheus=view.figures,
         )
         began = time.monotonic()
         deadline = began + options.duration if options.duration else None
         while not signals.requested.is_set():
             console.tick()
-            dead = local.dead()
-            if dead:
-                console.close()
-                print("error: " + "; ".join(dead), file=sys.stderr)
-                status = 1
+            crashed = local.dead()
+            if crashed:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
             signals.requested.wait(0.1)
         console.close()
+        if crashed:
+            say(f"{crashed[0]}: stopping everything")
         traffic_seconds = time.monotonic() - began
         if producer is not None:
-            remaining = producer.stop()
+            # With a part down nothing more will be delivered: don't wait for it.
+            remaining = producer.stop(flush_timeout=1.0 if crashed else 10.0)
             if remaining:
                 say(f"{remaining} records were still queued when the producer stopped")
             stats = producer.stats
             if stats.started_at and stats.stopped_at:
                 traffic_seconds = stats.stopped_at - stats.started_at
-        if options.duration and not signals.requested.is_set() and status == 0:
-            _drain(monitor, options.drain_timeout, say, signals)
+        if options.duration and not signals.requested.is_set() and not crashed:
+            crashed = _drain(monitor, options.drain_timeout, say, signals, local.dead)
         snap = monitor.snapshot()
-        monitor.stop()
+        monitor.stop(timeout=2.0 if crashed else 15.0)
+        view.stop()
+        prometheus_end = _prometheus_summary(local.prometheus, view)
         summary = RunSummary(
             stack=platform.stack,
             seconds=traffic_seconds,
@@ -505,13 +692,14 @@ def up(options: UpOptions) -> int:
             start_seconds=local.start_seconds,
             resumed=local.resumed,
             final_lags={lag.group: lag.lag for lag in snap.lags},
+            prometheus=prometheus_end,
         )
         (state_dir / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
         print(format_summary(summary), flush=True)
-        if signals.requested.is_set():
-            status = signals.exit_code
+        if crashed:
+            status = 1
     except KeyboardInterrupt:
-        status = signals.exit_code or 130
+        status = 130
     except _startup_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = 1
@@ -521,14 +709,35 @@ def up(options: UpOptions) -> int:
             console.close()
         if producer is not None:
             with contextlib.suppress(Exception):
-                producer.stop(flush_timeout=2.0)
+                producer.stop(flush_timeout=1.0 if crashed else 2.0)
         if monitor is not None:
-            monitor.stop()
+            monitor.stop(timeout=2.0 if crashed else 15.0)
+        if view is not None:
+            view.stop()
         local.stop()
         signals.restore()
         left = [f"{p.name} (pid {p.pid})" for p in running_processes()]
         say("stopped: nothing left running" if not left else f"stopped, but still running: {', '.join(left)}")
+        if crashed:
+            print(f"error: stopped because {'; then '.join(crashed)}", file=sys.stderr, flush=True)
+    # A signal that arrived at any point before here, even while traffic ended or the stop ran, is how this
+    # run ended: report it, whatever the run had reached.
+    if signals.signum is not None and not crashed:
+        status = signals.exit_code
     return status
+
+
+def _client_logger(path: Path) -> logging.Logger:
+    """A logger for the platform's own Kafka clients (librdkafka's log lines) that writes only to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"headwater.local.clients.{path}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
 
 
 def _startup_errors() -> tuple[type[Exception], ...]:
@@ -543,35 +752,101 @@ def _startup_errors() -> tuple[type[Exception], ...]:
         LocalUpError,
         LocalFlinkError,
         RegistryError,
+        LocalPrometheusError,
+        LagExporterError,
     )
 
 
-def _triage_config(kafka: LocalKafka, platform: Platform) -> dict[str, Any] | None:
+def default_prometheus_port() -> int:
+    """The local Prometheus's port: HEADWATER_PROMETHEUS_PORT or 9090."""
+    text = os.environ.get(PROMETHEUS_PORT_ENV)
+    if text is None:
+        return DEFAULT_PROMETHEUS_PORT
+    try:
+        return _port(text)
+    except ValueError:
+        raise LocalUpError(
+            f"{PROMETHEUS_PORT_ENV} = {text!r} is not valid; allowed: a TCP port 1-65535"
+        ) from None
+
+
+def _prometheus_summary(prometheus: LocalPrometheus, view: PrometheusView) -> dict[str, Any] | None:
+    """What Prometheus holds at the end of a run: lag, latency quantiles, alerts, and how often it scraped."""
+    if not prometheus.running():
+        return None
+    try:
+        figures = view.poll()
+        scrapes = {
+            r["metric"].get("job", "?"): int(float(r["value"][1]))
+            for r in prometheus.query("sum by (job) (count_over_time(up[1d]))")
+        }
+        answered = {
+            r["metric"].get("job", "?"): int(float(r["value"][1]))
+            for r in prometheus.query("sum by (job) (sum_over_time(up[1d]))")
+        }
+        # Every series the stack's alerts and dashboard read: how many of each this run's Prometheus holds.
+        series = {
+            name: len(prometheus.query(f"last_over_time({name}[1d])"))
+            for name in sorted(queried_metrics(prometheus.platform))
+        }
+    except (OSError, LocalPrometheusError, ValueError) as exc:
+        return {"url": prometheus.url, "error": str(exc)}
+    return {
+        **figures.as_dict(),
+        "scrapes": dict(sorted(scrapes.items())),
+        "scrapes_answered": dict(sorted(answered.items())),
+        "queried_series": series,
+        "started_seconds": None
+        if prometheus.started_seconds is None
+        else round(prometheus.started_seconds, 2),
+        "polls": view.polls,
+    }
+
+
+def _triage_config(kafka: LocalKafka, platform: Platform, logger: logging.Logger) -> dict[str, Any] | None:
     """librdkafka settings of the principal the catalog declares as the dead letters' reader, if any."""
     triage = Topology.of(platform).triage
-    return client_config(kafka, triage[0]) if triage else None
+    return {**client_config(kafka, triage[0]), "logger": logger} if triage else None
 
 
-def _producer(local: LocalPlatform, settings: ProducerSettings) -> SampleProducer:
+def _registry_auth(registry: LocalRegistry) -> Callable[[str], tuple[str, str] | None]:
+    """A principal's registry credentials (it reads schemas as itself)."""
+    return lambda principal: (principal, registry.password(principal))
+
+
+def _producer(local: LocalPlatform, settings: ProducerSettings, logger: logging.Logger) -> SampleProducer:
     assert local.registry is not None
     topology = Topology.of(local.platform)
     schema = next(c.schema for c in load_contracts(local.platform) if c.topic == topology.raw)
-    serializer = JsonSerializer(local.registry.client(), topology.raw, schema)
-    return SampleProducer(client_config(local.kafka, topology.producer), topology.raw, serializer, settings)
+    # The producer looks its schema id up as itself (a reader); the platform registered the contracts.
+    serializer = JsonSerializer(local.registry.client(topology.producer), topology.raw, schema)
+    config = {**client_config(local.kafka, topology.producer), "logger": logger}
+    return SampleProducer(config, topology.raw, serializer, settings)
 
 
-def _drain(monitor: Monitor, timeout: float, say: Progress, signals: _Signals) -> None:
+def _drain(
+    monitor: Monitor,
+    timeout: float,
+    say: Progress,
+    signals: _Signals,
+    dead: Callable[[], list[str]],
+) -> list[str]:
     """After a bounded run's traffic: wait (up to `timeout`) until every watched group has caught up.
 
     Caught up must hold over two more rounds of offset polling: an app commits its source offsets and its
     output transaction at the same checkpoint, in no fixed order, so one round can see the first before the
-    second has moved the output's end offsets.
+    second has moved the output's end offsets. Returns what died meanwhile (empty: nothing), which ends
+    the wait at once.
     """
     say(f"traffic stopped; waiting up to {timeout:.0f}s for the consumer groups to catch up")
     deadline = time.monotonic() + timeout
     behind = monitor.behind()
     settled_at: int | None = None
     while time.monotonic() < deadline and not signals.requested.is_set():
+        crashed = dead()
+        if crashed:
+            say(f"{crashed[0]}: stopping everything")
+            return crashed
         behind = monitor.behind()
         if behind:
             settled_at = None
@@ -579,11 +854,12 @@ def _drain(monitor: Monitor, timeout: float, say: Progress, signals: _Signals) -
             settled_at = monitor.polls
         elif monitor.polls >= settled_at + 2:
             say("every consumer group has caught up")
-            return
+            return []
         signals.requested.wait(0.25)
     say(
         "not caught up in time: " + ", ".join(f"{g} lag {'-' if v is None else v}" for g, v in behind.items())
     )
+    return []
 
 
 # ---- status -------------------------------------------------------------------------------------------------
@@ -601,22 +877,31 @@ def status(stack: str, state_dir: Path | None = None) -> int:
     print(f"stack {stack}: running as pid {data['pid']} since {data.get('started_at')} (state dir {state})")
     kafka = data.get("kafka") or {}
     ports = kafka.get("ports") or {}
-    print(
-        f"  kafka            pid {kafka.get('pid')} {'up' if _alive(kafka.get('pid')) else 'DOWN'}  "
-        + "  ".join(
-            f"{name} {port} {'listening' if listening(port) else 'closed'}" for name, port in ports.items()
-        )
-    )
     registry = data.get("registry")
+    flink = data.get("flink") or {}
+    rows: list[tuple[str, Any, str]] = [
+        (
+            "kafka",
+            kafka.get("pid"),
+            "  ".join(
+                f"{name} {port} {'listening' if listening(port) else 'closed'}"
+                for name, port in ports.items()
+            ),
+        )
+    ]
     if registry:
-        print(
-            f"  schema registry  pid {registry.get('pid')} {'up' if _alive(registry.get('pid')) else 'DOWN'}  "
-            f"{registry.get('url')} {'listening' if listening(int(registry.get('port', 0))) else 'closed'}"
-        )
-    for name, job in (data.get("flink") or {}).items():
-        print(
-            f"  flink {name:<11}pid {job.get('pid')} {'up' if _alive(job.get('pid')) else 'DOWN'}  log {job.get('log')}"
-        )
+        up = "listening" if listening(int(registry.get("port", 0))) else "closed"
+        rows.append(("schema registry", registry.get("pid"), f"{registry.get('url')} {up}"))
+    rows += [(f"flink {name}", job.get("pid"), f"log {job.get('log')}") for name, job in flink.items()]
+    prom = data.get("prometheus")
+    if prom:
+        up = "listening" if listening(int(prom.get("port", 0))) else "closed"
+        rows.append(("prometheus", prom.get("pid"), f"{prom.get('url')} {up}"))
+    # Columns as wide as their longest entry, two spaces apart, whatever the app names.
+    name_w = max(len(name) for name, _, _ in rows)
+    pid_w = max(len(f"pid {pid}") for _, pid, _ in rows)
+    for name, pid, detail in rows:
+        print(f"  {name:<{name_w}}  {f'pid {pid}':<{pid_w}}  {'up' if _alive(pid) else 'DOWN':<4}  {detail}")
     return 0
 
 
@@ -640,25 +925,33 @@ def _describe_state(state: Path) -> None:
 # ---- command line -------------------------------------------------------------------------------------------
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(text)
+def _number(text: str, allowed: str, ok: Callable[[float], bool]) -> float:
+    """A finite number for which `ok` holds; else an argparse error saying what is allowed."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid; allowed: {allowed}")
     return value
+
+
+def _seconds(text: str) -> float:
+    return _number(text, "a number of seconds > 0, like 60 or 0.5", lambda v: v > 0)
+
+
+def _rate(text: str) -> float:
+    return _number(text, "a number of events per second > 0, like 20 or 0.5", lambda v: v > 0)
 
 
 def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(text)
-    return value
+    return _number(text, "a share from 0 to 1, like 0.05", lambda v: 0.0 <= v <= 1.0)
 
 
 def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise ValueError(text)
-    return value
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid; allowed: a TCP port 1-65535")
+    return int(text)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -668,12 +961,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
             ("sasl", args.kafka_sasl_port),
             ("mtls", args.kafka_mtls_port),
             ("controller", args.kafka_controller_port),
+            ("metrics", args.kafka_metrics_port),
         )
         if value is not None
     }
     try:
         ports = dataclasses.replace(KafkaPorts.from_env(), **overrides)
         registry_port = args.registry_port if args.registry_port is not None else default_port()
+        prometheus_port = (
+            args.prometheus_port if args.prometheus_port is not None else default_prometheus_port()
+        )
         settings = (
             None
             if args.no_producer
@@ -684,7 +981,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 seed=args.seed,
             )
         )
-    except (LocalKafkaError, ValueError) as exc:
+    except (LocalKafkaError, LocalUpError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app_options: dict[str, str] = {}
@@ -692,14 +989,34 @@ def _cmd_up(args: argparse.Namespace) -> int:
         app_options["window-size-ms"] = str(int(args.feature_window * 1000))
     if args.out_of_orderness is not None:
         app_options["max-out-of-orderness-ms"] = str(int(args.out_of_orderness * 1000))
+    flags = {
+        "sasl": ("--kafka-sasl-port", args.kafka_sasl_port, KafkaPorts.ENV["sasl"]),
+        "mtls": ("--kafka-mtls-port", args.kafka_mtls_port, KafkaPorts.ENV["mtls"]),
+        "controller": ("--kafka-controller-port", args.kafka_controller_port, KafkaPorts.ENV["controller"]),
+        "registry": ("--registry-port", args.registry_port, REGISTRY_PORT_ENV),
+        "prometheus": ("--prometheus-port", args.prometheus_port, PROMETHEUS_PORT_ENV),
+    }
+    # Name the setting the person used: the flag if given, else the environment variable if set, else both.
+    port_settings = {
+        name: f"{flag} <port>"
+        if value is not None
+        else f"{env}=<port>"
+        if env in os.environ
+        else f"{flag} <port> (or {env}=<port>)"
+        for name, (flag, value, env) in flags.items()
+    }
     options = UpOptions(
         stack=args.stack,
         app_options=app_options,
+        port_settings=port_settings,
+        restore_from=tuple(args.restore_from or ()),
+        fresh=tuple(args.fresh or ()),
         state_dir=Path(args.state_dir) if args.state_dir else None,
         duration=args.duration,
         producer=settings,
         kafka_ports=ports,
         registry_port=registry_port,
+        prometheus_port=prometheus_port,
         tty=False if args.plain else None,
     )
     return up(options)
@@ -731,7 +1048,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], stacks:
         help="seconds of traffic, then stop everything and print a summary (default: run until Ctrl-C)",
     )
     p.add_argument(
-        "--rate", type=_seconds, default=20.0, metavar="R", help="sample events per second (default 20)"
+        "--rate", type=_rate, default=20.0, metavar="R", help="sample events per second (default 20)"
     )
     p.add_argument(
         "--malformed-share", type=_share, default=0.05, help="share of malformed records (default 0.05)"
@@ -756,12 +1073,33 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], stacks:
         help="how far behind the newest event time the apps' watermarks stay, in seconds (default: the apps', 30)",
     )
     p.add_argument("--plain", action="store_true", help="plain periodic lines even on a terminal")
+    p.add_argument(
+        "--restore-from",
+        action="append",
+        metavar="[APP=]SNAPSHOT",
+        help="resume APP from this retained checkpoint or savepoint instead of its newest one (what came after "
+        "it is replayed); repeat per app. The start names this option when the newest snapshot is damaged",
+    )
+    p.add_argument(
+        "--fresh",
+        action="append",
+        nargs="?",
+        const="*",
+        metavar="APP",
+        help="start APP (without a value: every app) without state, leaving its retained snapshots unused",
+    )
     p.add_argument("--kafka-sasl-port", type=_port, help=f"[env {KafkaPorts.ENV['sasl']}] default 9093")
     p.add_argument("--kafka-mtls-port", type=_port, help=f"[env {KafkaPorts.ENV['mtls']}] default 9094")
     p.add_argument(
         "--kafka-controller-port", type=_port, help=f"[env {KafkaPorts.ENV['controller']}] default 9095"
     )
+    p.add_argument(
+        "--kafka-metrics-port",
+        type=_port,
+        help=f"[env {KafkaPorts.ENV['metrics']}] the broker's Prometheus endpoint, default 9404",
+    )
     p.add_argument("--registry-port", type=_port, help="[env HEADWATER_REGISTRY_PORT] default 8181")
+    p.add_argument("--prometheus-port", type=_port, help=f"[env {PROMETHEUS_PORT_ENV}] default 9090")
     p.set_defaults(func=_cmd_up)
 
     p = lsub.add_parser("status", help="what of the local platform is running, with pids and ports")

@@ -64,11 +64,11 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
     with pytest.raises(ConfigError) as err:
         load_platform("local", catalog=catalog, catalog_dir=tmp_path)
     assert err.value.problems == [
-        "catalog.topics.agents.events.deadletter.v1.schema = 'schemas/deadletter.proto': allowed: a path "
+        "stack local: catalog.topics.agents.events.deadletter.v1.schema = 'schemas/deadletter.proto': allowed: a path "
         "ending in .avsc or .json (Avro or JSON Schema)",
         "stack local: topics.agents.signals.v1.compatibility = 'SIDEWAYS' is not valid; allowed: NONE, "
         "BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE",
-        f"catalog.topics.features.agent_activity.v1.schema is missing: every feature topic needs a data "
+        f"stack local: catalog.topics.features.agent_activity.v1.schema is missing: every feature topic needs a data "
         f"contract (an .avsc or .json file under {tmp_path / 'schemas'}); only journal topics and topics that only platform services write are exempt",
     ]
 
@@ -96,9 +96,9 @@ def test_dead_letters_carry_the_contract_violation() -> None:
 
 def test_registry_warnings_flag_json_schema_drafts_the_registry_cannot_compare() -> None:
     (raw,) = [c for c in load_contracts(load_platform("local")) if c.topic == "agents.events.raw.v1"]
-    draft7 = copy.deepcopy(raw.schema) | {"$schema": "http://json-schema.org/draft-07/schema#"}
+    draft7 = copy.deepcopy(dict(raw.schema)) | {"$schema": "http://json-schema.org/draft-07/schema#"}
     assert registry_warnings(replace(raw, schema=draft7)) == []
-    newer = copy.deepcopy(raw.schema) | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    newer = copy.deepcopy(dict(raw.schema)) | {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     (warning,) = registry_warnings(replace(raw, schema=newer))
     assert "only understands JSON Schema drafts 4 to 7" in warning
 
@@ -110,6 +110,6 @@ def test_a_contract_is_named_after_its_topic() -> None:
     with pytest.raises(ConfigError) as err:  # reported by the config loader with the stack's other problems
         load_platform("local", catalog=catalog)
     assert err.value.problems == [
-        "catalog.topics.agents.signals.v1.schema = 'schemas/signals.avsc': allowed: "
+        "stack local: catalog.topics.agents.signals.v1.schema = 'schemas/signals.avsc': allowed: "
         "schemas/agents.signals.v1.avsc or schemas/agents.signals.v1.json"
     ]

@@ -20,8 +20,9 @@ from headwater.contracts import kafkasql
 from headwater.contracts.model import load_contracts
 from headwater.contracts.serde import AvroDeserializer, AvroSerializer
 from headwater.local import KafkaPorts, LocalKafka, client_config, install_signal_handlers, provision
+from headwater.local.ports import free_port
 from headwater.local.process import stderr_progress
-from headwater.local.registry import KafkaSqlStorage, LocalRegistry, free_port
+from headwater.local.registry import KafkaSqlStorage, LocalRegistry
 
 TOPIC = "agents.signals.v1"
 

@@ -36,6 +36,12 @@ def _contracts(stack: str) -> dict[str, Contract]:
     return {c.topic: c for c in load_contracts(load_platform(stack))}
 
 
+def outs(result: Any) -> dict[str, Any]:
+    """The outputs of a dynamic provider's result (always set by this provider)."""
+    assert result.outs is not None
+    return dict(result.outs)
+
+
 def _props(
     registry: LocalRegistry, subject: str, schema: dict[str, Any], kind: SchemaType, level: Compatibility
 ) -> dict[str, Any]:
@@ -46,6 +52,8 @@ def _props(
         "schema_type": kind.value,
         "compatibility": level.value,
         "verify_tls": True,
+        "username": "contracts-publisher",
+        "password": registry.password(),
     }
 
 
@@ -92,8 +100,12 @@ def _raw_event() -> dict[str, Any]:
 
 
 def test_every_catalog_contract_registers_with_its_stack_level(
-    registry: LocalRegistry, client: RegistryClient, capsys: pytest.CaptureFixture[str]
+    registry: LocalRegistry,
+    client: RegistryClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("HEADWATER_REGISTRY_PASSWORD", registry.password())
     assert main(["contracts", "register", "--url", registry.url, "--stack", "prod"]) == 0
     out = capsys.readouterr().out
     contracts = load_contracts(load_platform("prod"))
@@ -123,14 +135,14 @@ def test_a_compatible_evolution_is_accepted(
     evolved = copy.deepcopy(dict(signals.schema))
     evolved["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
     news = _props(registry, fresh_subject, evolved, SchemaType.AVRO, level)
-    assert provider.check(v1.outs, news).failures == []
-    assert provider.diff(fresh_subject, v1.outs, news).changes is True
-    v2 = provider.update(fresh_subject, v1.outs, news)
-    assert (v1.outs["version"], v2.outs["version"]) == (1, 2)
-    assert v2.outs["schema_id"] != v1.outs["schema_id"]
+    assert provider.check(outs(v1), news).failures == []
+    assert provider.diff(fresh_subject, outs(v1), news).changes is True
+    v2 = provider.update(fresh_subject, outs(v1), news)
+    assert (outs(v1)["version"], outs(v2)["version"]) == (1, 2)
+    assert outs(v2)["schema_id"] != outs(v1)["schema_id"]
     assert client.get_compatibility(fresh_subject) == level
-    read = provider.read(fresh_subject, v2.outs)
-    assert read.outs["schema"] == news["schema"] and read.outs["schema_id"] == v2.outs["schema_id"]
+    read = provider.read(fresh_subject, outs(v2))
+    assert outs(read)["schema"] == news["schema"] and outs(read)["schema_id"] == outs(v2)["schema_id"]
 
 
 def test_an_incompatible_change_is_refused_with_the_message_users_see(
@@ -145,7 +157,7 @@ def test_an_incompatible_change_is_refused_with_the_message_users_see(
     news = _props(registry, fresh_subject, broken, SchemaType.AVRO, level)
 
     # What `pulumi preview` prints: the subject, the level, the version it breaks with, where and why.
-    (failure,) = provider.check(v1.outs, news).failures
+    (failure,) = provider.check(outs(v1), news).failures
     assert failure.property == "schema"
     assert failure.reason.startswith(
         f"subject {fresh_subject}: the new schema is not FULL_TRANSITIVE-compatible with the 1 version(s) "
@@ -153,7 +165,7 @@ def test_an_incompatible_change_is_refused_with_the_message_users_see(
     )
     assert (
         f"{fresh_subject} (FULL_TRANSITIVE): the new schema cannot read records written with version 1 "
-        f"(id {v1.outs['schema_id']}): /event_id: reader type: long not compatible with writer type: string"
+        f"(id {outs(v1)['schema_id']}): /event_id: reader type: long not compatible with writer type: string"
     ) in failure.reason
     assert "consumers still using version 1" in failure.reason
     assert f"{fresh_subject} (FULL_TRANSITIVE): the registry says: /fields/0/type:" in failure.reason
@@ -174,12 +186,12 @@ def test_a_level_change_is_judged_at_the_new_level(registry: LocalRegistry, fres
     removed = {"type": "record", "name": "R", "fields": []}  # backward-compatible, not forward
     assert (
         provider.check(
-            v1.outs, _props(registry, fresh_subject, removed, SchemaType.AVRO, Compatibility.BACKWARD)
+            outs(v1), _props(registry, fresh_subject, removed, SchemaType.AVRO, Compatibility.BACKWARD)
         ).failures
         == []
     )
     (failure,) = provider.check(
-        v1.outs, _props(registry, fresh_subject, removed, SchemaType.AVRO, Compatibility.FULL)
+        outs(v1), _props(registry, fresh_subject, removed, SchemaType.AVRO, Compatibility.FULL)
     ).failures
     assert "consumers still using version 1" in failure.reason and "/a:" in failure.reason
 

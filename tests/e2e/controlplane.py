@@ -13,6 +13,7 @@ at start; every process runs in its own process group and is stopped (SIGTERM, t
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import socket
 import ssl
@@ -37,7 +38,10 @@ _progress = stderr_progress("control plane")
 def toolchain_bin() -> Path:
     """The folder of the pinned toolchain's binaries, built on first use (about 30 min cold, seconds warm)."""
     out = subprocess.run(
-        [str(ROOT / "engine" / "build.sh"), "--print-bin"], stdout=subprocess.PIPE, text=True, check=True
+        [str(ROOT / "engine" / "build.sh"), "--print-bin", "all"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     )
     return Path(out.stdout.strip().splitlines()[-1])
 
@@ -194,11 +198,8 @@ class ControlPlane:
             ],
         )
         for proc, port in ((kcm, kcm_port), (scheduler, scheduler_port)):
-            proc.wait_ready(
-                lambda p=port: _http_ok(f"https://127.0.0.1:{p}/healthz"),
-                timeout=120,
-                what=f"{proc.name} /healthz",
-            )
+            probe = functools.partial(_http_ok, f"https://127.0.0.1:{port}/healthz")
+            proc.wait_ready(probe, timeout=120, what=f"{proc.name} /healthz")
         self.create_fake_node()
         kwok.wait_ready(self._node_ready, timeout=60, what=f"node {FAKE_NODE} Ready (kwok)")
 

@@ -100,6 +100,15 @@ class PulumiStack:
         (self.home / "state").mkdir(parents=True, exist_ok=True)
         self.write_config(config)
         self.run("stack", "init", self.name, stack=False)
+        # `stack init` writes the passphrase salt into the project's stack folder (it takes no --config-file):
+        # move it into this stack's own file, so the repository's stacks/ stay as they are.
+        made = ROOT / "stacks" / f"Pulumi.{self.name}.yaml"
+        if made.exists():
+            extra = yaml.safe_load(made.read_text()) or {}
+            made.unlink()
+            current = yaml.safe_load(self.config_file.read_text()) or {}
+            current.update({k: v for k, v in extra.items() if k != "config"})
+            self.config_file.write_text(yaml.safe_dump(current, sort_keys=False))
 
     def write_config(self, config: dict[str, Any]) -> None:
         current = yaml.safe_load(self.config_file.read_text()) if self.config_file.exists() else {}

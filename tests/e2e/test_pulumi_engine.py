@@ -124,7 +124,10 @@ def dev(
         home=home,
         kubeconfig=control_plane.kubeconfig,
         config_file=home / "Pulumi.e2e-dev.yaml",
-        extra_env={"HEADWATER_REGISTRY_URL": registry.url},
+        extra_env={
+            "HEADWATER_REGISTRY_URL": registry.url,
+            "HEADWATER_REGISTRY_PASSWORD": registry.password(),
+        },
     )
     stack.init(_stack_config("dev"))
     stack.set_secret("headwater:flink.s3Credentials.accessKey", S3_ACCESS)
@@ -334,7 +337,10 @@ def prod(
         home=home,
         kubeconfig=control_plane.kubeconfig,
         config_file=home / "Pulumi.e2e-prod.yaml",
-        extra_env={"HEADWATER_REGISTRY_URL": registry.url},
+        extra_env={
+            "HEADWATER_REGISTRY_URL": registry.url,
+            "HEADWATER_REGISTRY_PASSWORD": registry.password(),
+        },
     )
     stack.init(_stack_config("prod"))
     yield stack

@@ -71,7 +71,8 @@ class FakeFunctionContext:
 def test_checking_counts_valid_and_invalid_and_encodes_signals_or_dead_letters() -> None:
     runtime: Any = FakeRuntime()
     fn = events_pipeline.CheckEvents(contract(), signals_codec(), dead_letters_codec())
-    fn.open(FakeFunctionContext(runtime))
+    context: Any = FakeFunctionContext(runtime)
+    fn.open(context)
     when = datetime.fromtimestamp(BASE_MS / 1000, UTC)
     rows = [
         fn.eval(v, "agents.events.raw.v1", 3, i, when)

@@ -13,6 +13,7 @@ import pytest
 from flink_harness import environment
 from py4j.protocol import Py4JJavaError
 from pyflink.common import Types
+from pyflink.datastream.data_stream import CloseableIterator
 
 
 def _through_the_gateway(value: int) -> int:
@@ -25,7 +26,9 @@ def _through_the_gateway(value: int) -> int:
 def test_an_operator_that_touches_the_jvm_gateway_fails_the_job(tmp_path: Path) -> None:
     env = environment(tmp_path)
     out = env.from_collection([-1, 2], type_info=Types.INT()).map(_through_the_gateway, Types.INT())
-    with out.execute_and_collect() as results, pytest.raises(Py4JJavaError) as failure:
+    results = out.execute_and_collect()
+    assert isinstance(results, CloseableIterator)  # a list only when a limit is given
+    with results, pytest.raises(Py4JJavaError) as failure:
         list(results)
     assert "PythonGatewayServer during Python UDF execution" in str(failure.value)
 
@@ -38,7 +41,9 @@ def _pid(value: int) -> int:
 def test_operators_run_outside_the_submitting_process(tmp_path: Path) -> None:
     env = environment(tmp_path)
     out = env.from_collection([1, 2], type_info=Types.INT()).map(_pid, Types.INT())
-    with out.execute_and_collect() as results:
+    results = out.execute_and_collect()
+    assert isinstance(results, CloseableIterator)
+    with results:
         pids = set(results)
     assert pids and os.getpid() not in pids, "Python operators ran inside the process that submitted the job"
 

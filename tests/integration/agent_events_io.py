@@ -40,6 +40,9 @@ PRODUCER = "agent-gateway"
 READER = "agent-runtime"
 
 
+_TRANSIENT = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT)
+
+
 def run_id(prefix: str) -> str:
     """A prefix for this run's event ids (the contract allows letters, digits and `._:-`)."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -66,7 +69,7 @@ def event(event_id: str, *, agent: str = "agent-1", **fields: Any) -> dict[str, 
 
 def raw_contract(platform: Any) -> dict[str, Any]:
     (contract,) = [c for c in load_contracts(platform) if c.topic == RAW]
-    return contract.schema
+    return dict(contract.schema)
 
 
 @dataclass
@@ -141,10 +144,13 @@ class Tail:
     records: list[dict[str, Any]] = field(default_factory=list)
     undecodable: list[str] = field(default_factory=list)
     schema_ids: Counter[int] = field(default_factory=Counter)  # writer schema ids of the kept records
+    # Connection errors while the broker is away (a test may kill and restart it): noted, not fatal.
+    transient_errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         settings = {
             **self.config,
+            "error_cb": lambda err: self.transient_errors.append(str(err)),
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -174,11 +180,17 @@ class Tail:
             for msg in self._consumer.consume(500, timeout=min(left, 0.5)):
                 error = msg.error()
                 if error is not None:
+                    if error.code() in _TRANSIENT or error.retriable():
+                        self.transient_errors.append(str(error))
+                        continue
                     assert error.code() == KafkaError._PARTITION_EOF, (
                         f"consumer error on {self.topic}: {error}"
                     )
                     continue
                 value = msg.value()
+                if value is None:
+                    self.undecodable.append(f"{msg.partition()}/{msg.offset()}: a record without a value")
+                    continue
                 try:
                     record = self._decode(value)
                 except Exception as exc:

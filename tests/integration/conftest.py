@@ -10,10 +10,19 @@
   (the ACL matrix, the lifecycle tests), so the shared platform stays clean.
 
 Both brokers are stopped at the end of the session, on Ctrl-C and on SIGTERM; nothing outlives pytest.
+
+`HEADWATER_TEST_BURN_CPUS=N` (`make test-under-load` sets it to the number of cores) keeps N cores busy
+for the whole session with CPU burners that this session starts and stops, so that a race between the
+product and the machine's other work shows up here rather than on a busy laptop or CI runner.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +52,95 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sigint_as_from_a_terminal() -> Iterator[None]:
+    """Children that tests interrupt with SIGINT get it as from a terminal's Ctrl-C.
+
+    A shell without job control starts a background job (`make test &` in a script, a CI step's
+    background command) with SIGINT ignored, and an ignored signal stays ignored in every program started
+    from there: `headwater local up` then rightly leaves it so (nohup semantics) and Ctrl-C tests see a
+    run that never stops. A signal this process *handles* is reset to its default at exec, so handling
+    SIGINT here gives every child the default a person's terminal gives it.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# ---- CPU burners: the suite under load -------------------------------------------------------------------
+
+BURN_ENV = "HEADWATER_TEST_BURN_CPUS"
+BURN_LIMIT_S = 3 * 3600  # a burner ends by itself after this long, or as soon as this session is gone
+_BURNER = """
+import os, sys, time
+parent, end = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while os.getppid() == parent and time.monotonic() < end:
+    sum(range(100_000))
+"""
+_burn_report: list[str] = []
+
+
+def _burners_wanted() -> int:
+    raw = os.environ.get(BURN_ENV, "").strip()
+    if raw in ("", "0"):
+        return 0
+    if raw == "all":
+        return os.cpu_count() or 1
+    if not raw.isdigit() or not 0 < int(raw) <= 64:
+        raise pytest.UsageError(f"{BURN_ENV} = {raw!r} is not valid; allowed: a number of cores 1-64, or all")
+    return int(raw)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_burners() -> Iterator[None]:
+    """With HEADWATER_TEST_BURN_CPUS=N: N processes each spinning on one core for the whole session."""
+    count = _burners_wanted()
+    if not count:
+        yield
+        return
+    burners = [
+        subprocess.Popen(
+            [sys.executable, "-c", _BURNER, str(os.getpid()), str(BURN_LIMIT_S)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    began = time.monotonic()
+    try:
+        yield
+    finally:
+        wall = time.monotonic() - began
+        used = [_cpu_seconds(b.pid) for b in burners]
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+        alive = sum(b.returncode is None for b in burners)
+        _burn_report.append(
+            f"{count} CPU burner(s) ran {wall:.0f}s alongside the suite and used {sum(used):.0f} CPU seconds "
+            f"({sum(used) / max(wall, 1e-9):.2f} cores on average; {os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.1f} at the end); {alive} left running"
+        )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _burn_report:
+        terminalreporter.write_line(f"[under load] {line}")
 
 
 @dataclass(frozen=True)
@@ -119,11 +217,14 @@ def scratch_provisioned(
 def contracts_registry(local_platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A local Apicurio Registry (in-memory storage, a free port) holding every contract of the local stack,
     registered as `headwater contracts register` does (compatibility level, then the schema)."""
-    from headwater.contracts import load_contracts
+    from headwater.contracts import access, load_contracts
     from headwater.local.registry import LocalRegistry
 
     registry = LocalRegistry(
-        tmp_path_factory.mktemp("registry"), port=0, progress=stderr_progress("registry")
+        tmp_path_factory.mktemp("registry"),
+        port=0,
+        progress=stderr_progress("registry"),
+        users=access.registry_users(local_platform),
     )
     registry.start()
     try:
@@ -145,6 +246,7 @@ def agent_events_job(provisioned: Provisioned, contracts_registry: Any) -> Itera
     notice. A test that kills it starts it again (from its latest retained checkpoint) before it ends.
     """
     from headwater.local.flink import LocalFlinkJob
+    from headwater.local.runtime import FLINK_START_TIMEOUT
 
     job = LocalFlinkJob(
         provisioned.platform,
@@ -154,10 +256,12 @@ def agent_events_job(provisioned: Provisioned, contracts_registry: Any) -> Itera
         provisioned.kafka.state_dir,
         progress=stderr_progress("flink:agent-events"),
         restart_attempts=0,
+        registry_user_info=contracts_registry.user_info("agent-events"),
     )
     job.start(restore=True)
     try:
-        job.wait_running(180)
+        # The same limit `local up` gives a job's start: what the product accepts as healthy, the tests do.
+        job.wait_running(FLINK_START_TIMEOUT)
         yield job
     finally:
         job.stop()

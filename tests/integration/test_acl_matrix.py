@@ -29,6 +29,14 @@ from acl_probes import (
     visible_topics,
 )
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from headwater.config import load_platform
 from headwater.spec import Authentication, Consume, Principal
@@ -73,6 +81,11 @@ def writes(p: Principal) -> set[str]:
 
 def reads(p: Principal) -> set[str]:
     return {c.topic for c in p.consumes}
+
+
+def monitored(p: Principal) -> set[str]:
+    """Topics a lag exporter may describe (the topics of the groups it monitors), never read."""
+    return {m.topic for m in p.monitors}
 
 
 def group_matches(c: Consume, group: str) -> bool:
@@ -136,6 +149,8 @@ def _case(who: Who, resource: str, expected: Outcome) -> Any:
 
 
 PRODUCE = [_case(w, t, _outcome(t in writes(w.principal))) for w in WHO for t in TOPICS]
+# Every writer as an idempotent producer, with no ACL on the cluster resource (not needed since Kafka 3.0).
+IDEMPOTENT = [_case(w, t, ALLOWED) for w in WHO for t in sorted(writes(w.principal))]
 READ = [_case(w, t, _outcome(t in reads(w.principal))) for w in WHO for t in TOPICS]
 GROUP = [_case(w, g, _outcome(may_use_group(w.principal, g))) for w in WHO for g in GROUPS]
 TRANSACTIONAL = [
@@ -147,7 +162,7 @@ ADMIN_OPS = sorted(admin_operations("t", "g"))
 
 
 def _own_topic(p: Principal) -> str:
-    return sorted(reads(p) | writes(p))[0]
+    return sorted(reads(p) | writes(p) | monitored(p))[0]
 
 
 def _admin_expected(p: Principal, operation: str) -> Outcome:
@@ -219,12 +234,40 @@ def test_matrix_covers_every_principal_over_every_listener() -> None:
 def test_metadata_shows_exactly_the_topics_of_its_flows(
     who: Who, creds: Callable[[Who], dict[str, Any]]
 ) -> None:
-    assert visible_topics(creds(who)) == reads(who.principal) | writes(who.principal)
+    assert visible_topics(creds(who)) == reads(who.principal) | writes(who.principal) | monitored(
+        who.principal
+    )
 
 
 @pytest.mark.parametrize(("who", "topic", "expected"), PRODUCE)
 def test_produce(who: Who, topic: str, expected: Outcome, creds: Callable[[Who], dict[str, Any]]) -> None:
     assert produce(creds(who), topic) == expected
+
+
+@pytest.mark.parametrize(("who", "topic", "expected"), IDEMPOTENT)
+def test_idempotent_produce_without_a_cluster_acl(
+    who: Who, topic: str, expected: Outcome, creds: Callable[[Who], dict[str, Any]]
+) -> None:
+    assert produce(creds(who), topic, idempotent=True) == expected
+
+
+def test_no_principal_holds_an_acl_on_the_cluster(env: Provisioned) -> None:
+    """The flows grant topics, groups and transactional ids; IdempotentWrite on the cluster is gone."""
+    admin = AdminClient(env.admin_config())
+    every = AclBindingFilter(
+        ResourceType.ANY,
+        None,  # type: ignore[arg-type]
+        ResourcePatternType.ANY,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    bindings = admin.describe_acls(every, request_timeout=10).result(15)
+    principals = {f"User:{p.name}" for p in PLATFORM.principals}
+    assert {b.principal for b in bindings} & principals, "the broker holds no ACL of the spec's principals"
+    on_cluster = [b for b in bindings if b.restype == ResourceType.BROKER and b.principal in principals]
+    assert on_cluster == []
 
 
 @pytest.mark.parametrize(("who", "topic", "expected"), READ)
@@ -289,13 +332,16 @@ def test_consume_flow_as_a_group_member(
             msg = consumer.poll(0.2)
             if msg is None:
                 continue
-            assert msg.error() is None or msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-            if msg.error() is None:
+            error = msg.error()
+            assert error is None or error.code() == KafkaError._PARTITION_EOF, error
+            if error is None:
                 got = msg
                 break
         assert got is not None, f"{principal.name} received nothing from {topic} in group {group}"
         consumer.commit(message=got, asynchronous=False)
-        [committed] = consumer.committed([TopicPartition(topic, got.partition())], timeout=10)
-        assert committed.offset == got.offset() + 1
+        partition, offset = got.partition(), got.offset()
+        assert partition is not None and offset is not None
+        [committed] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        assert committed.offset == offset + 1
     finally:
         consumer.close()

@@ -119,9 +119,7 @@ def cases(run: str, raw_schema_id: int, max_payload: int, max_record: int) -> li
     ]
 
 
-# The budget is the test's own: the session's broker, registry and job start (bounded by their own waits)
-# are not charged to whichever test happens to need them first.
-@pytest.mark.timeout(300, func_only=True)
+@pytest.mark.timeout(300, func_only=True)  # the shared job's start is its fixture's to guard, not this test's
 def test_bad_records_become_dead_letters_and_the_job_keeps_going(
     provisioned: Provisioned,
     contracts_registry: LocalRegistry,

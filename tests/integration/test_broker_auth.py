@@ -107,6 +107,11 @@ def _ports(provisioned: Provisioned) -> dict[str, int]:
     return {"sasl": p.sasl, "mtls": p.mtls, "controller": p.controller}
 
 
+def _all_ports(provisioned: Provisioned) -> dict[str, int]:
+    """The Kafka listeners and the metrics agent's HTTP port."""
+    return {**_ports(provisioned), "metrics": provisioned.kafka.ports.metrics}
+
+
 # ---- plaintext ----------------------------------------------------------------------------------------------
 
 
@@ -126,7 +131,7 @@ def test_raw_requests_are_answered_with_valid_credentials(provisioned: Provision
     assert _raw_exchange(provisioned.kafka.ports.mtls, ctx, [API_VERSIONS, METADATA]) == [True, True]
 
 
-def test_broker_listens_only_on_its_three_loopback_ports(provisioned: Provisioned) -> None:
+def test_broker_listens_only_on_its_loopback_ports(provisioned: Provisioned) -> None:
     pid = provisioned.kafka.pid
     assert pid is not None
     inodes = set()
@@ -150,7 +155,7 @@ def test_broker_listens_only_on_its_three_loopback_ports(provisioned: Provisione
                 if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                     ip = ip.ipv4_mapped  # the JVM listens on IPv6 sockets bound to ::ffff:127.0.0.1
                 listening.add((str(ip), int(port, 16)))
-    assert listening == {("127.0.0.1", port) for port in _ports(provisioned).values()}
+    assert listening == {("127.0.0.1", port) for port in _all_ports(provisioned).values()}
 
 
 # ---- SASL listener ---------------------------------------------------------------------------------------

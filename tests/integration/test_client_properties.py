@@ -27,7 +27,7 @@ def test_java_clients_connect_with_each_principals_properties_file(provisioned: 
     args: list[str] = []
     expected: dict[str, set[str]] = {}
     for p in provisioned.platform.principals:
-        topics = {c.topic for c in p.consumes} | {f.topic for f in p.produces}
+        topics = {c.topic for c in p.consumes} | {f.topic for f in p.produces} | {m.topic for m in p.monitors}
         for prefix, flink in (("", False), (FLINK_SHADED_PREFIX, True)):
             path = provisioned.properties_file(p.name, flink=flink)
             args += [prefix, provisioned.bootstrap(p.name), str(path)]
@@ -40,11 +40,11 @@ def test_java_clients_connect_with_each_principals_properties_file(provisioned: 
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    seen = {}
+    seen: dict[str, set[str]] = {}
     for line in result.stdout.splitlines():
         if "\t" in line:
-            path, topics = line.split("\t", 1)
-            seen[path] = set(filter(None, topics.split(",")))
+            shown, listed = line.split("\t", 1)
+            seen[shown] = set(filter(None, listed.split(",")))
     assert seen == expected
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -59,12 +60,27 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _variant(**extra: Any) -> Platform:
-    """The local platform with extra catalog entries (topics, principals) merged in."""
-    catalog = copy.deepcopy(read_yaml(CATALOG_DIR / "catalog.yaml"))
+PROBE_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "lifecycle probe",
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": {"type": "string"}},
+}
+
+
+def _variant(catalog_dir: Path, **extra: Any) -> Platform:
+    """The local platform with extra catalog entries (topics, principals) merged in.
+
+    The catalog is copied to `catalog_dir` with a contract for the probe topic, as every events topic needs one.
+    """
+    if not catalog_dir.exists():
+        shutil.copytree(CATALOG_DIR, catalog_dir)
+        (catalog_dir / "schemas" / f"{PROBE_TOPIC}.json").write_text(json.dumps(PROBE_SCHEMA))
+    catalog = copy.deepcopy(read_yaml(catalog_dir / "catalog.yaml"))
     for section, entries in extra.items():
         catalog.setdefault(section, {}).update(entries)
-    return load_platform("local", catalog=catalog)
+    return load_platform("local", catalog=catalog, catalog_dir=catalog_dir)
 
 
 def _same_broker(platform: Platform, kafka: LocalKafka) -> LocalKafka:
@@ -106,6 +122,7 @@ def _probe_topic(partitions: int) -> dict[str, Any]:
         "partitions": partitions,
         "key": "id",
         "retention": "1d",
+        "schema": f"schemas/{PROBE_TOPIC}.json",
     }
 
 
@@ -123,14 +140,16 @@ def test_provisioning_follows_the_spec_as_it_grows_and_shrinks(
     scratch_provisioned: Provisioned, tmp_path: Path
 ) -> None:
     kafka = scratch_provisioned.kafka
-    grown = _variant(topics={PROBE_TOPIC: _probe_topic(2)}, principals=PROBE_PRINCIPALS)
+    grown = _variant(tmp_path / "catalog", topics={PROBE_TOPIC: _probe_topic(2)}, principals=PROBE_PRINCIPALS)
     try:
         messages: list[str] = []
         report = provision(_same_broker(grown, kafka), progress=messages.append)
         assert report.counts["topics created"] == 1
         assert report.counts["SCRAM credentials set"] == 1
         assert report.counts["client certificates issued"] == 1
-        assert report.counts["ACLs added"] == 5  # writer: Describe+Write; reader: Describe+Read, group Read
+        # writer: Describe+Write; reader: Describe+Read, group Read; the lag exporter: Describe on the new
+        # flow's topic and group
+        assert report.counts["ACLs added"] == 7
 
         writer, reader = (
             client_config(kafka, grown.principal("probe-writer")),
@@ -160,7 +179,9 @@ def test_provisioning_follows_the_spec_as_it_grows_and_shrinks(
             [ConfigResource(ResourceType.TOPIC, PROBE_TOPIC, incremental_configs=[drift])]
         ).values():
             f.result(30)
-        wider = _variant(topics={PROBE_TOPIC: _probe_topic(3)}, principals=PROBE_PRINCIPALS)
+        wider = _variant(
+            tmp_path / "catalog", topics={PROBE_TOPIC: _probe_topic(3)}, principals=PROBE_PRINCIPALS
+        )
         report = provision(_same_broker(wider, kafka), progress=quiet)
         assert set(report.counts) == {"partitions added", "topic configs set"}, report.changes
         assert _topic_config(scratch_provisioned.admin_config(), PROBE_TOPIC)["retention.ms"] == str(
@@ -170,7 +191,7 @@ def test_provisioning_follows_the_spec_as_it_grows_and_shrinks(
 
         # Back to the real spec: the probe principals lose their ACLs, credentials and files; the topic stays.
         report = provision(kafka, progress=quiet)
-        assert report.counts["ACLs removed"] == 5 and report.counts["SCRAM credentials deleted"] == 1
+        assert report.counts["ACLs removed"] == 7 and report.counts["SCRAM credentials deleted"] == 1
         assert (
             not properties_file(kafka, "probe-writer").exists()
             and not kafka.password_file("probe-writer").exists()
@@ -255,7 +276,9 @@ def test_restart_keeps_records_credentials_and_certificates(scratch_provisioned:
     consumer.close()
     assert marker in values, "a record written before the restart is gone"
     for p in scratch_provisioned.platform.principals:
-        expected = {c.topic for c in p.consumes} | {f.topic for f in p.produces}
+        expected = (
+            {c.topic for c in p.consumes} | {f.topic for f in p.produces} | {m.topic for m in p.monitors}
+        )
         assert visible_topics(scratch_provisioned.config(p.name)) == expected
     assert not provision(kafka, progress=quiet).changed
 
@@ -294,7 +317,7 @@ def test_a_busy_port_is_named_with_the_setting_to_change(local_platform: Platfor
         kafka = LocalKafka(
             local_platform,
             tmp_path,
-            KafkaPorts(sasl=free.sasl, mtls=port, controller=free.controller),
+            KafkaPorts(sasl=free.sasl, mtls=port, controller=free.controller, metrics=free.metrics),
             progress=quiet,
         )
         with pytest.raises(PortInUseError) as err:

@@ -2,11 +2,16 @@
 
 One state dir serves the whole module, the way `.local/<stack>/` serves `make local`:
 1. a bounded run (`--duration`) from nothing: it exits 0 after printing throughput and latency, signals,
-   features and dead letters were produced, and no process of the run is left behind;
+   features and dead letters were produced, its Prometheus scraped the broker, the lag exporter, both Flink
+   jobs and the reader, loaded the alert rules and held the consumer lag and end-to-end latency the console
+   showed, and no process of the run is left behind;
 2. a second run on the same state dir resumes (broker data and registry ids kept, both Flink jobs restored
    from what the first run retained) and is stopped by SIGINT in the middle of its traffic: it stops
    everything cleanly, prints its summary and exits 130.
-A port already in use is refused before anything starts.
+A port already in use is refused before anything starts. Then faults on the same state dir, as a person
+meets them: a damaged newest snapshot and secrets others can read are refused before anything starts,
+naming the file and the way on; a broker that crashes mid-traffic ends the run in a prompt, quiet, clean
+stop whose last line says why.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,7 @@ from typing import Any
 import pytest
 
 from headwater.local.kafka import KafkaPorts
-from headwater.local.registry import free_port
+from headwater.local.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAFFIC_S = 30
@@ -38,6 +44,7 @@ class Setup:
     state_dir: Path
     ports: KafkaPorts
     registry_port: int
+    prometheus_port: int
 
     def argv(self, *extra: str) -> list[str]:
         return [
@@ -54,8 +61,12 @@ class Setup:
             str(self.ports.mtls),
             "--kafka-controller-port",
             str(self.ports.controller),
+            "--kafka-metrics-port",
+            str(self.ports.metrics),
             "--registry-port",
             str(self.registry_port),
+            "--prometheus-port",
+            str(self.prometheus_port),
             # Short feature windows and watermark delay, so features close within a short run.
             "--feature-window",
             "5",
@@ -71,7 +82,14 @@ class Setup:
 
     @property
     def all_ports(self) -> list[int]:
-        return [self.ports.sasl, self.ports.mtls, self.ports.controller, self.registry_port]
+        return [
+            self.ports.sasl,
+            self.ports.mtls,
+            self.ports.controller,
+            self.ports.metrics,
+            self.registry_port,
+            self.prometheus_port,
+        ]
 
 
 @dataclass
@@ -84,7 +102,7 @@ class Finished:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
-    return Setup(tmp_path_factory.mktemp("local-up") / "state", KafkaPorts.free(), free_port())
+    return Setup(tmp_path_factory.mktemp("local-up") / "state", KafkaPorts.free(), free_port(), free_port())
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -187,6 +205,37 @@ def test_bounded_run_reports_figures_and_exits_cleanly(
     _assert_nothing_left(setup)
 
 
+def test_bounded_run_shows_lag_and_latency_read_from_its_prometheus(
+    first_run: Finished, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert first_run.returncode == 0, first_run.stderr[-4000:]
+    prom = first_run.summary["prometheus"]
+    with capsys.disabled():
+        print(f"\n[prometheus] {json.dumps(prom, sort_keys=True)}", flush=True)
+    assert "error" not in prom, prom
+    # Every exporter of the run was scraped, repeatedly, and answered.
+    jobs = {"kafka", "kafka-exporter", "agent-runtime", "flink-agent-events", "flink-feature-aggregator"}
+    assert set(prom["scrapes"]) == jobs and min(prom["scrapes"].values()) >= 2, prom["scrapes"]
+    assert set(prom["scrapes_answered"]) == jobs and min(prom["scrapes_answered"].values()) >= 1, prom
+    assert set(prom["targets_up"]) == jobs
+    # Every series the alerts and the dashboard of the stack read was there (broker, lag, Flink).
+    missing = sorted(name for name, count in prom["queried_series"].items() if count == 0)
+    assert not missing and len(prom["queried_series"]) >= 10, prom["queried_series"]
+    # Lag of the apps' groups, with Kafka Exporter's name, as the declared lag exporter sees it.
+    groups = {key.split(" ")[0] for key in prom["lag"]}
+    assert {"agent-events", "feature-aggregator", "agent-runtime"} <= groups
+    # End-to-end latency quantiles from the reader's histogram, in line with the exact per-run figures.
+    exact_max_s = first_run.summary["latency_ms"]["max"] / 1000
+    p50, p99 = prom["latency_s"]["p50"], prom["latency_s"]["p99"]
+    assert p50 is not None and p99 is not None and 0 < p50 <= p99
+    assert p50 <= exact_max_s * 2 + 1  # a histogram quantile lands within its bucket, not on a sample
+    # The console's plain lines were those figures, read from Prometheus, while the run went on.
+    lines = [line for line in first_run.stdout.splitlines() if "prometheus lag" in line]
+    assert lines and any("agent-events=" in line for line in lines)
+    assert any(re.search(r"prometheus latency p50=\d", line) for line in lines)
+    assert prom["started_seconds"] > 0
+
+
 def test_second_run_resumes_and_sigint_stops_everything(
     setup: Setup, first_run: Finished, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -231,8 +280,12 @@ def test_second_run_resumes_and_sigint_stops_everything(
     # `local status` saw every process up and every port listening, and sees nothing now.
     assert running.returncode == 0, running.stdout + running.stderr
     assert f"running as pid {proc.pid}" in running.stdout
-    assert running.stdout.count(" up ") == 4 and "DOWN" not in running.stdout
-    assert running.stdout.count("listening") == 4 and "closed" not in running.stdout
+    # broker, registry, two Flink jobs, Prometheus; four broker ports, the registry's and Prometheus's
+    assert running.stdout.count(" up ") == 5 and "DOWN" not in running.stdout
+    assert running.stdout.count("listening") == 6 and "closed" not in running.stdout
+    # One row per process, its columns apart whatever the app names (no "flink agent-eventspid 123").
+    for app in ("agent-events", "feature-aggregator"):
+        assert re.search(rf"^  flink {app}  +pid \d+  +up  +log ", running.stdout, re.M), running.stdout
     stopped = _status(setup)
     assert stopped.returncode == 3 and "not running" in stopped.stdout
     assert "SIGINT: stopping the local platform" in stderr
@@ -253,6 +306,9 @@ def test_second_run_resumes_and_sigint_stops_everything(
     for app, snapshots in retained.items():
         kept = {str(m.parent) for m in snapshots}
         assert summary["resumed_from"][app] in kept, f"{app} did not start from what run 1 retained"
+        # The choice is said before the app starts: which snapshot, and that it was checked.
+        chosen = re.search(rf"\[flink:{app}\] resuming from \w+ (\S+) \(.*checked before use", stderr)
+        assert chosen and chosen[1] == summary["resumed_from"][app], stderr[-4000:]
         # Flink's own word for it, in the job's logs.
         logs = "".join(
             p.read_text(errors="replace")
@@ -266,7 +322,7 @@ def test_second_run_resumes_and_sigint_stops_everything(
 
 
 def test_sigterm_while_starting_stops_what_was_started(tmp_path: Path) -> None:
-    setup = Setup(tmp_path / "state", KafkaPorts.free(), free_port())
+    setup = Setup(tmp_path / "state", KafkaPorts.free(), free_port(), free_port())
     proc = subprocess.Popen(
         setup.argv(),
         cwd=ROOT,
@@ -296,16 +352,170 @@ def test_sigterm_while_starting_stops_what_was_started(tmp_path: Path) -> None:
     _assert_nothing_left(setup)
 
 
-def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path, how: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         free = KafkaPorts.free()
         setup = Setup(
-            tmp_path / "state", KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller), free_port()
+            tmp_path / "state",
+            KafkaPorts(sasl=port, mtls=free.mtls, controller=free.controller, metrics=free.metrics),
+            free_port(),
+            free_port(),
         )
-        result = subprocess.run(setup.argv(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+        argv, env = setup.argv(), dict(os.environ)
+        if how == "environment":  # the port from HEADWATER_KAFKA_SASL_PORT, not from the flag
+            at = argv.index("--kafka-sasl-port")
+            del argv[at : at + 2]
+            env["HEADWATER_KAFKA_SASL_PORT"] = str(port)
+        result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2
-    assert f"port {port}" in result.stderr and "HEADWATER_KAFKA_SASL_PORT" in result.stderr
+    assert f"port {port}" in result.stderr
+    # The message names the setting the person used, and only that one.
+    used, other = (
+        ("--kafka-sasl-port", "HEADWATER_KAFKA_SASL_PORT")
+        if how == "flag"
+        else ("HEADWATER_KAFKA_SASL_PORT", "--kafka-sasl-port")
+    )
+    assert f"choose another with {used}" in result.stderr and other not in result.stderr, result.stderr
     assert not setup.state_dir.exists(), "something was prepared before the port check"
+
+
+# ---- faults on the state dir of the runs above --------------------------------------------------------------
+
+
+def _refused(setup: Setup, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run `local up` expecting a refusal before anything starts; a run that starts anyway is stopped."""
+    proc = subprocess.Popen(
+        setup.argv("--duration", "60", *extra),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=RUN_LIMIT_S)
+        pytest.fail("the run was not refused: it started\n" + err[-3000:])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "starting the Kafka broker" not in err, f"it started before refusing:\n{err[-3000:]}"
+    _assert_nothing_left(setup)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _snapshots_newest_first(setup: Setup, app: str) -> list[Path]:
+    found = list((setup.state_dir / "flink" / app).glob("*/*/_metadata")) + list(
+        (setup.state_dir / "flink" / app).glob("*/*/*/_metadata")
+    )
+    return [m.parent for m in sorted(found, key=lambda m: m.stat().st_mtime_ns, reverse=True)]
+
+
+def test_a_damaged_newest_snapshot_stops_the_start_and_names_the_ways_on(
+    setup: Setup, first_run: Finished
+) -> None:
+    snapshots = _snapshots_newest_first(setup, "agent-events")
+    assert len(snapshots) >= 2, f"this needs the savepoints of both runs above: {snapshots}"
+    newest, older = snapshots[:2]
+    metadata = newest / "_metadata"
+    original = metadata.read_bytes()
+    try:
+        for damage, named in ((b"", "empty (0 bytes)"), (original[: len(original) // 2], "damaged: ")):
+            metadata.write_bytes(damage)
+            result = _refused(setup)
+            assert result.returncode == 2, result.stderr[-3000:]
+            err = result.stderr
+            assert "Flink app agent-events: the newest snapshot" in err and str(newest) in err, err
+            assert named in err and "nothing was started" in err, err
+            assert f"--restore-from agent-events={older}" in err and "--fresh agent-events" in err, err
+            assert "Traceback" not in err and "EOFException" not in err
+    finally:
+        metadata.write_bytes(original)
+
+
+def test_secrets_others_can_read_are_refused_before_anything_starts(
+    setup: Setup, first_run: Finished
+) -> None:
+    assert first_run.returncode == 0, "this needs the first run's secrets"
+    secrets = setup.state_dir / "secrets"
+    loosened = [secrets / "agent-gateway.password", secrets / "agent-events.flink.properties"]
+    try:
+        for path in loosened:
+            path.chmod(0o644)
+        result = _refused(setup)
+        assert result.returncode == 2, result.stderr[-3000:]
+        for path in loosened:
+            assert f"{path} has mode 0644" in result.stderr and f"chmod 600 {path}" in result.stderr
+        assert "allowed: 0600, owner only" in result.stderr
+    finally:
+        for path in loosened:
+            path.chmod(0o600)
+
+
+def test_a_broker_crash_ends_in_a_prompt_quiet_clean_stop(
+    setup: Setup, first_run: Finished, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Also resumes agent-events, as asked, from an older snapshot than its damaged newest one."""
+    snapshots = _snapshots_newest_first(setup, "agent-events")
+    assert len(snapshots) >= 2, f"this needs the savepoints of both runs above: {snapshots}"
+    newest, older = snapshots[:2]
+    (newest / "_metadata").write_bytes(b"")
+    stderr_file = setup.state_dir.parent / "crash-run.err"
+    with stderr_file.open("w") as err:
+        proc = subprocess.Popen(
+            setup.argv("--duration", "300", "--restore-from", f"agent-events={older}"),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, ""):
+            match = re.search(r"signals=([0-9.]+)/s", line)
+            if match and float(match.group(1)) > 0:
+                break
+        else:
+            pytest.fail("the run ended before signals flowed:\n" + stderr_file.read_text()[-4000:])
+        broker = json.loads((setup.state_dir / "runtime.json").read_text())["kafka"]["pid"]
+        lines_before = len(stderr_file.read_text().splitlines())
+        os.kill(broker, signal.SIGKILL)
+        killed = time.monotonic()
+        rest, _ = proc.communicate(timeout=RUN_LIMIT_S)
+        stopped_in = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = stderr_file.read_text()
+    after = stderr.splitlines()[lines_before:]
+    with capsys.disabled():
+        print(
+            f"\n[broker crash] stopped {stopped_in:.1f}s after the broker's SIGKILL, exit {proc.returncode}, "
+            f"{len(after)} lines on stderr after the kill",
+            flush=True,
+        )
+    assert proc.returncode == 1, stderr[-4000:]
+    # Prompt: no savepoint attempts against a dead broker, no waiting on parts that cannot finish.
+    assert stopped_in < 45, f"the stop took {stopped_in:.0f}s:\n" + "\n".join(after)
+    # Quiet: a handful of lines, no client retry noise; the last one says why.
+    assert len(after) <= 30, "\n".join(after)
+    assert not [line for line in after if "Connection refused" in line or "rdkafka" in line]
+    assert after[-1].startswith("error: stopped because the Kafka broker was killed by SIGKILL"), after[-1]
+    assert "stopped with savepoint" not in "\n".join(after)
+    assert "stopped: nothing left running" in stderr
+    _assert_nothing_left(setup)
+    # The explicit choice was taken and said: the older snapshot, the damaged newest one skipped.
+    assert re.search(
+        rf"\[flink:agent-events\] resuming from \w+ {re.escape(str(older))} .*--restore-from", stderr
+    )
+    assert re.search(rf"skipped \w+ {re.escape(str(newest))} .*empty", stderr), stderr[-4000:]
+    assert "end-to-end latency" in rest  # what ran before the crash is still summarized

@@ -21,6 +21,7 @@ FLINK_RULES = (
     "flink-high-availability",
     "flink-upgrade-mode",
     "flink-pinned-versions",
+    "flink-current-config-keys",
     "flink-resources",
 )
 
@@ -219,3 +220,27 @@ def test_container_resources_need_requests_and_limits(obj: Get, judge: Judge) ->
     app["spec"]["podTemplate"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1"}}
     (message,) = judge("flink-resources", app)
     assert "container flink-main-container sets resources without limits" in message
+
+
+# --- flink-current-config-keys -----------------------------------------------------------------------
+
+
+def test_prod_autoscaler_uses_the_current_keys(obj: Get, judge: Judge) -> None:
+    app = obj("prod", APP)
+    assert _conf(app)["job.autoscaler.enabled"] == "true"  # the passing case is a real autoscaler config
+    assert judge("flink-current-config-keys", app) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "replacement"),
+    [
+        ("job.autoscaler.target.utilization", "use job.autoscaler.utilization.target"),
+        ("job.autoscaler.target.utilization.boundary", "job.autoscaler.utilization.max and"),
+        ("kubernetes.operator.job.autoscaler.enabled", "pre-1.5 name: use job.autoscaler.enabled"),
+    ],
+)
+def test_deprecated_keys_fail(obj: Get, judge: Judge, key: str, replacement: str) -> None:
+    app = obj("prod", APP)
+    _conf(app)[key] = "0.7"
+    (message,) = judge("flink-current-config-keys", app)
+    assert key in message and replacement in message

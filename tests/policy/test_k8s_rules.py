@@ -19,7 +19,8 @@ MINIO = "Deployment/headwater/minio"
 MINIO_SERVICE = "Service/headwater/minio"
 APP = "FlinkDeployment/headwater/agent-events"
 KAFKA = "Kafka/headwater/headwater"
-K8S_RULES = ("k8s-pinned-images", "k8s-pod-security", "k8s-no-load-balancer")
+K8S_RULES = ("k8s-pinned-images", "k8s-pod-security", "k8s-operator-pod-security", "k8s-no-load-balancer")
+BROKERS = "KafkaNodePool/headwater/brokers"
 
 
 @pytest.mark.parametrize("stack", stack_names())
@@ -213,3 +214,70 @@ def test_flink_rest_service_load_balancer_fails(obj: Get, judge: Judge) -> None:
     app["spec"]["flinkConfiguration"]["kubernetes.rest-service.exposed.type"] = "LoadBalancer"
     (message,) = judge("k8s-no-load-balancer", app)
     assert "kubernetes.rest-service.exposed.type is LoadBalancer" in message
+
+
+# --- k8s-operator-pod-security -----------------------------------------------------------------------
+
+
+def test_strimzi_operator_with_the_restricted_provider_passes(obj: Get, judge: Judge) -> None:
+    release = obj("prod", STRIMZI)
+    assert {"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"} in release["values"][
+        "extraEnvs"
+    ]
+    assert judge("k8s-operator-pod-security", release) == []
+
+
+@pytest.mark.parametrize("provider", [None, "baseline", "io.example.OwnProvider"])
+def test_strimzi_operator_without_the_restricted_provider_fails(
+    obj: Get, judge: Judge, provider: str | None
+) -> None:
+    release = obj("prod", STRIMZI)
+    envs = [e for e in release["values"]["extraEnvs"] if e["name"] != "STRIMZI_POD_SECURITY_PROVIDER_CLASS"]
+    if provider:
+        envs.append({"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": provider})
+    release["values"]["extraEnvs"] = envs
+    (message,) = judge("k8s-operator-pod-security", release)
+    assert f"uses the {provider or 'default (baseline)'} pod security provider" in message
+    assert "set values.extraEnvs [{name: STRIMZI_POD_SECURITY_PROVIDER_CLASS, value: restricted}]" in message
+
+
+def test_baseline_namespaces_need_no_restricted_provider(obj: Get, judge: Judge) -> None:
+    release = obj("prod", STRIMZI)
+    release["values"]["extraEnvs"] = []
+    assert judge("k8s-operator-pod-security", release, config={"podSecurityStandard": "baseline"}) == []
+
+
+def test_strimzi_operator_container_context_weakened_fails(obj: Get, judge: Judge) -> None:
+    release = obj("prod", STRIMZI)
+    release["values"]["securityContext"] = {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
+    (message,) = judge("k8s-operator-pod-security", release)
+    assert (
+        "values.securityContext lacks capabilities.drop: [ALL]; seccompProfile.type: RuntimeDefault"
+        in message
+    )
+
+
+def test_flink_operator_without_dropped_capabilities_fails(obj: Get, judge: Judge) -> None:
+    release = obj("prod", FLINK_OPERATOR)
+    assert judge("k8s-operator-pod-security", release) == []
+    del release["values"]["operatorSecurityContext"]["capabilities"]
+    (message,) = judge("k8s-operator-pod-security", release)
+    assert (
+        "values.operatorSecurityContext (with values.podSecurityContext) lacks capabilities.drop: [ALL]"
+        in (message)
+    )
+
+
+def test_node_pool_template_replacing_the_provider_context_fails(obj: Get, judge: Judge) -> None:
+    pool = obj("prod", BROKERS)
+    pool["spec"]["template"]["kafkaContainer"] = {"securityContext": {"runAsNonRoot": True}}
+    (message,) = judge("k8s-operator-pod-security", pool)
+    assert "KafkaNodePool brokers: spec.template.kafkaContainer.securityContext replaces" in message
+    assert "allowPrivilegeEscalation: false" in message
+    pool["spec"]["template"]["kafkaContainer"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert judge("k8s-operator-pod-security", pool) == []

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import proto
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
+from pulumi_policy import EnforcementLevel, Policy, ResourceValidationPolicy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
 from headwater.config import load_platform
@@ -41,9 +41,11 @@ EXPECTED_POLICIES = {
     "flink-high-availability",
     "flink-upgrade-mode",
     "flink-pinned-versions",
+    "flink-current-config-keys",
     "flink-resources",
     "k8s-pinned-images",
     "k8s-pod-security",
+    "k8s-operator-pod-security",
     "k8s-no-load-balancer",
 }
 LEVELS = {proto.ADVISORY: "advisory", proto.MANDATORY: "mandatory", proto.DISABLED: "disabled"}
@@ -182,7 +184,7 @@ def test_bad_policy_config_names_every_problem() -> None:
         )
     problems = err.value.problems
     assert len(problems) == 5
-    assert problems[0].startswith("unknown policy 'no-such-policy'; policies: all, flink-durable-state")
+    assert problems[0].startswith("unknown policy 'no-such-policy'; policies: all, flink-current-config-keys")
     assert (
         problems[1] == "all: enforcement level 'strict' is not valid; allowed: advisory, mandatory, disabled"
     )
@@ -270,7 +272,7 @@ def test_providers_and_components_are_not_judged(resource_type: str) -> None:
     servicer = _PolicyAnalyzerServicer(
         "headwater",
         "0.1.0",
-        pack.build_policies(StackFacts(environment=Tier.PROD)),
+        list[Policy](pack.build_policies(StackFacts(environment=Tier.PROD))),
         EnforcementLevel.ADVISORY,
     )
     struct = struct_pb2.Struct()

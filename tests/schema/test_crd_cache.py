@@ -110,3 +110,14 @@ def test_a_missing_chart_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_find_java_explains_what_it_found() -> None:
     with pytest.raises(jvm.JavaNotFoundError, match=r"needs Java 99 or newer; found: .*\(\d+\)"):
         jvm.find_java(99)
+
+
+def test_prometheus_operator_crds_come_from_its_go_module() -> None:
+    monitoring = crds.prometheus_operator()
+
+    assert monitoring.folder == crds.CACHE / f"prometheus-operator-{versions.PROMETHEUS_OPERATOR_VERSION}"
+    assert {"PodMonitor", "ServiceMonitor", "PrometheusRule"} <= set(monitoring.crds)
+    assert monitoring.source["module"].endswith(f"@v{versions.PROMETHEUS_OPERATOR_VERSION}")
+    assert monitoring.source["sum"].startswith("h1:")  # checked against the checksum database by `go`
+    assert (monitoring.folder / "monitoring.coreos.com_podmonitors.yaml").is_file()
+    assert monitoring.served_versions("PodMonitor") == ["v1"]

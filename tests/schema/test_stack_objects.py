@@ -30,3 +30,15 @@ def test_a_broken_rendered_object_is_caught() -> None:
     problems = errors_only(validate_objects([kafka]))
     assert list(problems) == ["Kafka/headwater/headwater"]
     assert any("spec.kafka" in m and "replicas" in m for m in problems["Kafka/headwater/headwater"])
+
+
+def test_monitoring_objects_are_rendered_and_a_broken_one_is_caught() -> None:
+    """PodMonitors are checked against the Prometheus Operator's CRD: a misspelt endpoint field is reported."""
+    objs = render_stack(load_platform("prod"))
+    monitors = [o for o in objs if o["kind"] == "PodMonitor"]
+    assert len(monitors) >= 3 and [o for o in objs if o["kind"] == "PrometheusRule"]
+    broken = monitors[0]
+    broken["spec"]["podMetricsEndpoints"][0]["targetport"] = "tcp-prometheus"
+    problems = errors_only(validate_objects([broken]))
+    (messages,) = problems.values()
+    assert any("podMetricsEndpoints" in m and "targetport" in m for m in messages)

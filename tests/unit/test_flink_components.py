@@ -19,7 +19,7 @@ from components.checkpoint_storage import CheckpointStorage, CheckpointStorageAr
 from components.flink_application import FlinkApplication, FlinkApplicationArgs
 from components.flink_operator import FlinkOperator, render_flink_operator
 from components.kafka_cluster import OPERATOR_NAMESPACE
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, pulumi_test
 from headwater import versions
 from headwater.config import load_platform, stack_names
 from headwater.spec import Consume, Platform, Produce, TopicKind
@@ -32,7 +32,7 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 def _build_flink(p: Platform, seen: dict[str, Any]) -> None:
     """Create the Flink half of a stack the way the platform does, and record outputs and URNs."""
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         operator = FlinkOperator("flink-operator", p.watched_namespaces)
         state = CheckpointStorage("checkpoint-storage", CheckpointStorageArgs(p))
@@ -149,7 +149,8 @@ def test_pods_are_restricted_and_credentials_come_from_secrets(mocks: RecordingM
                     assert "value" not in env
                     assert env["valueFrom"]["secretKeyRef"]["name"] == p.flink.s3_credentials_secret
         secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
-        assert secrets == {name, f"{p.kafka.cluster_name}-cluster-ca-cert"}
+        # Kafka credentials, the cluster CA, and the app's own schema registry password.
+        assert secrets == {name, f"{p.kafka.cluster_name}-cluster-ca-cert", f"{name}-registry"}
         args = dep["spec"]["job"]["args"]
         assert args[args.index("--kafka-properties-file") + 1] == fa.PROPERTIES_FILE
         assert not any("password" in a.lower() or "jaas" in a.lower() for a in args)
@@ -217,6 +218,13 @@ def test_prod_savepoints_ha_durable_paths_autoscaler(mocks: RecordingMocks) -> N
         assert conf["kubernetes.operator.periodic.savepoint.interval"] == "1h"
         assert conf["kubernetes.operator.deployment.rollback.enabled"] == "true"
         assert conf["job.autoscaler.enabled"] == "true"
+        # Operator 1.15 names; target.utilization(.boundary) are deprecated there.
+        assert conf["job.autoscaler.utilization.target"] == "0.7"
+        assert (conf["job.autoscaler.utilization.min"], conf["job.autoscaler.utilization.max"]) == (
+            "0.5",
+            "0.9",
+        )
+        assert not [k for k in conf if k.startswith("job.autoscaler.target.")]
         assert "s3.endpoint" not in conf  # AWS S3 itself
         assert spec["image"] == f"registry.example.com/headwater/{name}:0.1.0"
         assert spec["jobManager"]["resource"] == {"cpu": 1.0, "memory": "4096m"}
@@ -291,7 +299,11 @@ def test_local_keeps_state_on_a_claim_without_ha(mocks: RecordingMocks) -> None:
             for r in mocks.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
             if r.inputs["metadata"]["name"] == f"{name}-flink"
         ]
-        assert [rule["resources"] for rule in role.inputs["rules"]] == [["pods"], ["deployments"]]
+        assert [rule["resources"] for rule in role.inputs["rules"]] == [
+            ["pods"],
+            ["deployments"],
+            ["deployments/finalizers"],
+        ]
 
 
 # --- the operator ------------------------------------------------------------------------------------------
@@ -327,7 +339,7 @@ def test_operator_chart_and_image_are_pinned_and_restricted() -> None:
 def test_operator_component_installs_the_release(mocks: RecordingMocks) -> None:
     seen: list[Any] = []
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         op = FlinkOperator("ops", ("headwater", "agents"), webhook=True)
         return pulumi.Output.all(op.release, op.urn).apply(seen.extend)
@@ -401,7 +413,7 @@ def test_assemble_script_writes_the_properties_file_and_prints_no_secret(tmp_pat
     principal = p.principal("agent-events")
     dirs = {
         d: tmp_path / d.strip("/").replace("/", "_")
-        for d in (fa.USER_DIR, fa.CA_DIR, fa.TEMPLATE_DIR, fa.CLIENT_DIR)
+        for d in (fa.USER_DIR, fa.CA_DIR, fa.TEMPLATE_DIR, fa.CLIENT_DIR, fa.REGISTRY_DIR)
     }
     for d in dirs.values():
         d.mkdir()
@@ -417,13 +429,18 @@ def test_assemble_script_writes_the_properties_file_and_prints_no_secret(tmp_pat
     jaas = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="agent-events" password="pw-3";'
     (dirs[fa.USER_DIR] / "sasl.jaas.config").write_text(jaas)
     script = tmp_path / "assemble.sh"
-    script.write_text(moved(fa.assemble_script(principal)))
+    (dirs[fa.REGISTRY_DIR] / "password").write_text("registry-secret-4")
+    user = fa.registry_identity(p, p.apps[[a.name for a in p.apps].index("agent-events")])
+    assert user is not None and user.role == "sr-readonly"
+    script.write_text(moved(fa.assemble_script(principal, user)))
     done = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, check=True)
     assert "secret" not in done.stdout + done.stderr and "pw-3" not in done.stdout + done.stderr
     written = Path(moved(fa.PROPERTIES_FILE)).read_text()
     props = dict(line.split("=", 1) for line in written.splitlines() if line and not line.startswith("#"))
     assert props["ssl.truststore.password"] == "ca-secret-1"
     assert props["ssl.truststore.location"] == f"{fa.CA_DIR}/ca.p12"
+    # The apps' registry client authenticates as the app (flink_apps.common.registry reads this key).
+    assert props["schema.registry.basic.auth.user.info"] == "agent-events:registry-secret-4"
     if stack == "prod":
         assert props["security.protocol"] == "SSL"
         assert props["ssl.keystore.password"] == "user-secret-2"

@@ -11,7 +11,7 @@ import pytest
 from components.kafka_cluster import KafkaCluster, KafkaClusterArgs
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, pulumi_test
 from headwater.config import load_platform
 from headwater.spec import Tier
 
@@ -20,7 +20,7 @@ def test_prod_cluster_children_outputs_and_parents(mocks: RecordingMocks) -> Non
     p = load_platform("prod")
     seen: list[Any] = []
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         cluster = KafkaCluster("kafka", KafkaClusterArgs(p.namespace, p.tier, p.kafka))
         return pulumi.Output.all(cluster.bootstrap, cluster.cluster_ca_secret, cluster.kafka.urn).apply(
@@ -40,14 +40,15 @@ def test_prod_cluster_children_outputs_and_parents(mocks: RecordingMocks) -> Non
         ]
         (kafka,) = mocks.of_type("kubernetes:kafka.strimzi.io/v1:Kafka")
         assert kafka.inputs["spec"]["kafka"]["listeners"][0]["authentication"] == {"type": "tls"}
-        assert len(mocks.of_type("kubernetes:core/v1:ConfigMap")) == 1
+        # The brokers' metrics rules and Cruise Control's.
+        assert len(mocks.of_type("kubernetes:core/v1:ConfigMap")) == 2
 
 
 def test_topics_and_principals_one_resource_each(mocks: RecordingMocks) -> None:
     p = load_platform("staging")
     seen: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         topics = KafkaTopics("topics", KafkaTopicsArgs(p))
         principals = KafkaPrincipals("principals", KafkaPrincipalsArgs(p))
@@ -78,7 +79,7 @@ def test_whole_platform_registers_every_rendered_object(mocks: RecordingMocks, s
 
     p = load_platform(stack)
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         return HeadwaterPlatform("headwater", p).bootstrap
 
@@ -119,3 +120,17 @@ def test_args_validate_themselves() -> None:
     worse = replace(p, principals=(replace(p.principal("agent-gateway"), produces=(Produce("x.y.v1"),)),))
     with pytest.raises(ValueError, match="not in the catalog"):
         KafkaPrincipalsArgs(worse)
+
+
+def test_operator_releases_wait_for_the_namespaces_their_charts_write_into(mocks: RecordingMocks) -> None:
+    """The Strimzi chart creates RoleBindings in the watched (platform) namespace, not only its own."""
+    from components.platform import HeadwaterPlatform
+
+    @pulumi_test
+    def build() -> Any:
+        return HeadwaterPlatform("headwater", load_platform("prod")).bootstrap
+
+    build()
+    for release in ("headwater-strimzi-release", "headwater-flink-operator-release"):
+        assert mocks.depends_on(release, "headwater-namespace"), release
+        assert mocks.depends_on(release, "headwater-operators-namespace"), release

@@ -51,7 +51,7 @@ def test_the_strimzi_cluster_takes_the_derived_broker_config(stack: str) -> None
     platform = load_platform(stack)
     config = kafka_resource(platform)["spec"]["kafka"]["config"]  # type: ignore[index]
     assert config == broker_config(platform.kafka)
-    assert (config.get("replica.selector.class") is not None) == bool(platform.kafka.racks)
+    assert "replica.selector.class" not in config  # no client sets client.rack (see broker_config)
 
 
 def test_the_local_broker_runs_the_clusters_broker_config(tmp_path: Path) -> None:

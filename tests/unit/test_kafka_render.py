@@ -124,6 +124,62 @@ def test_users_use_the_v1_operations_list_and_per_env_authentication() -> None:
             assert acl["resource"].get("name") != "*" and "All" not in acl["operations"]
 
 
+def test_operator_uses_the_restricted_pod_security_provider() -> None:
+    """Strimzi 1.2.0 defaults to the baseline provider: its pods would be refused by restricted namespaces."""
+    release = render_strimzi_operator(("headwater",))
+    envs = {e["name"]: e["value"] for e in release.values["extraEnvs"]}
+    assert envs["STRIMZI_POD_SECURITY_PROVIDER_CLASS"] == "restricted"
+
+
+def test_kafka_has_no_obsolete_annotations() -> None:
+    """Strimzi 1.x is KRaft and node pools only; the annotations that switched them on are gone."""
+    for stack in STACKS:
+        annotations = _kafka(stack)["metadata"]["annotations"]
+        assert not [a for a in annotations if a in ("strimzi.io/node-pools", "strimzi.io/kraft")], stack
+
+
+def test_cruise_control_is_bounded_and_knows_broker_capacity() -> None:
+    cc = _kafka("prod")["spec"]["cruiseControl"]
+    assert cc["resources"] == {
+        "requests": {"cpu": "500m", "memory": "2Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    # Both network capacities: without them Strimzi drops the network capacity and distribution goals.
+    assert cc["brokerCapacity"] == {"inboundNetwork": "500MiB/s", "outboundNetwork": "500MiB/s"}
+    assert "cruiseControl" not in _kafka("staging")["spec"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_pools_run_one_pod_per_node_in_the_declared_zones(stack: str) -> None:
+    racks = list(load_platform(stack).kafka.racks)
+    for name, pool in _pools(stack).items():
+        affinity = pool["spec"]["template"]["pod"]["affinity"]
+        (term,) = affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert term["labelSelector"]["matchLabels"]["strimzi.io/pool-name"] == name
+        (selector,) = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"
+        ]
+        assert selector["matchExpressions"][0]["values"] == racks
+
+
+def test_single_node_pool_needs_no_placement_rules() -> None:
+    assert "template" not in _pools("dev")["dual-role"]["spec"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_rack_aware_replica_selector_only_with_clients_that_know_their_rack(stack: str) -> None:
+    """The selector serves only consumers that set client.rack; none of the platform's clients can."""
+    from components.flink_application import render_flink_applications
+    from components.schema_registry import render_schema_registry
+
+    p = load_platform(stack)
+    config = _kafka(stack)["spec"]["kafka"]["config"]
+    clients = [dump(o) for o in [*render_flink_applications(p), *render_schema_registry(p)]]
+    if not any("client.rack" in text for text in clients):
+        assert "replica.selector.class" not in config
+
+
 def test_operator_chart_and_images_are_pinned() -> None:
     release = render_strimzi_operator(("headwater",))
     assert release.version == versions.STRIMZI_VERSION

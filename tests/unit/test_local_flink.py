@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from headwater import jvm
 from headwater.config import load_platform
 from headwater.local import flink
 from headwater.local.flink import LocalFlinkError, LocalFlinkJob, completed_snapshots, keep_previous_logs
@@ -24,7 +25,7 @@ def kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalKafka:
     jars = tmp_path / "jars"
     jars.mkdir()
     (jars / "flink-sql-connector-kafka.jar").write_bytes(b"")
-    monkeypatch.setattr(flink.jvm, "fetch", lambda name, quiet=False: jars)
+    monkeypatch.setattr(jvm, "fetch", lambda name, quiet=False: jars)
     return kafka
 
 
@@ -163,3 +164,26 @@ def test_each_start_keeps_the_flink_logs_of_the_runs_before(tmp_path: Path) -> N
     assert (tmp_path / f"{log.name}.1").read_text() == "run 3\n"
     assert (tmp_path / f"{log.name}.2").read_text() == "run 2\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [log.name, f"{log.name}.1", f"{log.name}.2"]
+
+
+def test_registry_credentials_reach_the_app_in_a_private_properties_file(kafka: LocalKafka) -> None:
+    """The app reads schemas as itself: its properties carry `schema.registry.basic.auth.user.info`."""
+    job = LocalFlinkJob(
+        PLATFORM,
+        "agent-events",
+        kafka,
+        "http://r",
+        kafka.state_dir,
+        registry_user_info="agent-events:s3cr3t",
+    )
+    job.rest_port = 18081
+    args = job.arguments(None)
+    (path,) = options(args, "--kafka-properties-file")
+    props = Path(path)
+    assert props.parent == kafka.state_dir / "flink" / "agent-events"
+    assert props.read_text().splitlines() == [
+        "security.protocol=SASL_SSL",
+        "schema.registry.basic.auth.user.info=agent-events:s3cr3t",
+    ]
+    assert oct(props.stat().st_mode & 0o777) == "0o600"
+    assert not any("s3cr3t" in a for a in args)

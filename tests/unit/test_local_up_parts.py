@@ -232,3 +232,107 @@ def test_groups_nobody_runs_locally_are_not_waited_for() -> None:
         GroupLag("agent-events", topology.raw, 7),
     )
     assert monitor.behind() == {"agent-events": 7}
+
+
+class _FakePrometheus:
+    """Canned answers of the Prometheus HTTP API, keyed by query."""
+
+    url = "http://127.0.0.1:9090"
+
+    def __init__(self, answers: dict[str, list[dict[str, Any]]], alerts: list[dict[str, Any]]) -> None:
+        self.answers = answers
+        self._alerts = alerts
+        self.asked: list[str] = []
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        self.asked.append(expr)
+        return self.answers.get(expr, [])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return self._alerts
+
+
+def test_prometheus_figures_are_read_from_the_http_api_answers() -> None:
+    from headwater.local.observe import LAG_QUERY, latency_query, read_figures
+
+    api = _FakePrometheus(
+        {
+            LAG_QUERY: [
+                {
+                    "metric": {"consumergroup": "agent-events", "topic": "agents.events.raw.v1"},
+                    "value": [1, "42"],
+                }
+            ],
+            latency_query(0.5): [{"metric": {}, "value": [1, "2.5"]}],
+            latency_query(0.99): [{"metric": {}, "value": [1, "NaN"]}],  # no samples in the window
+            "up": [
+                {"metric": {"job": "kafka"}, "value": [1, "1"]},
+                {"metric": {"job": "flink-agent-events"}, "value": [1, "0"]},
+            ],
+        },
+        [
+            {"labels": {"alertname": "HeadwaterConsumerLag"}, "state": "firing"},
+            {"labels": {"alertname": "X"}, "state": "pending"},
+        ],
+    )
+    figures = read_figures(api)
+    assert [(x.group, x.lag) for x in figures.lags] == [("agent-events", 42.0)]
+    assert figures.latency_s == {0.5: 2.5, 0.95: None, 0.99: None}
+    assert figures.targets_up == {"flink-agent-events": (0, 1), "kafka": (1, 1)}
+    assert figures.firing == ("HeadwaterConsumerLag",)
+    assert "headwater_end_to_end_latency_seconds_bucket" in latency_query(0.95)
+
+
+def test_the_console_shows_lag_and_latency_from_prometheus_when_it_has_them() -> None:
+    from headwater.local.observe import PromFigures, PromLag
+
+    prom = PromFigures(
+        "http://127.0.0.1:9090",
+        (PromLag("agent-events", "agents.events.raw.v1", 7.0),),
+        {0.5: 2.5, 0.95: 4.75, 0.99: None},
+        ("HeadwaterDeadLetters",),
+        {"kafka": (1, 1)},
+        None,
+        1.0,
+    )
+    text = "\n".join(
+        render(_snapshot(), title="t", producer=None, components=(), footer="f", prometheus=prom)
+    )
+    assert "consumer lag from Prometheus (http://127.0.0.1:9090" in text
+    assert "p50 2.50s  p95 4.75s  p99 -" in text and "HeadwaterDeadLetters" in text
+    lag_line = next(line for line in text.splitlines() if line.strip().startswith("agent-events"))
+    assert lag_line.split()[-1] == "7"  # Prometheus's figure, not the monitor's 12
+    line = status_line(_snapshot(), prom)
+    assert "prometheus lag agent-events=7" in line and "prometheus latency p50=2.50s" in line
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "allowed"),
+    [
+        ("--duration", "-5", "a number of seconds > 0"),
+        ("--duration", "inf", "a number of seconds > 0"),
+        ("--duration", "nan", "a number of seconds > 0"),
+        ("--rate", "inf", "a number of events per second > 0"),
+        ("--rate", "0", "a number of events per second > 0"),
+        ("--malformed-share", "1.5", "a share from 0 to 1"),
+        ("--feature-window", "soon", "a number of seconds > 0"),
+        ("--registry-port", "70000", "a TCP port 1-65535"),
+        ("--kafka-sasl-port", "-1", "a TCP port 1-65535"),
+    ],
+)
+def test_bad_flag_values_say_what_is_allowed(
+    flag: str, value: str, allowed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headwater_cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["local", "up", f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert f"argument {flag}: '{value}' is not valid; allowed: {allowed}" in err
+    assert "invalid _" not in err and "value:" not in err
+
+
+def test_the_producer_refuses_an_infinite_rate() -> None:
+    with pytest.raises(ValueError, match="a finite number of events per second"):
+        ProducerSettings(rate=float("inf"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import promql_parser
 import pytest
@@ -98,7 +99,11 @@ def test_lineage_covers_every_flow() -> None:
 
 
 def test_rendered_config_maps_carry_loadable_content() -> None:
-    objs = {o["metadata"]["name"]: o for o in render_observability(load_platform("staging"))}
+    objs = {
+        o["metadata"]["name"]: o
+        for o in render_observability(load_platform("staging"))
+        if o["kind"] == "ConfigMap"
+    }
     rules = yaml.safe_load(objs["headwater-alert-rules"]["data"]["headwater.rules.yaml"])
     assert {g["name"] for g in rules["groups"]} >= {
         "headwater-consumer-lag",
@@ -108,3 +113,77 @@ def test_rendered_config_maps_carry_loadable_content() -> None:
     assert objs["headwater-dashboard"]["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(objs["headwater-dashboard"]["data"]["headwater-flows.json"])["panels"]
     assert json.loads(objs["headwater-lineage"]["data"]["lineage.json"])["nodes"]
+
+
+def _monitors(stack: str) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o
+        for o in render_observability(load_platform(stack))
+        if o["kind"] == "PodMonitor"
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_something_scrapes_the_brokers_the_exporter_and_every_flink_app(stack: str) -> None:
+    p = load_platform(stack)
+    monitors = _monitors(stack)
+    cluster = p.kafka.cluster_name
+    kafka = monitors[f"{cluster}-kafka"]["spec"]
+    assert kafka["selector"]["matchLabels"] == {
+        "strimzi.io/cluster": cluster,
+        "strimzi.io/component-type": "kafka",  # brokers and controllers of every node pool
+    }
+    assert kafka["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
+    assert kafka["namespaceSelector"] == {"matchNames": [p.namespace]}
+    assert (f"{cluster}-kafka-exporter" in monitors) == p.kafka.exporter
+    assert (f"{cluster}-cruise-control" in monitors) == (p.kafka.cruise_control is not None)
+    for app in p.apps:
+        spec = monitors[f"flink-{app.name}"]["spec"]
+        assert spec["selector"]["matchLabels"]["app.kubernetes.io/name"] == app.name
+        assert spec["podMetricsEndpoints"][0]["port"] == "metrics"
+    for monitor in monitors.values():
+        assert monitor["metadata"]["labels"]["headwater.io/prometheus"] == "true"
+
+
+def test_flink_pod_monitors_point_at_the_port_the_pod_template_names() -> None:
+    from components.flink_application import PROMETHEUS_PORT, render_flink_applications
+
+    p = load_platform("prod")
+    deployments = [o for o in render_flink_applications(p) if o["kind"] == "FlinkDeployment"]
+    assert deployments
+    for d in deployments:
+        (main,) = d["spec"]["podTemplate"]["spec"]["containers"]
+        ports = {port["name"]: port["containerPort"] for port in main["ports"]}
+        monitor = _monitors("prod")[f"flink-{d['metadata']['name']}"]
+        assert ports[monitor["spec"]["podMetricsEndpoints"][0]["port"]] == PROMETHEUS_PORT
+        assert d["spec"]["flinkConfiguration"]["metrics.reporter.prom.port"] == str(PROMETHEUS_PORT)
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= d["spec"]["podTemplate"]["metadata"]["labels"].items()
+
+
+def test_cruise_control_exposes_metrics_when_enabled() -> None:
+    from components.kafka_cluster import render_kafka_cluster
+
+    p = load_platform("prod")
+    assert p.kafka.cruise_control
+    objs = render_kafka_cluster(p.kafka, p.namespace, p.tier)
+    (kafka,) = [o for o in objs if o["kind"] == "Kafka"]
+    ref = kafka["spec"]["cruiseControl"]["metricsConfig"]["valueFrom"]["configMapKeyRef"]
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ref["name"]]
+    assert "kafka.cruisecontrol" in cm["data"][ref["key"]]
+
+
+def test_the_prometheus_rule_carries_the_same_groups_as_the_config_map() -> None:
+    objs = render_observability(load_platform("prod"))
+    (rule,) = [o for o in objs if o["kind"] == "PrometheusRule"]
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "headwater-alert-rules"]
+    assert rule["spec"] == yaml.safe_load(cm["data"]["headwater.rules.yaml"])
+    assert rule["metadata"]["labels"]["headwater.io/prometheus"] == "true"
+
+
+def test_the_dashboard_reads_broker_throughput_and_request_latency() -> None:
+    from components.observability import queried_metrics
+    from headwater import kafka_metrics
+
+    names = queried_metrics(load_platform("prod"))
+    assert {kafka_metrics.BYTES_IN, kafka_metrics.MESSAGES_IN, kafka_metrics.REQUEST_TOTAL_TIME} <= names

@@ -18,7 +18,7 @@ from components.schema_registry import (
     render_schema_registry,
     service_url,
 )
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, pulumi_test
 from headwater import versions
 from headwater.config import load_platform
 from headwater.contracts import kafkasql
@@ -35,7 +35,7 @@ def _objects(platform: Platform) -> dict[str, dict[str, Any]]:
 
 def _container(platform: Platform) -> dict[str, Any]:
     (container,) = _objects(platform)["Deployment"]["spec"]["template"]["spec"]["containers"]
-    return container
+    return dict(container)
 
 
 def _props(platform: Platform) -> dict[str, str]:
@@ -243,7 +243,7 @@ def test_component_registers_objects_and_one_subject_per_contract(
     platform = load_platform(stack)
     seen: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi_test
     def build() -> Any:
         registry = SchemaRegistry("registry", SchemaRegistryArgs(platform))
         return pulumi.Output.all(registry.ccompat_url, registry.urn).apply(
@@ -278,3 +278,66 @@ def test_only_platform_pods_and_the_ingress_controller_reach_the_registry(stack:
     assert {"podSelector": {}} in rule["from"]
     ingress_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     assert (ingress_peer in rule["from"]) == bool(platform.registry.host)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_registry_authenticates_and_authorizes_by_role(stack: str) -> None:
+    """No anonymous access: basic authentication of the catalog's registry users, each with one role."""
+    from headwater.contracts import access
+
+    platform = load_platform(stack)
+    props = registry_properties(platform)
+    assert props["quarkus.http.auth.basic"] == "true"
+    assert props["apicurio.auth.role-based-authorization"] == "true"
+    assert props["apicurio.auth.anonymous-read-access.enabled"] == "false"
+    roles = {
+        k.rsplit(".", 1)[1]: v
+        for k, v in props.items()
+        if k.startswith("quarkus.security.users.embedded.roles.")
+    }
+    # The platform writes; every principal whose flows touch a contracted topic reads, nobody else.
+    contracted = {t.name for t in platform.topics if t.schema}
+    readers = {
+        p.name
+        for p in platform.principals
+        if contracted & ({c.topic for c in p.consumes} | {f.topic for f in p.produces})
+    }
+    assert roles == {"contracts-publisher": "sr-developer"} | {name: "sr-readonly" for name in readers}
+    assert kafkasql.PRINCIPAL not in roles and "agent-gateway" in roles and "agent-events" in roles
+    # Passwords only as references to the environment, which takes them from one Secret per user.
+    env = {e["name"]: e for e in _container(platform)["env"]}
+    for user in access.registry_users(platform):
+        assert props[f"quarkus.security.users.embedded.users.{user.name}"] == "${" + user.password_env + "}"
+        ref = env[user.password_env]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"{user.name}-registry", "key": "password"}
+    text = _objects(platform)["ConfigMap"]["data"]["registry.properties"]
+    assert "quarkus.http.auth.basic=true" in text
+
+
+def test_contracts_are_registered_as_the_publisher_with_its_secret_password(
+    mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HEADWATER_REGISTRY_PASSWORD", raising=False)
+    platform = load_platform("prod")
+    import base64
+
+    mocks.existing[("kubernetes:core/v1:Secret", "headwater/contracts-publisher-registry")] = {
+        "data": {"password": base64.b64encode(b"publisher-pw").decode()}
+    }
+
+    @pulumi_test
+    def build() -> Any:
+        return SchemaRegistry("registry", SchemaRegistryArgs(platform)).urn
+
+    build()
+    (read,) = mocks.reads
+    assert read.resource_id == "headwater/contracts-publisher-registry"
+    subjects = [r for r in mocks.resources if r.typ.endswith("dynamic/headwater:SubjectSchema")]
+    assert subjects and all(r.inputs["username"] == "contracts-publisher" for r in subjects)
+    from pulumi.runtime import rpc
+
+    for r in subjects:  # a secret input: Pulumi keeps it encrypted in its state
+        assert r.inputs["password"] == {
+            rpc._special_sig_key: rpc._special_secret_sig,
+            "value": "publisher-pw",
+        }

@@ -54,6 +54,11 @@ def test_acls_are_exactly_what_the_flows_need(stack: str) -> None:
             expected.add(("group", c.group, c.group_pattern, "Read"))
             if principal.describe_topic_configs:
                 expected.add(("topic", c.topic, "literal", "DescribeConfigs"))
+        for m in principal.monitors:
+            expected |= {
+                ("topic", m.topic, "literal", "Describe"),
+                ("group", m.group, m.group_pattern, "Describe"),
+            }
         for p in principal.produces:
             expected |= {("topic", p.topic, "literal", "Describe"), ("topic", p.topic, "literal", "Write")}
             if principal.describe_topic_configs:
@@ -61,16 +66,18 @@ def test_acls_are_exactly_what_the_flows_need(stack: str) -> None:
             if p.transactional:
                 prefix = principal.transactional_id_prefix
                 assert prefix and prefix.startswith(principal.name)
+                # No IdempotentWrite on the cluster: Kafka has not needed it since 3.0.
                 expected |= {
                     ("transactionalId", prefix, "prefix", "Describe"),
                     ("transactionalId", prefix, "prefix", "Write"),
-                    ("cluster", "kafka-cluster", "literal", "IdempotentWrite"),
                 }
         got = {(a.resource.value, a.name, a.pattern, op) for a in acls_for(principal) for op in a.operations}
         assert got == expected, principal.name
         for acl in acls_for(principal):
             assert acl.name not in ("*", "") and "All" not in acl.operations
-            if acl.pattern == "prefix":  # a prefix is always the principal's own name space
+            if acl.pattern == "prefix" and acl.operations != ("Describe",):
+                # A prefix that grants more than Describe is always the principal's own name space (a lag
+                # exporter describes the groups others name under their declared prefix).
                 assert acl.name.startswith(principal.name), acl
 
 
@@ -102,3 +109,14 @@ def test_stack_app_args_follow_the_catalog_and_win() -> None:
     app = local.apps[[a.name for a in local.apps].index("feature-aggregator")]
     assert dict(local.app_args(app))["window-size-ms"] == "10000"
     assert "window-size-ms" not in dict(prod.app_args(app))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_lag_exporter_may_describe_every_declared_group_and_read_nothing(stack: str) -> None:
+    platform = load_platform(stack)
+    (exporter,) = [p for p in platform.principals if p.monitors]
+    flows = {(c.group, c.topic) for p in platform.principals for c in p.consumes}
+    assert {(m.group, m.topic) for m in exporter.monitors} == flows
+    assert not exporter.consumes and not exporter.produces
+    ops = {op for a in acls_for(exporter) for op in a.operations}
+    assert ops == {"Describe"}
