@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from headwater import flink_conf
 from headwater.config import load_platform
-from headwater.contracts import load_contracts
+from headwater.contracts import access, load_contracts
 from headwater.contracts.serde import frame
 from headwater.local import KafkaPorts, LocalKafka, client_config, install_signal_handlers, provision
 from headwater.local.console import percentile
@@ -334,7 +334,13 @@ def run(events: int, latency_seconds: float, state: Path, timeout: float) -> Non
     install_signal_handlers()
     platform = load_platform("local")
     kafka = LocalKafka(platform, state / "kafka", KafkaPorts.free(), progress=stderr_progress("kafka"))
-    registry = LocalRegistry(state / "registry", port=0, progress=stderr_progress("registry"))
+    # Everyone reads schemas as themselves, as on the platform: the app with its own registry credentials.
+    registry = LocalRegistry(
+        state / "registry",
+        port=0,
+        users=access.registry_users(platform),
+        progress=stderr_progress("registry"),
+    )
     job: LocalFlinkJob | None = None
     try:
         kafka.start()
@@ -368,6 +374,7 @@ def run(events: int, latency_seconds: float, state: Path, timeout: float) -> Non
             state / "flink",
             progress=stderr_progress("flink"),
             restart_attempts=0,
+            registry_user_info=registry.user_info(APP),
         )
         broker_cpu0 = sum(_cpu(broker).values())
         drained = drain(job, kafka, backlog, timeout)
