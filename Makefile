@@ -96,7 +96,7 @@ test-e2e: venv toolchain
 test-under-load: venv venv-flink prometheus
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
-test: lint typecheck test-unit check-stacks test-flink test-integration
+test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
