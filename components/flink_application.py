@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 import pulumi
+from kubernetes.utils import parse_quantity
 
 from components import checkpoint_storage as storage
 from components.k8s import create_object, labels, metadata, restricted_container_security
@@ -127,15 +128,10 @@ def upgrade_mode(platform: Platform, app: App) -> str:
 
 # --- sizes -----------------------------------------------------------------------------------------------
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "": 1}
-
 
 def _bytes(quantity: str) -> int:
-    for suffix, factor in {**_BINARY, **_DECIMAL}.items():
-        if suffix and quantity.endswith(suffix):
-            return int(Decimal(quantity[: -len(suffix)]) * factor)
-    return int(Decimal(quantity))
+    """A Kubernetes memory quantity in bytes (`4Gi`, `512M`, `1e9`), as the Kubernetes client parses it."""
+    return int(parse_quantity(quantity))
 
 
 def flink_memory(quantity: str) -> str:
@@ -149,9 +145,7 @@ def flink_memory(quantity: str) -> str:
 
 def cpu_cores(quantity: str) -> float:
     """A Kubernetes CPU quantity in cores (`500m` -> 0.5)."""
-    if quantity.endswith("m"):
-        return float(Decimal(quantity[:-1]) / 1000)
-    return float(Decimal(quantity))
+    return float(parse_quantity(quantity))
 
 
 def _limit_factor(request: float, limit: float) -> str:

@@ -55,7 +55,6 @@ T = TypeVar("T")
 _MISSING = object()
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
 class ConfigError(Exception):
@@ -193,7 +192,15 @@ def _charts_folder(value: str) -> str | None:
 
 
 def _quantity(value: str) -> str | None:
-    return None if _QUANTITY.match(value) else "a Kubernetes quantity like 500m, 2, 4Gi"
+    """A Kubernetes quantity as the API server reads it (the Kubernetes client's parser), and positive."""
+    # imported here: the client is big, and the apps' environment (which reads this module's neighbours) lacks it
+    from kubernetes.utils import parse_quantity
+
+    try:
+        ok = parse_quantity(value) > 0
+    except ValueError:
+        ok = False
+    return None if ok else "a positive Kubernetes quantity like 500m, 2, 4Gi"
 
 
 def _positive(value: int) -> str | None:
