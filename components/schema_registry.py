@@ -76,7 +76,7 @@ def _selector() -> dict[str, str]:
 
 def kafka_client_settings(platform: Platform) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """(Kafka client settings of the registry's principal, the env vars carrying their secrets)."""
-    principal = platform.principal(kafkasql.PRINCIPAL)
+    principal = kafkasql.storage(platform).principal
     secret = user_secret(principal.name)
     client = java_client_properties(
         principal.authentication,
@@ -106,7 +106,9 @@ def user_env(platform: Platform) -> list[dict[str, Any]]:
 def registry_properties(platform: Platform) -> dict[str, str]:
     """The registry's settings (no secrets: those are `${...}` references to environment variables)."""
     client, _ = kafka_client_settings(platform)
-    props = kafkasql.storage_properties(bootstrap_address(platform.kafka, platform.namespace), client)
+    props = kafkasql.storage_properties(
+        bootstrap_address(platform.kafka, platform.namespace), client, kafkasql.storage(platform).topics
+    )
     # Basic authentication of the catalog's registry users and role-based authorization (read-only or write).
     props |= access.realm_properties(access.registry_users(platform), lambda u: "${" + u.password_env + "}")
     props |= {
@@ -138,7 +140,7 @@ def _spread(platform: Platform) -> list[dict[str, Any]]:
 def _volumes(platform: Platform) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, mounts): the configuration, the cluster CA, a scratch /tmp and, for a tls principal, its
     key store."""
-    principal = platform.principal(kafkasql.PRINCIPAL)
+    principal = kafkasql.storage(platform).principal
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": CONFIG_MAP}},
         {

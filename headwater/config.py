@@ -35,6 +35,7 @@ from headwater.spec import (
     Produce,
     Quotas,
     RegistrySettings,
+    RegistryStorage,
     Resources,
     S3Credentials,
     SecretValue,
@@ -627,6 +628,16 @@ def _principal(sec: _Section, key: str, name: str, kafka: KafkaSettings) -> Prin
     consumes = _consumes(sec, key, name)
     produces = _produces(sec, key)
     quotas = _quotas(sec)
+    registry_storage = None
+    if "registryStorage" in sec.data:
+        rs = sec.section("registryStorage")
+        registry_storage = RegistryStorage(
+            journal=rs.get("journal", str),
+            snapshots=rs.get("snapshots", str),
+            events=rs.get("events", str),
+            group_prefix=rs.get("groupPrefix", str),
+        )
+        rs.done()
     principal = Principal(
         name=name,
         kind=kind,
@@ -639,6 +650,7 @@ def _principal(sec: _Section, key: str, name: str, kafka: KafkaSettings) -> Prin
         ),
         quotas=quotas,
         describe_topic_configs=sec.get("describeTopicConfigs", bool, False),
+        registry_storage=registry_storage,
     )
     sec.done()
     return principal

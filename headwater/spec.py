@@ -167,6 +167,17 @@ class Quotas:
 
 
 @dataclass(frozen=True)
+class RegistryStorage:
+    """Where a KafkaSQL schema registry keeps its state (the catalog names it): its topics by role, and the
+    prefix of the consumer groups it names itself (`<prefix><uuid>`, a new one at every start)."""
+
+    journal: str
+    snapshots: str
+    events: str
+    group_prefix: str
+
+
+@dataclass(frozen=True)
 class Principal:
     """An application or service that talks to Kafka under its own identity."""
 
@@ -184,6 +195,8 @@ class Principal:
     # (Describe on both, no Read): the loader fills it with every consume flow of the catalog when the
     # principal says `monitorsConsumerGroups: true`, so it is never typed twice.
     monitors: tuple[Consume, ...] = ()
+    # The schema registry's principal names the topics of its KafkaSQL storage (`registryStorage:`).
+    registry_storage: RegistryStorage | None = None
 
     @property
     def transactional(self) -> bool:

@@ -12,8 +12,9 @@ and `KafkaAdminUtil`, and against a broker with ACLs and `allow.everyone.if.no.a
 - topics are created only when `apicurio.kafkasql.topic.auto-create` is true (it is set false here: the
   topics come from the catalog, like every topic), so no Create permission.
 
-`required_acls` lists that; `ungranted` compares it with what the principal's declared flows grant.
-`storage_properties` renders the `apicurio.*` settings the Kubernetes component and the local runtime
+The catalog names all of it: the registry's principal carries `registryStorage:` (its journal, snapshots and
+events topics and its consumer groups' prefix). `storage` finds them; `required_acls` lists what they need; `ungranted` compares it with what the principal's declared flows
+grant. `storage_properties` renders the `apicurio.*` settings the Kubernetes component and the local runtime
 share.
 """
 
@@ -22,13 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from headwater.spec import Acl, AclResource, Platform, Tier, acls_for
-
-PRINCIPAL = "schema-registry"
-JOURNAL_TOPIC = "platform.registry_journal.v1"
-SNAPSHOTS_TOPIC = "platform.registry_snapshots.v1"
-EVENTS_TOPIC = "platform.registry_events.v1"
-GROUP_PREFIX = "schema-registry-"
+from headwater.spec import Acl, AclResource, Platform, Principal, RegistryStorage, Tier, acls_for
 
 # Kafka's implied operations: Read, Write, Delete and Alter imply Describe; AlterConfigs implies DescribeConfigs.
 _IMPLIES = {
@@ -37,11 +32,34 @@ _IMPLIES = {
 }
 
 
+class StorageError(ValueError):
+    """The catalog does not say (or says twice) which principal is the registry and where it keeps its state."""
+
+
 @dataclass(frozen=True)
-class RegistryTopics:
-    journal: str = JOURNAL_TOPIC
-    snapshots: str = SNAPSHOTS_TOPIC
-    events: str = EVENTS_TOPIC
+class Storage:
+    """The registry's principal, its storage topics and its consumer groups' prefix, as the catalog declares."""
+
+    principal: Principal
+    topics: RegistryStorage
+
+    @property
+    def group_prefix(self) -> str:
+        return self.topics.group_prefix
+
+
+def storage(platform: Platform) -> Storage:
+    """The KafkaSQL storage the catalog declares (the one principal with `registryStorage:`)."""
+    marked = [p for p in platform.principals if p.registry_storage is not None]
+    if len(marked) != 1:
+        raise StorageError(
+            f"catalog.principals: {len(marked)} principals declare registryStorage "
+            f"({', '.join(p.name for p in marked) or 'none'}); allowed: exactly one, the schema registry's, "
+            "naming its journal, snapshots and events topics"
+        )
+    (principal,) = marked
+    assert principal.registry_storage is not None
+    return Storage(principal, principal.registry_storage)
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,8 @@ class Need:
         return f"{self.operation} on {self.resource.value} {self.name!r} ({self.pattern})"
 
 
-def required_acls(topics: RegistryTopics = RegistryTopics(), group_prefix: str = GROUP_PREFIX) -> list[Need]:
+def required_acls(topics: RegistryStorage) -> list[Need]:
+    group_prefix = topics.group_prefix
     topic = AclResource.TOPIC
     verify = "verified at every start (Admin describeConfigs)"
     return [
@@ -95,9 +114,14 @@ def covers(granted: Iterable[Acl], need: Need) -> bool:
     return False
 
 
-def ungranted(platform: Platform, topics: RegistryTopics = RegistryTopics()) -> list[str]:
+def ungranted(platform: Platform) -> list[str]:
     """What KafkaSQL storage needs that the catalog does not provide: missing topics and permissions that the
-    `schema-registry` principal's declared flows do not grant. [] means the registry can start."""
+    registry principal's declared flows do not grant. [] means the registry can start."""
+    try:
+        store = storage(platform)
+    except StorageError as err:
+        return [str(err)]
+    topics, principal = store.topics, store.principal
     problems: list[str] = []
     names = {t.name for t in platform.topics}
     for role, name, kind in (
@@ -109,26 +133,17 @@ def ungranted(platform: Platform, topics: RegistryTopics = RegistryTopics()) -> 
             problems.append(
                 f"catalog.topics: no topic {name!r}: Apicurio's KafkaSQL storage needs its {role} topic ({kind})"
             )
-    try:
-        principal = platform.principal(PRINCIPAL)
-    except KeyError:
-        return [*problems, f"catalog.principals: no principal {PRINCIPAL!r} for the schema registry"]
     granted = acls_for(principal)
     for need in required_acls(topics):
         if not covers(granted, need):
             problems.append(
-                f"catalog.principals.{PRINCIPAL}: its flows do not grant {need}, which KafkaSQL storage "
+                f"catalog.principals.{principal.name}: its flows do not grant {need}, which KafkaSQL storage "
                 f"needs: {need.why}"
             )
     return problems
 
 
-def storage_properties(
-    bootstrap: str,
-    client: Mapping[str, str],
-    topics: RegistryTopics = RegistryTopics(),
-    group_prefix: str = GROUP_PREFIX,
-) -> dict[str, str]:
+def storage_properties(bootstrap: str, client: Mapping[str, str], topics: RegistryStorage) -> dict[str, str]:
     """The `apicurio.*` settings for KafkaSQL storage; `client` are Kafka client settings (security.protocol,
     sasl.*, ssl.*), applied to Apicurio's producer, consumers and admin client alike."""
     props = {
@@ -138,7 +153,7 @@ def storage_properties(
         "apicurio.kafkasql.snapshots.topic": topics.snapshots,
         "apicurio.events.kafka.topic": topics.events,
         "apicurio.kafkasql.topic.auto-create": "false",
-        "apicurio.kafkasql.consumer.group-prefix": group_prefix,
+        "apicurio.kafkasql.consumer.group-prefix": topics.group_prefix,
         # Apicurio turns host name verification off unless told otherwise; the broker certificates name
         # their hosts (Strimzi's and the local CA's), so keep it on.
         "apicurio.kafka.common.ssl.endpoint.identification.algorithm": "https",
@@ -159,14 +174,9 @@ def registry_problems(platform: Platform) -> list[str]:
         out.append(f"stack {platform.stack}: {key} = {value!r} is not valid; allowed: {allowed}")
 
     try:
-        principal = platform.principal(PRINCIPAL)
-    except KeyError:
-        bad(
-            "catalog.principals",
-            sorted(p.name for p in platform.principals),
-            f"a principal {PRINCIPAL!r}",
-        )
-        return out
+        principal = storage(platform).principal
+    except StorageError as err:
+        return [*out, f"stack {platform.stack}: {err}"]
     if principal.authentication != platform.kafka.authentication:
         bad(
             f"catalog.principals.{principal.name}.authentication",

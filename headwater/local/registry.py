@@ -42,6 +42,7 @@ from headwater.contracts.registry import RegistryClient
 from headwater.kafka_config import format_properties
 from headwater.local.ports import HOST, free_port, port_free
 from headwater.local.process import ProcessError, Progress, Supervised, stderr_progress
+from headwater.spec import RegistryStorage
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DIST_CACHE = Path(os.environ.get("HEADWATER_CACHE", ROOT / ".cache")) / "apicurio"
@@ -64,17 +65,21 @@ class KafkaSqlStorage:
     (security.protocol, sasl.mechanism, sasl.jaas.config, ssl.truststore.*, ssl.keystore.*)."""
 
     bootstrap: str
+    topics: RegistryStorage
     client: Mapping[str, str] = field(default_factory=dict)
-    topics: kafkasql.RegistryTopics = field(default_factory=kafkasql.RegistryTopics)
-    group_prefix: str = kafkasql.GROUP_PREFIX
 
     @classmethod
-    def for_local_kafka(cls, kafka: Any, principal: str = kafkasql.PRINCIPAL) -> KafkaSqlStorage:
-        """The settings of `principal` on a provisioned `headwater.local.kafka.LocalKafka`."""
+    def for_local_kafka(cls, kafka: Any) -> KafkaSqlStorage:
+        """The catalog's registry storage (its principal, topics and group prefix) on a provisioned
+        `headwater.local.kafka.LocalKafka`."""
         from headwater.local.provision import bootstrap_servers, java_client_properties
 
+        store = kafkasql.storage(kafka.platform)
+        principal = store.principal.name
         return cls(
-            bootstrap=bootstrap_servers(kafka, principal), client=java_client_properties(kafka, principal)
+            bootstrap=bootstrap_servers(kafka, principal),
+            topics=store.topics,
+            client=java_client_properties(kafka, principal),
         )
 
     def split(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -88,7 +93,7 @@ class KafkaSqlStorage:
                 public[key] = "${" + var + "}"
             else:
                 public[key] = value
-        props = kafkasql.storage_properties(self.bootstrap, public, self.topics, self.group_prefix)
+        props = kafkasql.storage_properties(self.bootstrap, public, self.topics)
         return props, env
 
 

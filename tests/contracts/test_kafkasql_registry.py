@@ -25,6 +25,8 @@ from headwater.local.process import stderr_progress
 from headwater.local.registry import KafkaSqlStorage, LocalRegistry
 
 TOPIC = "agents.signals.v1"
+# The registry's principal, storage topics and group prefix, as the catalog names them.
+STORE = kafkasql.storage(load_platform("local"))
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +98,8 @@ def test_kafkasql_registry_serves_ids_that_survive_a_restart(kafka: LocalKafka, 
 
     admin = Consumer({**kafka.admin_config(), "group.id": "test-watermarks"})
     try:
-        journal = admin.get_watermark_offsets(TopicPartition(kafkasql.JOURNAL_TOPIC, 0), timeout=10)
-        events = admin.get_watermark_offsets(TopicPartition(kafkasql.EVENTS_TOPIC, 0), timeout=10)
+        journal = admin.get_watermark_offsets(TopicPartition(STORE.topics.journal, 0), timeout=10)
+        events = admin.get_watermark_offsets(TopicPartition(STORE.topics.events, 0), timeout=10)
     finally:
         admin.close()
     assert journal[1] > 0 and events[1] > 0  # the registry's state lives in Kafka

@@ -293,3 +293,23 @@ def test_an_override_of_a_badly_named_topic_breaks_the_naming_rule() -> None:
     (msg,) = _problems("prod", cfg)
     assert msg.startswith("stack prod: topics.Agents.Events.Raw.v1 = 'Agents.Events.Raw.v1' is not valid")
     assert "<domain>.<dataset>.v<N>: lower-case words" in msg
+
+
+def test_the_catalog_names_the_registry_and_its_storage_once() -> None:
+    """The registry's principal, topics and group prefix come from the catalog's `registryStorage:`."""
+    catalog = copy.deepcopy(_catalog())
+    del catalog["principals"]["schema-registry"]["registryStorage"]
+    (msg,) = _problems("prod", _prod(), catalog)
+    assert "0 principals declare registryStorage (none)" in msg and "exactly one" in msg
+
+    catalog = copy.deepcopy(_catalog())
+    catalog["principals"]["lag-exporter"]["registryStorage"] = catalog["principals"]["schema-registry"][
+        "registryStorage"
+    ]
+    (msg,) = _problems("prod", _prod(), catalog)
+    assert "2 principals declare registryStorage (lag-exporter, schema-registry)" in msg
+
+    catalog = copy.deepcopy(_catalog())
+    catalog["principals"]["schema-registry"]["registryStorage"]["journal"] = 7
+    problems = _problems("prod", _prod(), catalog)
+    assert any("catalog.principals.schema-registry.registryStorage.journal" in p for p in problems), problems

@@ -27,6 +27,8 @@ from headwater.local.provision import java_client_properties as local_java_clien
 from headwater.spec import Authentication, Platform
 
 PLATFORM = load_platform("local")
+# The registry's principal, storage topics and group prefix, as the catalog names them.
+STORE = kafkasql.storage(load_platform("local"))
 
 
 def with_authentication(platform: Platform, name: str, authentication: Authentication) -> Platform:
@@ -101,8 +103,8 @@ def test_every_realization_gives_a_principal_the_same_client_settings(
     authentication: Authentication, tmp_path: Path
 ) -> None:
     # The registry's pod, a Flink app's pod and the local client file differ only in where stores live.
-    platform = with_authentication(PLATFORM, kafkasql.PRINCIPAL, authentication)
-    principal = platform.principal(kafkasql.PRINCIPAL)
+    platform = with_authentication(PLATFORM, STORE.principal.name, authentication)
+    principal = platform.principal(STORE.principal.name)
     registry, _ = kafka_client_settings(platform)
     template = fa.properties_template(platform, principal)
     flink = dict(line.split("=", 1) for line in template.splitlines() if not line.startswith("#"))

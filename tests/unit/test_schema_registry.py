@@ -27,6 +27,8 @@ from headwater.spec import Acl, AclResource, Authentication, Consume, Platform, 
 from headwater_cli.validate import validate_object
 
 STACKS = ["local", "dev", "staging", "prod"]
+# The registry's principal, storage topics and group prefix, as the catalog names them.
+STORE = kafkasql.storage(load_platform("local"))
 
 
 def _objects(platform: Platform) -> dict[str, dict[str, Any]]:
@@ -103,9 +105,9 @@ def test_kafkasql_storage_uses_the_tls_listener_as_its_own_principal(stack: str)
         props["apicurio.kafkasql.bootstrap.servers"]
         == f"headwater-kafka-bootstrap.{platform.namespace}.svc:9093"
     )
-    assert props["apicurio.kafkasql.topic"] == kafkasql.JOURNAL_TOPIC
+    assert props["apicurio.kafkasql.topic"] == STORE.topics.journal
     assert props["apicurio.kafkasql.topic.auto-create"] == "false"
-    assert props["apicurio.kafkasql.consumer.group-prefix"] == kafkasql.GROUP_PREFIX
+    assert props["apicurio.kafkasql.consumer.group-prefix"] == STORE.group_prefix
     assert props["apicurio.kafka.common.ssl.truststore.location"] == "/etc/headwater/kafka-ca/ca.crt"
     assert props["apicurio.kafka.common.ssl.endpoint.identification.algorithm"] == "https"
     volumes = {v["name"]: v for v in _objects(platform)["Deployment"]["spec"]["template"]["spec"]["volumes"]}
@@ -131,7 +133,7 @@ def test_kafkasql_storage_uses_the_tls_listener_as_its_own_principal(stack: str)
 @pytest.mark.parametrize("stack", STACKS)
 def test_journal_topic_is_deleted_never_and_never_compacted(stack: str) -> None:
     platform = load_platform(stack)
-    topic = render_topic(platform, platform.topic(kafkasql.JOURNAL_TOPIC))
+    topic = render_topic(platform, platform.topic(STORE.topics.journal))
     config = topic["spec"]["config"]
     assert config["cleanup.policy"] == "delete"
     assert config["retention.ms"] == "-1"
@@ -163,14 +165,14 @@ def test_service_and_ingress_expose_the_ccompat_api(stack: str) -> None:
 
 def test_registry_acls_are_derived_from_its_flows() -> None:
     platform = load_platform("prod")
-    user = render_user(platform, platform.principal(kafkasql.PRINCIPAL))
+    user = render_user(platform, platform.principal(STORE.principal.name))
     acls = user["spec"]["authorization"]["acls"]
     assert {
-        "resource": {"type": "topic", "name": kafkasql.JOURNAL_TOPIC, "patternType": "literal"},
+        "resource": {"type": "topic", "name": STORE.topics.journal, "patternType": "literal"},
         "operations": ["Describe", "DescribeConfigs", "Read", "Write"],
     } in acls
     assert {
-        "resource": {"type": "group", "name": kafkasql.GROUP_PREFIX, "patternType": "prefix"},
+        "resource": {"type": "group", "name": STORE.group_prefix, "patternType": "prefix"},
         "operations": ["Read"],
     } in acls
     assert kafkasql.ungranted(platform) == []
@@ -181,25 +183,23 @@ def test_what_kafkasql_needs_beyond_the_declared_flows_is_reported() -> None:
     """A registry principal with only journal flows (what the catalog declared first) misses the rest."""
     prod = load_platform("prod")
     journal_only = replace(
-        prod.principal(kafkasql.PRINCIPAL),
-        consumes=(Consume(kafkasql.JOURNAL_TOPIC, "schema-registry"),),
-        produces=(Produce(kafkasql.JOURNAL_TOPIC),),
+        prod.principal(STORE.principal.name),
+        consumes=(Consume(STORE.topics.journal, "schema-registry"),),
+        produces=(Produce(STORE.topics.journal),),
         describe_topic_configs=False,
     )
     platform = replace(
         prod,
-        topics=tuple(
-            t for t in prod.topics if t.name not in (kafkasql.SNAPSHOTS_TOPIC, kafkasql.EVENTS_TOPIC)
-        ),
-        principals=tuple(journal_only if p.name == kafkasql.PRINCIPAL else p for p in prod.principals),
+        topics=tuple(t for t in prod.topics if t.name not in (STORE.topics.snapshots, STORE.topics.events)),
+        principals=tuple(journal_only if p.name == STORE.principal.name else p for p in prod.principals),
     )
     gaps = kafkasql.ungranted(platform)
-    assert any(f"no topic {kafkasql.SNAPSHOTS_TOPIC!r}" in g for g in gaps)
-    assert any(f"no topic {kafkasql.EVENTS_TOPIC!r}" in g for g in gaps)
-    assert any(f"DescribeConfigs on topic {kafkasql.JOURNAL_TOPIC!r}" in g for g in gaps)
-    assert any(f"Write on topic {kafkasql.EVENTS_TOPIC!r}" in g for g in gaps)
+    assert any(f"no topic {STORE.topics.snapshots!r}" in g for g in gaps)
+    assert any(f"no topic {STORE.topics.events!r}" in g for g in gaps)
+    assert any(f"DescribeConfigs on topic {STORE.topics.journal!r}" in g for g in gaps)
+    assert any(f"Write on topic {STORE.topics.events!r}" in g for g in gaps)
     assert any("Read on group 'schema-registry-' (prefix)" in g for g in gaps)
-    assert not any(f"Read on topic {kafkasql.JOURNAL_TOPIC!r}" in g for g in gaps)  # the flows grant that
+    assert not any(f"Read on topic {STORE.topics.journal!r}" in g for g in gaps)  # the flows grant that
     assert len(gaps) == 2 + 7  # two topics; 9 needs minus journal Read and Write
 
 
@@ -228,7 +228,7 @@ def test_invalid_settings_fail_fast_naming_key_value_and_allowed() -> None:
     ):
         SchemaRegistryArgs(replace(dev, registry=replace(dev.registry, ingress_class="nginx")))
     principals = tuple(
-        replace(p, authentication=Authentication.SCRAM) if p.name == kafkasql.PRINCIPAL else p
+        replace(p, authentication=Authentication.SCRAM) if p.name == STORE.principal.name else p
         for p in prod.principals
     )
     with pytest.raises(ValueError, match=r"authentication = 'scram-sha-512' is not valid; allowed: tls"):
@@ -303,7 +303,7 @@ def test_registry_authenticates_and_authorizes_by_role(stack: str) -> None:
         if contracted & ({c.topic for c in p.consumes} | {f.topic for f in p.produces})
     }
     assert roles == {"contracts-publisher": "sr-developer"} | {name: "sr-readonly" for name in readers}
-    assert kafkasql.PRINCIPAL not in roles and "agent-gateway" in roles and "agent-events" in roles
+    assert STORE.principal.name not in roles and "agent-gateway" in roles and "agent-events" in roles
     # Passwords only as references to the environment, which takes them from one Secret per user.
     env = {e["name"]: e for e in _container(platform)["env"]}
     for user in access.registry_users(platform):
