@@ -29,13 +29,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import pandas as pd
 import requests
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from feast import FeatureStore
 
+from feature_store.description import Description, View
 from feature_store.records import BadRecord, Source, dead_letter, decode, encode, to_row
-from feature_store.repo import Description, Redis, View, open_store
+from feature_store.repo import Redis, open_store
 
 LOG = logging.getLogger("feature_store.materializer")
 PIPELINE = "feature-materializer"
@@ -66,7 +66,9 @@ class Registry:
         body = {"schema": json.dumps(schema, sort_keys=True), "schemaType": "AVRO"}
         answer = self.session.post(f"{self.base}/subjects/{subject}", json=body, timeout=10)
         if answer.status_code == 404:
-            raise SystemExit(f"the dead-letter contract is not registered under {subject!r}; register the contracts first")
+            raise SystemExit(
+                f"the dead-letter contract is not registered under {subject!r}; register the contracts first"
+            )
         answer.raise_for_status()
         return int(answer.json()["id"])
 
@@ -101,9 +103,13 @@ class Materializer:
         self.s = settings
         self.counts = Counts()
         self.stopping = False
-        self.store: FeatureStore = open_store(settings.description, settings.store_dir, settings.redis, apply=True)
+        self.store: FeatureStore = open_store(
+            settings.description, settings.store_dir, settings.redis, apply=True
+        )
         self.views = {v.topic: v for v in settings.description.views}
-        self.dl_id = settings.registry.lookup_id(f"{settings.deadletter_topic}-value", settings.deadletter_schema)
+        self.dl_id = settings.registry.lookup_id(
+            f"{settings.deadletter_topic}-value", settings.deadletter_schema
+        )
         self.consumer = Consumer(
             {
                 **settings.kafka,
@@ -119,7 +125,12 @@ class Materializer:
 
     def run(self) -> Counts:
         self.consumer.subscribe(sorted(self.views))
-        LOG.info("materializing %s into Redis %s:%s", ", ".join(sorted(self.views)), self.s.redis.host, self.s.redis.port)
+        LOG.info(
+            "materializing %s into Redis %s:%s",
+            ", ".join(sorted(self.views)),
+            self.s.redis.host,
+            self.s.redis.port,
+        )
         try:
             while not self.stopping:
                 messages = self.consumer.consume(self.s.batch_size, self.s.batch_wait_s)
@@ -147,8 +158,8 @@ class Materializer:
             try:
                 schema_id, record = decode(source.value, self.s.registry.schema)
                 rows.setdefault(view.name, []).append(to_row(view, record, source, schema_id))
-            except BadRecord as bad:
-                letters.append((source, bad))
+            except BadRecord as refused:
+                letters.append((source, refused))
         for view_name, batch in rows.items():
             self._write(self.s.description.view(view_name), batch)
         for source, bad in letters:
@@ -162,10 +173,10 @@ class Materializer:
 
     def _write(self, view: View, batch: list[dict[str, Any]]) -> None:
         delay = self.s.backoff_initial_s
-        frame = pd.DataFrame(batch)
+        columns = {name: [row[name] for row in batch] for name in batch[0]}
         while True:
             try:
-                self.store.write_to_online_store(view.name, frame)
+                self.store.write_to_online_store(view.name, inputs=columns)
                 self.counts.rows += len(batch)
                 return
             except Exception as exc:
@@ -174,7 +185,10 @@ class Materializer:
                 self.counts.store_retries += 1
                 LOG.warning(
                     "online store unavailable (%s): %d rows of %s wait, retry in %.1fs",
-                    type(exc).__name__, len(batch), view.name, delay,
+                    type(exc).__name__,
+                    len(batch),
+                    view.name,
+                    delay,
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, self.s.backoff_max_s)
@@ -197,7 +211,10 @@ def _store_unavailable(exc: BaseException) -> bool:
     """Connection trouble (retry), as opposed to a defect (crash)."""
     import redis.exceptions
 
-    return isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | redis.exceptions.BusyLoadingError)
+    return isinstance(
+        exc,
+        redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | redis.exceptions.BusyLoadingError,
+    )
 
 
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
@@ -216,10 +233,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis", required=True, help="host:port of the online store")
     p.add_argument("--redis-tls", action="store_true")
     p.add_argument("--redis-ca", help="CA bundle for Redis over TLS")
-    p.add_argument("--kafka-config", type=Path, required=True, help="librdkafka settings of the principal (JSON)")
+    p.add_argument(
+        "--kafka-config", type=Path, required=True, help="librdkafka settings of the principal (JSON)"
+    )
     p.add_argument("--group", required=True)
     p.add_argument("--deadletter-topic", required=True)
-    p.add_argument("--deadletter-schema", type=Path, required=True, help="the dead-letter topic's Avro contract")
+    p.add_argument(
+        "--deadletter-schema", type=Path, required=True, help="the dead-letter topic's Avro contract"
+    )
     p.add_argument("--registry-url", required=True)
     p.add_argument("--registry-ca")
     p.add_argument("--batch-size", type=int, default=500)
@@ -229,7 +250,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
+    )
     args = parse_args(argv)
     host, _, port = args.redis.rpartition(":")
     if not host or not port.isdigit():
@@ -242,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         group=args.group,
         deadletter_topic=args.deadletter_topic,
         deadletter_schema=json.loads(args.deadletter_schema.read_text()),
-        registry=Registry(args.registry_url, os.environ.get("HEADWATER_REGISTRY_USER_INFO"), args.registry_ca),
+        registry=Registry(
+            args.registry_url, os.environ.get("HEADWATER_REGISTRY_USER_INFO"), args.registry_ca
+        ),
         batch_size=args.batch_size,
     )
     materializer = Materializer(settings)

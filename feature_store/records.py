@@ -18,7 +18,7 @@ from typing import Any
 
 import fastavro
 
-from feature_store.repo import View
+from feature_store.description import PROVENANCE, View
 
 HEADER = struct.Struct(">bI")
 
@@ -43,7 +43,9 @@ class Source:
     timestamp_ms: int | None = None
 
 
-def decode(value: bytes | None, writer_schema: Callable[[int], Mapping[str, Any]]) -> tuple[int, dict[str, Any]]:
+def decode(
+    value: bytes | None, writer_schema: Callable[[int], Mapping[str, Any]]
+) -> tuple[int, dict[str, Any]]:
     """(schema id, record) of a framed Avro value; BadRecord says why not."""
     if value is None:
         raise BadRecord(
@@ -51,16 +53,22 @@ def decode(value: bytes | None, writer_schema: Callable[[int], Mapping[str, Any]
             "a null value (compaction tombstone): the online store keeps the last window until its TTL",
         )
     if len(value) < HEADER.size or value[0] != 0:
-        raise BadRecord("invalid_framing", f"{len(value)} bytes without the wire format's magic byte and schema id")
+        raise BadRecord(
+            "invalid_framing", f"{len(value)} bytes without the wire format's magic byte and schema id"
+        )
     _, schema_id = HEADER.unpack_from(value)
     try:
         schema = writer_schema(schema_id)
     except LookupError as exc:
         raise BadRecord("unknown_schema", str(exc), schema_id) from None
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(value[HEADER.size :]), fastavro.parse_schema(dict(schema)))
+        record = fastavro.schemaless_reader(
+            io.BytesIO(value[HEADER.size :]), fastavro.parse_schema(dict(schema))
+        )
     except Exception as exc:
-        raise BadRecord("undecodable", f"Avro body does not decode with schema id {schema_id}: {exc}", schema_id) from None
+        raise BadRecord(
+            "undecodable", f"Avro body does not decode with schema id {schema_id}: {exc}", schema_id
+        ) from None
     if not isinstance(record, dict):
         raise BadRecord("undecodable", f"schema id {schema_id} is not a record schema", schema_id)
     return schema_id, record
@@ -78,7 +86,9 @@ def _utc(millis: int) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
-def to_row(view: View, record: Mapping[str, Any], source: Source, schema_id: int | None = None) -> dict[str, Any]:
+def to_row(
+    view: View, record: Mapping[str, Any], source: Source, schema_id: int | None = None
+) -> dict[str, Any]:
     """The online row of `record` for `view`, with its provenance; BadRecord for one that does not fit."""
 
     def bad(code: str, reason: str) -> BadRecord:
@@ -104,7 +114,7 @@ def to_row(view: View, record: Mapping[str, Any], source: Source, schema_id: int
             )
     row: dict[str, Any] = {view.join_key: entity}
     for f in view.fields:
-        if f.name in ("feature_set", "feature_set_version", "source_topic", "source_partition", "source_offset"):
+        if f.name in PROVENANCE:
             continue
         value = record.get(f.name)
         if value is None:

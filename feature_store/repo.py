@@ -10,9 +10,7 @@ behind it, which is a file path nobody reads: the online store is the only store
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +31,8 @@ from feast.types import (
     UnixTimestamp,
 )
 
+from feature_store.description import TYPE_NAMES, Description
+
 # The description's type names -> Feast's. Nested values travel as JSON text (the description says "Json").
 FEAST_TYPES: dict[str, FeastType] = {
     "String": String,
@@ -45,85 +45,8 @@ FEAST_TYPES: dict[str, FeastType] = {
     "UnixTimestamp": UnixTimestamp,
     "Json": String,
 }
+assert set(FEAST_TYPES) == TYPE_NAMES
 REDIS_PASSWORD_ENV = "HEADWATER_REDIS_PASSWORD"
-
-
-@dataclass(frozen=True)
-class ViewField:
-    name: str
-    dtype: str
-
-
-@dataclass(frozen=True)
-class View:
-    """One feature view of the description (see headwater.feature_views.FeatureView)."""
-
-    name: str
-    feature_set: str
-    version: int
-    topic: str
-    entity: str
-    join_key: str
-    owner: str
-    sla: str
-    ttl_s: int
-    freshness_s: int
-    timestamp_field: str
-    fields: tuple[ViewField, ...]
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> View:
-        fields = tuple(ViewField(str(f["name"]), str(f["dtype"])) for f in data["fields"])
-        unknown = sorted({f.dtype for f in fields} - set(FEAST_TYPES))
-        if unknown:
-            raise ValueError(f"view {data['name']!r}: field types {unknown}; allowed: {sorted(FEAST_TYPES)}")
-        return cls(
-            name=str(data["name"]),
-            feature_set=str(data["feature_set"]),
-            version=int(data["version"]),
-            topic=str(data["topic"]),
-            entity=str(data["entity"]),
-            join_key=str(data["join_key"]),
-            owner=str(data["owner"]),
-            sla=str(data["sla"]),
-            ttl_s=int(data["ttl_s"]),
-            freshness_s=int(data["freshness_s"]),
-            timestamp_field=str(data["timestamp_field"]),
-            fields=fields,
-        )
-
-    def dtype(self, name: str) -> str:
-        for f in self.fields:
-            if f.name == name:
-                return f.dtype
-        raise KeyError(name)
-
-    @property
-    def push_source(self) -> str:
-        return f"{self.name}_push"
-
-
-@dataclass(frozen=True)
-class Description:
-    project: str
-    views: tuple[View, ...]
-
-    @classmethod
-    def load(cls, path: Path) -> Description:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(str(data["project"]), tuple(View.from_json(v) for v in data["views"]))
-
-    def view(self, name: str) -> View:
-        for v in self.views:
-            if v.name == name:
-                return v
-        raise KeyError(name)
-
-    def view_for_topic(self, topic: str) -> View:
-        for v in self.views:
-            if v.topic == topic:
-                return v
-        raise KeyError(topic)
 
 
 @dataclass(frozen=True)

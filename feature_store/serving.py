@@ -21,9 +21,7 @@ from typing import Any
 from feast import FeatureStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-from feature_store.repo import Description, View
-
-PROVENANCE = ("feature_set", "feature_set_version", "source_topic", "source_partition", "source_offset")
+from feature_store.description import PROVENANCE, Description, View
 
 
 class FeatureLookupError(LookupError):
@@ -112,7 +110,9 @@ class FeatureClient:
             if missing:
                 parts.append(f"{', '.join(map(repr, missing))} (never materialized)")
             if expired:
-                parts.append(f"{', '.join(map(repr, expired))} (window older than the view's TTL of {view.ttl_s}s)")
+                parts.append(
+                    f"{', '.join(map(repr, expired))} (window older than the view's TTL of {view.ttl_s}s)"
+                )
             raise UnknownEntity(f"no {view.name} row for {view.join_key} " + "; ".join(parts))
         answers = []
         for i, entity in enumerate(entities):

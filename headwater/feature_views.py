@@ -72,7 +72,9 @@ JSON_TEXT = "Json"
 @dataclass(frozen=True)
 class FeatureField:
     name: str
-    dtype: str  # a Feast type name (String, Int32, Int64, Float32, Float64, Bool, Bytes, UnixTimestamp) or Json
+    dtype: (
+        str  # a Feast type name (String, Int32, Int64, Float32, Float64, Bool, Bytes, UnixTimestamp) or Json
+    )
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,9 @@ def _view(topic: Topic, schema: Mapping[str, Any]) -> tuple[FeatureView | None, 
             continue
         fields.append(FeatureField(name, dtype))
     if topic.key not in names:
-        problems.append(f"{key}.key = {topic.key!r}: the contract has no such field; allowed: {sorted(names)}")
+        problems.append(
+            f"{key}.key = {topic.key!r}: the contract has no such field; allowed: {sorted(names)}"
+        )
     for needed in (WINDOW_START, WINDOW_END):
         if {f.name: f.dtype for f in fields}.get(needed) != "UnixTimestamp":
             problems.append(
@@ -164,9 +168,7 @@ def _view(topic: Topic, schema: Mapping[str, Any]) -> tuple[FeatureView | None, 
             )
     for name, _ in PROVENANCE_FIELDS:
         if name in names:
-            problems.append(
-                f"{key}.schema: field {name!r} is reserved for the row's provenance; rename it"
-            )
+            problems.append(f"{key}.schema: field {name!r} is reserved for the row's provenance; rename it")
     if problems:
         return None, problems
     fsla = FEATURE_SLAS[topic.sla]
@@ -272,6 +274,8 @@ def materializer_flows(platform: Platform) -> MaterializerFlows:
     groups = sorted({c.group for c in principal.consumes if c.topic in features})
     if len(groups) != 1:
         raise FeatureViewError(
-            [f"catalog.principals.{principal.name}.consumes: groups {groups}; allowed: one group for every feature topic"]
+            [
+                f"catalog.principals.{principal.name}.consumes: groups {groups}; allowed: one group for every feature topic"
+            ]
         )
     return MaterializerFlows(principal.name, groups[0], deadletter, tuple(sorted(features)))

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -131,8 +133,12 @@ class LocalMaterializer:
         return code
 
     def kill(self) -> None:
+        """SIGKILL, as a crash: no clean shutdown, nothing flushed or committed on the way out."""
         if self._process is not None:
-            self._process.stop(timeout=0)
+            if self._process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.stop()
             self._process = None
 
     def log_tail(self, lines: int = 40) -> str:

@@ -8,8 +8,11 @@ with an append-only file fsynced every second plus RDB snapshots, so a restart r
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -48,7 +51,12 @@ class LocalRedis:
     """One Redis server: `start()`, `stop()`, `kill()`; data and password survive restarts."""
 
     def __init__(
-        self, state_dir: Path, port: int, *, progress: Progress | None = None, start_timeout: float = START_TIMEOUT
+        self,
+        state_dir: Path,
+        port: int,
+        *,
+        progress: Progress | None = None,
+        start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.dir = Path(state_dir).resolve() / "redis"
         self.port = port
@@ -107,7 +115,9 @@ class LocalRedis:
         self.progress(f"starting Redis on {HOST}:{self.port} (password, data in {self.dir})")
         self._process.start()
         try:
-            self._process.wait_ready(self.ping, timeout=self.start_timeout, what="Redis to answer", interval=0.1)
+            self._process.wait_ready(
+                self.ping, timeout=self.start_timeout, what="Redis to answer", interval=0.1
+            )
         except BaseException:
             self.stop()
             raise
@@ -120,9 +130,13 @@ class LocalRedis:
             self._process = None
 
     def kill(self) -> None:
-        """SIGKILL, as a crash: what was fsynced survives, the rest of the last second may not."""
+        """SIGKILL, as a crash of the process: what Redis wrote to its append-only file survives (the kernel
+        has it; only a crash of the machine could lose the last second that was not yet fsynced)."""
         if self._process is not None:
-            self._process.stop(timeout=0)
+            if self._process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.stop()
             self._process = None
 
     def ping(self) -> bool:

@@ -45,7 +45,9 @@ def signals(entity: str, window_start_ms: int, count: int, seed: int = 0) -> lis
     ]
 
 
-def features(entity: str, window_start_ms: int, count: int, seed: int = 0, version: int = 1) -> dict[str, Any]:
+def features(
+    entity: str, window_start_ms: int, count: int, seed: int = 0, version: int = 1
+) -> dict[str, Any]:
     """The aggregator's record for one entity and window (of feature-set `version`)."""
     (record,) = logic.compute_features(signals(entity, window_start_ms, count, seed), WINDOW_MS)
     record["provenance"]["feature_set_version"] = version
@@ -89,7 +91,10 @@ class FeatureProducer:
         self.producer.begin_transaction()
         for record in records:
             self.producer.produce(
-                self.topic, key=str(record["entity_id"]).encode(), value=self.serialize(record), on_delivery=report
+                self.topic,
+                key=str(record["entity_id"]).encode(),
+                value=self.serialize(record),
+                on_delivery=report,
             )
         for key, value in raw:
             self.producer.produce(self.topic, key=key, value=value, on_delivery=report)
@@ -102,7 +107,9 @@ class FeatureProducer:
 
 
 def end_offsets(admin_config: Mapping[str, Any], topics: Sequence[str]) -> dict[tuple[str, int], int]:
-    consumer = Consumer({**admin_config, "group.id": f"probe-{uuid.uuid4().hex[:6]}", "isolation.level": "read_committed"})
+    consumer = Consumer(
+        {**admin_config, "group.id": f"probe-{uuid.uuid4().hex[:6]}", "isolation.level": "read_committed"}
+    )
     try:
         out = {}
         for topic in topics:
@@ -115,7 +122,9 @@ def end_offsets(admin_config: Mapping[str, Any], topics: Sequence[str]) -> dict[
         consumer.close()
 
 
-def committed(admin_config: Mapping[str, Any], group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+def committed(
+    admin_config: Mapping[str, Any], group: str, topics: Sequence[str]
+) -> dict[tuple[str, int], int]:
     consumer = Consumer({**admin_config, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = [
@@ -128,7 +137,9 @@ def committed(admin_config: Mapping[str, Any], group: str, topics: Sequence[str]
         consumer.close()
 
 
-def wait_drained(admin_config: Mapping[str, Any], group: str, topics: Sequence[str], timeout: float = 90) -> float:
+def wait_drained(
+    admin_config: Mapping[str, Any], group: str, topics: Sequence[str], timeout: float = 90
+) -> float:
     """Seconds until `group` has committed the end of every partition of `topics` (transaction markers
     included: the end offset counts them, and a committed position after the last record passes them)."""
     t0 = time.monotonic()
@@ -141,9 +152,17 @@ def wait_drained(admin_config: Mapping[str, Any], group: str, topics: Sequence[s
         if not behind:
             return time.monotonic() - t0
         if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"group {group} still behind after {timeout}s: committed {done}, ends {ends}")
+            raise AssertionError(
+                f"group {group} still behind after {timeout}s: committed {done}, ends {ends}"
+            )
         time.sleep(0.2)
 
 
 def redis_snapshot(client: redis.Redis) -> dict[bytes, dict[bytes, bytes]]:
-    return {key: client.hgetall(key) for key in sorted(client.scan_iter(count=1000))}
+    """Every hash of the online store (Feast keeps one per entity key), field by field."""
+    out: dict[bytes, dict[bytes, bytes]] = {}
+    for key in sorted(client.scan_iter(count=1000)):
+        fields = client.hgetall(key)
+        assert isinstance(fields, dict)
+        out[key] = fields
+    return out
