@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,6 +55,40 @@ def features(
     return record
 
 
+def signal(
+    event_id: str, agent: str, entity: str, event_type: str, occurred_ms: int, **extra: Any
+) -> dict[str, Any]:
+    """An agents.signals.v1 record as agent-events writes it."""
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "event_category": event_type.split(".")[0],
+        "is_error": event_type.endswith(".failed"),
+        "agent_id": agent,
+        "agent_type": "planner",
+        "entity_id": entity,
+        "tenant_id": None,
+        "session_id": extra.get("session_id"),
+        "trace_id": None,
+        "parent_event_id": None,
+        "status": None,
+        "duration_ms": extra.get("duration_ms"),
+        "tags": [],
+        "occurred_at": occurred_ms,
+        "payload_json": "{}",
+        "payload_bytes": 2,
+        "ingest_lag_ms": None,
+        "source": {
+            "topic": "agents.events.raw.v1",
+            "partition": 0,
+            "offset": 0,
+            "timestamp": None,
+            "schema_id": None,
+        },
+        "contract": "agents.events.raw.v1",
+    }
+
+
 def run_prefix() -> str:
     return f"e{uuid.uuid4().hex[:6]}"
 
@@ -68,12 +103,15 @@ class FeatureProducer:
         topic: str,
         schema: Mapping[str, Any],
         transactional_id: str,
+        key_field: str = "entity_id",
     ) -> None:
         self.topic = topic
+        self.key_field = key_field
         self.serialize = AvroSerializer(registry, topic, schema)
         self.producer = Producer({**config, "transactional.id": transactional_id, "linger.ms": 5})
         self.producer.init_transactions(30)
-        self.offsets: list[tuple[int, int]] = []  # (partition, offset) of every record, in order
+        self.offsets: list[tuple[int, int]] = []  # (partition, offset) of every record
+        self.last_send: list[tuple[int, int]] = []  # (partition, offset) of each record of the last send
 
     def send(
         self, records: Iterable[Mapping[str, Any]], *, raw: Sequence[tuple[bytes, bytes]] = ()
@@ -82,24 +120,29 @@ class FeatureProducer:
         Returns where each key's last record of the transaction landed: (partition, offset)."""
         delivered: list[tuple[int, int]] = []
         positions: dict[bytes, tuple[int, int]] = {}
+        records = list(records)
+        by_index: list[tuple[int, int]] = [(-1, -1)] * len(records)
 
-        def report(err: Any, msg: Any) -> None:
+        def report(index: int, err: Any, msg: Any) -> None:
             assert err is None, err
             delivered.append((msg.partition(), msg.offset()))
             positions[msg.key()] = max(positions.get(msg.key(), (-1, -1)), (msg.partition(), msg.offset()))
+            if index >= 0:
+                by_index[index] = (msg.partition(), msg.offset())
 
         self.producer.begin_transaction()
-        for record in records:
+        for index, record in enumerate(records):
             self.producer.produce(
                 self.topic,
-                key=str(record["entity_id"]).encode(),
+                key=str(record[self.key_field]).encode(),
                 value=self.serialize(record),
-                on_delivery=report,
+                on_delivery=functools.partial(report, index),
             )
         for key, value in raw:
-            self.producer.produce(self.topic, key=key, value=value, on_delivery=report)
+            self.producer.produce(self.topic, key=key, value=value, on_delivery=functools.partial(report, -1))
         self.producer.commit_transaction(30)
         self.offsets.extend(delivered)
+        self.last_send = by_index
         return positions
 
     def raw_value(self, record: Mapping[str, Any]) -> bytes:

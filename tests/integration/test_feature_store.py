@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 from feature_io import (
     WINDOW_MS,
     FeatureProducer,
     committed,
+    end_offsets,
     features,
     redis_snapshot,
     run_prefix,
+    signal,
     wait_drained,
 )
 from redis import Redis as RedisConnection
@@ -39,6 +41,7 @@ from redis import Redis as RedisConnection
 from feature_store.description import Description
 from feature_store.repo import Redis, open_store
 from feature_store.serving import FeatureClient, UnknownEntity, UnknownFeatureSet, UnknownVersion
+from flink_apps.feature_aggregator import logic
 from headwater.contracts.model import CATALOG_DIR, SchemaType, registered_text
 from headwater.contracts.serde import AvroDeserializer
 from headwater.feature_views import materializer_flows
@@ -52,13 +55,18 @@ from headwater.spec import Consume, Platform, Produce
 V1 = "features.agent_activity.v1"
 V2 = "features.agent_activity.v2"
 AGGREGATOR = "feature-aggregator"
+AGGREGATOR_V2 = "feature-aggregator-v2"
+SIGNALS = "agents.signals.v1"
+SIGNAL_WRITER = "agent-events"
 # A window boundary half an hour ago: the tests' windows run from there to ten minutes ahead, well inside the
 # gold TTL (6 h), and older than the gold freshness budget (5 min) until the last few.
 BASE_MS = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS - 30 * WINDOW_MS
 
 
 def _with_v2(platform: Platform, catalog: Path) -> Platform:
-    """The local spec plus v2 of the feature set, its contract in a copy of the catalog's schemas."""
+    """The local spec plus v2 of the feature set (its contract in a copy of the catalog's schemas), written by
+    a pipeline of its own (`feature-aggregator-v2`) and read by the materializer; the aggregator's event time
+    settles fast (1 s out of orderness, idle partitions after 1 s) so a test's windows close promptly."""
     shutil.copytree(CATALOG_DIR / "schemas", catalog / "schemas")
     schema = json.loads((catalog / "schemas" / f"{V1}.avsc").read_text())
     schema["namespace"] = "dev.headwater.features.v2"
@@ -71,13 +79,27 @@ def _with_v2(platform: Platform, catalog: Path) -> Platform:
     flows = materializer_flows(platform)
     principals = []
     for p in platform.principals:
-        if p.name == AGGREGATOR:
-            p = dataclasses.replace(p, produces=(*p.produces, Produce(V2, transactional=True)))
         if p.name == flows.principal:
             p = dataclasses.replace(p, consumes=(*p.consumes, Consume(V2, flows.group)))
         principals.append(p)
+    aggregator = platform.principal(AGGREGATOR)
+    principals.append(
+        dataclasses.replace(
+            aggregator,
+            name=AGGREGATOR_V2,
+            kind="service",
+            consumes=(),
+            produces=(Produce(V2, transactional=True),),
+            transactional_id_prefix=f"{AGGREGATOR_V2}-",
+        )
+    )
+    fast = (("max-out-of-orderness-ms", "1000"), ("idle-timeout-ms", "1000"))
     return dataclasses.replace(
-        platform, topics=(*platform.topics, v2), principals=tuple(principals), catalog_dir=str(catalog)
+        platform,
+        topics=(*platform.topics, v2),
+        principals=tuple(principals),
+        catalog_dir=str(catalog),
+        flink=dataclasses.replace(platform.flink, app_args=((AGGREGATOR, fast),)),
     )
 
 
@@ -94,17 +116,25 @@ class Store:
     def admin(self) -> dict[str, Any]:
         return self.kafka.admin_config()
 
-    def producer(self, topic: str) -> FeatureProducer:
+    def producer(
+        self, topic: str, principal: str | None = None, key_field: str = "entity_id"
+    ) -> FeatureProducer:
+        """A transactional producer of `topic` as its writer in the spec (or `principal`)."""
         from headwater.local import client_config
 
+        if principal is None:
+            principal = next(
+                p.name for p in self.platform.principals if any(f.topic == topic for f in p.produces)
+            )
         schema = json.loads((Path(self.platform.catalog_dir or "") / "schemas" / f"{topic}.avsc").read_text())
-        prefix = self.platform.principal(AGGREGATOR).transactional_id_prefix
+        prefix = self.platform.principal(principal).transactional_id_prefix
         producer = FeatureProducer(
-            client_config(self.kafka, AGGREGATOR),
+            client_config(self.kafka, principal),
             self.registry.client(),
             topic,
             schema,
             f"{prefix}{run_prefix()}",
+            key_field,
         )
         self.producers.append(producer)
         return producer
@@ -318,12 +348,9 @@ def test_kill_restart_and_replay_from_the_start_leave_the_store_identical(store:
     _reset_group(store)
     store.materializer.start()
     replay_s = store.drain(timeout=180)
-    store.materializer.stop()  # its last log line counts what the replay read
-    replayed = _last_counts(store)
-    store.materializer.start()
     after = redis_snapshot(store.raw_redis())
     assert after == before
-    read = replayed["rows"] + replayed["dead_letters"]
+    read = _records_on(store, materializer_flows(store.platform).topics)
     print(
         f"\n[figures] materializer: {rows} rows produced and stored in {elapsed:.1f}s with a kill and restart "
         f"(drain after the last send {drained:.1f}s); replay of the whole topic from offset 0: {read} records "
@@ -331,10 +358,35 @@ def test_kill_restart_and_replay_from_the_start_leave_the_store_identical(store:
     )
 
 
-def _last_counts(store: Store) -> dict[str, Any]:
-    last = [line for line in store.materializer.log_file.read_text().splitlines() if " stopped: " in line][-1]
-    counts: dict[str, Any] = json.loads(last.split(" stopped: ", 1)[1])
-    return counts
+def _records_on(store: Store, topics: tuple[str, ...]) -> int:
+    """How many committed records the topics hold (what a replay from offset 0 reads)."""
+    consumer = Consumer(
+        {
+            **store.admin(),
+            "group.id": f"count-{run_prefix()}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    ends = {tp for tp, end in end_offsets(store.admin(), topics).items() if end > 0}
+    count, done = 0, set[tuple[str | None, int | None]]()
+    try:
+        consumer.subscribe(list(topics))
+        deadline = time.monotonic() + 60
+        while done != ends and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is None:
+                count += 1
+            elif error.code() == KafkaError._PARTITION_EOF:
+                done.add((msg.topic(), msg.partition()))
+    finally:
+        consumer.close()
+    assert done == ends, f"could not read {sorted(ends - done)} to the end"
+    return count
 
 
 def test_redis_restart_mid_stream_loses_nothing(store: Store) -> None:
@@ -434,3 +486,79 @@ def test_serving_latency_figures(store: Store) -> None:
         f"({len(single)} lookups); batches of 100 entities p50 {q(batch, 50):.1f} ms / p99 {q(batch, 99):.1f} ms "
         f"({len(batch)} batches)"
     )
+
+
+def test_features_of_the_real_aggregator_are_served_with_their_provenance(store: Store) -> None:
+    """Signals in, the feature aggregator as a real Flink job, its features stored and served for the right
+    entity, with the signals' partitions and offsets as their upstream provenance."""
+    from headwater.local.flink import LocalFlinkJob
+    from headwater.local.runtime import FLINK_START_TIMEOUT
+
+    job = LocalFlinkJob(
+        store.platform,
+        AGGREGATOR,
+        store.kafka,
+        store.registry.url,
+        store.state_dir,
+        progress=stderr_progress("flink:feature-aggregator"),
+        restart_attempts=0,
+        registry_user_info=store.registry.user_info(AGGREGATOR),
+    )
+    job.start(restore=False)
+    try:
+        job.wait_running(FLINK_START_TIMEOUT)
+        run = run_prefix()
+        window = BASE_MS + 12 * WINDOW_MS
+        entities = [f"{run}-{i}" for i in range(3)]
+        kinds = ("tool.called", "message.sent", "tool.failed")
+        records = [
+            signal(
+                f"{run}-{n}",
+                f"{run}-agent-{n % 4}",
+                entities[n % 3],
+                kinds[n % 3],
+                window + 500 * n,
+                session_id=f"s{n % 2}",
+                duration_ms=n * 10 if n % 2 else None,
+            )
+            for n in range(24)
+        ]
+        signals_out = store.producer(SIGNALS, key_field="agent_id")
+        signals_out.send(records)
+        placed = signals_out.last_send
+        # A later signal moves event time past the window's end (idle partitions stop holding it back).
+        signals_out.send(
+            [signal(f"{run}-late", f"{run}-agent-0", f"{run}-closer", "tool.called", window + 3 * WINDOW_MS)]
+        )
+        expected = {
+            r["entity_id"]: r
+            for r in logic.compute_features(
+                [
+                    logic.Signal.from_record(rec, SIGNALS, p, o)
+                    for rec, (p, o) in zip(records, placed, strict=True)
+                ],
+                WINDOW_MS,
+            )
+        }
+        client = store.client()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                answers = client.get_many("agent_activity", 1, entities)
+                break
+            except UnknownEntity:
+                if time.monotonic() > deadline or not job.running():
+                    raise AssertionError(
+                        f"no features served within 120 s; job log:\n{job.log_tail()}"
+                    ) from None
+                time.sleep(1)
+        for answer in answers:
+            want = expected[answer.entity]
+            assert answer.window_end.timestamp() * 1000 == want["window_end"] == window + WINDOW_MS
+            assert answer.values["event_count"] == want["event_count"] == 8
+            assert json.loads(answer.values["event_counts"]) == want["event_counts"]
+            assert answer.values["distinct_agents"] == want["distinct_agents"]
+            assert answer.provenance.source_topic == V1 and answer.provenance.feature_set_version == 1
+            assert answer.provenance.upstream == want["provenance"]  # the signals' own partitions and offsets
+    finally:
+        job.stop(savepoint=False)
