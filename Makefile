@@ -107,7 +107,7 @@ test: lint typecheck test-unit check-stacks test-flink test-integration
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
-local: venv venv-flink prometheus
+local: venv venv-flink prometheus redis
 	$(VENV)/bin/headwater local up $(ARGS)
 
 render: venv

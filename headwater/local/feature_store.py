@@ -24,6 +24,8 @@ from headwater.local.redis import LocalRedis
 from headwater.spec import Platform
 
 REPO_FILE = "repo.json"
+# Importing Feast alone takes 5-15 s of CPU on a busy 2-core machine; then the registry is applied.
+START_TIMEOUT = 120.0
 
 
 def feature_dir(state_dir: Path) -> Path:
@@ -73,6 +75,7 @@ class LocalMaterializer:
         self.batch_size = batch_size
         self.log_file = self.state_dir / "logs" / "feature-materializer.log"
         self._process: Supervised | None = None
+        self._started_at = 0.0
 
     @property
     def store_dir(self) -> Path:
@@ -81,7 +84,16 @@ class LocalMaterializer:
     def running(self) -> bool:
         return self._process is not None and self._process.running()
 
-    def start(self) -> LocalMaterializer:
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
+    def start(self, *, wait: bool = True) -> LocalMaterializer:
+        """Start the process; with `wait`, return once it has subscribed (else call `wait_ready`)."""
         repo = write_repo(self.platform, self.state_dir)
         kafka_config = _secret_file(
             self.kafka.secrets_dir / f"{self.flows.principal}.librdkafka.json",
@@ -113,11 +125,19 @@ class LocalMaterializer:
             "feature-materializer", argv, self.log_file, env=env, stop_timeout=15, progress=self.progress
         )
         self.progress(f"starting the materializer ({', '.join(self.flows.topics)} -> Redis)")
-        t0 = time.monotonic()
+        self._started_at = time.monotonic()
         self._process.start()
-        self._process.wait_ready(self._started, timeout=90, what="the materializer to subscribe")
-        self.progress(f"materializing after {time.monotonic() - t0:.1f}s (log: {self.log_file})")
+        if wait:
+            self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> float:
+        """Wait until the materializer has opened the store and subscribed; the seconds since `start`."""
+        assert self._process is not None, "start() first"
+        self._process.wait_ready(self._started, timeout=timeout, what="the materializer to subscribe")
+        took = time.monotonic() - self._started_at
+        self.progress(f"materializing after {took:.1f}s (log: {self.log_file})")
+        return took
 
     def _started(self) -> bool:
         try:

@@ -79,6 +79,10 @@ class LocalRedis:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
     def running(self) -> bool:
         return self._process is not None and self._process.running()
 
