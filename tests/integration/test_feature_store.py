@@ -374,7 +374,7 @@ def _records_on(store: Store, topics: tuple[str, ...]) -> int:
     try:
         consumer.subscribe(list(topics))
         deadline = time.monotonic() + 60
-        while done != ends and time.monotonic() < deadline:
+        while not ends <= done and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
@@ -385,7 +385,7 @@ def _records_on(store: Store, topics: tuple[str, ...]) -> int:
                 done.add((msg.topic(), msg.partition()))
     finally:
         consumer.close()
-    assert done == ends, f"could not read {sorted(ends - done)} to the end"
+    assert ends <= done, f"could not read {sorted(ends - done)} to the end"
     return count
 
 
