@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink prometheus lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus redis lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -45,6 +45,13 @@ prometheus:
 	  { echo "installing Debian's prometheus package (apt-get)"; apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
 
+# Debian's Redis: the online feature store's server, which `make local` and the tests run as a plain process
+# on 127.0.0.1 with a password and its data in a state or tmp dir. Installed only when missing; never a service.
+redis:
+	@command -v redis-server >/dev/null || \
+	  { echo "installing Debian's redis-server package (apt-get)"; apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; }
+
 lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
@@ -53,7 +60,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py)) bench __main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py feature_store/__init__.py)) bench __main__.py
 # Test folders import their helpers as top-level modules (and each has a conftest), so each is its own run.
 TYPED_TESTS := unit schema policy contracts integration e2e
 
@@ -75,7 +82,7 @@ test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
 # Needs the control plane too: the admission tests run a real kube-apiserver.
-test-integration: venv venv-flink control-plane prometheus
+test-integration: venv venv-flink control-plane prometheus redis
 	$(PYTHON) -m pytest -q tests/integration
 
 # The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
@@ -93,14 +100,14 @@ test-e2e: venv toolchain
 
 # The integration suite with every core kept busy by CPU burners the session starts and stops: races
 # between the platform and a loaded machine show up here first.
-test-under-load: venv venv-flink prometheus
+test-under-load: venv venv-flink prometheus redis
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
 test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
-local: venv venv-flink prometheus
+local: venv venv-flink prometheus redis
 	$(VENV)/bin/headwater local up $(ARGS)
 
 render: venv

@@ -41,6 +41,7 @@ from headwater.contracts import access
 from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
+from headwater.feature_views import FeatureViewError, materializer_flows
 from headwater.local.console import (
     Console,
     Monitor,
@@ -48,6 +49,7 @@ from headwater.local.console import (
     Topology,
     format_summary,
 )
+from headwater.local.feature_store import LocalMaterializer
 from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
 from headwater.local.lag_exporter import LagExporter, LagExporterError, lag_principal
 from headwater.local.observe import PrometheusView, ReaderMetrics
@@ -65,6 +67,7 @@ from headwater.local.prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
 from headwater.local.prometheus import PORT_ENV as PROMETHEUS_PORT_ENV
 from headwater.local.prometheus import LocalPrometheus, LocalPrometheusError, ScrapeJob, prometheus_binary
 from headwater.local.provision import ProvisionError, client_config, provision
+from headwater.local.redis import LocalRedis, LocalRedisError, redis_binary
 from headwater.local.registry import PORT_ENV as REGISTRY_PORT_ENV
 from headwater.local.registry import (
     KafkaSqlStorage,
@@ -73,7 +76,7 @@ from headwater.local.registry import (
     default_port,
 )
 from headwater.local.snapshots import SnapshotChoice, SnapshotError, resolve_requests
-from headwater.spec import Platform
+from headwater.spec import Platform, TopicKind
 
 if TYPE_CHECKING:
     from headwater.local.flink import LocalFlinkJob
@@ -190,6 +193,9 @@ class LocalPlatform:
         )
         self.lag_exporter: LagExporter | None = None
         self.reader_metrics: ReaderMetrics | None = None
+        # The online feature store: Redis (a free port) and the materializer, when the catalog has feature topics.
+        self.redis: LocalRedis | None = None
+        self.materializer: LocalMaterializer | None = None
         self.jobs: dict[str, LocalFlinkJob] = {}
         self.start_seconds: dict[str, float] = {}
         self.resumed: dict[str, str | None] = {}
@@ -242,7 +248,10 @@ class LocalPlatform:
         try:
             prometheus_binary()
             lag_principal(self.platform)
-        except (LocalPrometheusError, LagExporterError) as exc:
+            if self._serves_features():
+                redis_binary()
+                materializer_flows(self.platform)
+        except (LocalPrometheusError, LagExporterError, LocalRedisError, FeatureViewError) as exc:
             raise LocalUpError(str(exc)) from None
         if not port_free(self.registry_port):
             raise LocalUpError(
@@ -311,7 +320,11 @@ class LocalPlatform:
         register_contracts(self.platform, self.registry.client(), stderr_progress("contracts"))
         self.start_seconds["contracts"] = done()
 
+        self.start_feature_store()
         self.start_jobs()
+        if self.materializer is not None:
+            self.start_seconds["materializer"] = self.materializer.wait_ready()
+            self._write_runtime()
 
         done = step(
             say, "starting Prometheus (scrapes the broker, lag, Flink jobs, the reader; loads the alerts)"
@@ -332,6 +345,28 @@ class LocalPlatform:
             if job.metrics_target is not None:
                 jobs.append(ScrapeJob(f"flink-{name}", [job.metrics_target], {"app": name}))
         return jobs
+
+    def _serves_features(self) -> bool:
+        return any(t.kind == TopicKind.FEATURE for t in self.platform.topics)
+
+    def start_feature_store(self) -> None:
+        """Redis, then the materializer's process (its Feast import overlaps the Flink jobs' start)."""
+        if not self._serves_features():
+            return
+        assert self.registry is not None
+        done = step(self.progress, "starting Redis (the online feature store) and the materializer")
+        self.redis = LocalRedis(self.state_dir, free_port(), progress=stderr_progress("redis")).start()
+        flows = materializer_flows(self.platform)
+        self.materializer = LocalMaterializer(
+            self.platform,
+            self.kafka,
+            self.redis,
+            self.registry.url,
+            self.registry.user_info(flows.principal),
+            self.state_dir,
+            progress=stderr_progress("materializer"),
+        ).start(wait=False)
+        self.start_seconds["redis"] = done()
 
     def start_jobs(self) -> None:
         from headwater.local.flink import LocalFlinkJob
@@ -373,6 +408,14 @@ class LocalPlatform:
         if self.prometheus.running():
             with _reporting(say, "stopping Prometheus"):
                 self.prometheus.stop()
+        if self.materializer is not None:
+            with _reporting(say, "stopping the materializer"):
+                self.materializer.stop()
+            self.materializer = None
+        if self.redis is not None:
+            with _reporting(say, "stopping Redis"):
+                self.redis.stop()
+            self.redis = None
         for name, job in reversed(list(self.jobs.items())):
             if broker_down:
                 what = f"stopping Flink app {name} (no savepoint: the broker is down; its checkpoints remain)"
@@ -416,6 +459,11 @@ class LocalPlatform:
             out.append(
                 f"Prometheus {_ended(self.prometheus.returncode)} (log: {_short(self.prometheus.log_file)})"
             )
+        if self.redis is not None and not self.redis.running():
+            out.append(f"Redis {_ended(self.redis.returncode)} (log: {_short(self.redis.log_file)})")
+        m = self.materializer
+        if m is not None and m.pid is not None and not m.running():
+            out.append(f"the feature materializer {_ended(m.returncode)} (log: {_short(m.log_file)})")
         return out
 
     def components(self) -> list[str]:
@@ -437,6 +485,14 @@ class LocalPlatform:
             )
         if p.running():
             lines.append(f"{'prometheus':<{width}}pid {p.pid}  {p.url}  (log {_short(p.log_file)})")
+        if self.redis is not None and self.redis.running():
+            r = self.redis
+            lines.append(f"{'redis':<{width}}pid {r.pid}  {r.host}:{r.port}  (log {_short(r.log_file)})")
+        if self.materializer is not None and self.materializer.running():
+            m = self.materializer
+            lines.append(
+                f"{'materializer':<{width}}pid {m.pid}  {', '.join(m.flows.topics)} -> Redis  (log {_short(m.log_file)})"
+            )
         return lines
 
     def _write_runtime(self) -> None:
@@ -465,6 +521,10 @@ class LocalPlatform:
             }
         for name, job in self.jobs.items():
             data["flink"][name] = {"pid": job.pid, "log": str(job.log_file)}
+        if self.redis is not None and self.redis.running():
+            data["redis"] = {"pid": self.redis.pid, "port": self.redis.port, "log": str(self.redis.log_file)}
+        if self.materializer is not None and self.materializer.running():
+            data["materializer"] = {"pid": self.materializer.pid, "log": str(self.materializer.log_file)}
         if self.prometheus.running():
             data["prometheus"] = {
                 "pid": self.prometheus.pid,

@@ -7,7 +7,8 @@ Bottom to top:
   pack (which also reads the components' label names);
 - the command line and the offline render/check (`headwater_cli`) and the Pulumi program (`stacks`) sit on
   top; nothing imports them.
-`flink_apps` ship as their own image and import nothing of the rest.
+`flink_apps` and `feature_store` (the materializer and agents' reads) ship as their own images and import
+nothing of the rest: they are configured by their options and the repo description the platform writes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED: dict[str, frozenset[str]] = {
     "spec": frozenset(),
     "flink_apps": frozenset(),
+    "feature_store": frozenset(),
     "components": frozenset({"spec"}),
     "local": frozenset({"spec"}),
     "policies": frozenset({"spec", "components"}),
@@ -53,6 +55,7 @@ def layer_of(module: str) -> str | None:
         "components": "components",
         "policies": "policies",
         "flink_apps": "flink_apps",
+        "feature_store": "feature_store",
         "stacks": "stacks",
     }.get(top)
 
@@ -86,7 +89,15 @@ def imports_of(path: Path) -> Iterator[str]:
 
 
 def product_files() -> Iterator[Path]:
-    for top in ("headwater", "headwater_cli", "components", "policies", "flink_apps", "stacks"):
+    for top in (
+        "headwater",
+        "headwater_cli",
+        "components",
+        "policies",
+        "flink_apps",
+        "feature_store",
+        "stacks",
+    ):
         yield from sorted((ROOT / top).rglob("*.py"))
 
 
