@@ -765,12 +765,8 @@ def _connect_clusters(
             t = by_name.get(topic)
             if t is None:
                 p.add(sec.path_of(role), topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
-            elif not t.compacted:
-                p.add(
-                    sec.path_of(role),
-                    topic,
-                    f"a compacted topic (kind state); {topic} is kind {t.kind.value}",
-                )
+            elif not (isinstance(t.kind, TopicKind) and t.compacted):
+                p.add(sec.path_of(role), topic, f"a compacted topic (kind state); {topic} is kind {t.kind}")
             elif role == "configTopic" and t.partitions != 1:
                 p.add(
                     sec.path_of(role), topic, "a topic with 1 partition (Connect orders its configs in one)"
@@ -875,7 +871,7 @@ def _sources(
                 p.add(where, route.topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
                 continue
             if t.kind != TopicKind.OUTBOX:
-                p.add(where, route.topic, f"a topic of kind outbox; {route.topic} is kind {t.kind.value}")
+                p.add(where, route.topic, f"a topic of kind outbox; {route.topic} is kind {t.kind}")
             if not t.schema:
                 p.add(
                     where, route.topic, f"a topic with a data contract (catalog.topics.{route.topic}.schema)"
