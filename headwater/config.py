@@ -854,12 +854,26 @@ def _sources(
             database=sec.get("database", str, check=_pg_name),
             outbox_table=table,
             routes=routes,
+            dead_letter_topic=sec.get("deadLetterTopic", str),
             endpoint=_endpoint(over, tier, name),
         )
         sec.done()
         over.done()
         if not routes:
             p.add(f"{key}.outbox.routes", routes_raw, "at least one aggregate type: topic")
+        dlq = by_name.get(source.dead_letter_topic) if isinstance(source.dead_letter_topic, str) else None
+        if isinstance(source.dead_letter_topic, str) and (dlq is None or dlq.kind != TopicKind.DEADLETTER):
+            p.add(
+                sec.path_of("deadLetterTopic"),
+                source.dead_letter_topic,
+                "a topic of the catalog of kind deadletter",
+            )
+        elif dlq is not None and dlq.owner != source.owner:
+            p.add(
+                sec.path_of("deadLetterTopic"),
+                dlq.name,
+                f"a topic owned by {source.owner}, the source's owner",
+            )
         for route in routes:
             where = f"{key}.outbox.routes.{route.aggregate_type}"
             if not _AGGREGATE_TYPE.match(route.aggregate_type):

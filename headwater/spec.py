@@ -580,6 +580,7 @@ class Source:
     database: str
     outbox_table: str  # schema.table
     routes: tuple[OutboxRoute, ...]
+    dead_letter_topic: str  # rows the router cannot route, with the reason in a header
     endpoint: DatabaseEndpoint
 
     @property
@@ -611,9 +612,11 @@ def connect_principal(
 
     Workers join the group and read and write the internal topics (the leader writes the config topic in a
     transaction under `<group>-configs`); tasks write the routed topics in transactions under
-    `<group>-<connector>-<task>` (exactly-once source support).
+    `<group>-<connector>-<task>` (exactly-once source support), and each source's dead-letter topic in the same
+    transactions.
     """
-    routed = sorted({r.topic for s in sources if s.connect == cluster.name for r in s.routes})
+    mine = [s for s in sources if s.connect == cluster.name]
+    routed = sorted({r.topic for s in mine for r in s.routes} | {s.dead_letter_topic for s in mine})
     return Principal(
         name=cluster.name,
         kind="platform",

@@ -34,7 +34,9 @@ def test_the_connect_principal_gets_exactly_its_internal_topics_routes_group_and
     platform = load_platform(stack)
     (cluster,) = platform.connect_clusters
     principal = platform.principal(cluster.name)
-    routed = {r.topic for s in platform.sources for r in s.routes}
+    routed = {r.topic for s in platform.sources for r in s.routes} | {
+        s.dead_letter_topic for s in platform.sources
+    }
     internal = set(cluster.internal_topics)
     got = {(a.resource, a.name, a.pattern, op) for a in acls_for(principal) for op in a.operations}
     expected = {(AclResource.GROUP, cluster.name, "literal", "Read")}
@@ -104,6 +106,21 @@ def test_routes_must_name_owned_outbox_topics_with_contracts() -> None:
         "agents.signals.v1 is kind events",
         f"{prefix}.ticket = 'actions.tickets.v1' is not valid; allowed: a topic owned by agent-platform, the "
         "source's owner (ticketing owns it)",
+    ]
+
+
+def test_the_dead_letter_topic_is_an_owned_deadletter_topic() -> None:
+    catalog = _catalog()
+    catalog["sources"]["agent-actions-db"]["deadLetterTopic"] = "actions.tickets.v1"
+    assert _problems("dev", _config("dev"), catalog) == [
+        "stack dev: catalog.sources.agent-actions-db.deadLetterTopic = 'actions.tickets.v1' is not valid; "
+        "allowed: a topic of the catalog of kind deadletter"
+    ]
+    catalog["sources"]["agent-actions-db"]["deadLetterTopic"] = "agents.events.deadletter.v1"
+    catalog["topics"]["agents.events.deadletter.v1"]["owner"] = "other-team"
+    assert _problems("dev", _config("dev"), catalog) == [
+        "stack dev: catalog.sources.agent-actions-db.deadLetterTopic = 'agents.events.deadletter.v1' is not "
+        "valid; allowed: a topic owned by agent-platform, the source's owner"
     ]
 
 
