@@ -22,10 +22,10 @@ from headwater.contracts.kafkasql import registry_problems
 from headwater.contracts.model import ContractError, load_contracts
 from headwater.spec import (
     K8S_NAME,
+    SSL_MODES,
     TOPIC_NAME,
     TOPIC_NAME_RULE,
     App,
-    SSL_MODES,
     Authentication,
     ConnectCluster,
     Consume,
@@ -33,6 +33,7 @@ from headwater.spec import (
     DatabaseEndpoint,
     FlinkSettings,
     KafkaSettings,
+    OutboxRoute,
     Platform,
     Principal,
     Produce,
@@ -43,7 +44,6 @@ from headwater.spec import (
     SecretValue,
     Sla,
     Source,
-    OutboxRoute,
     Storage,
     Tier,
     Topic,
