@@ -91,7 +91,9 @@ def outbox_connector_config(source: Source, secret_ref: str) -> dict[str, str]:
         "topic.prefix": source.topic_prefix,
         "slot.name": source.slot_name,
         "publication.name": source.publication,
-        "publication.autocreate.mode": "filtered",
+        # The database owner creates the publication of exactly the outbox table (locally `prepare_source`): the
+        # replication login needs no ownership of any table.
+        "publication.autocreate.mode": "disabled",
         "table.include.list": source.outbox_table,
         # Only what is committed from now on: outbox rows are events, not state to snapshot.
         "snapshot.mode": "no_data",

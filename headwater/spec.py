@@ -187,6 +187,9 @@ class Principal:
     # Topics whose configs the client checks at start, beyond `describe_topic_configs` (a Connect worker checks
     # that its internal topics are compacted, and nothing else).
     verifies_configs_of: tuple[str, ...] = ()
+    # Transactional ids the client names without the principal's prefix (Connect's leader writes its config topic
+    # as `connect-cluster-<group>`): each granted literally.
+    transactional_ids: tuple[str, ...] = ()
 
     @property
     def transactional(self) -> bool:
@@ -222,6 +225,8 @@ def acls_for(principal: Principal) -> tuple[Acl, ...]:
             grant(AclResource.TOPIC, topic, "literal", "DescribeConfigs")
     for topic in principal.verifies_configs_of:
         grant(AclResource.TOPIC, topic, "literal", "DescribeConfigs")
+    for tid in principal.transactional_ids:
+        grant(AclResource.TRANSACTIONAL_ID, tid, "literal", "Describe", "Write")
     if principal.transactional:
         assert principal.transactional_id_prefix, "validated by the loader"
         grant(AclResource.TRANSACTIONAL_ID, principal.transactional_id_prefix, "prefix", "Describe", "Write")
@@ -546,8 +551,13 @@ class ConnectCluster:
 
     @property
     def transactional_id_prefix(self) -> str:
-        """Connect's transactional ids are `<group>-configs` (the leader) and `<group>-<connector>-<task>`."""
+        """The tasks' transactional ids under exactly-once: `<group>-<connector>-<task>`."""
         return f"{self.group}-"
+
+    @property
+    def leader_transactional_id(self) -> str:
+        """The transactional id the leader writes the config topic with (Kafka Connect's own naming)."""
+        return f"connect-cluster-{self.group}"
 
 
 @dataclass(frozen=True)
@@ -611,7 +621,7 @@ def connect_principal(
     """The Connect cluster's principal, derived from its internal topics and the routes of its sources.
 
     Workers join the group and read and write the internal topics (the leader writes the config topic in a
-    transaction under `<group>-configs`); tasks write the routed topics in transactions under
+    transaction under `connect-cluster-<group>`); tasks write the routed topics in transactions under
     `<group>-<connector>-<task>` (exactly-once source support), and each source's dead-letter topic in the same
     transactions.
     """
@@ -626,6 +636,7 @@ def connect_principal(
         produces=tuple(Produce(t, transactional=True) for t in (*cluster.internal_topics, *routed)),
         transactional_id_prefix=cluster.transactional_id_prefix,
         verifies_configs_of=cluster.internal_topics,
+        transactional_ids=(cluster.leader_transactional_id,),
     )
 
 

@@ -40,9 +40,10 @@ def test_the_connect_principal_gets_exactly_its_internal_topics_routes_group_and
     internal = set(cluster.internal_topics)
     got = {(a.resource, a.name, a.pattern, op) for a in acls_for(principal) for op in a.operations}
     expected = {(AclResource.GROUP, cluster.name, "literal", "Read")}
-    expected |= {
-        (AclResource.TRANSACTIONAL_ID, f"{cluster.name}-", "prefix", op) for op in ("Describe", "Write")
-    }
+    for op in ("Describe", "Write"):
+        # Tasks: `<group>-<connector>-<task>`; the leader writing the config topic: `connect-cluster-<group>`.
+        expected.add((AclResource.TRANSACTIONAL_ID, f"{cluster.name}-", "prefix", op))
+        expected.add((AclResource.TRANSACTIONAL_ID, f"connect-cluster-{cluster.name}", "literal", op))
     for t in internal:
         expected |= {
             (AclResource.TOPIC, t, "literal", op) for op in ("Describe", "Read", "Write", "DescribeConfigs")

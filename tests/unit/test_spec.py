@@ -61,6 +61,8 @@ def test_acls_are_exactly_what_the_flows_need(stack: str) -> None:
             }
         for t in principal.verifies_configs_of:
             expected.add(("topic", t, "literal", "DescribeConfigs"))
+        for tid in principal.transactional_ids:
+            expected |= {("transactionalId", tid, "literal", op) for op in ("Describe", "Write")}
         for p in principal.produces:
             expected |= {("topic", p.topic, "literal", "Describe"), ("topic", p.topic, "literal", "Write")}
             if principal.describe_topic_configs:
