@@ -170,7 +170,9 @@ class LocalConnect:
             stop_timeout=30.0,
         )
         self._process.start()
-        self._process.wait_ready(self._ready, timeout=START_TIMEOUT, what="the Connect REST API with Debezium loaded")
+        self._process.wait_ready(
+            self._ready, timeout=START_TIMEOUT, what="the Connect REST API with Debezium loaded"
+        )
         return self
 
     def _ready(self) -> bool:
@@ -236,9 +238,13 @@ class LocalConnect:
             tasks = last.get("tasks", [])
             for task in tasks:
                 if task.get("state") == "FAILED":
-                    raise LocalConnectError(f"{connector} task {task.get('id')} failed:\n{task.get('trace', '')}")
-            if last.get("connector", {}).get("state") == "RUNNING" and tasks and all(
-                t.get("state") == "RUNNING" for t in tasks
+                    raise LocalConnectError(
+                        f"{connector} task {task.get('id')} failed:\n{task.get('trace', '')}"
+                    )
+            if (
+                last.get("connector", {}).get("state") == "RUNNING"
+                and tasks
+                and all(t.get("state") == "RUNNING" for t in tasks)
             ):
                 return
             if self._process is not None and not self._process.running():

@@ -84,7 +84,9 @@ class RunAs:
             return argv
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            raise LocalPostgresError("running as root needs setpriv (util-linux) to start PostgreSQL as a user")
+            raise LocalPostgresError(
+                "running as root needs setpriv (util-linux) to start PostgreSQL as a user"
+            )
         return [setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--", *argv]
 
 
@@ -154,7 +156,9 @@ class LocalPostgres:
             connect_timeout=5,
         )
 
-    def connect(self, database: str = "postgres", *, role: str = SUPERUSER, autocommit: bool = False) -> psycopg.Connection:
+    def connect(
+        self, database: str = "postgres", *, role: str = SUPERUSER, autocommit: bool = False
+    ) -> psycopg.Connection:
         return psycopg.connect(self.conninfo(database, role=role), autocommit=autocommit)
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
@@ -162,7 +166,9 @@ class LocalPostgres:
     def _run(self, argv: list[str]) -> None:
         result = subprocess.run(self.run_as.wrap(argv), capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise LocalPostgresError(f"{' '.join(argv[:2])} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
+            raise LocalPostgresError(
+                f"{' '.join(argv[:2])} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
+            )
 
     def _own(self, path: Path) -> None:
         if self.run_as.switches:
@@ -281,7 +287,9 @@ class LocalPostgres:
         """The source's database, its outbox table, the publication of exactly that table, and the CDC role
         (LOGIN REPLICATION, SELECT on the outbox, nothing else). Idempotent."""
         with self.connect(autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (source.database,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (source.database,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{source.database}"')
             role = self.cdc_role(source)

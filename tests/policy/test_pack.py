@@ -187,7 +187,9 @@ def test_bad_policy_config_names_every_problem() -> None:
         )
     problems = err.value.problems
     assert len(problems) == 5
-    assert problems[0].startswith("unknown policy 'no-such-policy'; policies: all, cdc-database-tls, cdc-exactly-once")
+    assert problems[0].startswith(
+        "unknown policy 'no-such-policy'; policies: all, cdc-database-tls, cdc-exactly-once"
+    )
     assert (
         problems[1] == "all: enforcement level 'strict' is not valid; allowed: advisory, mandatory, disabled"
     )
