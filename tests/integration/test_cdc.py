@@ -9,6 +9,7 @@ Figures (rows/s captured, commit-to-visible latency) are printed, never asserted
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import tempfile
@@ -134,19 +135,22 @@ class Reader:
         self._thread.start()
 
     def _run(self) -> None:
-        import json
-
         while not self._stop.is_set():
             msg = self._consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
             at = time.time()
-            headers = {k: v for k, v in (msg.headers() or []) if v is not None}
-            payload = json.loads(msg.value())
+            headers: dict[str, bytes] = {}
+            raw: Any = msg.headers() or []  # a list of (name, value) pairs for a fetched record
+            for name, value in raw:
+                if value is not None:
+                    headers[name] = value.encode() if isinstance(value, str) else value
+            key = msg.key()
+            payload = json.loads(msg.value() or b"{}")
             self.events.append(
                 Seen(
                     headers["id"].decode(),
-                    (msg.key() or b"").decode(),
+                    key.decode() if isinstance(key, bytes) else str(key or ""),
                     int(payload.get("sequence", -1)),
                     at,
                     headers,
