@@ -17,14 +17,33 @@ from components.k8s import create_object
 from headwater import crds
 
 
+def as_stored(value: Any) -> Any:
+    """A CRD document as the API server stores it: without the zero values its Go types omit.
+
+    The charts write `priority: 0` on printer columns and `properties: {}` on some schemas; the server drops
+    both (`omitempty`), so applied as shipped they would show as a change on every `pulumi preview`. Dropping
+    them changes no meaning: an absent priority is 0, an absent property list is an empty one.
+    """
+    if isinstance(value, dict):
+        schema_node = isinstance(value.get("type"), str)  # not a `properties` map with a field named "type"
+        return {
+            k: as_stored(v)
+            for k, v in value.items()
+            if not (k == "priority" and v == 0) and not (schema_node and k == "properties" and v == {})
+        }
+    if isinstance(value, list):
+        return [as_stored(v) for v in value]
+    return value
+
+
 def render_strimzi_crds() -> list[dict[str, Any]]:
-    """Strimzi's CRDs of the pinned release, as shipped in its chart."""
-    return crds.strimzi().documents()
+    """Strimzi's CRDs of the pinned release, as shipped in its chart (as the API server stores them)."""
+    return [as_stored(doc) for doc in crds.strimzi().documents()]
 
 
 def render_flink_operator_crds() -> list[dict[str, Any]]:
-    """The Flink Kubernetes Operator's CRDs of the pinned release, as shipped in its chart."""
-    return crds.flink_operator().documents()
+    """The Flink Kubernetes Operator's CRDs of the pinned release, as shipped in its chart (as stored)."""
+    return [as_stored(doc) for doc in crds.flink_operator().documents()]
 
 
 class OperatorCrds(pulumi.ComponentResource):

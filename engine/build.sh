@@ -105,7 +105,18 @@ build_apiserver() { cd "$WORK/kubecp" && go build -trimpath -ldflags "$(kube_ldf
 build_kcm() { cd "$WORK/kubecp" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$BIN/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager; }
 build_scheduler() { cd "$WORK/kubecp" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$BIN/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler; }
 # kwok plays the kubelet of simulated nodes (pods scheduled there become Running/Ready); its own module, as released
-build_kwok() { cd "$WORK" && GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
+# kwok plays nothing without stages: its released "fast" set (nodes become Ready and keep a heartbeat, pods
+# become Running/Ready, complete, and go away when deleted), copied from the same module into one config file.
+build_kwok() {
+  cd "$WORK" && GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  local stages; stages=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')/kustomize/stage
+  local f out="$BIN/kwok-stages.yaml"
+  : > "$out"
+  for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    { echo "---"; echo "# sigs.k8s.io/kwok@$KWOK_VERSION kustomize/stage/$f"; cat "$stages/$f"; } >> "$out"
+  done
+}
 build_etcd() { cd "$WORK/kubecp" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" ./cmd/etcd; }
 
 if [ -f "$OUT/.complete-kube" ]; then
@@ -118,6 +129,7 @@ else
   t "kube-scheduler $KUBE_VERSION" build_scheduler
   t "kwok $KWOK_VERSION" build_kwok
   "$BIN/kube-apiserver" --version >/dev/null
+  [ -s "$BIN/kwok-stages.yaml" ]
   touch "$OUT/.complete-kube"
 fi
 if [ "$what" = all ]; then

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from controlplane import ControlPlane, toolchain_bin
 
+from headwater import crds
 from headwater.local.registry import LocalRegistry
 
 HERE = Path(__file__).resolve().parent
@@ -37,6 +38,10 @@ def control_plane(toolchain: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     plane = ControlPlane(toolchain, tmp_path_factory.mktemp("control-plane"))
     plane.start()
     try:
+        # A cluster the platform deploys to runs a monitoring stack (the Prometheus Operator), which owns the
+        # PodMonitor and PrometheusRule CRDs; the platform creates objects of those kinds but not the kinds.
+        for crd in crds.prometheus_operator().crds.values():
+            plane.api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
         yield plane
     finally:
         plane.stop()

@@ -190,6 +190,8 @@ class ControlPlane:
             [
                 str(self.bin / "kwok"),
                 f"--kubeconfig={kubeconfig}",
+                # the released stages the toolchain copied from kwok's module (it has none of its own)
+                f"--config={self.bin / 'kwok-stages.yaml'}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--server-address=127.0.0.1:{free_port()}",

@@ -49,6 +49,12 @@ class PulumiStack:
     config_file: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    runs: int = 0
+
+    @property
+    def logs(self) -> Path:
+        """Every command's output, kept after `clean()`."""
+        return self.home.parent / f"{self.home.name}-logs"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
@@ -79,12 +85,21 @@ class PulumiStack:
         argv = [str(self.bin / "pulumi"), *args, "--non-interactive", "--cwd", str(ROOT)]
         if stack:
             argv += ["--stack", self.name, "--config-file", str(self.config_file)]
-        print(f"[pulumi] {' '.join(args)} (stack {self.name})", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        done = subprocess.run(
-            argv, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        # Output goes to files beside the stack's folder while the command runs (tail them to follow a
+        # long `up`); they outlive the stack's cleanup.
+        self.runs += 1
+        log = self.logs / f"{self.runs:02d}-{args[0]}"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(
+            f"[pulumi] {' '.join(args)} (stack {self.name}; output: {log}.out/.err)",
+            file=sys.stderr,
+            flush=True,
         )
-        result = PulumiRun(list(args), done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        started = time.monotonic()
+        with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+            done = subprocess.run(argv, env=self.env(), stdout=out, stderr=err, timeout=timeout, check=False)
+        stdout, stderr = Path(f"{log}.out").read_text(), Path(f"{log}.err").read_text()
+        result = PulumiRun(list(args), done.returncode, stdout, stderr, time.monotonic() - started)
         print(
             f"[pulumi] {args[0]} exited {done.returncode} in {result.seconds:.1f}s",
             file=sys.stderr,
