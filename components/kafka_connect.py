@@ -15,7 +15,7 @@ from typing import Any
 
 import pulumi
 
-from components.k8s import WAIT_READY, create_object, labels, metadata
+from components.k8s import create_object, labels, metadata
 from components.kafka_cluster import bootstrap_address, cluster_ca_secret
 from components.kafka_users import user_secret
 from headwater import versions
@@ -120,12 +120,9 @@ def render_kafka_connect(platform: Platform, cluster: ConnectCluster) -> dict[st
     return {
         "apiVersion": versions.STRIMZI_API_VERSION,
         "kind": "KafkaConnect",
-        "metadata": metadata(
-            cluster.name,
-            platform.namespace,
-            labels("kafka-connect", cluster.name),
-            WAIT_READY,
-        ),
+        # No readiness wait: the first start builds the image, and the connectors need the resource, not a
+        # running build (Strimzi starts them once the workers are up).
+        "metadata": metadata(cluster.name, platform.namespace, labels("kafka-connect", cluster.name)),
         "spec": spec,
     }
 
