@@ -118,8 +118,15 @@ class LocalPostgres:
         self.log_file = state_dir / "logs" / "postgres.log"
         self.port = port or free_port()
         self.progress = progress or stderr_progress("postgres")
-        self.run_as = RunAs.for_server()
+        self._run_as: RunAs | None = None
         self._process: Supervised | None = None
+
+    @property
+    def run_as(self) -> RunAs:
+        """Who runs the server, decided at first use (so a spec can be realized without a server user)."""
+        if self._run_as is None:
+            self._run_as = RunAs.for_server()
+        return self._run_as
 
     # ---- credentials --------------------------------------------------------------------------------------
 
