@@ -111,6 +111,7 @@ def alert_rules(platform: Platform) -> dict[str, Any]:
             "warning",
             f"records were rejected into {t.name}; read their reasons there",
             owner=t.owner,
+            topic=t.name,  # one rule per dead-letter topic: an owner may have several
         )
         for t in platform.topics
         if t.kind == TopicKind.DEADLETTER
