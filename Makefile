@@ -17,7 +17,7 @@ help:
 	@echo "make test    set up everything and run lint, type checks and the whole test suite"
 	@echo "make test-under-load   the integration suite with every core kept busy"
 	@echo "make render  write every Kubernetes object of every stack to out/<stack>/"
-	@echo "make bench   render benchmark (1,000 topics, 200 principals)"
+	@echo "make bench   render benchmark; data-plane benchmark (agent-events vs a transactional pass-through)"
 	@echo "make lock    re-resolve the lock files from requirements/*.in"
 
 $(UV):
@@ -26,13 +26,13 @@ $(UV):
 
 $(VENV)/.stamp: requirements/platform.lock pyproject.toml | $(UV)
 	$(UV) venv -q --allow-existing --python $(PY) $(VENV)
-	VIRTUAL_ENV=$(VENV) $(UV) pip sync -q --require-hashes requirements/platform.lock
+	VIRTUAL_ENV=$(VENV) $(UV) pip sync -q --require-hashes --compile-bytecode requirements/platform.lock
 	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e .
 	touch $@
 
 $(VENV_FLINK)/.stamp: requirements/flink.lock | $(UV)
 	$(UV) venv -q --allow-existing --python $(PY) $(VENV_FLINK)
-	VIRTUAL_ENV=$(VENV_FLINK) $(UV) pip sync -q --require-hashes requirements/flink.lock
+	VIRTUAL_ENV=$(VENV_FLINK) $(UV) pip sync -q --require-hashes --compile-bytecode requirements/flink.lock
 	touch $@
 
 venv: $(VENV)/.stamp
@@ -107,7 +107,7 @@ test-e2e: venv toolchain
 test-under-load: venv venv-flink prometheus postgres
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
-test: lint typecheck test-unit check-stacks test-flink test-integration
+test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
@@ -117,8 +117,9 @@ local: venv venv-flink prometheus postgres
 render: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater render --stack $$s --out out/$$s; done
 
-bench: venv
+bench: venv venv-flink
 	$(PYTHON) bench/render_bench.py
+	$(PYTHON) bench/dataplane_bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_FLINK) .cache out .pytest_cache .mypy_cache .ruff_cache

@@ -36,7 +36,7 @@ from components.kafka_cluster import bootstrap_address, cluster_ca_secret
 from components.kafka_topics import LABEL_PREFIX
 from components.kafka_users import user_secret
 from components.schema_registry import service_url
-from headwater import versions
+from headwater import flink_conf, versions
 from headwater.contracts import access
 from headwater.kafka_config import KeyStore, java_client_properties
 from headwater.spec import App, Authentication, Platform, Principal, Tier, app_flows
@@ -59,7 +59,6 @@ TEMPLATE_KEY = "client.properties.template"
 SCRIPT_KEY = "assemble.sh"
 
 
-CHECKPOINTS_RETAINED = 3
 SAVEPOINT_HISTORY = 10
 PROMETHEUS_PORT = 9249
 METRICS_PORT_NAME = "metrics"  # the container port name PodMonitors scrape
@@ -167,14 +166,6 @@ def jobmanager_replicas(platform: Platform) -> int:
 # --- configuration ---------------------------------------------------------------------------------------
 
 
-def prometheus_reporter_conf(port: int) -> dict[str, str]:
-    """Flink's Prometheus reporter on `port` (the PodMonitors' scrape target; a free port locally)."""
-    return {
-        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": str(port),
-    }
-
-
 def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
     """flinkConfiguration of the app's FlinkDeployment (Flink 2.x keys; every value a string)."""
     settings = platform.flink
@@ -182,19 +173,6 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
     jm, tm = settings.jobmanager, settings.taskmanager
     conf: dict[str, str] = {
         "taskmanager.numberOfTaskSlots": str(settings.task_slots),
-        # state and checkpoints
-        "state.backend.type": "rocksdb",
-        "execution.checkpointing.incremental": "true",
-        "execution.checkpointing.interval": f"{settings.checkpoint_interval_ms} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.timeout": "10 min",
-        "execution.checkpointing.min-pause": f"{max(settings.checkpoint_interval_ms // 2, 1)} ms",
-        "execution.checkpointing.tolerable-failed-checkpoints": "3",
-        "execution.checkpointing.storage": "filesystem",
-        "execution.checkpointing.dir": paths.checkpoints,
-        "execution.checkpointing.savepoint-dir": paths.savepoints,
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "execution.checkpointing.num-retained": str(CHECKPOINTS_RETAINED),
         # failures
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": "1 s",
@@ -221,7 +199,7 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
         ),
         # the Python workers run the interpreter the job was built with
         "python.executable": PYTHON,
-        **prometheus_reporter_conf(PROMETHEUS_PORT),
+        **flink_conf.prometheus_reporter_conf(PROMETHEUS_PORT),
     }
     if settings.ha:
         conf["high-availability.type"] = "kubernetes"
@@ -248,6 +226,8 @@ def flink_configuration(platform: Platform, app: App) -> dict[str, str]:
                 "job.autoscaler.vertex.max-parallelism": str(_max_partitions(platform, app)),
             }
         )
+    # checkpointing, state backend, Python execution mode and bundles: the same derivation as local runs
+    conf.update(flink_conf.app_flink_conf(settings, paths.checkpoints, paths.savepoints))
     conf.update(storage.flink_configuration(settings))
     return dict(sorted(conf.items()))
 

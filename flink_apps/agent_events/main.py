@@ -83,10 +83,11 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         connection,
     )
 
-    env, t_env, source = cli.kafka_source(args, connection, uid="agent-events-source-records")
-    outputs = pipeline.build(env, source, config)
+    env, t_env, source = cli.kafka_source_table(args, connection)
+    pipeline.configure(t_env, config)
+    outputs = pipeline.build_tables(t_env, source, config)
     topics = {pipeline.SIGNALS: args.sink_topic, pipeline.DEAD_LETTERS: args.dead_letter_topic}
-    cli.kafka_sinks(args, t_env, connection, outputs, topics)
+    cli.kafka_table_sinks(args, t_env, connection, outputs, topics)
     return env
 
 

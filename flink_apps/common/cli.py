@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import StreamTableEnvironment
+from pyflink.table import StreamTableEnvironment, Table
+from pyflink.table.expressions import col
 
 from flink_apps.common import flink_io, runtime, schemas
 from flink_apps.common.flink_io import STARTUP_MODES, KafkaConnection
@@ -264,6 +265,41 @@ def kafka_sinks(
     for name, topic in topics.items():
         flink_io.kafka_sink(
             t_env,
+            statements,
+            connection,
+            outputs[name],
+            topic=topic,
+            transactional_id_prefix=transactional_id_prefix(args.transactional_id_prefix, name),
+            transaction_timeout_ms=args.transaction_timeout_ms,
+        )
+    statements.attach_as_datastream()
+
+
+def kafka_source_table(
+    args: argparse.Namespace, connection: KafkaConnection
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment, Table]:
+    """`kafka_source` for pipelines written in the Table API: the records of `--source-topic` as a table
+    (`value`, `topic`, `partition`, `offset`, `timestamp` TIMESTAMP_LTZ(3))."""
+    env = runtime.create_environment(flink_settings(args), jars=jars(args))
+    runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
+    t_env = runtime.table_environment(env)
+    table = flink_io.kafka_source_table(
+        t_env, connection, topic=args.source_topic, group_id=args.group_id, startup_mode=args.startup_mode
+    ).select(col("value"), col("topic"), col("partition"), col("offset"), col("ts").alias("timestamp"))
+    return env, t_env, table
+
+
+def kafka_table_sinks(
+    args: argparse.Namespace,
+    t_env: StreamTableEnvironment,
+    connection: KafkaConnection,
+    outputs: Mapping[str, Table],
+    topics: Mapping[str, str],
+) -> None:
+    """`kafka_sinks` for output tables (`k`, `v` BYTES, `ts` epoch ms)."""
+    statements = t_env.create_statement_set()
+    for name, topic in topics.items():
+        flink_io.kafka_sink_table(
             statements,
             connection,
             outputs[name],

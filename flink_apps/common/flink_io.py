@@ -17,7 +17,7 @@ from typing import Any
 
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream
-from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment, TableDescriptor
+from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment, Table, TableDescriptor
 from pyflink.table.expressions import call, col
 
 from flink_apps.common.kafka_properties import redacted
@@ -53,16 +53,16 @@ class KafkaConnection:
         return opts
 
 
-def kafka_source(
+def kafka_source_table(
     t_env: StreamTableEnvironment,
     connection: KafkaConnection,
     *,
     topic: str,
     group_id: str,
     startup_mode: str = "group-offsets",
-    uid: str,
-) -> DataStream:
-    """A stream of `SOURCE_RECORD_TYPE` rows from `topic`, reading only committed transactions."""
+) -> Table:
+    """A table of `topic`'s records (`value`, `topic`, `partition`, `offset`, `ts` TIMESTAMP_LTZ(3)),
+    reading only committed transactions."""
     if startup_mode not in STARTUP_MODES:
         raise ValueError(f"startup mode {startup_mode!r} is not one of {', '.join(STARTUP_MODES)}")
     schema = (
@@ -86,20 +86,38 @@ def kafka_source(
     }
     for key, value in options.items():
         builder = builder.option(key, value)
-    rows = t_env.to_data_stream(t_env.from_descriptor(builder.build()))
+    return t_env.from_descriptor(builder.build())
+
+
+def kafka_source(
+    t_env: StreamTableEnvironment,
+    connection: KafkaConnection,
+    *,
+    topic: str,
+    group_id: str,
+    startup_mode: str = "group-offsets",
+    uid: str,
+) -> DataStream:
+    """A stream of `SOURCE_RECORD_TYPE` rows from `topic`, reading only committed transactions."""
+    table = kafka_source_table(t_env, connection, topic=topic, group_id=group_id, startup_mode=startup_mode)
+    rows = t_env.to_data_stream(table)
     return rows.map(_to_source_record, output_type=SOURCE_RECORD_TYPE).name(f"{topic} records").uid(uid)
 
 
 def _to_source_record(row: Row) -> Row:
     value, topic, partition, offset, ts = row  # the table's column order
-    return Row(topic, partition, offset, _epoch_millis(ts), value)
+    return Row(topic, partition, offset, epoch_millis(ts), value)
 
 
-def _epoch_millis(value: Any) -> int | None:
+def epoch_millis(value: Any) -> int | None:
+    """Epoch millis of a TIMESTAMP_LTZ as the Python operators get it: a datetime in process mode, a
+    java.time.Instant in thread mode (PyFlink's `Instant`, or the Java object itself), or a number."""
     if value is None:
         return None
     if hasattr(value, "to_epoch_milli"):
         return int(value.to_epoch_milli())
+    if hasattr(value, "toEpochMilli"):
+        return int(value.toEpochMilli())
     if hasattr(value, "timestamp"):
         return round(float(value.timestamp()) * 1000)
     return int(value)
@@ -121,10 +139,29 @@ def kafka_sink(
     The transaction timeout must not exceed the brokers' `transaction.max.timeout.ms`.
     """
     table = t_env.from_data_stream(stream).select(
-        col("key").alias("k"),
-        col("value").alias("v"),
-        call("TO_TIMESTAMP_LTZ", col("timestamp"), 3).alias("ts"),
+        col("key").alias("k"), col("value").alias("v"), col("timestamp").alias("ts")
     )
+    kafka_sink_table(
+        statements,
+        connection,
+        table,
+        topic=topic,
+        transactional_id_prefix=transactional_id_prefix,
+        transaction_timeout_ms=transaction_timeout_ms,
+    )
+
+
+def kafka_sink_table(
+    statements: StatementSet,
+    connection: KafkaConnection,
+    table: Table,
+    *,
+    topic: str,
+    transactional_id_prefix: str,
+    transaction_timeout_ms: int,
+) -> None:
+    """`kafka_sink` for a table of `k`, `v` (BYTES) and `ts` (epoch ms, null for the broker's clock)."""
+    table = table.select(col("k"), col("v"), call("TO_TIMESTAMP_LTZ", col("ts"), 3).alias("ts"))
     schema = (
         Schema.new_builder()
         .column("k", DataTypes.BYTES())

@@ -56,4 +56,19 @@ def table_environment(env: StreamExecutionEnvironment) -> StreamTableEnvironment
     """
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
+    _reset_uid_counter(t_env)
     return t_env
+
+
+def _reset_uid_counter(t_env: StreamTableEnvironment) -> None:
+    """Generated uids number the plan's nodes with a counter of the JVM: reset it, so one program always
+    gets the same uids, also when a second job is built in the same process (a restore in tests).
+
+    The planner lives in its own class loader, hence reflection (on the client, where the gateway is)."""
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()
+    context = loader.loadClass("org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext")
+    reset = context.getMethod("resetIdCounter", gateway.new_array(gateway.jvm.Class, 0))
+    reset.invoke(None, gateway.new_array(gateway.jvm.Object, 0))

@@ -13,10 +13,12 @@ the Python workers it starts), a log file under `<state>/logs/`, stopped at exit
 Its arguments are those the Kubernetes deployment gets (`components.flink_application.app_arguments`:
 topics, group and transactional-id prefix from the principal's flows), pointed at the local broker and
 registry: the principal's listener and its `.flink.properties` (the JAAS login class shaded inside the
-Flink Kafka connector). The Flink settings the operator would set come as `--flink-conf`: RocksDB with
-incremental checkpoints under `<state>/flink/<app>/checkpoints`, retained on cancellation, exactly once,
-the checkpoint interval of the stack, and `execution.state-recovery.path` when a retained checkpoint or
-savepoint exists, so a second start carries on where the first one stopped.
+Flink Kafka connector). The Flink settings the operator would set come as `--flink-conf`, from the same
+derivation (`headwater.flink_conf`): RocksDB with incremental checkpoints under
+`<state>/flink/<app>/checkpoints`, retained on cancellation, exactly once, the checkpoint interval of the
+stack, the Python execution mode and bundles; plus `execution.state-recovery.path` when a retained
+checkpoint or savepoint exists, so a second start carries on where the first one stopped. Python operators
+run in worker processes that the MiniCluster starts, as task managers do on Kubernetes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from headwater import jvm
+from headwater import flink_conf, jvm
 from headwater.config import ROOT
 from headwater.kafka_config import format_properties
 from headwater.local.certs import write_private
@@ -47,6 +49,8 @@ from headwater.spec import App, Platform
 FLINK_PYTHON = ROOT / ".venv-flink" / "bin" / "python"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
+# Flink's own logs of this many earlier starts are kept next to the current one (`<name>.log.1` the newest).
+LOGS_KEPT = 5
 KILL_TIMEOUT = 15.0
 
 
@@ -63,6 +67,20 @@ def _replace_values(args: Sequence[str], values: Mapping[str, str]) -> list[str]
             raise LocalFlinkError(f"expected {flag} exactly once, with a value, in the app arguments {out}")
         out[positions[0] + 1] = value
     return out
+
+
+def keep_previous_logs(folder: Path, kept: int = LOGS_KEPT) -> None:
+    """Move each `<name>.log` in `folder` to `<name>.log.1` (and older ones one further, dropping those past
+    `kept`): Flink starts every run with a fresh file of the same name, and the log of a run that was killed
+    is the one needed to find out why."""
+    for log in folder.glob("*.log"):
+        oldest = log.with_name(f"{log.name}.{kept}")
+        oldest.unlink(missing_ok=True)
+        for n in range(kept - 1, 0, -1):
+            older = log.with_name(f"{log.name}.{n}")
+            if older.exists():
+                older.rename(log.with_name(f"{log.name}.{n + 1}"))
+        log.rename(log.with_name(f"{log.name}.1"))
 
 
 def completed_snapshots(folder: Path) -> list[Path]:
@@ -172,23 +190,11 @@ class LocalFlinkJob:
 
     def flink_settings(self, restore_from: Path | None) -> dict[str, str]:
         """The --flink-conf settings of a run (what the operator's flinkConfiguration says on Kubernetes)."""
-        from components.flink_application import CHECKPOINTS_RETAINED, prometheus_reporter_conf
-
         flink = self.platform.flink
         conf = {
-            "state.backend.type": "rocksdb",
-            "execution.checkpointing.incremental": "true",
-            "execution.checkpointing.dir": self.checkpoint_dir.as_uri(),
-            "execution.checkpointing.savepoint-dir": self.savepoint_dir.as_uri(),
-            "execution.checkpointing.interval": f"{flink.checkpoint_interval_ms} ms",
-            "execution.checkpointing.mode": "EXACTLY_ONCE",
-            "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-            "execution.checkpointing.num-retained": str(CHECKPOINTS_RETAINED),
+            # Checkpointing, state backend, Python execution mode, bundles: as the FlinkDeployment says.
+            **flink_conf.app_flink_conf(flink, self.checkpoint_dir.as_uri(), self.savepoint_dir.as_uri()),
             "parallelism.default": str(flink.parallelism),
-            # Small bundles: records leave the Python workers within tens of milliseconds.
-            "python.fn-execution.bundle.size": "100",
-            "python.fn-execution.bundle.time": "50",
-            "pipeline.auto-watermark-interval": "200 ms",
             # The MiniCluster's REST API, on a port of our own: job state, checkpoints, stop with savepoint.
             "rest.address": HOST,
             "rest.bind-address": HOST,
@@ -206,7 +212,7 @@ class LocalFlinkJob:
         if self.metrics_port is not None:
             # Flink's own reporter from the wheel's plugins/ folder, as on Kubernetes (it has no bind-address
             # setting: it listens on every interface, on a free port).
-            conf.update(prometheus_reporter_conf(self.metrics_port))
+            conf.update(flink_conf.prometheus_reporter_conf(self.metrics_port))
         if restore_from is not None:
             conf["execution.state-recovery.path"] = restore_from.as_uri()
         conf.update(self.extra_conf)
@@ -277,6 +283,7 @@ class LocalFlinkJob:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # a killed run leaves its working files behind
         for folder in (self.checkpoint_dir, self.savepoint_dir, self.tmp_dir, self.flink_log_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        keep_previous_logs(self.flink_log_dir)
         argv = self.command(self.restored_from)
         how = f"from {self.restored_from}" if self.restored_from else "without state"
         self.progress(
@@ -287,6 +294,8 @@ class LocalFlinkJob:
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
             "FLINK_LOG_DIR": str(self.flink_log_dir),
+            # Python operators in worker processes started by the MiniCluster, as on a cluster.
+            **flink_conf.PYTHON_WORKER_ENV,
         }
         env.pop("HEADWATER_FLINK_CONF", None)  # settings come from the arguments only
         lib = self._lib_dir()

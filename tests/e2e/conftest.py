@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from controlplane import ControlPlane, toolchain_bin
+from figures import FIGURES, figure
 
 from headwater import crds
 from headwater.local.registry import LocalRegistry
@@ -25,11 +26,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in FIGURES:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def toolchain() -> Path:
     started = time.monotonic()
     folder = toolchain_bin()
-    print(f"\n[e2e] toolchain ready in {time.monotonic() - started:.1f}s: {folder}", flush=True)
+    figure("toolchain ready (built or cached)", f"{time.monotonic() - started:.1f}s: {folder}")
     return folder
 
 

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from conftest import OperatorStand
 from controlplane import ControlPlane
+from figures import figure
 from pulumi_cli import ROOT, PulumiStack
 
 from components.k8s import object_key
@@ -38,10 +39,6 @@ def _stack_config(stack: str, **overrides: Any) -> dict[str, Any]:
     config["headwater:operatorCharts"] = "charts"
     config.update(overrides)
     return config
-
-
-def _figure(name: str, value: str) -> None:
-    print(f"[e2e figure] {name}: {value}", flush=True)
 
 
 def _rendered(stack: PulumiStack) -> list[dict[str, Any]]:
@@ -175,7 +172,7 @@ def dev(
 def test_dev_preview_with_the_policy_pack_passes(dev: PulumiStack) -> None:
     run = dev.run("preview", "--policy-pack", str(ROOT / "policies"), "--json")
     steps = _steps(run.stdout)
-    _figure("dev preview (with policy pack)", f"{run.seconds:.1f}s, {len(steps.get('create', []))} to create")
+    figure("dev preview (with policy pack)", f"{run.seconds:.1f}s, {len(steps.get('create', []))} to create")
     assert not run.stdout.count('"enforcementLevel": "mandatory"')
     rendered = _rendered(dev)
     k8s_creates = _kubernetes_objects(steps["create"])
@@ -187,7 +184,7 @@ def test_dev_up_creates_exactly_the_render(
 ) -> None:
     with OperatorStand(control_plane) as stand:
         run = dev.run("up", "--yes", "--skip-preview")
-    _figure("dev up", f"{run.seconds:.1f}s")
+    figure("dev up", f"{run.seconds:.1f}s")
     rendered = _rendered(dev)
     plurals = _plurals(control_plane)
     stored: dict[str, dict[str, Any]] = {}
@@ -214,7 +211,7 @@ def test_dev_up_creates_exactly_the_render(
             want.pop("stringData", None)  # stored as base64 `data`
         problems += [f"{object_key(obj)} {d}" for d in _differences(want, got)]
     assert problems == [], "\n".join(problems)
-    _figure(
+    figure(
         "objects created",
         f"{len(stored)} Kubernetes objects + {sum(o['kind'] == 'HelmRelease' for o in rendered)} Helm releases",
     )
@@ -249,7 +246,7 @@ def test_dev_up_creates_exactly_the_render(
     in_platform = [p for p in pods if p["metadata"]["namespace"] in namespaces]
     assert len(in_platform) >= len(deployments) + 2  # + both operators from their charts
     assert all(p["status"].get("phase") == "Running" for p in in_platform)
-    _figure("pods admitted and running (simulated kubelet)", str(len(in_platform)))
+    figure("pods admitted and running (simulated kubelet)", str(len(in_platform)))
 
     # Contracts went through the dynamic provider into the registry.
     subjects = registry.client().subjects()
@@ -267,7 +264,7 @@ def test_dev_second_up_has_nothing_to_do(dev: PulumiStack) -> None:
     run = dev.run("preview", "--expect-no-changes", "--json")
     steps = _steps(run.stdout)
     assert set(steps) <= {"same"}, {op: urns for op, urns in steps.items() if op != "same"}
-    _figure("dev preview with no changes", f"{run.seconds:.1f}s")
+    figure("dev preview with no changes", f"{run.seconds:.1f}s")
 
 
 def test_dev_change_updates_in_place(dev: PulumiStack, control_plane: ControlPlane, tmp_path: Path) -> None:
@@ -309,10 +306,11 @@ def test_dev_change_updates_in_place(dev: PulumiStack, control_plane: ControlPla
     assert replaced == []
     created = sorted(u.rsplit("::", 1)[1] for u in steps.get("create", []))
     updated = sorted(u.rsplit("::", 1)[1] for u in steps.get("update", []))
-    _figure("step-2 change", f"create {created}; update {updated}")
-    assert any("agents-handoffs-v1" in u or "handoffs" in u for u in created)
-    assert any("handoff-router" in u for u in created)
-    assert any("agents-signals-v1" in u for u in updated)
+    figure("step-2 change", f"create {created}; update {updated}")
+    assert "headwater-topics-agents.handoffs.v1" in created
+    assert "headwater-registry-subject-agents.handoffs.v1" in created  # its contract, through the provider
+    assert "headwater-principals-handoff-router" in created
+    assert "headwater-topics-agents.signals.v1" in updated
     assert any("feature-aggregator" in u for u in updated)
     assert any(re.search(r"principals-agent-gateway$", u) for u in updated)
     for stateful in ("kafka-kafka", "nodepool", "flink-agent-events"):
@@ -320,7 +318,7 @@ def test_dev_change_updates_in_place(dev: PulumiStack, control_plane: ControlPla
 
     with OperatorStand(control_plane):
         run = dev.run("up", "--yes", "--skip-preview")
-    _figure("step-2 up", f"{run.seconds:.1f}s")
+    figure("step-2 up", f"{run.seconds:.1f}s")
     topic = control_plane.api(
         "GET", "/apis/kafka.strimzi.io/v1/namespaces/headwater/kafkatopics/agents.signals.v1"
     )
@@ -330,7 +328,7 @@ def test_dev_change_updates_in_place(dev: PulumiStack, control_plane: ControlPla
 
 def test_dev_destroy_leaves_nothing(dev: PulumiStack, control_plane: ControlPlane) -> None:
     run = dev.run("destroy", "--yes", "--skip-preview")
-    _figure("dev destroy", f"{run.seconds:.1f}s")
+    figure("dev destroy", f"{run.seconds:.1f}s")
     namespaces = {n["metadata"]["name"] for n in control_plane.api("GET", "/api/v1/namespaces")["items"]}
     assert not namespaces & {"headwater", "headwater-system"}
     crds = [
@@ -369,9 +367,7 @@ def prod(
 def test_prod_preview_with_the_policy_pack_passes(prod: PulumiStack) -> None:
     run = prod.run("preview", "--policy-pack", str(ROOT / "policies"), "--json")
     steps = _steps(run.stdout)
-    _figure(
-        "prod preview (with policy pack)", f"{run.seconds:.1f}s, {len(steps.get('create', []))} to create"
-    )
+    figure("prod preview (with policy pack)", f"{run.seconds:.1f}s, {len(steps.get('create', []))} to create")
     assert _kinds(_kubernetes_objects(steps["create"])) == _kinds(_rendered(prod))
 
 
@@ -385,10 +381,10 @@ def test_weakened_prod_preview_fails_on_mandatory_policies(prod: PulumiStack) ->
     finally:
         prod.write_config({"headwater:flink": _stack_config("prod")["headwater:flink"]})
     assert run.returncode != 0
-    violations = re.findall(r"\[mandatory\]\s+headwater[^\n]*?\s+(flink-[a-z-]+)", run.output)
-    _figure("weakened prod preview", f"exit {run.returncode}, mandatory: {sorted(set(violations))}")
-    assert "flink-durable-state" in run.output
-    assert "mandatory" in run.output
+    violations = re.findall(r"\[mandatory\]\s+([a-z0-9-]+)\s+\(", run.output)
+    figure("weakened prod preview", f"exit {run.returncode}, mandatory: {sorted(set(violations))}")
+    # exactly what was weakened: each app's checkpoint, savepoint and HA paths
+    assert violations == ["flink-durable-state"] * 6, violations
     assert "file:///var/lib/headwater/flink" in run.output
 
 
@@ -406,4 +402,4 @@ def test_bad_stack_config_fails_before_any_resource(prod: PulumiStack) -> None:
     assert "kafka.replicationFactor = 1 is not valid" in run.output
     assert "Traceback" not in run.output
     steps = _steps(run.stdout) if run.stdout.strip().startswith("{") else {}
-    assert not steps.get("create")
+    assert [u for u in steps.get("create", []) if "::pulumi:pulumi:Stack::" not in u] == []

@@ -21,6 +21,7 @@ from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
 from flink_apps.common import runtime
 from flink_apps.common.flink_io import SOURCE_RECORD_TYPE
+from headwater import flink_conf
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,21 @@ class Raw:
 def minicluster_settings(
     work: Path, *, checkpoint_interval_ms: int = 500, parallelism: int = 1
 ) -> dict[str, str]:
+    """The apps' own Flink settings (headwater.flink_conf: state backend, checkpointing, Python execution
+    mode, bundles) with a short checkpoint interval, plus what only tests want."""
     return {
-        "state.backend.type": "rocksdb",
-        "execution.checkpointing.incremental": "true",
-        "execution.checkpointing.interval": f"{checkpoint_interval_ms} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "execution.checkpointing.dir": (work / "checkpoints").as_uri(),
-        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        **flink_conf.flink_conf(
+            checkpoint_interval_ms, (work / "checkpoints").as_uri(), (work / "savepoints").as_uri()
+        ),
         "execution.checkpointing.num-retained": "2",
         # A failing job must fail the test, not restart forever.
         "restart-strategy.type": "none",
         "parallelism.default": str(parallelism),
-        # Small bundles: records leave the Python workers quickly, so checkpoints and watermarks are prompt.
+        "pipeline.auto-watermark-interval": "50 ms",
+        # The test sources pace records by sleeping in a Python map; one record per bundle lets checkpoint
+        # barriers and watermarks pass between records instead of waiting for a whole bundle to be paced.
         "python.fn-execution.bundle.size": "1",
         "python.fn-execution.bundle.time": "10",
-        "pipeline.auto-watermark-interval": "50 ms",
         "taskmanager.memory.managed.size": "128m",
     }
 

@@ -201,6 +201,41 @@ def test_contract_without_limits_is_refused() -> None:
         logic.Contract(schema)
 
 
+def test_the_compiled_validator_accepts_exactly_what_the_reference_validator_accepts() -> None:
+    """The hot path trusts the compiled validator's yes; both must agree on every kind of document."""
+    c = contract()
+    base = event("evt-1")
+    documents = [
+        base,
+        {**base, "duration_ms": 12, "tags": ["a", "B"], "status": "ok", "entity_id": "e-1"},
+        {**base, "duration_ms": 12.0},  # an integral number is an integer in JSON Schema
+        {**base, "duration_ms": 1.5},
+        {**base, "duration_ms": True},
+        {**base, "duration_ms": "slow"},
+        {**base, "event_type": "tool.teleported"},
+        {**base, "event_id": ""},
+        {**base, "event_id": "has space"},
+        {**base, "agent_id": "x" * 129},
+        {**base, "unknown_field": 1},
+        {**base, "payload": ["not", "an", "object"]},
+        {**base, "payload": {f"k{i}": i for i in range(65)}},
+        {**base, "occurred_at": "yesterday"},
+        {**base, "occurred_at": "2026-13-45T99:99:99Z"},  # matches the pattern; the date is checked later
+        {k: v for k, v in base.items() if k != "agent_type"},
+        [base],
+        "text",
+        None,
+    ]
+    for doc in documents:
+        reference = not list(c.validator.iter_errors(doc))
+        try:
+            c.compiled(doc)
+            compiled = True
+        except Exception:
+            compiled = False
+        assert compiled == reference, (doc, compiled, reference)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

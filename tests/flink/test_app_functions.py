@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from flink_events import BASE_MS, contract, dead_letters_codec, event, raw, signal_bytes, signals_codec
 from pyflink.common import Row
 
 from flink_apps.agent_events import pipeline as events_pipeline
-from flink_apps.agent_events.logic import AgentEvent
 from flink_apps.feature_aggregator import pipeline as features_pipeline
 
 
@@ -47,9 +47,6 @@ class FakeRuntime:
         return self._group
 
     def get_state(self, descriptor: Any) -> Any:
-        ttl = descriptor._ttl_config  # PyFlink offers no getter
-        assert ttl is not None, "dedup state must expire"
-        self.ttl_ms = ttl.get_ttl().to_milliseconds()
         return self._state
 
 
@@ -61,43 +58,37 @@ def source_row(value: bytes | None, offset: int) -> Row:
     return Row("agents.events.raw.v1", 0, offset, BASE_MS, value)
 
 
-def test_validation_counts_valid_and_invalid_and_routes_rejects_to_the_side_output() -> None:
+class FakeFunctionContext:
+    """What a Python scalar function's `open` gets: a metric group."""
+
+    def __init__(self, runtime: FakeRuntime) -> None:
+        self.runtime = runtime
+
+    def get_metric_group(self) -> Any:
+        return self.runtime.get_metrics_group()
+
+
+def test_checking_counts_valid_and_invalid_and_encodes_signals_or_dead_letters() -> None:
     runtime: Any = FakeRuntime()
-    fn = events_pipeline.ValidateEvents(contract(), dead_letters_codec())
-    fn.open(runtime)
-    outputs = [
-        out
-        for i, v in enumerate([raw(event("a")), b"{", None])
-        for out in fn.process_element(source_row(v, i), NO_CONTEXT)
+    fn = events_pipeline.CheckEvents(contract(), signals_codec(), dead_letters_codec())
+    context: Any = FakeFunctionContext(runtime)
+    fn.open(context)
+    when = datetime.fromtimestamp(BASE_MS / 1000, UTC)
+    rows = [
+        fn.eval(v, "agents.events.raw.v1", 3, i, when)
+        for i, v in enumerate([raw(event("a", agent_id="ag-9", at_ms=BASE_MS - 5)), b"{", None])
     ]
     assert runtime.counts == Counter({events_pipeline.VALID: 1, events_pipeline.INVALID: 2})
-    assert isinstance(outputs[0], AgentEvent)
-    tagged = [o for o in outputs if isinstance(o, tuple) and not isinstance(o, Row)]
-    assert len(tagged) == 2
-    assert {dead_letters_codec().decode(row[1])["reason_code"] for _, row in tagged} == {
-        "malformed_json",
-        "empty_record",
-    }
-
-
-def test_dedup_passes_the_first_and_counts_the_rest() -> None:
-    runtime: Any = FakeRuntime()
-    fn = events_pipeline.Deduplicate(ttl_ms=60_000)
-    fn.open(runtime)
-    first = contract().check(events_pipeline.to_source_record(source_row(raw(event("a")), 0)))
-    assert isinstance(first, AgentEvent)
-    emitted = [e for _ in range(3) for e in fn.process_element(first, NO_CONTEXT)]
-    assert emitted == [first]
-    assert runtime.counts[events_pipeline.DUPLICATES] == 2
-    assert runtime.ttl_ms == 60_000
-
-
-def test_signal_encoding_keys_by_agent_and_stamps_event_time() -> None:
-    ev = contract().check(events_pipeline.to_source_record(source_row(raw(event("a", agent_id="ag-9")), 0)))
-    assert isinstance(ev, AgentEvent)
-    key, value, timestamp = events_pipeline.EncodeSignal(signals_codec()).map(ev)
-    assert (key, timestamp) == (b"ag-9", BASE_MS)
-    assert signals_codec().decode(value)["event_id"] == "a"
+    valid, event_id, event_time, key, value, ts = rows[0]
+    assert (valid, event_id, event_time, key, ts) == (True, "a", BASE_MS - 5, b"ag-9", BASE_MS - 5)
+    signal = signals_codec().decode(value)
+    assert (signal["event_id"], signal["source"]["offset"], signal["source"]["timestamp"]) == ("a", 0, when)
+    rejects = [dead_letters_codec().decode(r[4]) for r in rows[1:]]
+    assert [r["reason_code"] for r in rejects] == ["malformed_json", "empty_record"]
+    assert [(r["source_partition"], r["source_offset"]) for r in rejects] == [(3, 1), (3, 2)]
+    # rejects are keyed by source partition, stamped with the source record's time, and never move the
+    # watermark (event time 0)
+    assert {(r[0], r[1], r[2], r[3], r[5]) for r in rows[1:]} == {(False, None, 0, b"3", BASE_MS)}
 
 
 def test_signal_decoding_counts_what_it_cannot_read() -> None:

@@ -128,10 +128,14 @@ def test_agent_events_job_graph(
     assert sum(n.endswith(": Writer") for n in nodes) == 2  # signals and dead letters, both transactional
     assert sum(n.endswith(": Committer") for n in nodes) == 2
     stateful = [
-        n for n in nodes if "Source: " in n or "Writer" in n or "Committer" in n or "deduplicate" in n
+        n for n in nodes if "Source: " in n or "Writer" in n or "Committer" in n or "Deduplicate" in n
     ]
     assert all(nodes[n] for n in stateful), {n: nodes[n] for n in stateful}
-    assert nodes[next(n for n in nodes if n.startswith("deduplicate by event_id"))] == "agent-events-dedup"
+    assert sum("Deduplicate" in n for n in nodes) == 1, list(nodes)  # native dedup, not Python
+    # one Python operator: the contract check; no Python between it and the sinks
+    assert sum("PythonCalc" in n or ("Python" in n and "check_agent_events" in n) for n in nodes) == 1, list(
+        nodes
+    )
     assert env.get_checkpoint_config().is_checkpointing_enabled()
     assert SECRET not in env.get_execution_plan()
     assert SECRET not in caplog.text and "sasl.jaas.config" in caplog.text

@@ -19,20 +19,23 @@ from flink_apps.agent_events import pipeline
 UNIQUE = 24
 
 
-def records() -> list[Raw]:
+def records(slow_from: int | None = None) -> list[Raw]:
+    """From offset `slow_from` on the topic trickles (2 s per record, checkpoints still complete between
+    records), so a kill after the first committed output lands mid-stream however slowly the job starts."""
     out = []
     for i in range(UNIQUE):
         value = b"{not json" if i % 6 == 5 else raw(event(f"evt-{i}", at_ms=BASE_MS + i * 1_000))
         out.append(value)
     # Retries of events from the start of the stream, after everything else.
     out += [raw(event(f"evt-{i}", at_ms=BASE_MS + i * 1_000)) for i in range(8) if i % 6 != 5]
-    return [Raw(v, 0, offset, BASE_MS, delay_s=0.2) for offset, v in enumerate(out)]
+    slow = len(out) if slow_from is None else slow_from
+    return [Raw(v, 0, offset, BASE_MS, delay_s=0.2 if offset < slow else 2.0) for offset, v in enumerate(out)]
 
 
-def run(work: Path, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def run(work: Path, extra: dict[str, str] | None = None, slow_from: int | None = None):  # type: ignore[no-untyped-def]
     env = environment(work, extra, checkpoint_interval_ms=300)
     config = pipeline.AgentEventsConfig(contract(), signals_codec(), dead_letters_codec())
-    outputs = pipeline.build(env, records_source(env, records()), config)
+    outputs = pipeline.build(env, records_source(env, records(slow_from)), config)
     file_sink(outputs[pipeline.SIGNALS], work / "signals", "signals")
     file_sink(outputs[pipeline.DEAD_LETTERS], work / "dead-letters", "dead-letters")
     return env
@@ -40,7 +43,7 @@ def run(work: Path, extra: dict[str, str] | None = None):  # type: ignore[no-unt
 
 @pytest.mark.timeout(240)
 def test_restore_from_retained_checkpoint_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    client = run(tmp_path).execute_async("agent_events, first attempt")
+    client = run(tmp_path, slow_from=6).execute_async("agent_events, first attempt")
     job_id = str(client.get_job_id())
     deadline = time.monotonic() + 90
     # Kill once checkpoints have committed some output, long before the end of the input.

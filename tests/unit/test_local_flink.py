@@ -10,7 +10,7 @@ import pytest
 from headwater import jvm
 from headwater.config import load_platform
 from headwater.local import flink
-from headwater.local.flink import LocalFlinkError, LocalFlinkJob, completed_snapshots
+from headwater.local.flink import LocalFlinkError, LocalFlinkJob, completed_snapshots, keep_previous_logs
 from headwater.local.kafka import KafkaPorts, LocalKafka
 
 PLATFORM = load_platform("local")
@@ -117,6 +117,53 @@ def test_errors_name_what_is_missing(kafka: LocalKafka) -> None:
         job.arguments(None)
     with pytest.raises(LocalFlinkError, match="not running"):
         job.kill()
+
+
+def test_local_jobs_and_flink_deployments_share_every_checkpoint_state_and_python_setting(
+    kafka: LocalKafka,
+) -> None:
+    """One derivation, two realizations: a setting one of them has, the other has with the same value
+    (state paths aside: a local folder here, the stack's state URI there)."""
+    from components import flink_application as fa
+    from headwater import flink_conf
+
+    shared = set(flink_conf.flink_conf(1_000, "file:///c", "file:///s"))
+    paths = {"execution.checkpointing.dir", "execution.checkpointing.savepoint-dir"}
+    for app in PLATFORM.apps:
+        local = conf(LocalFlinkJob(PLATFORM, app.name, kafka, "http://r", kafka.state_dir).arguments(None))
+        deployed = fa.flink_configuration(PLATFORM, app)
+        for key in sorted(shared - paths):
+            assert local.get(key) == deployed.get(key), (app.name, key, local.get(key), deployed.get(key))
+        assert deployed["python.execution-mode"] in ("process", "thread")
+
+
+def test_the_settings_derivation_imports_nothing_above_the_spec() -> None:
+    """headwater.flink_conf sits below the components and the local runtime, which both import it."""
+    import ast
+
+    from headwater.config import ROOT
+
+    tree = ast.parse((ROOT / "headwater" / "flink_conf.py").read_text())
+    imported = {
+        n.module if isinstance(n, ast.ImportFrom) else alias.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for alias in n.names
+    }
+    project = {m for m in imported if m and m.split(".")[0] in ("headwater", "components", "flink_apps")}
+    assert project <= {"headwater.spec", "headwater.versions"}, project
+
+
+def test_each_start_keeps_the_flink_logs_of_the_runs_before(tmp_path: Path) -> None:
+    """Flink writes every run's log under the same name; a killed run's log must survive the restart."""
+    log = tmp_path / "flink-root-python-vm.log"
+    for run in range(1, 5):
+        keep_previous_logs(tmp_path, kept=2)
+        log.write_text(f"run {run}\n")
+    assert log.read_text() == "run 4\n"
+    assert (tmp_path / f"{log.name}.1").read_text() == "run 3\n"
+    assert (tmp_path / f"{log.name}.2").read_text() == "run 2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [log.name, f"{log.name}.1", f"{log.name}.2"]
 
 
 def test_registry_credentials_reach_the_app_in_a_private_properties_file(kafka: LocalKafka) -> None:

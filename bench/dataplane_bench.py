@@ -1,0 +1,437 @@
+"""Data-plane benchmark: agent-events against the raw transactional pass-through, on one local broker.
+
+One run starts a local broker and registry from the `local` stack, writes a backlog of raw agent events
+(with a share of malformed records and producer retries) and measures, back to back over the same backlog:
+
+1. the anchor: a transactional consume -> produce loop (confluent-kafka, read_committed, a transaction
+   committed every checkpoint interval) copying the raw bytes to a scratch topic: what the pipe can do;
+2. agent-events as `make local` runs it (the same Flink settings as the FlinkDeployment), from the start of
+   the backlog: events/s while draining it (records read by its Kafka source, from the job's REST API);
+3. agent-events at 80% of that rate, live: produce -> visible latency of its signals to a read_committed
+   reader (p50/p99).
+
+It prints events/s, the ratio to the anchor, the latencies, CPU per process (broker, Flink JVM and Python
+workers, the anchor) and the settings. Figures, not assertions: the machine may be shared, so the ratio to
+the anchor measured in the same run is what compares across machines.
+
+    make bench                                         # 200,000 events
+    .venv/bin/python bench/dataplane_bench.py --events 20000 --latency-seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from headwater import flink_conf
+from headwater.config import load_platform
+from headwater.contracts import access, load_contracts
+from headwater.contracts.serde import frame
+from headwater.local import KafkaPorts, LocalKafka, client_config, install_signal_handlers, provision
+from headwater.local.console import percentile
+from headwater.local.flink import LocalFlinkJob
+from headwater.local.process import stderr_progress
+from headwater.local.producer import MALFORMED_KINDS, ProducerSettings, SampleEvents
+from headwater.local.registry import LocalRegistry
+from headwater.spec import Platform, app_flows
+
+APP = "agent-events"
+ANCHOR_TOPIC = "bench.passthrough.v1"
+SAY = stderr_progress("bench")
+
+
+@dataclass(frozen=True)
+class Backlog:
+    records: int
+    valid: int
+    duplicates: int
+    malformed: int
+
+
+def _topic(platform: Platform, role: str) -> str:
+    """The app's source / sink / dead-letter topic, from its principal's flows."""
+    (app,) = [a for a in platform.apps if a.name == APP]
+    flows = app_flows(platform, app)
+    return {"source": flows.sources[0], "sink": flows.sinks[0], "dead": flows.dead_letters[0]}[role]
+
+
+def _events(contract: dict[str, Any], seed: int) -> SampleEvents:
+    return SampleEvents(contract, ProducerSettings(rate=1.0, seed=seed), random.Random(seed))
+
+
+def write_backlog(
+    kafka: LocalKafka, topic: str, schema_id: int, contract: dict[str, Any], n: int, seed: int = 11
+) -> Backlog:
+    """`n` records: 2% malformed (every kind), 3% retries of earlier events, the rest fresh valid events."""
+    events = _events(contract, seed)
+    rng = random.Random(seed)
+    producer = Producer({**client_config(kafka, "agent-gateway"), "linger.ms": 20, "batch.size": 262_144})
+    recent: list[tuple[bytes, bytes]] = []
+    counts = {"valid": 0, "dup": 0, "bad": 0}
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.02:
+            record = events.malformed(MALFORMED_KINDS[i % len(MALFORMED_KINDS)])
+            body = record if isinstance(record, bytes) else json.dumps(record).encode()
+            key, value, kind = b"bad", frame(schema_id, body), "bad"
+        elif roll < 0.05 and recent:
+            key, value = rng.choice(recent)
+            kind = "dup"
+        else:
+            doc = events.valid()
+            key, value, kind = doc["agent_id"].encode(), frame(schema_id, json.dumps(doc).encode()), "valid"
+            recent = [*recent, (key, value)][-1000:]
+        _produce(producer, topic, key, value)
+        counts[kind] += 1
+        if i % 50_000 == 0 and i:
+            SAY(f"backlog: {i:,} records written")
+    producer.flush(60)
+    return Backlog(n, counts["valid"], counts["dup"], counts["bad"])
+
+
+def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key)
+            return
+        except BufferError:
+            producer.poll(0.01)
+
+
+def end_offsets(kafka: LocalKafka, topic: str) -> dict[int, int]:
+    consumer = Consumer({**kafka.admin_config(), "group.id": "bench-offsets"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        consumer.close()
+
+
+# --- the anchor ---------------------------------------------------------------------------------------------
+
+
+def anchor(kafka: LocalKafka, source: str, records: int, commit_every_s: float) -> dict[str, float]:
+    """Transactional copy of `records` raw records from `source` to the scratch topic; events/s and CPU."""
+    admin = AdminClient(kafka.admin_config())
+    partitions = len(admin.list_topics(source, timeout=10).topics[source].partitions)
+    admin.create_topics([NewTopic(ANCHOR_TOPIC, partitions, 1)])[ANCHOR_TOPIC].result(30)
+    base = kafka.admin_config()
+    consumer = Consumer(
+        {
+            **base,
+            "group.id": "bench-anchor",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    producer = Producer({**base, "transactional.id": "bench-anchor", "linger.ms": 5})
+    producer.init_transactions(30)
+    consumer.subscribe([source])
+    me = psutil.Process()
+    cpu0 = sum(me.cpu_times()[:2])
+    copied = 0
+    started: float | None = None
+    producer.begin_transaction()
+    last_commit = time.monotonic()
+    try:
+        while copied < records:
+            batch = consumer.consume(1000, timeout=1.0)
+            for msg in batch:
+                if msg.error():
+                    raise KafkaException(msg.error())
+                _produce(producer, ANCHOR_TOPIC, msg.key(), msg.value())
+            copied += len(batch)
+            if batch and started is None:
+                started = time.monotonic()
+            if time.monotonic() - last_commit >= commit_every_s or copied >= records:
+                producer.send_offsets_to_transaction(
+                    consumer.position(consumer.assignment()), consumer.consumer_group_metadata()
+                )
+                producer.commit_transaction()
+                producer.begin_transaction()
+                last_commit = time.monotonic()
+        producer.abort_transaction()
+    finally:
+        consumer.close()
+    elapsed = time.monotonic() - (started or time.monotonic())
+    cpu = sum(me.cpu_times()[:2]) - cpu0
+    return {"events_s": copied / elapsed, "seconds": elapsed, "cpu_us_per_event": cpu / copied * 1e6}
+
+
+# --- agent-events -------------------------------------------------------------------------------------------
+
+
+def _tree(pid: int | None) -> list[psutil.Process]:
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cpu(procs: Iterable[psutil.Process]) -> dict[str, float]:
+    """CPU seconds per process kind (Flink JVM, Python workers, Python driver)."""
+    out: dict[str, float] = {}
+    for p in procs:
+        try:
+            cmd = " ".join(p.cmdline())
+            spent = sum(p.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+        kind = "flink jvm" if "java" in cmd else "python worker" if "beam_boot" in cmd else "python driver"
+        out[kind] = out.get(kind, 0.0) + spent
+    return out
+
+
+def _source_records(job: LocalFlinkJob) -> int | None:
+    """Records the job's Kafka source vertex has emitted (REST API), None while unknown."""
+    if job.job_id is None:
+        job.job_state()
+    try:
+        vertices = job._rest(f"/jobs/{job.job_id}")["vertices"]
+    except (OSError, ValueError, KeyError):
+        return None
+    sources = [v for v in vertices if "Source" in v.get("name", "")]
+    if not sources:
+        return None
+    return sum(int(v.get("metrics", {}).get("write-records", 0)) for v in sources)
+
+
+def drain(job: LocalFlinkJob, kafka: LocalKafka, backlog: Backlog, timeout: float) -> dict[str, Any]:
+    """Start the job on the backlog and measure its source's rate from 10% to 90% of the backlog read."""
+    job.start(restore=False)
+    job.wait_running(timeout)
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    while True:
+        read = _source_records(job)
+        now = time.monotonic()
+        if read is not None:
+            samples.append((now, read))
+            if now - last_report > 10:
+                SAY(f"agent-events: {read:,} of {backlog.records:,} records read")
+                last_report = now
+            if read >= backlog.records:
+                break
+        if now > deadline or not job.running():
+            raise SystemExit(f"agent-events did not read the backlog in {timeout:.0f}s:\n{job.log_tail()}")
+        time.sleep(0.5)
+
+    def first(at_least: float) -> tuple[float, int]:
+        return next(s for s in samples if s[1] >= at_least)
+
+    (t1, r1), (t2, r2) = first(0.1 * backlog.records), first(0.9 * backlog.records)
+    rate = (r2 - r1) / (t2 - t1) if t2 > t1 else float("nan")
+    return {"events_s": rate, "seconds": t2 - t1}
+
+
+def latency(
+    job: LocalFlinkJob,
+    kafka: LocalKafka,
+    platform: Platform,
+    schema_id: int,
+    contract: dict[str, Any],
+    rate: float,
+    seconds: float,
+) -> dict[str, float]:
+    """Produce valid events at `rate` for `seconds`; produce -> visible (read_committed) per signal."""
+    sink = _topic(platform, "sink")
+    reader = Consumer(
+        {
+            **kafka.admin_config(),
+            "group.id": f"bench-latency-{time.time_ns()}",
+            "auto.offset.reset": "latest",
+            "isolation.level": "read_committed",
+        }
+    )
+    reader.subscribe([sink])
+    deadline = time.monotonic() + 30
+    while not reader.assignment() and time.monotonic() < deadline:
+        reader.poll(0.2)
+    events = _events(contract, 23)
+    producer = Producer({**client_config(kafka, "agent-gateway"), "linger.ms": 5})
+    source = _topic(platform, "source")
+    sent_at: dict[str, float] = {}
+    seen: list[float] = []
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        due = start + n / rate
+        while time.monotonic() < due:
+            _collect(reader, sent_at, seen, 0)
+            producer.poll(0)
+        doc = events.valid()
+        sent_at[doc["event_id"]] = time.time()
+        _produce(producer, source, doc["agent_id"].encode(), frame(schema_id, json.dumps(doc).encode()))
+        n += 1
+    producer.flush(30)
+    tail = time.monotonic() + 30
+    while len(seen) < n and time.monotonic() < tail:
+        _collect(reader, sent_at, seen, 0.2)
+    reader.close()
+    # An event never seen counts as slower than every one seen: p99 is over what was sent, not what arrived.
+    ordered = sorted(seen) + [math.inf] * (n - len(seen))
+    return {
+        "sent": n,
+        "seen": len(seen),
+        "p50_ms": (percentile(ordered, 50) or float("nan")) * 1000,
+        "p99_ms": (percentile(ordered, 99) or float("nan")) * 1000,
+    }
+
+
+def latency_verdict(p99_ms: float, checkpoint_interval_ms: int) -> str:
+    """p99 produce-to-visible against the exactly-once budget: 1.5x the checkpoint interval."""
+    budget = 1.5 * checkpoint_interval_ms
+    if math.isinf(p99_ms):
+        return f"p99 not reached (over 1% of the events unseen); budget {budget:,.0f} ms: OVER"
+    verdict = "within" if p99_ms <= budget else "OVER"
+    return f"p99 {p99_ms:,.0f} ms vs budget 1.5 x {checkpoint_interval_ms} ms = {budget:,.0f} ms: {verdict}"
+
+
+def _collect(reader: Consumer, sent_at: dict[str, float], seen: list[float], timeout: float) -> None:
+    for msg in reader.consume(500, timeout=timeout):
+        if msg.error():
+            continue
+        now = time.time()
+        # The signal's key is the agent id; its event id is in the Avro body, as plain UTF-8 after the
+        # header: find which sent event it is by looking up the ids we sent in it.
+        body = msg.value() or b""
+        start = body.find(b"evt-")
+        if start < 0:
+            continue
+        end = start
+        while end < len(body) and body[end] > 0x20 and chr(body[end]) in _ID_CHARS:
+            end += 1
+        event_id = body[start:end].decode("ascii", "replace")
+        at = sent_at.pop(event_id, None)
+        if at is not None:
+            seen.append(now - at)
+
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+def run(events: int, latency_seconds: float, state: Path, timeout: float) -> None:
+    install_signal_handlers()
+    platform = load_platform("local")
+    kafka = LocalKafka(platform, state / "kafka", KafkaPorts.free(), progress=stderr_progress("kafka"))
+    # Everyone reads schemas as themselves, as on the platform: the app with its own registry credentials.
+    registry = LocalRegistry(
+        state / "registry",
+        port=0,
+        users=access.registry_users(platform),
+        progress=stderr_progress("registry"),
+    )
+    job: LocalFlinkJob | None = None
+    try:
+        kafka.start()
+        provision(kafka, progress=stderr_progress("provision"))
+        registry.start()
+        client = registry.client()
+        for contract in load_contracts(platform):
+            client.set_compatibility(contract.subject, contract.compatibility)
+            client.register(contract.subject, contract.text, contract.schema_type)
+        source = _topic(platform, "source")
+        raw_contract = next(c for c in load_contracts(platform) if c.subject == f"{source}-value")
+        raw_schema = json.loads(raw_contract.text)
+        schema_id = client.register(raw_contract.subject, raw_contract.text, raw_contract.schema_type)
+
+        SAY(f"writing a backlog of {events:,} records to {source}")
+        backlog = write_backlog(kafka, source, schema_id, raw_schema, events)
+        broker = _tree(kafka.pid)
+        interval_s = platform.flink.checkpoint_interval_ms / 1000
+
+        SAY("anchor: transactional pass-through of the backlog")
+        broker_cpu0 = sum(_cpu(broker).values())
+        anchored = anchor(kafka, source, backlog.records, interval_s)
+        broker_anchor = sum(_cpu(broker).values()) - broker_cpu0
+
+        SAY("agent-events: draining the same backlog")
+        job = LocalFlinkJob(
+            platform,
+            APP,
+            kafka,
+            registry.url,
+            state / "flink",
+            progress=stderr_progress("flink"),
+            restart_attempts=0,
+            registry_user_info=registry.user_info(APP),
+        )
+        broker_cpu0 = sum(_cpu(broker).values())
+        drained = drain(job, kafka, backlog, timeout)
+        tree = _tree(job.pid)
+        cpu_job = _cpu(tree)
+        broker_job = sum(_cpu(broker).values()) - broker_cpu0
+
+        load = 0.8 * drained["events_s"]
+        SAY(f"agent-events: latency at 80% of its rate ({load:,.0f} events/s) for {latency_seconds:.0f}s")
+        lat = latency(job, kafka, platform, schema_id, raw_schema, load, latency_seconds)
+
+        conf = flink_conf.app_flink_conf(platform.flink, "<checkpoints>", "<savepoints>")
+        ratio = drained["events_s"] / anchored["events_s"]
+        lines = [
+            f"backlog: {backlog.records:,} records ({backlog.valid:,} valid, {backlog.duplicates:,} retries, "
+            f"{backlog.malformed:,} malformed) on {source}",
+            f"anchor (transactional pass-through, commit every {interval_s:g}s): "
+            f"{anchored['events_s']:,.0f} events/s, {anchored['cpu_us_per_event']:.0f} us CPU/event in the "
+            f"client, broker {broker_anchor / backlog.records * 1e6:.0f} us/event",
+            f"agent-events: {drained['events_s']:,.0f} events/s = {ratio:.1%} of the anchor",
+            "agent-events CPU for the whole run: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(cpu_job.items()))
+            + f"; broker during the drain {broker_job:.1f}s",
+            f"latency at 80% load ({load:,.0f} events/s, {lat['sent']:,} sent, {lat['seen']:,} seen): "
+            f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms "
+            f"(checkpoint interval {platform.flink.checkpoint_interval_ms} ms; exactly-once output is visible "
+            "when its checkpoint commits)",
+            "exactly-once latency: " + latency_verdict(lat["p99_ms"], platform.flink.checkpoint_interval_ms),
+            "settings: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(conf.items()) if "dir" not in k)
+            + f", parallelism={platform.flink.parallelism}",
+        ]
+        print("\n".join(f"[dataplane] {line}" for line in lines), flush=True)
+    finally:
+        if job is not None:
+            job.kill()
+        registry.stop()
+        kafka.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000, help="backlog size (records)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up draining after this long")
+    parser.add_argument("--state-dir", type=Path, help="keep the broker's and job's state here")
+    args = parser.parse_args(argv)
+    if args.events < 1000:
+        parser.error(f"--events {args.events}: allowed: at least 1000")
+    if args.state_dir:
+        run(args.events, args.latency_seconds, args.state_dir.resolve(), args.timeout)
+    else:
+        with tempfile.TemporaryDirectory(prefix="headwater-bench-") as folder:
+            run(args.events, args.latency_seconds, Path(folder), args.timeout)
+
+
+if __name__ == "__main__":
+    main()
