@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink prometheus redis lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus redis postgres lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -52,6 +52,17 @@ redis:
 	  { echo "installing Debian's redis-server package (apt-get)"; apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; }
 
+# Debian's PostgreSQL server for the outbox sources: the local platform and the CDC tests run it as a plain
+# process in the state dir. It refuses to run as root, so as root an unprivileged system user runs it.
+PG_USER := headwater-postgres
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+	  { echo "installing Debian's postgresql package (apt-get)"; apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+	@if [ "$$(id -u)" = 0 ] && ! id -u $(PG_USER) >/dev/null 2>&1; then \
+	  echo "creating the system user $(PG_USER) that runs PostgreSQL"; \
+	  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(PG_USER); fi
+
 lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
@@ -82,7 +93,7 @@ test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
 # Needs the control plane too: the admission tests run a real kube-apiserver.
-test-integration: venv venv-flink control-plane prometheus redis
+test-integration: venv venv-flink control-plane prometheus redis postgres
 	$(PYTHON) -m pytest -q tests/integration
 
 # The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
@@ -100,14 +111,14 @@ test-e2e: venv toolchain
 
 # The integration suite with every core kept busy by CPU burners the session starts and stops: races
 # between the platform and a loaded machine show up here first.
-test-under-load: venv venv-flink prometheus redis
+test-under-load: venv venv-flink prometheus redis postgres
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
 test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
-local: venv venv-flink prometheus redis
+local: venv venv-flink prometheus redis postgres
 	$(VENV)/bin/headwater local up $(ARGS)
 
 render: venv

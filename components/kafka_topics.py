@@ -27,8 +27,17 @@ def topic_labels(cluster: str, topic: Topic) -> dict[str, str]:
     )
 
 
+# Annotation naming the topic's data contract (its file under catalog/): the policy pack refuses an outbox
+# topic without one, since what a service's outbox publishes is its API to agents.
+CONTRACT_ANNOTATION = f"{LABEL_PREFIX}/contract"
+
+
 def render_topic(platform: Platform, topic: Topic) -> dict[str, Any]:
-    annotations = {f"{LABEL_PREFIX}/description": topic.description} if topic.description else None
+    annotations: dict[str, str] = {}
+    if topic.description:
+        annotations[f"{LABEL_PREFIX}/description"] = topic.description
+    if topic.schema:
+        annotations[CONTRACT_ANNOTATION] = topic.schema
     return {
         "apiVersion": versions.STRIMZI_API_VERSION,
         "kind": "KafkaTopic",
@@ -36,7 +45,7 @@ def render_topic(platform: Platform, topic: Topic) -> dict[str, Any]:
             topic.resource_name,
             platform.namespace,
             topic_labels(platform.kafka.cluster_name, topic),
-            annotations,
+            annotations or None,
         ),
         "spec": {
             "topicName": topic.name,

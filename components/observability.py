@@ -111,6 +111,7 @@ def alert_rules(platform: Platform) -> dict[str, Any]:
             "warning",
             f"records were rejected into {t.name}; read their reasons there",
             owner=t.owner,
+            topic=t.name,  # one rule per dead-letter topic: an owner may have several
         )
         for t in platform.topics
         if t.kind == TopicKind.DEADLETTER
@@ -284,7 +285,8 @@ def _pod_monitor(
 
 
 def render_pod_monitors(platform: Platform) -> list[dict[str, Any]]:
-    """What scrapes the platform: brokers/controllers, Kafka Exporter, Cruise Control, every Flink app."""
+    """What scrapes the platform: brokers/controllers, Kafka Exporter, Cruise Control, Kafka Connect (its
+    workers' and Debezium's metrics), every Flink app."""
     k = platform.kafka
     cluster = k.cluster_name
 
@@ -308,6 +310,13 @@ def render_pod_monitors(platform: Platform) -> list[dict[str, Any]]:
                 platform, f"{cluster}-cruise-control", strimzi("cruise-control"), STRIMZI_METRICS_PORT, []
             )
         )
+    for connect in platform.connect_clusters:
+        if any(source.connect == connect.name for source in platform.sources):
+            # Strimzi labels Connect pods with their KafkaConnect's name and kind (its example PodMonitor's selector).
+            selector = {"strimzi.io/cluster": connect.name, "strimzi.io/kind": "KafkaConnect"}
+            monitors.append(
+                _pod_monitor(platform, f"{connect.name}-connect", selector, STRIMZI_METRICS_PORT, [])
+            )
     for app in platform.apps:
         # The Flink app's pods (job and task managers) carry the app's labels from its pod template.
         monitors.append(

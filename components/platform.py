@@ -9,6 +9,7 @@ from components.flink_application import FlinkApplication, FlinkApplicationArgs
 from components.flink_operator import FlinkOperator
 from components.k8s import create_object, namespace
 from components.kafka_cluster import OPERATOR_NAMESPACE, KafkaCluster, KafkaClusterArgs, StrimziOperator
+from components.kafka_connect import Cdc, CdcArgs
 from components.kafka_topics import KafkaTopics, KafkaTopicsArgs
 from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
 from components.observability import Observability
@@ -57,6 +58,11 @@ class HeadwaterPlatform(pulumi.ComponentResource):
             f"{name}-registry",
             SchemaRegistryArgs(platform),
             pulumi.ResourceOptions(parent=self, depends_on=[ns, topics, principals]),
+        )
+        Cdc(
+            f"{name}-cdc",
+            CdcArgs(platform),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, operator, kafka.kafka, topics, principals]),
         )
         flink_operator = FlinkOperator(
             f"{name}-flink-operator",

@@ -22,14 +22,18 @@ from headwater.contracts.kafkasql import registry_problems
 from headwater.contracts.model import ContractError, load_contracts
 from headwater.spec import (
     K8S_NAME,
+    SSL_MODES,
     TOPIC_NAME,
     TOPIC_NAME_RULE,
     App,
     Authentication,
+    ConnectCluster,
     Consume,
     CruiseControl,
+    DatabaseEndpoint,
     FlinkSettings,
     KafkaSettings,
+    OutboxRoute,
     Platform,
     Principal,
     Produce,
@@ -40,11 +44,13 @@ from headwater.spec import (
     S3Credentials,
     SecretValue,
     Sla,
+    Source,
     Storage,
     Tier,
     Topic,
     TopicKind,
     app_flows,
+    connect_principal,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -404,6 +410,9 @@ def load_platform(
     watched = _strings(cfg, "watchedNamespaces", watched)
     topics = _topics(cat, cfg.section("topics"), kafka)
     principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics})
+    clusters = _connect_clusters(cat, cfg.section("connect"), topics, {p.name for p in principals})
+    sources = _sources(cat, cfg.section("sources"), tier, topics, clusters)
+    principals += tuple(connect_principal(c, sources, kafka.authentication) for c in clusters)
     apps = _apps(cat, {p.name for p in principals})
     flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
     registry = _registry(cfg.section("registry"))
@@ -426,6 +435,8 @@ def load_platform(
         allow_load_balancer=allow_lb,
         operator_charts=charts,
         catalog_dir=str(catalog_dir),
+        connect_clusters=clusters,
+        sources=sources,
     )
     # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
     # before anything is built, or not at all.
@@ -711,6 +722,211 @@ def _principals(
     # Lag exporters monitor every consume flow the catalog declares (the stack's, after overrides).
     flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (str(c.group), str(c.topic))))
     return tuple(dataclasses.replace(x, monitors=flows) if x.name in monitoring else x for x in out)
+
+
+_PG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_PG_NAME_RULE = "a PostgreSQL name: lower-case letters, digits and '_', not starting with a digit"
+_AGGREGATE_TYPE = re.compile(r"^[a-z][a-z0-9_-]*$")
+# Local databases run on this machine: Debian's server on 127.0.0.1, whose port the runtime picks.
+LOCAL_DB_HOST = "127.0.0.1"
+LOCAL_DB_PORT = 5432
+
+
+def _pg_name(value: str) -> str | None:
+    return None if _PG_NAME.match(value) else _PG_NAME_RULE
+
+
+def _table(value: str) -> str | None:
+    parts = value.split(".")
+    ok = len(parts) == 2 and all(_PG_NAME.match(x) for x in parts)
+    return None if ok else f"schema.table, each {_PG_NAME_RULE}"
+
+
+def _connect_clusters(
+    cat: _Section, overrides: _Section, topics: tuple[Topic, ...], principal_names: set[str]
+) -> tuple[ConnectCluster, ...]:
+    """Kafka Connect clusters (catalog `connect`, sized by the stack's `connect`); each is also a principal."""
+    p = cat.problems
+    by_name = {t.name: t for t in topics}
+    raw = cat.get("connect", dict, {})
+    out: list[ConnectCluster] = []
+    used: dict[str, str] = {}
+    for name, body in sorted(raw.items()):
+        key = f"catalog.connect.{name}"
+        if not isinstance(name, str) or _k8s_name(name):
+            p.add(key, name, "a DNS label: lower-case letters, digits and '-'")
+            continue
+        over = overrides.get(name, dict, {}) if name in overrides.data else {}
+        sec = _Section(
+            p, key, {**(body if isinstance(body, dict) else {}), **over}, {k: f"connect.{name}" for k in over}
+        )
+        cluster = ConnectCluster(
+            name=name,
+            description=sec.get("description", str, ""),
+            config_topic=sec.get("configTopic", str),
+            offset_topic=sec.get("offsetTopic", str),
+            status_topic=sec.get("statusTopic", str),
+            replicas=sec.get("replicas", int, 1, check=_positive),
+            resources=_resources(sec.section("resources")) if "resources" in sec.data else None,
+            image=sec.get("image", str, None),
+        )
+        sec.seen.add("resources")
+        sec.done()
+        if name in principal_names:
+            p.add(key, name, "a name no principal of the catalog has (the cluster is its own principal)")
+        for role, topic in (
+            ("configTopic", cluster.config_topic),
+            ("offsetTopic", cluster.offset_topic),
+            ("statusTopic", cluster.status_topic),
+        ):
+            if not isinstance(topic, str):
+                continue
+            t = by_name.get(topic)
+            if t is None:
+                p.add(sec.path_of(role), topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+            elif not (isinstance(t.kind, TopicKind) and t.compacted):
+                p.add(sec.path_of(role), topic, f"a compacted topic (kind state); {topic} is kind {t.kind}")
+            elif role == "configTopic" and t.partitions != 1:
+                p.add(
+                    sec.path_of(role), topic, "a topic with 1 partition (Connect orders its configs in one)"
+                )
+            if topic in used:
+                p.add(
+                    sec.path_of(role), topic, f"a topic of this cluster alone; {used[topic]} uses it already"
+                )
+            used[topic] = f"{key}.{role}"
+        out.append(cluster)
+    for name in sorted(set(overrides.data) - set(raw), key=str):
+        p.add(
+            f"connect.{name}",
+            "(override)",
+            f"a Connect cluster of the catalog: {', '.join(sorted(raw)) or 'none'}",
+        )
+    overrides.seen.update(overrides.data)
+    return tuple(out)
+
+
+def _endpoint(sec: _Section, tier: Tier, name: str) -> DatabaseEndpoint:
+    local = tier == Tier.LOCAL
+    endpoint = DatabaseEndpoint(
+        host=sec.get("host", str, LOCAL_DB_HOST if local else _MISSING),
+        port=sec.get(
+            "port", int, LOCAL_DB_PORT, check=lambda v: None if 0 < v < 65536 else "a TCP port 1-65535"
+        ),
+        ssl_mode=sec.get(
+            "sslMode",
+            str,
+            "disable" if local else "verify-full",
+            check=lambda v: None if v in SSL_MODES else ", ".join(SSL_MODES),
+        ),
+        credentials_secret=sec.get("credentialsSecret", str, f"{name}-cdc", check=_k8s_name),
+    )
+    if tier == Tier.PROD and endpoint.ssl_mode in ("disable",):
+        sec.problems.add(
+            sec.path_of("sslMode"),
+            endpoint.ssl_mode,
+            "require, verify-ca or verify-full in prod: the replication login and every row cross the network",
+        )
+    return endpoint
+
+
+def _sources(
+    cat: _Section,
+    overrides: _Section,
+    tier: Tier,
+    topics: tuple[Topic, ...],
+    clusters: tuple[ConnectCluster, ...],
+) -> tuple[Source, ...]:
+    """Databases whose outbox is captured (catalog `sources`), reached as the stack's `sources` says."""
+    p = cat.problems
+    by_name = {t.name: t for t in topics}
+    cluster_names = sorted(c.name for c in clusters)
+    raw = cat.get("sources", dict, {})
+    out: list[Source] = []
+    routed_by: dict[str, str] = {}
+    for name, body in sorted(raw.items()):
+        key = f"catalog.sources.{name}"
+        if not isinstance(name, str) or _k8s_name(name):
+            p.add(key, name, "a DNS label: lower-case letters, digits and '-'")
+            continue
+        sec = _Section(p, key, body if isinstance(body, dict) else {})
+        outbox = sec.section("outbox", required=True)
+        routes_raw = outbox.get("routes", dict, {})
+        routes = tuple(OutboxRoute(str(k), str(v)) for k, v in sorted(routes_raw.items()))
+        table = outbox.get("table", str, "public.outbox", check=_table)
+        outbox.done()
+        over = overrides.section(name) if name in overrides.data else _Section(p, f"sources.{name}", {})
+        source = Source(
+            name=name,
+            description=sec.get("description", str, ""),
+            owner=sec.get("owner", str, check=_k8s_name),
+            service=sec.get("service", str, check=_k8s_name),
+            connect=sec.get(
+                "connect",
+                str,
+                check=lambda v: (
+                    None
+                    if v in cluster_names
+                    else f"a Connect cluster of the catalog: {', '.join(cluster_names) or 'none'}"
+                ),
+            ),
+            database=sec.get("database", str, check=_pg_name),
+            outbox_table=table,
+            routes=routes,
+            dead_letter_topic=sec.get("deadLetterTopic", str),
+            endpoint=_endpoint(over, tier, name),
+        )
+        sec.done()
+        over.done()
+        if not routes:
+            p.add(f"{key}.outbox.routes", routes_raw, "at least one aggregate type: topic")
+        dlq = by_name.get(source.dead_letter_topic) if isinstance(source.dead_letter_topic, str) else None
+        if isinstance(source.dead_letter_topic, str) and (dlq is None or dlq.kind != TopicKind.DEADLETTER):
+            p.add(
+                sec.path_of("deadLetterTopic"),
+                source.dead_letter_topic,
+                "a topic of the catalog of kind deadletter",
+            )
+        elif dlq is not None and dlq.owner != source.owner:
+            p.add(
+                sec.path_of("deadLetterTopic"),
+                dlq.name,
+                f"a topic owned by {source.owner}, the source's owner",
+            )
+        for route in routes:
+            where = f"{key}.outbox.routes.{route.aggregate_type}"
+            if not _AGGREGATE_TYPE.match(route.aggregate_type):
+                p.add(
+                    where, route.aggregate_type, "an aggregate type: lower-case letters, digits, '_' and '-'"
+                )
+            t = by_name.get(route.topic)
+            if t is None:
+                p.add(where, route.topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+                continue
+            if t.kind != TopicKind.OUTBOX:
+                p.add(where, route.topic, f"a topic of kind outbox; {route.topic} is kind {t.kind}")
+            if not t.schema:
+                p.add(
+                    where, route.topic, f"a topic with a data contract (catalog.topics.{route.topic}.schema)"
+                )
+            if t.owner != source.owner:
+                p.add(
+                    where,
+                    route.topic,
+                    f"a topic owned by {source.owner}, the source's owner ({t.owner} owns it)",
+                )
+            if route.topic in routed_by:
+                p.add(
+                    where,
+                    route.topic,
+                    f"a topic one source writes; {routed_by[route.topic]} routes to it already",
+                )
+            routed_by[route.topic] = key
+        out.append(source)
+    for name in sorted(set(overrides.data) - set(raw), key=str):
+        p.add(f"sources.{name}", "(override)", f"a source of the catalog: {', '.join(sorted(raw)) or 'none'}")
+    overrides.seen.update(overrides.data)
+    return tuple(out)
 
 
 def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:

@@ -111,3 +111,39 @@ def jmx_exporter_config() -> str:
 def cruise_control_config() -> str:
     """Cruise Control's JMX exporter configuration (YAML text), for Strimzi's ConfigMap."""
     return _config(CRUISE_CONTROL_RULES, CRUISE_CONTROL_OBJECT_NAMES, "Cruise Control")
+
+
+# Kafka Connect workers: worker and task health, source-task throughput, and Debezium's streaming metrics
+# (how far behind the database's log the connector is), named like Strimzi's example Connect rules.
+CONNECT_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "pattern": "kafka.connect<type=connect-worker-metrics>([^:]+):",
+        "name": "kafka_connect_worker_$1",
+        "type": "GAUGE",
+    },
+    {
+        "pattern": "kafka.connect<type=connector-task-metrics, connector=(.+), task=(.+)><>status: ([a-z-]+)",
+        "name": "kafka_connect_connector_status",
+        "value": 1,
+        "labels": {"connector": "$1", "task": "$2", "status": "$3"},
+        "type": "GAUGE",
+    },
+    {
+        "pattern": "kafka.connect<type=source-task-metrics, connector=(.+), task=(.+)><>(.+-total|.+-rate|.+-avg|.+-max):",
+        "name": "kafka_connect_source_task_$3",
+        "labels": {"connector": "$1", "task": "$2"},
+        "type": "GAUGE",
+    },
+    {
+        "pattern": "debezium.([^:]+)<type=connector-metrics, context=([^,]+), server=([^,]+)><>([^:]+)",
+        "name": "debezium_metrics_$4",
+        "labels": {"plugin": "$1", "context": "$2", "name": "$3"},
+        "type": "GAUGE",
+    },
+)
+CONNECT_OBJECT_NAMES = ("kafka.connect:*", "debezium.postgres:*")
+
+
+def connect_jmx_exporter_config() -> str:
+    """Kafka Connect's JMX exporter configuration (YAML text), for Strimzi's ConfigMap."""
+    return _config(CONNECT_RULES, CONNECT_OBJECT_NAMES, "Kafka Connect")

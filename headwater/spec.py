@@ -197,6 +197,12 @@ class Principal:
     monitors: tuple[Consume, ...] = ()
     # The schema registry's principal names the topics of its KafkaSQL storage (`registryStorage:`).
     registry_storage: RegistryStorage | None = None
+    # Topics whose configs the client checks at start, beyond `describe_topic_configs` (a Connect worker checks
+    # that its internal topics are compacted, and nothing else).
+    verifies_configs_of: tuple[str, ...] = ()
+    # Transactional ids the client names without the principal's prefix (Connect's leader writes its config topic
+    # as `connect-cluster-<group>`): each granted literally.
+    transactional_ids: tuple[str, ...] = ()
 
     @property
     def transactional(self) -> bool:
@@ -230,6 +236,10 @@ def acls_for(principal: Principal) -> tuple[Acl, ...]:
     if principal.describe_topic_configs:
         for topic in {c.topic for c in principal.consumes} | {p.topic for p in principal.produces}:
             grant(AclResource.TOPIC, topic, "literal", "DescribeConfigs")
+    for topic in principal.verifies_configs_of:
+        grant(AclResource.TOPIC, topic, "literal", "DescribeConfigs")
+    for tid in principal.transactional_ids:
+        grant(AclResource.TRANSACTIONAL_ID, tid, "literal", "Describe", "Write")
     if principal.transactional:
         assert principal.transactional_id_prefix, "validated by the loader"
         grant(AclResource.TRANSACTIONAL_ID, principal.transactional_id_prefix, "prefix", "Describe", "Write")
@@ -523,6 +533,126 @@ class RegistrySettings:
     )
 
 
+# Debezium's PostgreSQL `database.sslmode` values, weakest first; `disable` sends credentials and rows in clear.
+SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
+class ConnectCluster:
+    """A Kafka Connect cluster capturing the sources' outboxes; its name is its principal and its group id.
+
+    Its three internal topics are catalog topics like any other (compacted `state` topics): the loader derives
+    the principal's flows from them and from the routes of the sources it captures, so its ACLs are never typed.
+    """
+
+    name: str
+    description: str
+    config_topic: str
+    offset_topic: str
+    status_topic: str
+    replicas: int = 1
+    resources: Resources | None = None
+    image: str | None = None  # where the operator pushes the image it builds (registry/repo:tag); None: local
+
+    @property
+    def group(self) -> str:
+        return self.name
+
+    @property
+    def internal_topics(self) -> tuple[str, str, str]:
+        return (self.config_topic, self.offset_topic, self.status_topic)
+
+    @property
+    def transactional_id_prefix(self) -> str:
+        """The tasks' transactional ids under exactly-once: `<group>-<connector>-<task>`."""
+        return f"{self.group}-"
+
+    @property
+    def leader_transactional_id(self) -> str:
+        """The transactional id the leader writes the config topic with (Kafka Connect's own naming)."""
+        return f"connect-cluster-{self.group}"
+
+
+@dataclass(frozen=True)
+class OutboxRoute:
+    """Outbox rows of one aggregate type go to one topic (Debezium's outbox event router)."""
+
+    aggregate_type: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class DatabaseEndpoint:
+    """Where a source database is reached in one environment, and how (stack settings)."""
+
+    host: str
+    port: int
+    ssl_mode: str
+    credentials_secret: str  # a Secret with keys `username` and `password` (the replication login)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A service's PostgreSQL database whose transactional outbox is captured by CDC into catalog topics."""
+
+    name: str  # a DNS label: the KafkaConnector, the replication slot and the publication derive from it
+    description: str
+    owner: str  # the team that owns the service, its database and the routed topics
+    service: str  # the service writing business rows and outbox rows in one transaction
+    connect: str  # the ConnectCluster capturing it
+    database: str
+    outbox_table: str  # schema.table
+    routes: tuple[OutboxRoute, ...]
+    dead_letter_topic: str  # rows the router cannot route, with the reason in a header
+    endpoint: DatabaseEndpoint
+
+    @property
+    def slot_name(self) -> str:
+        """The logical replication slot (PostgreSQL names: lower-case letters, digits, underscores)."""
+        return "headwater_" + self.name.replace("-", "_")
+
+    @property
+    def publication(self) -> str:
+        return self.slot_name
+
+    @property
+    def topic_prefix(self) -> str:
+        """Debezium's `topic.prefix`: names the connector's offsets and its unrouted change topics."""
+        return self.name
+
+    @property
+    def connector_name(self) -> str:
+        return f"{self.name}-outbox"
+
+    def route(self, aggregate_type: str) -> str | None:
+        return next((r.topic for r in self.routes if r.aggregate_type == aggregate_type), None)
+
+
+def connect_principal(
+    cluster: ConnectCluster, sources: tuple[Source, ...], authentication: Authentication
+) -> Principal:
+    """The Connect cluster's principal, derived from its internal topics and the routes of its sources.
+
+    Workers join the group and read and write the internal topics (the leader writes the config topic in a
+    transaction under `connect-cluster-<group>`); tasks write the routed topics in transactions under
+    `<group>-<connector>-<task>` (exactly-once source support), and each source's dead-letter topic in the same
+    transactions.
+    """
+    mine = [s for s in sources if s.connect == cluster.name]
+    routed = sorted({r.topic for s in mine for r in s.routes} | {s.dead_letter_topic for s in mine})
+    return Principal(
+        name=cluster.name,
+        kind="platform",
+        description=cluster.description,
+        authentication=authentication,
+        consumes=tuple(Consume(t, cluster.group) for t in cluster.internal_topics),
+        produces=tuple(Produce(t, transactional=True) for t in (*cluster.internal_topics, *routed)),
+        transactional_id_prefix=cluster.transactional_id_prefix,
+        verifies_configs_of=cluster.internal_topics,
+        transactional_ids=(cluster.leader_transactional_id,),
+    )
+
+
 @dataclass(frozen=True)
 class Platform:
     """Everything one stack creates."""
@@ -542,6 +672,14 @@ class Platform:
     """Folder holding the operators' charts as `<chart>-<version>/`; None: their upstream repositories."""
     catalog_dir: str | None = None
     """Folder of the catalog this spec was read from (its contracts live under `schemas/`); None: the project's."""
+    connect_clusters: tuple[ConnectCluster, ...] = ()
+    sources: tuple[Source, ...] = ()
+
+    def connect_cluster(self, name: str) -> ConnectCluster:
+        for c in self.connect_clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
 
     def topic(self, name: str) -> Topic:
         for t in self.topics:

@@ -47,6 +47,14 @@ PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator
 # Kubernetes API version whose schemas core objects are validated against (the oldest we support is 1.30)
 KUBERNETES_SCHEMA_VERSION = "1.33"
 
+# CDC: Debezium (one version for every Debezium artifact) on Kafka Connect. Connect is Apache Kafka's own runtime at
+# KAFKA_VERSION (Strimzi's Connect image locally: connect-runtime from Maven Central). The PostgreSQL connector's
+# plugin archive is what Strimzi's image build downloads, checked against this SHA-512 (read from the archive
+# Maven Central serves: `sha512sum debezium-connector-postgres-<v>-plugin.tar.gz`).
+DEBEZIUM_VERSION = "3.6.1.Final"
+DEBEZIUM_POSTGRES_PLUGIN_SHA512 = "774f6854a6c1c9a7ad3bdb6ddd367e9479a0b80e511ea27fc361320a955f9bf57a72393ff0e045b868b63589e7e16c27266cda296d9b1419bb071e914ee4d212"
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+
 # Schema registry
 APICURIO_REGISTRY_VERSION = "3.3.3"
 

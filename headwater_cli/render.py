@@ -16,6 +16,7 @@ from components.flink_application import render_flink_applications
 from components.flink_operator import render_flink_operator
 from components.k8s import namespace, object_key, sorted_objects, to_yaml
 from components.kafka_cluster import OPERATOR_NAMESPACE, render_kafka_cluster, render_strimzi_operator
+from components.kafka_connect import render_cdc
 from components.kafka_topics import render_topics
 from components.kafka_users import render_users
 from components.observability import render_observability
@@ -50,7 +51,7 @@ def _flink(platform: Platform) -> list[dict[str, Any]]:
 
 
 # Each resource family contributes its renderer here, in dependency order.
-RENDERERS: list[Renderer] = [_core, _kafka, render_schema_registry, _flink, render_observability]
+RENDERERS: list[Renderer] = [_core, _kafka, render_schema_registry, render_cdc, _flink, render_observability]
 
 
 def render_stack(platform: Platform) -> list[dict[str, Any]]:

@@ -88,9 +88,15 @@ def subject_name(topic: str) -> str:
 
 
 def exempt(platform: Platform, topic: Topic) -> bool:
-    """Journal topics, and topics only platform services write, carry the service's own format: no contract."""
+    """Journal topics, and topics only platform services write, carry the service's own format: no contract.
+
+    Outbox topics never are: Connect (a platform service) writes them, but what it writes is the owning
+    service's events, and their payload changes go through the contract check like every other.
+    """
     if topic.kind == TopicKind.JOURNAL:
         return True
+    if topic.kind == TopicKind.OUTBOX:
+        return False
     producers = [p for p in platform.principals if any(f.topic == topic.name for f in p.produces)]
     return bool(producers) and all(p.kind == "platform" for p in producers)
 

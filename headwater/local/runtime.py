@@ -42,6 +42,8 @@ from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
 from headwater.feature_views import FeatureViewError, materializer_flows
+from headwater.local.cdc_flow import LocalCdc
+from headwater.local.connect import LocalConnectError
 from headwater.local.console import (
     Console,
     Monitor,
@@ -54,6 +56,7 @@ from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, defau
 from headwater.local.lag_exporter import LagExporter, LagExporterError, lag_principal
 from headwater.local.observe import PrometheusView, ReaderMetrics
 from headwater.local.ports import HOST, free_port, listening, port_free
+from headwater.local.postgres import LocalPostgresError
 from headwater.local.process import (
     ProcessError,
     Progress,
@@ -110,6 +113,9 @@ class UpOptions:
     tty: bool | None = None  # None: redraw in place when stdout is a terminal
     # How the person chose each port, for messages: {"sasl": "--kafka-sasl-port <port>", "registry": ...}
     port_settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The catalog's outbox sources: PostgreSQL, Kafka Connect with Debezium and the sample outbox service.
+    cdc: bool = True
+    apps: bool = True  # the catalog's Flink apps
     restore_from: tuple[str, ...] = ()  # --restore-from values: APP=PATH or a snapshot path
     fresh: tuple[str, ...] = ()  # --fresh values: app names, "*" for every app
 
@@ -171,8 +177,11 @@ class LocalPlatform:
         port_settings: Mapping[str, str] | None = None,
         restore_from: Sequence[str] = (),
         fresh: Sequence[str] = (),
+        cdc: bool = True,
+        apps: bool = True,
     ) -> None:
         self.platform = platform
+        self.run_apps = apps
         self.port_settings = dict(port_settings or {})
         self.restore_requests = tuple(restore_from)
         self.fresh_requests = tuple(fresh)
@@ -191,6 +200,7 @@ class LocalPlatform:
             default_prometheus_port() if prometheus_port is None else prometheus_port,
             progress=stderr_progress("prometheus"),
         )
+        self.cdc = LocalCdc(platform, self.kafka, self.state_dir) if cdc and platform.sources else None
         self.lag_exporter: LagExporter | None = None
         self.reader_metrics: ReaderMetrics | None = None
         # The online feature store: Redis (a free port) and the materializer, when the catalog has feature topics.
@@ -320,8 +330,17 @@ class LocalPlatform:
         register_contracts(self.platform, self.registry.client(), stderr_progress("contracts"))
         self.start_seconds["contracts"] = done()
 
+        if self.cdc is not None:
+            done = step(
+                say, "starting CDC: PostgreSQL, Kafka Connect with Debezium, the agent-actions service"
+            )
+            self.cdc.start()
+            self.start_seconds["cdc"] = done()
+
+        # The materializer imports Feast while the Flink jobs start.
         self.start_feature_store()
-        self.start_jobs()
+        if self.run_apps:
+            self.start_jobs()
         if self.materializer is not None:
             self.start_seconds["materializer"] = self.materializer.wait_ready()
             self._write_runtime()
@@ -424,6 +443,9 @@ class LocalPlatform:
             with _reporting(say, what):
                 job.stop(savepoint=not broker_down, grace=grace)
         self.jobs.clear()
+        if self.cdc is not None:
+            with _reporting(say, "stopping CDC (the sample service, Kafka Connect, PostgreSQL)"):
+                self.cdc.stop()
         if self.registry is not None:
             with _reporting(say, "stopping the schema registry"):
                 self.registry.stop(grace=grace)
@@ -455,6 +477,8 @@ class LocalPlatform:
         for name, job in self.jobs.items():
             if not job.running():
                 out.append(f"Flink app {name} {_ended(job.returncode)} (log: {_short(job.log_file)})")
+        if self.cdc is not None:
+            out += self.cdc.dead()
         if self.prometheus.pid is not None and not self.prometheus.running():
             out.append(
                 f"Prometheus {_ended(self.prometheus.returncode)} (log: {_short(self.prometheus.log_file)})"
@@ -493,6 +517,8 @@ class LocalPlatform:
             lines.append(
                 f"{'materializer':<{width}}pid {m.pid}  {', '.join(m.flows.topics)} -> Redis  (log {_short(m.log_file)})"
             )
+        if self.cdc is not None and self.cdc.sources:
+            lines += self.cdc.lines()
         return lines
 
     def _write_runtime(self) -> None:
@@ -659,6 +685,8 @@ def up(options: UpOptions) -> int:
             port_settings=options.port_settings,
             restore_from=options.restore_from,
             fresh=options.fresh,
+            cdc=options.cdc,
+            apps=options.apps,
         )
         local.preflight()
     except (LocalUpError, LocalKafkaError, SnapshotError, ValueError) as exc:
@@ -716,8 +744,13 @@ def up(options: UpOptions) -> int:
         )
         began = time.monotonic()
         deadline = began + options.duration if options.duration else None
+        next_cdc_line = time.monotonic()
         while not signals.requested.is_set():
             console.tick()
+            if local.cdc is not None and options.tty is False and time.monotonic() >= next_cdc_line:
+                # The terminal console shows the CDC flow with the processes; plain output gets it as a line.
+                print(local.cdc.lines()[-1], flush=True)
+                next_cdc_line = time.monotonic() + 5.0
             crashed = local.dead()
             if crashed:
                 break
@@ -736,7 +769,7 @@ def up(options: UpOptions) -> int:
             stats = producer.stats
             if stats.started_at and stats.stopped_at:
                 traffic_seconds = stats.stopped_at - stats.started_at
-        if options.duration and not signals.requested.is_set() and not crashed:
+        if options.duration and options.apps and not signals.requested.is_set() and not crashed:
             crashed = _drain(monitor, options.drain_timeout, say, signals, local.dead)
         snap = monitor.snapshot()
         monitor.stop(timeout=2.0 if crashed else 15.0)
@@ -754,8 +787,13 @@ def up(options: UpOptions) -> int:
             final_lags={lag.group: lag.lag for lag in snap.lags},
             prometheus=prometheus_end,
         )
-        (state_dir / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        summary_data = summary.as_dict()
+        if local.cdc is not None:
+            summary_data["cdc"] = dataclasses.asdict(local.cdc.stats)
+        (state_dir / SUMMARY_FILE).write_text(json.dumps(summary_data, indent=2) + "\n")
         print(format_summary(summary), flush=True)
+        if local.cdc is not None:
+            print(f"  {local.cdc.lines()[-1]}", flush=True)
         if crashed:
             status = 1
     except KeyboardInterrupt:
@@ -814,6 +852,8 @@ def _startup_errors() -> tuple[type[Exception], ...]:
         RegistryError,
         LocalPrometheusError,
         LagExporterError,
+        LocalPostgresError,
+        LocalConnectError,
     )
 
 
@@ -1078,6 +1118,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         registry_port=registry_port,
         prometheus_port=prometheus_port,
         tty=False if args.plain else None,
+        cdc=not args.no_cdc,
+        apps=not args.no_apps,
     )
     return up(options)
 
@@ -1119,6 +1161,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], stacks:
     p.add_argument("--seed", type=int, help="random seed of the sample producer")
     p.add_argument(
         "--no-producer", action="store_true", help="start the platform without the sample producer"
+    )
+    p.add_argument(
+        "--no-apps", action="store_true", help="start the platform without the Flink apps of the catalog"
+    )
+    p.add_argument(
+        "--no-cdc",
+        action="store_true",
+        help="start the platform without the outbox sources (PostgreSQL, Kafka Connect, the sample service)",
     )
     p.add_argument(
         "--feature-window",

@@ -35,8 +35,25 @@ def test_every_topic_but_exempt_ones_has_a_parsable_contract(stack: str) -> None
         else:
             assert contracts[topic.name].subject == f"{topic.name}-value"
     kinds = {t: c.schema_type for t, c in contracts.items()}
-    assert kinds["agents.events.raw.v1"] == SchemaType.JSON
-    assert {kinds[t] for t in kinds if t != "agents.events.raw.v1"} == {SchemaType.AVRO}
+    # JSON Schema for what services write as JSON (raw events, outbox payloads), Avro for what the platform writes.
+    json_topics = {"agents.events.raw.v1"} | {r.topic for s in platform.sources for r in s.routes}
+    assert {kinds[t] for t in json_topics} == {SchemaType.JSON}
+    assert {kinds[t] for t in kinds if t not in json_topics} == {SchemaType.AVRO}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_outbox_topics_need_a_contract_though_connect_writes_them(stack: str) -> None:
+    platform = load_platform(stack)
+    routed = [platform.topic(r.topic) for s in platform.sources for r in s.routes]
+    assert routed and not any(exempt(platform, t) for t in routed)
+    catalog = _catalog()
+    catalog["topics"]["actions.tickets.v1"].pop("schema")
+    with pytest.raises(ConfigError) as err:
+        load_platform(stack, catalog=catalog)
+    assert err.value.problems == [
+        f"stack {stack}: catalog.sources.agent-actions-db.outbox.routes.ticket = 'actions.tickets.v1' is not "
+        "valid; allowed: a topic with a data contract (catalog.topics.actions.tickets.v1.schema)"
+    ]
 
 
 def test_compatibility_is_backward_unless_the_stack_or_catalog_says_otherwise() -> None:
@@ -58,7 +75,13 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
     topics["features.agent_activity.v1"].pop("schema")
     topics["agents.events.deadletter.v1"]["schema"] = "schemas/deadletter.proto"
     (tmp_path / "schemas").mkdir()
-    for name in ("agents.events.raw.v1.json", "agents.signals.v1.avsc", "features.deadletter.v1.avsc"):
+    for name in (
+        "agents.events.raw.v1.json",
+        "agents.signals.v1.avsc",
+        "features.deadletter.v1.avsc",
+        "actions.approvals.v1.json",
+        "actions.tickets.v1.json",
+    ):
         (tmp_path / "schemas" / name).write_text((CATALOG_DIR / "schemas" / name).read_text())
     # The config loader reports contract problems with every other problem of the stack, before anything is built.
     with pytest.raises(ConfigError) as err:

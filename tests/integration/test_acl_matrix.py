@@ -103,11 +103,13 @@ def group_id(c: Consume) -> str:
 
 
 def may_describe_configs(p: Principal, topic: str) -> bool:
-    return p.describe_topic_configs and topic in reads(p) | writes(p)
+    return (p.describe_topic_configs and topic in reads(p) | writes(p)) or topic in p.verifies_configs_of
 
 
 def may_use_transactional_id(p: Principal, transactional_id: str) -> bool:
     prefix = p.transactional_id_prefix
+    if transactional_id in p.transactional_ids:  # named literally (Kafka Connect's leader)
+        return True
     return p.transactional and prefix is not None and transactional_id.startswith(prefix)
 
 
@@ -138,6 +140,8 @@ def _transactional_ids() -> list[str]:
         ids.add(f"{prefix}acl-probe")
         if p.transactional_id_prefix and len(p.transactional_id_prefix) > 1:
             ids.add(p.transactional_id_prefix[:-1])  # one character short: must not match the prefix ACL
+        for tid in p.transactional_ids:
+            ids |= {tid, f"{tid}-acl-probe"}  # a literal grant: the name itself only
     return sorted(ids)
 
 

@@ -77,6 +77,9 @@ class Setup:
             "--seed",
             "7",
             "--plain",
+            # The outbox sources have their own run (test_local_up_cdc.py): PostgreSQL's unprivileged user
+            # cannot enter pytest's owner-only temporary folders.
+            "--no-cdc",
             *extra,
         ]
 

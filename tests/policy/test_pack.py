@@ -28,6 +28,9 @@ from policies.rulebook import PolicyConfigError, StackFacts, image_problem, pars
 
 POLICIES_DIR = Path(pack.__file__).resolve().parent
 EXPECTED_POLICIES = {
+    "cdc-database-tls",
+    "cdc-exactly-once",
+    "cdc-outbox-contract",
     "strimzi-api-version",
     "strimzi-listener-security",
     "strimzi-authorization",
@@ -184,7 +187,9 @@ def test_bad_policy_config_names_every_problem() -> None:
         )
     problems = err.value.problems
     assert len(problems) == 5
-    assert problems[0].startswith("unknown policy 'no-such-policy'; policies: all, flink-current-config-keys")
+    assert problems[0].startswith(
+        "unknown policy 'no-such-policy'; policies: all, cdc-database-tls, cdc-exactly-once"
+    )
     assert (
         problems[1] == "all: enforcement level 'strict' is not valid; allowed: advisory, mandatory, disabled"
     )

@@ -137,6 +137,13 @@ def test_something_scrapes_the_brokers_the_exporter_and_every_flink_app(stack: s
     assert kafka["namespaceSelector"] == {"matchNames": [p.namespace]}
     assert (f"{cluster}-kafka-exporter" in monitors) == p.kafka.exporter
     assert (f"{cluster}-cruise-control" in monitors) == (p.kafka.cruise_control is not None)
+    for connect in p.connect_clusters:
+        spec = monitors[f"{connect.name}-connect"]["spec"]
+        assert spec["selector"]["matchLabels"] == {
+            "strimzi.io/cluster": connect.name,
+            "strimzi.io/kind": "KafkaConnect",
+        }
+        assert spec["podMetricsEndpoints"][0]["port"] == "tcp-prometheus"
     for app in p.apps:
         spec = monitors[f"flink-{app.name}"]["spec"]
         assert spec["selector"]["matchLabels"]["app.kubernetes.io/name"] == app.name

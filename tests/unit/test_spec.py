@@ -59,6 +59,10 @@ def test_acls_are_exactly_what_the_flows_need(stack: str) -> None:
                 ("topic", m.topic, "literal", "Describe"),
                 ("group", m.group, m.group_pattern, "Describe"),
             }
+        for t in principal.verifies_configs_of:
+            expected.add(("topic", t, "literal", "DescribeConfigs"))
+        for tid in principal.transactional_ids:
+            expected |= {("transactionalId", tid, "literal", op) for op in ("Describe", "Write")}
         for p in principal.produces:
             expected |= {("topic", p.topic, "literal", "Describe"), ("topic", p.topic, "literal", "Write")}
             if principal.describe_topic_configs:
@@ -115,7 +119,9 @@ def test_stack_app_args_follow_the_catalog_and_win() -> None:
 def test_the_lag_exporter_may_describe_every_declared_group_and_read_nothing(stack: str) -> None:
     platform = load_platform(stack)
     (exporter,) = [p for p in platform.principals if p.monitors]
-    flows = {(c.group, c.topic) for p in platform.principals for c in p.consumes}
+    # Connect workers read their internal topics by assignment and commit no offsets: no lag to export.
+    workers = {c.name for c in platform.connect_clusters}
+    flows = {(c.group, c.topic) for p in platform.principals if p.name not in workers for c in p.consumes}
     assert {(m.group, m.topic) for m in exporter.monitors} == flows
     assert not exporter.consumes and not exporter.produces
     ops = {op for a in acls_for(exporter) for op in a.operations}
