@@ -719,9 +719,11 @@ class Console:
         self.out.flush()
 
     def close(self) -> None:
+        """Give the terminal back (once; later calls do nothing)."""
         if self.tty and self._drawn:
             self.out.write("\x1b[?25h\n")
             self.out.flush()
+            self._drawn = False
 
 
 # ---- the summary of a run -----------------------------------------------------------------------------------

@@ -757,8 +757,8 @@ def up(options: UpOptions) -> int:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             signals.requested.wait(0.1)
-        console.close()
         if crashed:
+            console.close()
             say(f"{crashed[0]}: stopping everything")
         traffic_seconds = time.monotonic() - began
         if producer is not None:
@@ -770,7 +770,19 @@ def up(options: UpOptions) -> int:
             if stats.started_at and stats.stopped_at:
                 traffic_seconds = stats.stopped_at - stats.started_at
         if options.duration and options.apps and not signals.requested.is_set() and not crashed:
-            crashed = _drain(monitor, options.drain_timeout, say, signals, local.dead)
+            # Plain output goes on while the groups catch up (lag and latency as the backlog drains); a
+            # terminal console gives the screen back to the drain's messages.
+            if console.tty:
+                console.close()
+            crashed = _drain(
+                monitor,
+                options.drain_timeout,
+                say,
+                signals,
+                local.dead,
+                (lambda: None) if console.tty else console.tick,
+            )
+        console.close()
         snap = monitor.snapshot()
         monitor.stop(timeout=2.0 if crashed else 15.0)
         view.stop()
@@ -930,6 +942,7 @@ def _drain(
     say: Progress,
     signals: _Signals,
     dead: Callable[[], list[str]],
+    tick: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """After a bounded run's traffic: wait (up to `timeout`) until every watched group has caught up.
 
@@ -955,6 +968,7 @@ def _drain(
         elif monitor.polls >= settled_at + 2:
             say("every consumer group has caught up")
             return []
+        tick()
         signals.requested.wait(0.25)
     say(
         "not caught up in time: " + ", ".join(f"{g} lag {'-' if v is None else v}" for g, v in behind.items())
