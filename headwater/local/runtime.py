@@ -46,6 +46,7 @@ from headwater.local.cdc_flow import LocalCdc
 from headwater.local.connect import LocalConnectError
 from headwater.local.console import (
     Console,
+    FeatureProbe,
     Monitor,
     RunSummary,
     Topology,
@@ -749,6 +750,11 @@ def up(options: UpOptions) -> int:
             say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
             producer.start()
         view = PrometheusView(local.prometheus).start()
+        probe = (
+            FeatureProbe(local.feature_server.url, topology.features, monitor.latest_feature_entity).start()
+            if local.feature_server is not None
+            else None
+        )
         say(f"Prometheus: {local.prometheus.url} (the console's lag and latency are read from there)")
         signals.starting = False
         if signals.requested.is_set():
@@ -762,16 +768,21 @@ def up(options: UpOptions) -> int:
             + (f" · bounded run of {options.duration:.0f}s" if options.duration else ""),
             tty=options.tty,
             prometheus=view.figures,
+            features=probe.lines if probe is not None else None,
         )
         began = time.monotonic()
         deadline = began + options.duration if options.duration else None
         next_cdc_line = time.monotonic()
+        next_feature_line = time.monotonic() + 5.0
         while not signals.requested.is_set():
             console.tick()
             if local.cdc is not None and options.tty is False and time.monotonic() >= next_cdc_line:
                 # The terminal console shows the CDC flow with the processes; plain output gets it as a line.
                 print(local.cdc.lines()[-1], flush=True)
                 next_cdc_line = time.monotonic() + 5.0
+            if probe is not None and options.tty is False and time.monotonic() >= next_feature_line:
+                print("features: " + " | ".join(probe.lines()), flush=True)
+                next_feature_line = time.monotonic() + 5.0
             crashed = local.dead()
             if crashed:
                 break
@@ -804,6 +815,8 @@ def up(options: UpOptions) -> int:
                 (lambda: None) if console.tty else console.tick,
             )
         console.close()
+        if probe is not None:
+            probe.stop()
         snap = monitor.snapshot()
         monitor.stop(timeout=2.0 if crashed else 15.0)
         view.stop()

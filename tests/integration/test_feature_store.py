@@ -691,3 +691,36 @@ def test_feature_server_latency_figures(store: Store, feature_server: LocalFeatu
         f"{q(single, 99):.1f} ms ({len(single)} lookups); batches of 100 entities p50 {q(batch, 50):.1f} ms / "
         f"p99 {q(batch, 99):.1f} ms ({len(batch)} batches)"
     )
+
+
+def test_console_probe_shows_freshness_per_view_and_a_sample_lookup(
+    store: Store, feature_server: LocalFeatureServer
+) -> None:
+    """What `make local`'s console shows: per view the age of the newest window served, and one agent lookup
+    with its provenance, through the feature server."""
+    from headwater.local.console import FeatureProbe
+
+    run = run_prefix()
+    now_ms = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS
+    record = features(f"{run}-console", now_ms - WINDOW_MS, 7)
+    positions = store.producer(V1).send([record])
+    store.drain()
+    seen: list[str | None] = [None]
+    probe = FeatureProbe(feature_server.url, V1, lambda: seen[0])
+    assert probe.probe() == [
+        "agent_activity_v1      no entity of this view read by the console yet",
+        "agent_activity_v2      no entity of this view read by the console yet",
+    ]
+    seen[0] = record["entity_id"]
+    lines = probe.probe()
+    age = time.time() - record["window_end"] / 1000
+    v1 = lines[0]
+    assert v1.startswith("agent_activity_v1      newest window served ") and "(budget 300s, fresh)" in v1
+    assert float(v1.split("served ")[1].split("s old")[0]) == pytest.approx(age, abs=5)
+    assert lines[1] == "agent_activity_v2      no entity of this view read by the console yet"
+    assert lines[2] == "sample agent lookup:"
+    partition, offset = positions[record["entity_id"].encode()]
+    assert lines[3].startswith(f"GET /features/agent_activity/1/{record['entity_id']} -> ")
+    assert "event_count 7" in lines[3] and lines[3].endswith(f"from {V1}[{partition}]@{offset}")
+    seen[0] = f"{run}-never-written"
+    assert "unknown_entity: no agent_activity_v1 row" in probe.probe()[0]
