@@ -132,7 +132,7 @@ def redis_config(platform: Platform) -> str:
             f"tls-key-file {REDIS_TLS_DIR}/tls.key",
             f"tls-ca-cert-file {REDIS_TLS_DIR}/ca.crt",
             "tls-auth-clients no",  # clients prove themselves with the password, over TLS
-            "tls-protocols TLSv1.2 TLSv1.3",
+            'tls-protocols "TLSv1.2 TLSv1.3"',
         ]
     else:
         lines.append(f"port {REDIS_PORT}")
@@ -341,7 +341,6 @@ def _common_env(platform: Platform) -> list[dict[str, Any]]:
     return [
         _secret_env(REDIS_PASSWORD_ENV, _settings(platform).redis_password_secret, "password"),
         {"name": "HOME", "value": "/tmp"},
-        {"name": "FEAST_USAGE", "value": "False"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
 
