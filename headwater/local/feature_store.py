@@ -67,8 +67,12 @@ class LocalMaterializer:
         *,
         progress: Progress | None = None,
         batch_size: int = 500,
+        metrics_port: int | None = None,
     ) -> None:
         self.platform = platform
+        self.metrics_port = (
+            metrics_port  # serve the materializer's Prometheus metrics here (None: not at all)
+        )
         self.kafka = kafka
         self.redis = redis
         self.registry_url = registry_url
@@ -118,6 +122,7 @@ class LocalMaterializer:
             f"--deadletter-schema={contract}",
             f"--registry-url={self.registry_url}",
             f"--batch-size={self.batch_size}",
+            *([f"--metrics-port={self.metrics_port}"] if self.metrics_port is not None else []),
         ]
         env = {
             **os.environ,

@@ -178,7 +178,13 @@ def store(
         rds = LocalRedis(state, free_port(), progress=stderr_progress("redis")).start()
         user = materializer_flows(platform).principal
         materializer = LocalMaterializer(
-            platform, kafka, rds, contracts_registry.url, contracts_registry.user_info(user), state
+            platform,
+            kafka,
+            rds,
+            contracts_registry.url,
+            contracts_registry.user_info(user),
+            state,
+            metrics_port=free_port(),
         ).start()
         fixture = Store(platform, kafka, rds, materializer, contracts_registry, state)
         yield fixture
@@ -724,3 +730,37 @@ def test_console_probe_shows_freshness_per_view_and_a_sample_lookup(
     assert "event_count 7" in lines[3] and lines[3].endswith(f"from {V1}[{partition}]@{offset}")
     seen[0] = f"{run}-never-written"
     assert "unknown_entity: no agent_activity_v1 row" in probe.probe()[0]
+
+
+def test_the_materializer_exports_what_the_freshness_alert_reads(store: Store) -> None:
+    """The gauge each view's freshness alert selects is the one the materializer serves: the end of the newest
+    window written, which a late, older window does not move back."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from components.feature_store import freshness_rules
+    from components.observability import metric_names
+    from headwater.feature_views import feature_views
+
+    rules = freshness_rules(store.platform, feature_views(store.platform))["groups"][0]["rules"]
+    (metric,) = set().union(*(metric_names(r["expr"]) for r in rules))
+    port = store.materializer.metrics_port
+
+    def gauge(view: str) -> float | None:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == metric and sample.labels == {"view": view}:
+                    return float(sample.value)
+        return None
+
+    run = run_prefix()
+    producer = store.producer(V1)
+    ahead_ms = (int(time.time() * 1000) // WINDOW_MS + 3) * WINDOW_MS  # later than any window written so far
+    newest = features(f"{run}-ahead", ahead_ms, 5)
+    producer.send([newest])
+    store.drain()
+    assert gauge("agent_activity_v1") == newest["window_end"] / 1000
+    producer.send([features(f"{run}-late", BASE_MS - WINDOW_MS, 5)])
+    store.drain()
+    assert gauge("agent_activity_v1") == newest["window_end"] / 1000
+    assert [r["labels"]["view"] for r in rules] == ["agent_activity_v1", "agent_activity_v2"]
