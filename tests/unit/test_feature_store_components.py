@@ -273,3 +273,13 @@ def test_the_loader_wants_an_image_and_in_staging_a_tls_secret() -> None:
     (no_tls,) = _problems("staging", image="0.1.0")
     assert "featureStore.redis.tlsSecret = None" in no_tls
     assert load_platform("dev", config=_config("dev", image="0.1.0")).feature_store is not None
+
+
+def test_the_component_args_refuse_a_spec_without_feature_store_settings() -> None:
+    from dataclasses import replace
+
+    from components.feature_store import FeatureStoreArgs
+
+    FeatureStoreArgs(load_platform("prod"))
+    with pytest.raises(ValueError, match="stack prod: no featureStore settings"):
+        FeatureStoreArgs(replace(load_platform("prod"), feature_store=None))
