@@ -8,6 +8,7 @@ text: TLS only, the password from the environment through the generated include,
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -150,3 +151,40 @@ def test_the_rendered_redis_is_tls_only_password_protected_and_durable(pod: Pod)
     pod.start()
     assert pod.client().get("feature") == b"value"
     print(f"\n[figures] rendered Redis config: TLS-only start to an authenticated probe in {started:.2f}s")
+
+
+def test_feast_reads_and_writes_through_the_tls_redis_as_the_pods_do(pod: Pod, tmp_path: Path) -> None:
+    """The materializer's and the feature server's path on Kubernetes (`--redis-tls --redis-ca`): Feast's
+    Redis store over TLS, checking the certificate against the CA of the TLS Secret, with the password."""
+    from feature_io import WINDOW_MS, features
+
+    from feature_store.description import Description
+    from feature_store.records import Source, to_row
+    from feature_store.repo import Redis as Where
+    from feature_store.repo import open_store
+    from feature_store.serving import FeatureClient
+    from headwater.feature_views import repo_description
+
+    pod.start()
+    description_file = tmp_path / "repo.json"
+    description_file.write_text(json.dumps(repo_description(load_platform("prod"))))
+    description = Description.load(description_file)
+    where = Where("localhost", pod.port, tls=True, ca_file=f"{pod.path(REDIS_TLS_DIR)}/ca.crt")
+    store = open_store(description, tmp_path / "feast", where, password=PASSWORD, apply=True)
+    view = description.view("agent_activity_v1")
+    now_ms = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS
+    record = features("tls-agent", now_ms - WINDOW_MS, 5)
+    row = to_row(view, record, Source(view.topic, 2, 41, b"tls-agent", b""))
+    store.write_to_online_store(view.name, inputs={k: [v] for k, v in row.items()})
+    answer = FeatureClient(store, description).get("agent_activity", 1, "tls-agent")
+    assert answer.values["event_count"] == 5 and answer.fresh
+    assert (answer.provenance.source_partition, answer.provenance.source_offset) == (2, 41)
+    # The same store with a CA that did not sign Redis's certificate is refused, not silently trusted.
+    other = CertificateAuthority(tmp_path / "other-ca", "someone-else")
+    other.ensure()
+    doubtful = Where("localhost", pod.port, tls=True, ca_file=str(other.cert_path))
+    with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+        untrusting = open_store(
+            description, tmp_path / "feast-other", doubtful, password=PASSWORD, apply=True
+        )
+        FeatureClient(untrusting, description).get("agent_activity", 1, "tls-agent")
