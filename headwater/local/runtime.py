@@ -1045,17 +1045,6 @@ def status(stack: str, state_dir: Path | None = None) -> int:
     if prom:
         up = "listening" if listening(int(prom.get("port", 0))) else "closed"
         rows.append(("prometheus", prom.get("pid"), f"{prom.get('url')} {up}"))
-    if data.get("redis"):
-        up = "listening" if listening(int(data["redis"].get("port", 0))) else "closed"
-        rows.append(("redis", data["redis"].get("pid"), f"{HOST}:{data['redis'].get('port')} {up}"))
-    if data.get("materializer"):
-        rows.append(
-            ("materializer", data["materializer"].get("pid"), f"log {data['materializer'].get('log')}")
-        )
-    served = data.get("feature_server")
-    if served:
-        up = "listening" if listening(int(served.get("port", 0))) else "closed"
-        rows.append(("feature server", served.get("pid"), f"{served.get('url')} {up}"))
     # Columns as wide as their longest entry, two spaces apart, whatever the app names.
     name_w = max(len(name) for name, _, _ in rows)
     pid_w = max(len(f"pid {pid}") for _, pid, _ in rows)
