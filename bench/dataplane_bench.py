@@ -217,6 +217,7 @@ def drain(job: LocalFlinkJob, kafka: LocalKafka, backlog: Backlog, timeout: floa
     """Start the job on the backlog and measure its source's rate from 10% to 90% of the backlog read."""
     job.start(restore=False)
     job.wait_running(timeout)
+    running_at = time.monotonic()
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout
     last_report = 0.0
@@ -238,8 +239,9 @@ def drain(job: LocalFlinkJob, kafka: LocalKafka, backlog: Backlog, timeout: floa
         return next(s for s in samples if s[1] >= at_least)
 
     (t1, r1), (t2, r2) = first(0.1 * backlog.records), first(0.9 * backlog.records)
-    rate = (r2 - r1) / (t2 - t1) if t2 > t1 else float("nan")
-    return {"events_s": rate, "seconds": t2 - t1}
+    if t2 <= t1:  # a backlog read between two samples (a small one): its rate since the job ran, then
+        (t1, r1), (t2, r2) = (running_at, 0), samples[-1]
+    return {"events_s": (r2 - r1) / (t2 - t1), "seconds": t2 - t1}
 
 
 @dataclass
