@@ -181,6 +181,7 @@ def create_object(resource_name: str, obj: Mapping[str, Any], opts: Any = None) 
         ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
         ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
         ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+        ("apps/v1", "StatefulSet"): k8s.apps.v1.StatefulSet,
         ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
         ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
         ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,

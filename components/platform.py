@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.checkpoint_storage import CheckpointStorage, CheckpointStorageArgs
+from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.flink_application import FlinkApplication, FlinkApplicationArgs
 from components.flink_operator import FlinkOperator
 from components.k8s import create_object, namespace
@@ -82,6 +83,11 @@ class HeadwaterPlatform(pulumi.ComponentResource):
             FlinkApplication(
                 f"{name}-flink-{app.name}", FlinkApplicationArgs(platform, app.name), after_flink
             )
+        FeatureStore(
+            f"{name}-feature-store",
+            FeatureStoreArgs(platform),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, topics, principals]),
+        )
         Observability(f"{name}-observability", platform, pulumi.ResourceOptions(parent=self, depends_on=[ns]))
         self.bootstrap = kafka.bootstrap
         self.cluster_ca_secret = kafka.cluster_ca_secret

@@ -32,12 +32,22 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from feast import FeatureStore
+from prometheus_client import Counter, Gauge, start_http_server
 
 from feature_store.description import Description, View
 from feature_store.records import BadRecord, Source, dead_letter, decode, encode, to_row
 from feature_store.repo import Redis, open_store
 
 LOG = logging.getLogger("feature_store.materializer")
+# What the freshness alert per view reads (`time() - window end > the view's freshness budget`).
+WINDOW_END = Gauge(
+    "headwater_feature_window_end_seconds",
+    "End of the newest window written to the online store, per feature view (Unix seconds)",
+    ["view"],
+)
+ROWS = Counter("headwater_feature_rows", "Rows written to the online store", ["view"])
+DEAD_LETTERS = Counter("headwater_feature_dead_letters", "Records sent to the dead-letter topic", ["reason"])
+KAFKA_SASL_PASSWORD_ENV = "HEADWATER_KAFKA_SASL_PASSWORD"
 PIPELINE = "feature-materializer"
 CCOMPAT = "/apis/ccompat/v7"
 
@@ -102,6 +112,7 @@ class Materializer:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.counts = Counts()
+        self.newest: dict[str, float] = {}  # view -> end of the newest window written (Unix seconds)
         self.stopping = False
         self.store: FeatureStore = open_store(
             settings.description, settings.store_dir, settings.redis, apply=True
@@ -178,6 +189,11 @@ class Materializer:
             try:
                 self.store.write_to_online_store(view.name, inputs=columns)
                 self.counts.rows += len(batch)
+                ROWS.labels(view=view.name).inc(len(batch))
+                newest = max(row[view.timestamp_field].timestamp() for row in batch)
+                # A late, older window does not make the view look older than what it already serves.
+                self.newest[view.name] = max(newest, self.newest.get(view.name, 0.0))
+                WINDOW_END.labels(view=view.name).set(self.newest[view.name])
                 return
             except Exception as exc:
                 if not _store_unavailable(exc):
@@ -204,6 +220,7 @@ class Materializer:
         )
         self.counts.dead_letters += 1
         self.counts.by_reason[bad.code] = self.counts.by_reason.get(bad.code, 0) + 1
+        DEAD_LETTERS.labels(reason=bad.code).inc()
         LOG.warning("dead letter: %s/%d@%d %s", source.topic, source.partition, source.offset, bad)
 
 
@@ -226,6 +243,17 @@ def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
+def _kafka_settings(path: Path) -> dict[str, Any]:
+    """The principal's client settings; a SCRAM password from the environment wins (on Kubernetes it comes
+    from the user's Secret, never from the settings file a ConfigMap holds)."""
+    settings: dict[str, Any] = json.loads(path.read_text())
+    import os
+
+    if os.environ.get(KAFKA_SASL_PASSWORD_ENV):
+        settings["sasl.password"] = os.environ[KAFKA_SASL_PASSWORD_ENV]
+    return settings
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="feature_store.materializer", description=__doc__)
     p.add_argument("--repo", type=Path, required=True, help="the repo description (repo.json)")
@@ -244,6 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--registry-url", required=True)
     p.add_argument("--registry-ca")
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (all interfaces)")
     return p.parse_args(argv)
 
 
@@ -261,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         description=Description.load(args.repo),
         store_dir=args.store_dir,
         redis=Redis(host, int(port), tls=args.redis_tls, ca_file=args.redis_ca),
-        kafka=json.loads(args.kafka_config.read_text()),
+        kafka=_kafka_settings(args.kafka_config),
         group=args.group,
         deadletter_topic=args.deadletter_topic,
         deadletter_schema=json.loads(args.deadletter_schema.read_text()),
@@ -271,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
     )
     materializer = Materializer(settings)
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         materializer.stopping = True

@@ -34,6 +34,7 @@ from headwater.spec import (
     Consume,
     CruiseControl,
     DatabaseEndpoint,
+    FeatureStoreSettings,
     FlinkSettings,
     KafkaSettings,
     OutboxRoute,
@@ -419,6 +420,7 @@ def load_platform(
     apps = _apps(cat, {p.name for p in principals})
     flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
     registry = _registry(cfg.section("registry"))
+    feature_store = _feature_store(cfg.section("featureStore"), tier, kafka, topics)
     cfg.done()
     cat.done()
     _cross_checks(problems, tier, kafka, topics, principals)
@@ -440,6 +442,7 @@ def load_platform(
         catalog_dir=str(catalog_dir),
         connect_clusters=clusters,
         sources=sources,
+        feature_store=feature_store,
     )
     # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
     # before anything is built, or not at all.
@@ -1044,6 +1047,77 @@ def _registry(sec: _Section) -> RegistrySettings:
     )
     sec.seen.add("resources")
     sec.done()
+    return settings
+
+
+def _feature_store(
+    sec: _Section, tier: Tier, kafka: KafkaSettings, topics: tuple[Topic, ...]
+) -> FeatureStoreSettings:
+    """`featureStore`: sizes and secrets of the online store, the materializer and the feature server."""
+    redis = sec.section("redis")
+    materializer = sec.section("materializer")
+    server = sec.section("server")
+    storage = redis.section("storage")
+    features = sorted(t.name for t in topics if t.kind == TopicKind.FEATURE)
+    settings = FeatureStoreSettings(
+        image=sec.get("image", str, None),
+        redis_storage=Storage(
+            size=storage.get("size", str, "10Gi", check=_quantity),
+            volumes=1,
+            # The stack's storage class (the brokers') unless the store names its own.
+            storage_class=storage.get("class", str, kafka.broker_storage.storage_class),
+            delete_claim=False,
+        ),
+        redis_resources=_resources(redis.section("resources"))
+        if "resources" in redis.data
+        else Resources("250m", "512Mi", "1", "1Gi"),
+        redis_password_secret=redis.get("passwordSecret", str, "feature-store-redis-auth", check=_k8s_name),
+        redis_tls_secret=redis.get("tlsSecret", str, None, check=_k8s_name),
+        materializer_resources=_resources(materializer.section("resources"))
+        if "resources" in materializer.data
+        else Resources("250m", "512Mi", "1", "1Gi"),
+        server_replicas=server.get("replicas", int, 1, check=_positive),
+        server_resources=_resources(server.section("resources"))
+        if "resources" in server.data
+        else Resources("250m", "512Mi", "1", "1Gi"),
+        server_client_namespaces=_strings(
+            server, "clientNamespaces", server.get("clientNamespaces", list, [])
+        ),
+    )
+    storage.done(["size", "class"])
+    for s, keys in (
+        (redis, ["storage", "resources", "passwordSecret", "tlsSecret"]),
+        (materializer, ["resources"]),
+        (server, ["replicas", "resources", "clientNamespaces"]),
+    ):
+        s.done(keys)
+    sec.done(["image", "redis", "materializer", "server"])
+    for ns in settings.server_client_namespaces:
+        if (why := _k8s_name(ns)) is not None:
+            sec.problems.add("featureStore.server.clientNamespaces", ns, why)
+    if features and settings.image is None:
+        sec.problems.add(
+            "featureStore.image",
+            None,
+            f"the feature store's image tag or digest (the catalog has feature topics: {', '.join(features)})",
+        )
+    elif settings.image is not None and settings.image in ("", "latest"):
+        sec.problems.add(
+            "featureStore.image", settings.image, "a pinned tag (not 'latest') or a digest sha256:..."
+        )
+    if features and tier in (Tier.STAGING, Tier.PROD) and not settings.redis_tls_secret:
+        sec.problems.add(
+            "featureStore.redis.tlsSecret",
+            None,
+            "a Secret with tls.crt, tls.key and ca.crt outside local and dev: the online store's password and "
+            "features never cross the network in clear",
+        )
+    if features and tier in (Tier.STAGING, Tier.PROD) and not settings.redis_storage.storage_class:
+        sec.problems.add(
+            "featureStore.redis.storage.class",
+            None,
+            "a storage class (or kafka.storage.class) outside local and dev: the online store persists",
+        )
     return settings
 
 

@@ -558,6 +558,24 @@ class RegistrySettings:
     )
 
 
+@dataclass(frozen=True)
+class FeatureStoreSettings:
+    """The online feature store on Kubernetes: Redis (password, TLS, a persistent volume), the materializer
+    and the feature server, all from the image `<flink.imageRegistry>/feature-store:<image>`."""
+
+    image: str | None  # tag or digest of the feature store's image; None: no feature topic in the catalog
+    redis_storage: Storage
+    redis_resources: Resources
+    redis_password_secret: str  # a Secret with key `password`, created before `pulumi up`
+    redis_tls_secret: (
+        str | None
+    )  # a Secret with tls.crt, tls.key and ca.crt; None: Redis without TLS (local, dev)
+    materializer_resources: Resources
+    server_replicas: int
+    server_resources: Resources
+    server_client_namespaces: tuple[str, ...] = ()  # namespaces (besides the platform's) whose pods may read
+
+
 # Debezium's PostgreSQL `database.sslmode` values, weakest first; `disable` sends credentials and rows in clear.
 SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
 
@@ -699,6 +717,8 @@ class Platform:
     """Folder of the catalog this spec was read from (its contracts live under `schemas/`); None: the project's."""
     connect_clusters: tuple[ConnectCluster, ...] = ()
     sources: tuple[Source, ...] = ()
+    feature_store: FeatureStoreSettings | None = None
+    """None: a spec built without the loader (tests); the loader always sets it."""
 
     def connect_cluster(self, name: str) -> ConnectCluster:
         for c in self.connect_clusters:

@@ -58,6 +58,11 @@ MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 # Schema registry
 APICURIO_REGISTRY_VERSION = "3.3.3"
 
+# The online feature store's Redis on Kubernetes (the official image; 7.2 is the newest BSD-licensed line, the
+# same protocol and config directives as Debian's redis-server 7.0 that `make local` runs).
+REDIS_IMAGE = "redis"
+REDIS_VERSION = "7.2.10"
+
 # The deploy toolchain the end-to-end tests build from Go modules (engine/build.sh reads these).
 # pulumi pkg/v3 and sdk/v3 (3.272/3.273 are not served by the module proxy); the Python language host's source is
 # the v3.259.0 tag's (its own module is not served), compiled against PULUMI_ENGINE_VERSION.

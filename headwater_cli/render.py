@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.checkpoint_storage import render_checkpoint_storage
+from components.feature_store import render_feature_store
 from components.flink_application import render_flink_applications
 from components.flink_operator import render_flink_operator
 from components.k8s import namespace, object_key, sorted_objects, to_yaml
@@ -51,7 +52,15 @@ def _flink(platform: Platform) -> list[dict[str, Any]]:
 
 
 # Each resource family contributes its renderer here, in dependency order.
-RENDERERS: list[Renderer] = [_core, _kafka, render_schema_registry, render_cdc, _flink, render_observability]
+RENDERERS: list[Renderer] = [
+    _core,
+    _kafka,
+    render_schema_registry,
+    render_cdc,
+    _flink,
+    render_feature_store,
+    render_observability,
+]
 
 
 def render_stack(platform: Platform) -> list[dict[str, Any]]:

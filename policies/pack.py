@@ -19,7 +19,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
 
-from policies import cdc_rules, flink_rules, k8s_rules, strimzi_rules
+from policies import cdc_rules, feature_store_rules, flink_rules, k8s_rules, strimzi_rules
 from policies.rulebook import (
     PolicyConfig,
     PolicyConfigError,
@@ -32,7 +32,13 @@ from policies.rulebook import (
 PACK_NAME = "headwater"
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
-RULES: tuple[Rule, ...] = (*strimzi_rules.RULES, *cdc_rules.RULES, *flink_rules.RULES, *k8s_rules.RULES)
+RULES: tuple[Rule, ...] = (
+    *strimzi_rules.RULES,
+    *cdc_rules.RULES,
+    *flink_rules.RULES,
+    *k8s_rules.RULES,
+    *feature_store_rules.RULES,
+)
 
 
 def build_policies(facts: StackFacts) -> list[ResourceValidationPolicy]:

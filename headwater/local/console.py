@@ -18,10 +18,13 @@ every few seconds otherwise (logs, CI). `format_summary` is what a bounded run p
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -296,6 +299,9 @@ class Monitor:
         self._signals: deque[str] = deque(maxlen=6)
         self._signal_ids: OrderedDict[Any, None] = OrderedDict()  # the newest event ids seen, oldest first
         self._features: deque[str] = deque(maxlen=6)
+        self._latest_entity: str | None = (
+            None  # of the newest feature record read: the sample lookup's entity
+        )
         self._lags: tuple[GroupLag, ...] = ()
         self._partitions: dict[str, list[int]] = {}
         self.polls = 0  # completed rounds of offset polling
@@ -424,6 +430,13 @@ class Monitor:
         with self._lock:
             self._meters["features"].add()
             self._features.appendleft(line)
+            if isinstance(record.get("entity_id"), str):
+                self._latest_entity = record["entity_id"]
+
+    def latest_feature_entity(self) -> str | None:
+        """The entity of the newest feature record read (what the console looks up as an agent would)."""
+        with self._lock:
+            return self._latest_entity
 
     def _consume_dead_letters(self) -> None:
         topic = self.topology.dead_letters
@@ -594,6 +607,7 @@ def render(
     components: Sequence[str],
     footer: str,
     prometheus: PromFigures | None = None,
+    features: Sequence[str] | None = None,
 ) -> list[str]:
     """The full-screen view as lines (no colours, no escape codes).
 
@@ -635,6 +649,12 @@ def render(
     lines += [f"    {s}" for s in snap.latest_signals] or ["    (none yet)"]
     lines += ["", "  latest features (closed event-time windows, UTC)"]
     lines += [f"    {f}" for f in snap.latest_features] or ["    (none yet: the first window closes later)"]
+    if features is not None:
+        lines += [
+            "",
+            "  online features through the feature server (freshness: age of the newest window served)",
+        ]
+        lines += [f"    {f}" for f in features]
     if components:
         lines += ["", "  processes"] + [f"    {c}" for c in components]
     if snap.errors:
@@ -682,6 +702,87 @@ def status_line(snap: Snapshot, prometheus: PromFigures | None = None) -> str:
     return f"[+{snap.uptime_s:.0f}s] {rates} | lag {lags or '-'} | latency {latency}"
 
 
+class FeatureProbe:
+    """Agents' view of the online store, through the feature server, in a background thread: per feature view
+    the age of the newest window it serves (the entity of the newest feature record the console read, looked
+    up every `interval` seconds), and that lookup itself as a sample answer with its provenance."""
+
+    def __init__(self, url: str, topic: str, entity: Callable[[], str | None], interval: float = 2.0) -> None:
+        self.url = url.rstrip("/")
+        self.topic = topic  # the feature topic the console reads: its entities belong to this topic's views
+        self.entity = entity
+        self.interval = interval
+        self._lines: list[str] = ["(waiting for the feature server)"]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FeatureProbe:
+        self._thread = threading.Thread(target=self._run, name="feature-probe", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def _get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as answer:
+                return int(answer.status), json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return int(err.code), json.loads(err.read() or b"{}")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                found = self.probe()
+            except (OSError, ValueError) as exc:
+                found = [f"feature server {self.url} not answering: {type(exc).__name__}: {exc}"]
+            with self._lock:
+                self._lines = found
+            self._stop.wait(self.interval)
+
+    def probe(self) -> list[str]:
+        """One round: a line per view, then the sample lookup."""
+        _, listing = self._get("/features")
+        entity = self.entity()
+        lines: list[str] = []
+        sample: list[str] = []
+        for view in listing.get("views", []):
+            name, budget = view["view"], view["freshness_s"]
+            if view["topic"] != self.topic or entity is None:
+                lines.append(f"{name:<22} no entity of this view read by the console yet")
+                continue
+            t0 = time.perf_counter()
+            status, body = self._get(f"/features/{view['feature_set']}/{view['version']}/{entity}")
+            took_ms = (time.perf_counter() - t0) * 1000
+            if status != 200:
+                lines.append(f"{name:<22} {body.get('error', status)}: {body.get('detail', '')}"[:160])
+                continue
+            state = "fresh" if body["fresh"] else "STALE"
+            lines.append(
+                f"{name:<22} newest window served {body['freshness_s']:.1f}s old (budget {budget}s, {state})"
+            )
+            prov = body["provenance"]
+            scalars = [
+                (k, v)
+                for k, v in body["values"].items()
+                if not k.startswith("window_") and not (isinstance(v, str) and v[:1] in "{[")
+            ]
+            values = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars[:4])
+            sample.append(
+                f"GET /features/{view['feature_set']}/{view['version']}/{entity} -> {took_ms:.1f} ms: {values}; "
+                f"from {prov['source_topic']}[{prov['source_partition']}]@{prov['source_offset']}"
+            )
+        return lines + (["sample agent lookup:", *sample] if sample else [])
+
+
 class Console:
     """Draws the monitor's figures: in place on a terminal, or as periodic plain lines."""
 
@@ -698,9 +799,11 @@ class Console:
         refresh: float = 0.25,
         line_every: float = 5.0,
         prometheus: Callable[[], PromFigures] | None = None,
+        features: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.monitor = monitor
         self.prometheus = prometheus
+        self.features = features
         self.title = title
         self.producer = producer
         self.components = components
@@ -729,6 +832,7 @@ class Console:
             components=self.components(),
             footer=self.footer,
             prometheus=prom,
+            features=self.features() if self.features else None,
         )
         prefix = "\x1b[?25l\x1b[2J\x1b[H" if not self._drawn else "\x1b[H"
         self._drawn = True

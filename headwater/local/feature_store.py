@@ -2,7 +2,8 @@
 
 `write_repo` writes the repo description (`headwater.feature_views`) the materializer and the readers load;
 `LocalMaterializer` runs `python -m feature_store.materializer` as the catalog's materializer principal
-(its group and dead-letter topic from its flows), against the local broker, registry and Redis.
+(its group and dead-letter topic from its flows), against the local broker, registry and Redis;
+`LocalFeatureServer` runs `python -m feature_store.server`, agents' HTTP reads over the same Redis.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from headwater.contracts.model import CATALOG_DIR
 from headwater.feature_views import materializer_flows, repo_description
 from headwater.local.kafka import LocalKafka
+from headwater.local.ports import HOST
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.local.provision import client_config
 from headwater.local.redis import LocalRedis
@@ -63,8 +67,12 @@ class LocalMaterializer:
         *,
         progress: Progress | None = None,
         batch_size: int = 500,
+        metrics_port: int | None = None,
     ) -> None:
         self.platform = platform
+        self.metrics_port = (
+            metrics_port  # serve the materializer's Prometheus metrics here (None: not at all)
+        )
         self.kafka = kafka
         self.redis = redis
         self.registry_url = registry_url
@@ -114,6 +122,7 @@ class LocalMaterializer:
             f"--deadletter-schema={contract}",
             f"--registry-url={self.registry_url}",
             f"--batch-size={self.batch_size}",
+            *([f"--metrics-port={self.metrics_port}"] if self.metrics_port is not None else []),
         ]
         env = {
             **os.environ,
@@ -160,6 +169,97 @@ class LocalMaterializer:
                     os.killpg(self._process.pid, signal.SIGKILL)
             self._process.stop()
             self._process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._process.log_tail(lines) if self._process else ""
+
+
+class LocalFeatureServer:
+    """The feature server (`python -m feature_store.server`) as a supervised child process on a free port:
+    agents' HTTP reads with provenance and freshness, over the local Redis. It keeps its own Feast registry
+    (applied from the same description), as each pod does on Kubernetes."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        redis: LocalRedis,
+        state_dir: Path,
+        port: int,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        self.platform = platform
+        self.redis = redis
+        self.state_dir = Path(state_dir).resolve()
+        self.port = port
+        self.progress = progress or stderr_progress("feature-server")
+        self.log_file = self.state_dir / "logs" / "feature-server.log"
+        self._process: Supervised | None = None
+        self._started_at = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def store_dir(self) -> Path:
+        return feature_dir(self.state_dir) / "feast-server"
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.running()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
+    def start(self, *, wait: bool = True) -> LocalFeatureServer:
+        repo = write_repo(self.platform, self.state_dir)
+        argv = [
+            sys.executable,
+            "-m",
+            "feature_store.server",
+            f"--repo={repo}",
+            f"--store-dir={self.store_dir}",
+            f"--redis={self.redis.host}:{self.redis.port}",
+            f"--host={HOST}",
+            f"--port={self.port}",
+        ]
+        env = {**os.environ, "HEADWATER_REDIS_PASSWORD": self.redis.password, "PYTHONUNBUFFERED": "1"}
+        self._process = Supervised(
+            "feature-server", argv, self.log_file, env=env, stop_timeout=10, progress=self.progress
+        )
+        self.progress(f"starting the feature server on {self.url}")
+        self._started_at = time.monotonic()
+        self._process.start()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> float:
+        """Wait until the server answers /readyz (its store open, Redis answering); the seconds since `start`."""
+        assert self._process is not None, "start() first"
+        self._process.wait_ready(self._ready, timeout=timeout, what="the feature server to answer")
+        took = time.monotonic() - self._started_at
+        self.progress(f"serving after {took:.1f}s (log: {self.log_file})")
+        return took
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def stop(self) -> int | None:
+        if self._process is None:
+            return None
+        code = self._process.stop()
+        self._process = None
+        return code
 
     def log_tail(self, lines: int = 40) -> str:
         return self._process.log_tail(lines) if self._process else ""

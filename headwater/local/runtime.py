@@ -46,12 +46,13 @@ from headwater.local.cdc_flow import LocalCdc
 from headwater.local.connect import LocalConnectError
 from headwater.local.console import (
     Console,
+    FeatureProbe,
     Monitor,
     RunSummary,
     Topology,
     format_summary,
 )
-from headwater.local.feature_store import LocalMaterializer
+from headwater.local.feature_store import LocalFeatureServer, LocalMaterializer
 from headwater.local.kafka import KafkaPorts, LocalKafka, LocalKafkaError, default_state_dir
 from headwater.local.lag_exporter import LagExporter, LagExporterError, lag_principal
 from headwater.local.observe import PrometheusView, ReaderMetrics
@@ -206,6 +207,7 @@ class LocalPlatform:
         # The online feature store: Redis (a free port) and the materializer, when the catalog has feature topics.
         self.redis: LocalRedis | None = None
         self.materializer: LocalMaterializer | None = None
+        self.feature_server: LocalFeatureServer | None = None
         self.jobs: dict[str, LocalFlinkJob] = {}
         self.start_seconds: dict[str, float] = {}
         self.resumed: dict[str, str | None] = {}
@@ -344,6 +346,9 @@ class LocalPlatform:
         if self.materializer is not None:
             self.start_seconds["materializer"] = self.materializer.wait_ready()
             self._write_runtime()
+        if self.feature_server is not None:
+            self.start_seconds["feature server"] = self.feature_server.wait_ready()
+            self._write_runtime()
 
         done = step(
             say, "starting Prometheus (scrapes the broker, lag, Flink jobs, the reader; loads the alerts)"
@@ -369,7 +374,8 @@ class LocalPlatform:
         return any(t.kind == TopicKind.FEATURE for t in self.platform.topics)
 
     def start_feature_store(self) -> None:
-        """Redis, then the materializer's process (its Feast import overlaps the Flink jobs' start)."""
+        """Redis, then the materializer's and the feature server's processes (their Feast imports overlap the
+        Flink jobs' start)."""
         if not self._serves_features():
             return
         assert self.registry is not None
@@ -384,6 +390,9 @@ class LocalPlatform:
             self.registry.user_info(flows.principal),
             self.state_dir,
             progress=stderr_progress("materializer"),
+        ).start(wait=False)
+        self.feature_server = LocalFeatureServer(
+            self.platform, self.redis, self.state_dir, free_port(), progress=stderr_progress("feature-server")
         ).start(wait=False)
         self.start_seconds["redis"] = done()
 
@@ -427,6 +436,10 @@ class LocalPlatform:
         if self.prometheus.running():
             with _reporting(say, "stopping Prometheus"):
                 self.prometheus.stop()
+        if self.feature_server is not None:
+            with _reporting(say, "stopping the feature server"):
+                self.feature_server.stop()
+            self.feature_server = None
         if self.materializer is not None:
             with _reporting(say, "stopping the materializer"):
                 self.materializer.stop()
@@ -488,6 +501,9 @@ class LocalPlatform:
         m = self.materializer
         if m is not None and m.pid is not None and not m.running():
             out.append(f"the feature materializer {_ended(m.returncode)} (log: {_short(m.log_file)})")
+        fs = self.feature_server
+        if fs is not None and fs.pid is not None and not fs.running():
+            out.append(f"the feature server {_ended(fs.returncode)} (log: {_short(fs.log_file)})")
         return out
 
     def components(self) -> list[str]:
@@ -517,6 +533,9 @@ class LocalPlatform:
             lines.append(
                 f"{'materializer':<{width}}pid {m.pid}  {', '.join(m.flows.topics)} -> Redis  (log {_short(m.log_file)})"
             )
+        if self.feature_server is not None and self.feature_server.running():
+            fs = self.feature_server
+            lines.append(f"{'feature server':<{width}}pid {fs.pid}  {fs.url}  (log {_short(fs.log_file)})")
         if self.cdc is not None and self.cdc.sources:
             lines += self.cdc.lines()
         return lines
@@ -551,6 +570,9 @@ class LocalPlatform:
             data["redis"] = {"pid": self.redis.pid, "port": self.redis.port, "log": str(self.redis.log_file)}
         if self.materializer is not None and self.materializer.running():
             data["materializer"] = {"pid": self.materializer.pid, "log": str(self.materializer.log_file)}
+        if self.feature_server is not None and self.feature_server.running():
+            fs = self.feature_server
+            data["feature_server"] = {"pid": fs.pid, "port": fs.port, "url": fs.url, "log": str(fs.log_file)}
         if self.prometheus.running():
             data["prometheus"] = {
                 "pid": self.prometheus.pid,
@@ -728,6 +750,11 @@ def up(options: UpOptions) -> int:
             say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
             producer.start()
         view = PrometheusView(local.prometheus).start()
+        probe = (
+            FeatureProbe(local.feature_server.url, topology.features, monitor.latest_feature_entity).start()
+            if local.feature_server is not None
+            else None
+        )
         say(f"Prometheus: {local.prometheus.url} (the console's lag and latency are read from there)")
         signals.starting = False
         if signals.requested.is_set():
@@ -741,16 +768,21 @@ def up(options: UpOptions) -> int:
             + (f" · bounded run of {options.duration:.0f}s" if options.duration else ""),
             tty=options.tty,
             prometheus=view.figures,
+            features=probe.lines if probe is not None else None,
         )
         began = time.monotonic()
         deadline = began + options.duration if options.duration else None
         next_cdc_line = time.monotonic()
+        next_feature_line = time.monotonic() + 5.0
         while not signals.requested.is_set():
             console.tick()
             if local.cdc is not None and options.tty is False and time.monotonic() >= next_cdc_line:
                 # The terminal console shows the CDC flow with the processes; plain output gets it as a line.
                 print(local.cdc.lines()[-1], flush=True)
                 next_cdc_line = time.monotonic() + 5.0
+            if probe is not None and options.tty is False and time.monotonic() >= next_feature_line:
+                print("features: " + " | ".join(probe.lines()), flush=True)
+                next_feature_line = time.monotonic() + 5.0
             crashed = local.dead()
             if crashed:
                 break
@@ -783,6 +815,8 @@ def up(options: UpOptions) -> int:
                 (lambda: None) if console.tty else console.tick,
             )
         console.close()
+        if probe is not None:
+            probe.stop()
         snap = monitor.snapshot()
         monitor.stop(timeout=2.0 if crashed else 15.0)
         view.stop()

@@ -19,10 +19,12 @@ import shutil
 import statistics
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 from feature_io import (
@@ -46,7 +48,7 @@ from headwater.contracts.model import CATALOG_DIR, SchemaType, registered_text
 from headwater.contracts.serde import AvroDeserializer
 from headwater.feature_views import materializer_flows
 from headwater.local import KafkaPorts, LocalKafka, provision
-from headwater.local.feature_store import LocalMaterializer, write_repo
+from headwater.local.feature_store import LocalFeatureServer, LocalMaterializer, write_repo
 from headwater.local.ports import free_port
 from headwater.local.process import stderr_progress
 from headwater.local.redis import LocalRedis
@@ -176,7 +178,13 @@ def store(
         rds = LocalRedis(state, free_port(), progress=stderr_progress("redis")).start()
         user = materializer_flows(platform).principal
         materializer = LocalMaterializer(
-            platform, kafka, rds, contracts_registry.url, contracts_registry.user_info(user), state
+            platform,
+            kafka,
+            rds,
+            contracts_registry.url,
+            contracts_registry.user_info(user),
+            state,
+            metrics_port=free_port(),
         ).start()
         fixture = Store(platform, kafka, rds, materializer, contracts_registry, state)
         yield fixture
@@ -567,3 +575,192 @@ def test_features_of_the_real_aggregator_are_served_with_their_provenance(store:
             assert answer.provenance.upstream == want["provenance"]  # the signals' own partitions and offsets
     finally:
         job.stop(savepoint=False)
+
+
+@pytest.fixture(scope="module")
+def feature_server(store: Store) -> Iterator[LocalFeatureServer]:
+    """The feature server as `make local` runs it: its own process, its own Feast registry, the same Redis."""
+    server = LocalFeatureServer(
+        store.platform, store.redis, store.state_dir, free_port(), progress=stderr_progress("fs-server")
+    ).start()
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0, server.log_tail()
+
+
+def test_feature_server_answers_with_provenance_and_freshness(
+    store: Store, feature_server: LocalFeatureServer
+) -> None:
+    run = run_prefix()
+    producer = store.producer(V1)
+    now_ms = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS
+    records = {f"{run}-{e}": features(f"{run}-{e}", BASE_MS + e * WINDOW_MS, 4 + e) for e in range(3)}
+    records[f"{run}-now"] = features(f"{run}-now", now_ms - WINDOW_MS, 9)
+    positions = producer.send(list(records.values()))
+    store.drain()
+    http = requests.Session()
+    base = feature_server.url
+
+    entity = f"{run}-1"
+    answer = http.get(f"{base}/features/agent_activity/1/{entity}", timeout=10)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    record = records[entity]
+    assert body["entity"] == entity and body["view"] == "agent_activity_v1"
+    assert body["values"]["event_count"] == record["event_count"]
+    assert json.loads(body["values"]["event_counts"]) == record["event_counts"]
+    window_end = datetime.fromisoformat(body["window_end"])
+    assert window_end.timestamp() * 1000 == record["window_end"]
+    assert body["freshness_s"] == pytest.approx(time.time() - record["window_end"] / 1000, abs=5)
+    assert body["fresh"] is False  # about half an hour old: beyond the gold budget of 5 minutes
+    assert body["provenance"]["feature_set"] == "agent_activity"
+    assert body["provenance"]["feature_set_version"] == 1
+    assert body["provenance"]["source_topic"] == V1
+    assert (body["provenance"]["source_partition"], body["provenance"]["source_offset"]) == positions[
+        entity.encode()
+    ]
+    assert body["provenance"]["upstream"] == record["provenance"]
+
+    asked = [f"{run}-now", f"{run}-2", f"{run}-0"]
+    batch = http.post(f"{base}/features/agent_activity/1", json={"entities": asked}, timeout=10)
+    assert batch.status_code == 200, batch.text
+    answers = batch.json()["answers"]
+    assert [a["entity"] for a in answers] == asked
+    assert [a["values"]["event_count"] for a in answers] == [records[e]["event_count"] for e in asked]
+    assert [a["fresh"] for a in answers] == [True, False, False]
+
+    served = http.get(f"{base}/features", timeout=10).json()["views"]
+    assert [(v["view"], v["freshness_s"]) for v in served] == [
+        ("agent_activity_v1", 300),
+        ("agent_activity_v2", 300),
+    ]
+
+
+def test_feature_server_errors_name_what_exists(store: Store, feature_server: LocalFeatureServer) -> None:
+    http = requests.Session()
+    base = feature_server.url
+
+    def error(method: str, path: str, **kwargs: Any) -> tuple[int, str, str]:
+        answer = http.request(method, f"{base}{path}", timeout=10, **kwargs)
+        body = answer.json()
+        return answer.status_code, body["error"], body["detail"]
+
+    status, kind, detail = error("GET", "/features/agent_activty/1/x")
+    assert (status, kind) == (404, "unknown_feature_set") and "served: agent_activity" in detail
+    status, kind, detail = error("GET", "/features/agent_activity/3/x")
+    assert (status, kind) == (404, "unknown_version") and "served versions: 1, 2" in detail
+    status, kind, detail = error("GET", "/features/agent_activity/1/nobody-here")
+    assert (status, kind) == (404, "unknown_entity") and "'nobody-here' (never materialized)" in detail
+    status, kind, detail = error("GET", "/features/agent_activity/v1/x")
+    assert (status, kind) == (400, "bad_version") and "a positive integer" in detail
+    status, kind, detail = error("POST", "/features/agent_activity/1", json={"entities": []})
+    assert (status, kind) == (400, "bad_batch")
+    run = run_prefix()
+    store.producer(V1).send([features(f"{run}-known", BASE_MS, 3)])
+    store.drain()
+    status, kind, detail = error(
+        "POST", "/features/agent_activity/1", json={"entities": [f"{run}-known", f"{run}-unknown"]}
+    )
+    assert (status, kind) == (404, "unknown_entity")
+    assert f"'{run}-unknown'" in detail and f"'{run}-known'" not in detail
+    assert http.get(f"{base}/readyz", timeout=10).status_code == 200
+
+
+def test_feature_server_latency_figures(store: Store, feature_server: LocalFeatureServer) -> None:
+    run = run_prefix()
+    entities = [f"{run}-{i}" for i in range(1000)]
+    store.producer(V1).send([features(e, BASE_MS, 4) for e in entities])
+    store.drain()
+    http = requests.Session()
+    base = feature_server.url
+    assert http.get(f"{base}/features/agent_activity/1/{entities[0]}", timeout=10).status_code == 200
+    single = []
+    for e in entities[:300]:
+        t = time.perf_counter()
+        answer = http.get(f"{base}/features/agent_activity/1/{e}", timeout=10)
+        single.append(time.perf_counter() - t)
+        assert answer.status_code == 200 and answer.json()["entity"] == e
+    batch = []
+    for i in range(10):
+        chunk = entities[i * 100 : i * 100 + 100]
+        t = time.perf_counter()
+        answer = http.post(f"{base}/features/agent_activity/1", json={"entities": chunk}, timeout=30)
+        batch.append(time.perf_counter() - t)
+        assert answer.status_code == 200 and len(answer.json()["answers"]) == 100
+
+    def q(values: list[float], p: int) -> float:
+        return statistics.quantiles(values, n=100)[p - 1] * 1000
+
+    print(
+        f"\n[figures] feature server over HTTP: single lookups p50 {q(single, 50):.1f} ms / p99 "
+        f"{q(single, 99):.1f} ms ({len(single)} lookups); batches of 100 entities p50 {q(batch, 50):.1f} ms / "
+        f"p99 {q(batch, 99):.1f} ms ({len(batch)} batches)"
+    )
+
+
+def test_console_probe_shows_freshness_per_view_and_a_sample_lookup(
+    store: Store, feature_server: LocalFeatureServer
+) -> None:
+    """What `make local`'s console shows: per view the age of the newest window served, and one agent lookup
+    with its provenance, through the feature server."""
+    from headwater.local.console import FeatureProbe
+
+    run = run_prefix()
+    now_ms = int(time.time() * 1000) // WINDOW_MS * WINDOW_MS
+    record = features(f"{run}-console", now_ms - WINDOW_MS, 7)
+    positions = store.producer(V1).send([record])
+    store.drain()
+    seen: list[str | None] = [None]
+    probe = FeatureProbe(feature_server.url, V1, lambda: seen[0])
+    assert probe.probe() == [
+        "agent_activity_v1      no entity of this view read by the console yet",
+        "agent_activity_v2      no entity of this view read by the console yet",
+    ]
+    seen[0] = record["entity_id"]
+    lines = probe.probe()
+    age = time.time() - record["window_end"] / 1000
+    v1 = lines[0]
+    assert v1.startswith("agent_activity_v1      newest window served ") and "(budget 300s, fresh)" in v1
+    assert float(v1.split("served ")[1].split("s old")[0]) == pytest.approx(age, abs=5)
+    assert lines[1] == "agent_activity_v2      no entity of this view read by the console yet"
+    assert lines[2] == "sample agent lookup:"
+    partition, offset = positions[record["entity_id"].encode()]
+    assert lines[3].startswith(f"GET /features/agent_activity/1/{record['entity_id']} -> ")
+    assert "event_count 7" in lines[3] and lines[3].endswith(f"from {V1}[{partition}]@{offset}")
+    seen[0] = f"{run}-never-written"
+    assert "unknown_entity: no agent_activity_v1 row" in probe.probe()[0]
+
+
+def test_the_materializer_exports_what_the_freshness_alert_reads(store: Store) -> None:
+    """The gauge each view's freshness alert selects is the one the materializer serves: the end of the newest
+    window written, which a late, older window does not move back."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from components.feature_store import freshness_rules
+    from components.observability import metric_names
+    from headwater.feature_views import feature_views
+
+    rules = freshness_rules(store.platform, feature_views(store.platform))["groups"][0]["rules"]
+    (metric,) = set().union(*(metric_names(r["expr"]) for r in rules))
+    port = store.materializer.metrics_port
+
+    def gauge(view: str) -> float | None:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == metric and sample.labels == {"view": view}:
+                    return float(sample.value)
+        return None
+
+    run = run_prefix()
+    producer = store.producer(V1)
+    ahead_ms = (int(time.time() * 1000) // WINDOW_MS + 3) * WINDOW_MS  # later than any window written so far
+    newest = features(f"{run}-ahead", ahead_ms, 5)
+    producer.send([newest])
+    store.drain()
+    assert gauge("agent_activity_v1") == newest["window_end"] / 1000
+    producer.send([features(f"{run}-late", BASE_MS - WINDOW_MS, 5)])
+    store.drain()
+    assert gauge("agent_activity_v1") == newest["window_end"] / 1000
+    assert [r["labels"]["view"] for r in rules] == ["agent_activity_v1", "agent_activity_v2"]

@@ -50,6 +50,8 @@ EXPECTED_POLICIES = {
     "k8s-pod-security",
     "k8s-operator-pod-security",
     "k8s-no-load-balancer",
+    "feature-store-redis-config",
+    "feature-store-redis-workload",
 }
 LEVELS = {proto.ADVISORY: "advisory", proto.MANDATORY: "mandatory", proto.DISABLED: "disabled"}
 

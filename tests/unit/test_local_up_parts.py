@@ -336,3 +336,14 @@ def test_bad_flag_values_say_what_is_allowed(
 def test_the_producer_refuses_an_infinite_rate() -> None:
     with pytest.raises(ValueError, match="a finite number of events per second"):
         ProducerSettings(rate=float("inf"))
+
+
+def test_the_console_shows_the_feature_lines_only_when_a_feature_server_runs() -> None:
+    lines = ["agent_activity_v1      newest window served 6.4s old (budget 300s, fresh)"]
+    shown = render(_snapshot(), title="t", producer=None, components=[], footer="f", features=lines)
+    at = shown.index(
+        "  online features through the feature server (freshness: age of the newest window served)"
+    )
+    assert shown[at + 1] == f"    {lines[0]}"
+    without = render(_snapshot(), title="t", producer=None, components=[], footer="f")
+    assert not any("online features" in line for line in without)
