@@ -71,7 +71,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py feature_store/__init__.py)) bench __main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py feature_store/__init__.py approval_gate/__init__.py)) bench __main__.py
 # Test folders import their helpers as top-level modules (and each has a conftest), so each is its own run.
 TYPED_TESTS := unit schema policy contracts integration e2e
 
