@@ -853,11 +853,15 @@ def _action_gate(cat: _Section, topics: tuple[Topic, ...]) -> ActionGate | None:
     used: dict[str, str] = {}
 
     def principal(where: str, value: Any) -> str:
+        if value is _MISSING:
+            return ""  # reported as required
         if value not in principal_names:
             p.add(where, value, f"a principal of the catalog: {', '.join(principal_names)}")
         return str(value)
 
     def topic(where: str, value: Any, kind: TopicKind) -> str:
+        if value is _MISSING:
+            return ""  # reported as required
         t = by_name.get(value) if isinstance(value, str) else None
         if t is None:
             p.add(where, value, f"a topic of the catalog: {', '.join(sorted(by_name))}")
@@ -918,7 +922,7 @@ def _action_gate(cat: _Section, topics: tuple[Topic, ...]) -> ActionGate | None:
     if not agents_sec.data:
         p.add(agents_sec.path, {}, "at least one agent: its proposed and approved topics")
     approvers = tuple(
-        principal(f"{sec.path_of('approvers')}[{i}]", v) for i, v in enumerate(sec.get("approvers", list))
+        principal(f"{sec.path_of('approvers')}[{i}]", v) for i, v in enumerate(sec.get("approvers", list, []))
     )
     auditors = tuple(
         principal(f"{sec.path_of('auditors')}[{i}]", v) for i, v in enumerate(sec.get("auditors", list, []))

@@ -35,8 +35,10 @@ def test_every_topic_but_exempt_ones_has_a_parsable_contract(stack: str) -> None
         else:
             assert contracts[topic.name].subject == f"{topic.name}-value"
     kinds = {t: c.schema_type for t, c in contracts.items()}
-    # JSON Schema for what services write as JSON (raw events, outbox payloads), Avro for what the platform writes.
+    # JSON Schema for what services write as JSON (raw events, outbox payloads, the action path, whose records
+    # carry an agent's free-form proposal verbatim to approvers and auditors), Avro for what the platform writes.
     json_topics = {"agents.events.raw.v1"} | {r.topic for s in platform.sources for r in s.routes}
+    json_topics |= platform.action_gate.topics if platform.action_gate else frozenset()
     assert {kinds[t] for t in json_topics} == {SchemaType.JSON}
     assert {kinds[t] for t in kinds if t not in json_topics} == {SchemaType.AVRO}
 
