@@ -20,10 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,6 +43,10 @@ BATCH = 500
 BATCH_WINDOW_S = 0.05
 # Fetch requests return after this long without data (librdkafka's default waits 500 ms).
 FETCH_WAIT_MS = 50
+# Live while the loop has turned within this long (a stuck broker call or a deadlock is not alive).
+LIVE_WITHIN_S = 60.0
+# The Kafka password, when the client settings file leaves it out (on Kubernetes: from the KafkaUser secret).
+PASSWORD_ENV = "HEADWATER_KAFKA_PASSWORD"
 
 
 def validators(description: Description) -> dict[str, Validator]:
@@ -111,6 +118,11 @@ class Runner:
         self.gate = Gate(description, validators(description))
         self.stopping = False
         self.counts = {"proposals": 0, "decisions": 0, "transactions": 0, "records_out": 0}
+        self.ready = False  # state restored and subscribed
+        self.last_step = time.monotonic()
+
+    def live(self) -> bool:
+        return time.monotonic() - self.last_step < LIVE_WITHIN_S
 
     def run(self) -> dict[str, int]:
         d = self.description
@@ -140,9 +152,11 @@ class Runner:
         )
         consumer.subscribe([*d.proposed_topics, d.decisions_topic])
         LOG.info("gating %s and %s", ", ".join(d.proposed_topics), d.decisions_topic)
+        self.ready = True
         try:
             while not self.stopping:
                 self._step(consumer, producer)
+                self.last_step = time.monotonic()
         finally:
             consumer.close()
             producer.flush(10)
@@ -191,6 +205,38 @@ class Runner:
         self.counts["records_out"] += len(out)
 
 
+def serve_health(runner: Runner, port: int) -> ThreadingHTTPServer:
+    """GET /healthz (the loop turns) and /readyz (state restored, subscribed) for the kubelet's probes."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            checks: dict[str, Callable[[], bool]] = {
+                "/healthz": runner.live,
+                "/readyz": lambda: runner.ready and runner.live(),
+            }
+            ok = checks.get(self.path)
+            code = 404 if ok is None else 200 if ok() else 503
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # probes every few seconds would drown the log
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Health)  # the kubelet probes the pod's address
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    return server
+
+
+def kafka_settings(path: Path) -> dict[str, Any]:
+    """librdkafka settings from the file, with `sasl.password` from the environment when the file has none."""
+    settings: dict[str, Any] = json.loads(path.read_text())
+    password = os.environ.get(PASSWORD_ENV)
+    if password and "sasl.password" not in settings:
+        settings["sasl.password"] = password
+    return settings
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="approval_gate.main", description=__doc__)
     p.add_argument("--description", type=Path, required=True, help="the gate description (gate.json)")
@@ -198,8 +244,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--kafka-config",
         type=Path,
         required=True,
-        help="librdkafka settings of the gate's principal (JSON; holds credentials: owner-only file)",
+        help=f"librdkafka settings of the gate's principal (JSON; a password in it, or in ${PASSWORD_ENV})",
     )
+    p.add_argument("--health-port", type=int, default=0, help="serve /healthz and /readyz here (0: none)")
     return p.parse_args(argv)
 
 
@@ -208,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
     )
     args = parse_args(argv)
-    runner = Runner(Description.load(args.description), json.loads(args.kafka_config.read_text()))
+    runner = Runner(Description.load(args.description), kafka_settings(args.kafka_config))
+    if args.health_port:
+        serve_health(runner, args.health_port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         runner.stopping = True

@@ -35,6 +35,7 @@ from headwater.spec import (
     DatabaseEndpoint,
     FlinkSettings,
     GateAgent,
+    GateSettings,
     KafkaSettings,
     OutboxRoute,
     Platform,
@@ -421,6 +422,7 @@ def load_platform(
     apps = _apps(cat, {p.name for p in principals})
     flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
     registry = _registry(cfg.section("registry"))
+    gate_settings = _gate_settings(cfg.section("actionGate"), gate)
     cfg.done()
     cat.done()
     _cross_checks(problems, tier, kafka, topics, principals)
@@ -443,6 +445,7 @@ def load_platform(
         connect_clusters=clusters,
         sources=sources,
         action_gate=gate,
+        gate_settings=gate_settings,
     )
     # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
     # before anything is built, or not at all.
@@ -839,6 +842,32 @@ def _risk_policy(sec: _Section, action_type: str) -> RiskPolicy:
     if policy.approval_sla_ms == -1:
         p.add(sec.path_of("approvalSla"), sec.data.get("approvalSla"), "a finite duration like 15m or 4h")
     return policy
+
+
+GATE_RESOURCES = Resources("100m", "128Mi", "500m", "256Mi")
+
+
+def _gate_settings(sec: _Section, gate: ActionGate | None) -> GateSettings | None:
+    """The stack's `actionGate`: the gate's image (required when the catalog declares an actionGate)."""
+    if gate is None:
+        if sec.data:
+            sec.problems.add("actionGate", dict(sec.data), "nothing: the catalog declares no actionGate")
+            sec.seen.update(sec.data)
+        return None
+    settings = GateSettings(
+        image_registry=sec.get("imageRegistry", str, ""),
+        image=sec.get(
+            "image",
+            str,
+            check=lambda v: (
+                None if v not in ("", "latest") else "a pinned tag (not 'latest') or a digest sha256:..."
+            ),
+        ),
+        resources=_resources(sec.section("resources")) if "resources" in sec.data else GATE_RESOURCES,
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return settings
 
 
 def _action_gate(cat: _Section, topics: tuple[Topic, ...]) -> ActionGate | None:

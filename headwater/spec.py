@@ -756,6 +756,20 @@ class ActionGate:
 
 
 @dataclass(frozen=True)
+class GateSettings:
+    """How an environment runs the approval gate (stack `headwater:actionGate`): its image and size."""
+
+    image_registry: str
+    image: str  # a tag or a digest (sha256:...)
+    resources: Resources
+
+    def image_ref(self, name: str) -> str:
+        sep = "@" if self.image.startswith("sha256:") else ":"
+        repo = f"{self.image_registry}/{name}" if self.image_registry else name
+        return f"{repo}{sep}{self.image}"
+
+
+@dataclass(frozen=True)
 class Platform:
     """Everything one stack creates."""
 
@@ -777,6 +791,7 @@ class Platform:
     connect_clusters: tuple[ConnectCluster, ...] = ()
     sources: tuple[Source, ...] = ()
     action_gate: ActionGate | None = None
+    gate_settings: GateSettings | None = None
 
     def connect_cluster(self, name: str) -> ConnectCluster:
         for c in self.connect_clusters:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from components.approval_gate import render_approval_gate
 from components.checkpoint_storage import render_checkpoint_storage
 from components.flink_application import render_flink_applications
 from components.flink_operator import render_flink_operator
@@ -51,7 +52,15 @@ def _flink(platform: Platform) -> list[dict[str, Any]]:
 
 
 # Each resource family contributes its renderer here, in dependency order.
-RENDERERS: list[Renderer] = [_core, _kafka, render_schema_registry, render_cdc, _flink, render_observability]
+RENDERERS: list[Renderer] = [
+    _core,
+    _kafka,
+    render_schema_registry,
+    render_cdc,
+    render_approval_gate,
+    _flink,
+    render_observability,
+]
 
 
 def render_stack(platform: Platform) -> list[dict[str, Any]]:
