@@ -77,12 +77,16 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
     topics["features.agent_activity.v1"].pop("schema")
     topics["agents.events.deadletter.v1"]["schema"] = "schemas/deadletter.proto"
     (tmp_path / "schemas").mkdir()
+    gate = catalog["actionGate"]
+    action_topics = [gate[role] for role in ("decisions", "audit", "state")]
+    action_topics += [agent[role] for agent in gate["agents"].values() for role in ("proposed", "approved")]
     for name in (
         "agents.events.raw.v1.json",
         "agents.signals.v1.avsc",
         "features.deadletter.v1.avsc",
         "actions.approvals.v1.json",
         "actions.tickets.v1.json",
+        *(f"{topic}.json" for topic in action_topics),
     ):
         (tmp_path / "schemas" / name).write_text((CATALOG_DIR / "schemas" / name).read_text())
     # The config loader reports contract problems with every other problem of the stack, before anything is built.

@@ -242,3 +242,28 @@ def test_state_restored_from_the_changelog_decides_nothing_twice() -> None:
 def test_a_description_of_another_version_is_refused() -> None:
     with pytest.raises(ValueError, match="version 2; allowed: 1"):
         Description.from_dict({**gate_description(load_platform("local")), "version": 2})
+
+
+def test_the_sample_agents_propose_a_mix_the_gate_sorts_as_intended() -> None:
+    import random
+
+    from headwater.local.action_flow import sample_proposal
+
+    platform = load_platform("local")
+    gate = platform.action_gate
+    assert gate is not None
+    rng = random.Random(7)
+    automatic = {True: 0, False: 0}
+    for agent in gate.agents:
+        for high_risk in (False, True):
+            for _ in range(50):
+                body = sample_proposal(agent, gate, rng, high_risk)
+                assert validators(DESCRIPTION)[agent.proposed_topic](body) is None, body
+                verdict = evaluate(DESCRIPTION.policies[body["type"]], body)
+                automatic[verdict.automatic] += 1
+                if not high_risk:
+                    always_human = DESCRIPTION.policies[body["type"]].always_human
+                    assert verdict.automatic != always_human, body
+                else:
+                    assert not verdict.automatic, body
+    assert automatic[True] and automatic[False]
