@@ -115,7 +115,7 @@ AUDIT_USERS = sorted(
 
 
 def test_the_audit_trail_is_seen_by_the_gate_approvers_and_auditors_only() -> None:
-    assert AUDIT_USERS == sorted({GATE.principal, *GATE.approvers, *GATE.auditors})
+    assert sorted({GATE.principal, *GATE.approvers, *GATE.auditors}) == AUDIT_USERS
 
 
 @pytest.mark.parametrize("principal", AUDIT_USERS)

@@ -297,10 +297,10 @@ def test_every_proposal_ends_once_through_two_kills(
         for p in chaos:
             if p.expect in ("approve", "reject"):
                 expected_decision[p.action_id] = p.expect
-        producing = threading.Thread(target=propose, args=(chaos, 25, True), daemon=True)
+        producing = threading.Thread(target=propose, args=(chaos, 20, True), daemon=True)
         producing.start()
         restarts = []
-        for delay in (3.0, 4.0):
+        for delay in (3.0, 2.0):
             time.sleep(delay)
             assert producing.is_alive(), "the proposals were all written before the kill: not mid-stream"
             gate.kill()
