@@ -284,6 +284,11 @@ def test_every_proposal_ends_once_through_two_kills(
 
     try:
         gate.start()
+        # Warm-up, not in the figures: every client connected (a new broker's SCRAM credentials take a moment
+        # to be usable), a transaction committed and read by every reader.
+        warm = [i for i in plan(run, "w", 10) if i.expect == "auto"]
+        propose(warm, rate=20, duplicates=False)
+        wait_terminal(warm, 60)
         # ---- phase A: steady, for the figures --------------------------------------------------------------
         steady = plan(run, "a", 100)
         for p in steady:
@@ -309,7 +314,7 @@ def test_every_proposal_ends_once_through_two_kills(
             restarts.append(time.monotonic() - began)
         producing.join(60)
         assert not producing.is_alive()
-        wait_terminal(steady + chaos, 120)
+        wait_terminal(warm + steady + chaos, 120)
         time.sleep(2.0)  # anything written twice would arrive by now
     finally:
         for r in readers:
@@ -326,7 +331,7 @@ def test_every_proposal_ends_once_through_two_kills(
     assert any(" 0 open actions" not in line for line in restored[1:]), "no kill found actions open"
 
     # ---- exactly one terminal record per proposal, the one its plan says -----------------------------------
-    items = steady + chaos
+    items = warm + steady + chaos
     terminal = terminal_by_id()
     audit = auditor.seen.snapshot()
     by_id: dict[str, list[dict[str, Any]]] = {}
