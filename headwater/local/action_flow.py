@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import threading
 import time
@@ -68,7 +69,12 @@ class SampleAgents(threading.Thread):
     """Every agent proposes, as itself, `rate` actions per second in total (a share of them high-risk)."""
 
     def __init__(
-        self, platform: Platform, kafka: LocalKafka, rate: float = 0.5, seed: int | None = None
+        self,
+        platform: Platform,
+        kafka: LocalKafka,
+        rate: float = 0.5,
+        seed: int | None = None,
+        client_logger: logging.Logger | None = None,
     ) -> None:
         super().__init__(name="sample-agents", daemon=True)
         self.gate = action_gate(platform)
@@ -77,10 +83,14 @@ class SampleAgents(threading.Thread):
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
         self.sent = 0
+        self.logged = {"logger": client_logger} if client_logger is not None else {}
+        self.flush_timeout = 5.0
 
     def run(self) -> None:
         producers = {
-            a.principal: Producer({**client_config(self.kafka, a.principal), "enable.idempotence": True})
+            a.principal: Producer(
+                {**client_config(self.kafka, a.principal), "enable.idempotence": True, **self.logged}
+            )
             for a in self.gate.agents
         }
         try:
@@ -94,12 +104,15 @@ class SampleAgents(threading.Thread):
                 producer.poll(0)
                 self.sent += 1
         finally:
-            for p in producers.values():
-                p.flush(5)
+            for p in producers.values():  # `flush_timeout` in all
+                p.flush(self.flush_timeout / len(producers))
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """Stop proposing; queued proposals get `grace` seconds (default 5) to be delivered."""
+        if grace is not None:
+            self.flush_timeout = grace
         self.stopping.set()
-        self.join(10)
+        self.join(self.flush_timeout + 5)
 
 
 @dataclass
@@ -121,7 +134,9 @@ class ApprovalsState:
 class ApprovalsView(threading.Thread):
     """The audit trail as the auditor reads it: pending approvals and outcomes, since the topic began."""
 
-    def __init__(self, platform: Platform, kafka: LocalKafka) -> None:
+    def __init__(
+        self, platform: Platform, kafka: LocalKafka, client_logger: logging.Logger | None = None
+    ) -> None:
         super().__init__(name="approvals-view", daemon=True)
         gate = action_gate(platform)
         if not gate.auditors:
@@ -133,6 +148,7 @@ class ApprovalsView(threading.Thread):
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            **({"logger": client_logger} if client_logger is not None else {}),
         }
         self.state = ApprovalsState()
         self.lock = threading.Lock()
@@ -196,9 +212,9 @@ class ApprovalsView(threading.Thread):
             out.append(f"  pending {p.action_id} {p.agent} {p.action_type}{amount} ({left})")
         return out
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = None) -> None:
         self.stopping.set()
-        self.join(10)
+        self.join(10 if grace is None else grace)  # a daemon thread: never holds the process up
 
 
 class LocalActionFlow:
@@ -213,13 +229,15 @@ class LocalActionFlow:
         agents: bool = True,
         rate: float = 0.5,
         progress: Progress | None = None,
+        client_logger: logging.Logger | None = None,
     ) -> None:
+        """`client_logger`: where the agents' and the view's Kafka clients log (else librdkafka's stderr)."""
         self.platform = platform
         self.gate = LocalApprovalGate(
             platform, kafka, state_dir, progress=progress or stderr_progress("approval-gate")
         )
-        self.view = ApprovalsView(platform, kafka)
-        self.agents = SampleAgents(platform, kafka, rate) if agents else None
+        self.view = ApprovalsView(platform, kafka, client_logger)
+        self.agents = SampleAgents(platform, kafka, rate, client_logger=client_logger) if agents else None
 
     @property
     def policies(self) -> tuple[RiskPolicy, ...]:
@@ -240,9 +258,10 @@ class LocalActionFlow:
             return [f"the approval gate exited (log: {self.gate.log_file})"]
         return []
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the agents, the view and the gate; `grace`: seconds for each when the broker is gone."""
         if self.agents is not None and self.agents.is_alive():
-            self.agents.stop()
+            self.agents.stop(grace)
         if self.view.is_alive():
-            self.view.stop()
-        self.gate.stop()
+            self.view.stop(grace)
+        self.gate.stop(grace)

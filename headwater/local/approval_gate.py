@@ -115,10 +115,11 @@ class LocalApprovalGate:
         except OSError:
             return False
 
-    def stop(self) -> int | None:
+    def stop(self, grace: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` seconds (default 15: its last transaction commits)."""
         if self._process is None:
             return None
-        code = self._process.stop()
+        code = self._process.stop(grace)
         self._process = None
         return code
 

@@ -345,7 +345,12 @@ class LocalPlatform:
 
         if self.run_actions:
             done = step(say, "starting the approval gate and the sample agents proposing actions")
-            self.actions = LocalActionFlow(self.platform, self.kafka, self.state_dir)
+            self.actions = LocalActionFlow(
+                self.platform,
+                self.kafka,
+                self.state_dir,
+                client_logger=_client_logger(self.state_dir / "logs" / CLIENT_LOG),
+            )
             self.actions.start()
             self.start_seconds["approval gate"] = done()
 
@@ -449,7 +454,7 @@ class LocalPlatform:
             self.redis = None
         if self.actions is not None:
             with _reporting(say, "stopping the sample agents and the approval gate"):
-                self.actions.stop()
+                self.actions.stop(grace)
             self.actions = None
         for name, job in reversed(list(self.jobs.items())):
             if broker_down:
