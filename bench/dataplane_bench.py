@@ -45,9 +45,10 @@ from headwater.local.flink import LocalFlinkJob
 from headwater.local.process import stderr_progress
 from headwater.local.producer import MALFORMED_KINDS, ProducerSettings, SampleEvents
 from headwater.local.registry import LocalRegistry
-from headwater.spec import Platform, app_flows
+from headwater.spec import AT_LEAST_ONCE, DELIVERIES, EXACTLY_ONCE, Platform, app_flows, isolation_level
 
 APP = "agent-events"
+AT_LEAST_ONCE_BUDGET_MS = 250.0
 ANCHOR_TOPIC = "bench.passthrough.v1"
 SAY = stderr_progress("bench")
 
@@ -216,6 +217,7 @@ def drain(job: LocalFlinkJob, kafka: LocalKafka, backlog: Backlog, timeout: floa
     """Start the job on the backlog and measure its source's rate from 10% to 90% of the backlog read."""
     job.start(restore=False)
     job.wait_running(timeout)
+    running_at = time.monotonic()
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout
     last_report = 0.0
@@ -237,8 +239,49 @@ def drain(job: LocalFlinkJob, kafka: LocalKafka, backlog: Backlog, timeout: floa
         return next(s for s in samples if s[1] >= at_least)
 
     (t1, r1), (t2, r2) = first(0.1 * backlog.records), first(0.9 * backlog.records)
-    rate = (r2 - r1) / (t2 - t1) if t2 > t1 else float("nan")
-    return {"events_s": rate, "seconds": t2 - t1}
+    if t2 <= t1:  # a backlog read between two samples (a small one): its rate since the job ran, then
+        (t1, r1), (t2, r2) = (running_at, 0), samples[-1]
+    return {"events_s": (r2 - r1) / (t2 - t1), "seconds": t2 - t1}
+
+
+@dataclass
+class _Watch:
+    """One reader of the signals: when each sent event first became visible to it."""
+
+    delivery: str
+    reader: Consumer
+    pending: dict[str, float]
+    seen: list[float]
+
+    def collect(self, timeout: float) -> None:
+        for msg in self.reader.consume(500, timeout=timeout):
+            if msg.error():
+                continue
+            now = time.time()
+            # The signal's key is the agent id; its event id is in the Avro body, as plain UTF-8 after the
+            # header: find which sent event it is by looking up the ids we sent in it. A record seen again
+            # (at-least-once: an aborted transaction's copy, then the committed one) counts once, the first
+            # time, as an idempotent consumer keyed by event id would act on it.
+            body = msg.value() or b""
+            start = body.find(b"evt-")
+            if start < 0:
+                continue
+            end = start
+            while end < len(body) and body[end] > 0x20 and chr(body[end]) in _ID_CHARS:
+                end += 1
+            at = self.pending.pop(body[start:end].decode("ascii", "replace"), None)
+            if at is not None:
+                self.seen.append(now - at)
+
+    def figures(self, sent: int) -> dict[str, float]:
+        # An event never seen counts as slower than every one seen: p99 is over what was sent, not what arrived.
+        ordered = sorted(self.seen) + [math.inf] * (sent - len(self.seen))
+        return {
+            "sent": sent,
+            "seen": len(self.seen),
+            "p50_ms": (percentile(ordered, 50) or float("nan")) * 1000,
+            "p99_ms": (percentile(ordered, 99) or float("nan")) * 1000,
+        }
 
 
 def latency(
@@ -249,79 +292,62 @@ def latency(
     contract: dict[str, Any],
     rate: float,
     seconds: float,
-) -> dict[str, float]:
-    """Produce valid events at `rate` for `seconds`; produce -> visible (read_committed) per signal."""
+) -> dict[str, dict[str, float]]:
+    """Produce valid events at `rate` for `seconds`; produce -> visible per signal, for each delivery a
+    consume flow may choose (`exactly-once`: read_committed; `at-least-once`: read_uncommitted, first copy)."""
     sink = _topic(platform, "sink")
-    reader = Consumer(
-        {
-            **kafka.admin_config(),
-            "group.id": f"bench-latency-{time.time_ns()}",
-            "auto.offset.reset": "latest",
-            "isolation.level": "read_committed",
-        }
-    )
-    reader.subscribe([sink])
+    watches = []
+    for delivery in DELIVERIES:
+        reader = Consumer(
+            {
+                **kafka.admin_config(),
+                "group.id": f"bench-latency-{delivery}-{time.time_ns()}",
+                "auto.offset.reset": "latest",
+                "isolation.level": isolation_level(delivery),
+            }
+        )
+        reader.subscribe([sink])
+        watches.append(_Watch(delivery, reader, {}, []))
     deadline = time.monotonic() + 30
-    while not reader.assignment() and time.monotonic() < deadline:
-        reader.poll(0.2)
+    for watch in watches:
+        while not watch.reader.assignment() and time.monotonic() < deadline:
+            watch.reader.poll(0.2)
     events = _events(contract, 23)
     producer = Producer({**client_config(kafka, "agent-gateway"), "linger.ms": 5})
     source = _topic(platform, "source")
-    sent_at: dict[str, float] = {}
-    seen: list[float] = []
     start = time.monotonic()
     n = 0
     while time.monotonic() - start < seconds:
         due = start + n / rate
         while time.monotonic() < due:
-            _collect(reader, sent_at, seen, 0)
+            for watch in watches:
+                watch.collect(0)
             producer.poll(0)
         doc = events.valid()
-        sent_at[doc["event_id"]] = time.time()
+        for watch in watches:
+            watch.pending[doc["event_id"]] = time.time()
         _produce(producer, source, doc["agent_id"].encode(), frame(schema_id, json.dumps(doc).encode()))
         n += 1
     producer.flush(30)
     tail = time.monotonic() + 30
-    while len(seen) < n and time.monotonic() < tail:
-        _collect(reader, sent_at, seen, 0.2)
-    reader.close()
-    # An event never seen counts as slower than every one seen: p99 is over what was sent, not what arrived.
-    ordered = sorted(seen) + [math.inf] * (n - len(seen))
-    return {
-        "sent": n,
-        "seen": len(seen),
-        "p50_ms": (percentile(ordered, 50) or float("nan")) * 1000,
-        "p99_ms": (percentile(ordered, 99) or float("nan")) * 1000,
-    }
+    while any(len(w.seen) < n for w in watches) and time.monotonic() < tail:
+        for watch in watches:
+            watch.collect(0.1)
+    for watch in watches:
+        watch.reader.close()
+    return {watch.delivery: watch.figures(n) for watch in watches}
 
 
 def latency_verdict(p99_ms: float, checkpoint_interval_ms: int) -> str:
     """p99 produce-to-visible against the exactly-once budget: 1.5x the checkpoint interval."""
-    budget = 1.5 * checkpoint_interval_ms
+    return _verdict(p99_ms, 1.5 * checkpoint_interval_ms, f"1.5 x {checkpoint_interval_ms} ms")
+
+
+def _verdict(p99_ms: float, budget: float, what: str) -> str:
     if math.isinf(p99_ms):
         return f"p99 not reached (over 1% of the events unseen); budget {budget:,.0f} ms: OVER"
     verdict = "within" if p99_ms <= budget else "OVER"
-    return f"p99 {p99_ms:,.0f} ms vs budget 1.5 x {checkpoint_interval_ms} ms = {budget:,.0f} ms: {verdict}"
-
-
-def _collect(reader: Consumer, sent_at: dict[str, float], seen: list[float], timeout: float) -> None:
-    for msg in reader.consume(500, timeout=timeout):
-        if msg.error():
-            continue
-        now = time.time()
-        # The signal's key is the agent id; its event id is in the Avro body, as plain UTF-8 after the
-        # header: find which sent event it is by looking up the ids we sent in it.
-        body = msg.value() or b""
-        start = body.find(b"evt-")
-        if start < 0:
-            continue
-        end = start
-        while end < len(body) and body[end] > 0x20 and chr(body[end]) in _ID_CHARS:
-            end += 1
-        event_id = body[start:end].decode("ascii", "replace")
-        at = sent_at.pop(event_id, None)
-        if at is not None:
-            seen.append(now - at)
+    return f"p99 {p99_ms:,.0f} ms vs budget {what} = {budget:,.0f} ms: {verdict}"
 
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
@@ -330,7 +356,7 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def run(events: int, latency_seconds: float, state: Path, timeout: float) -> None:
+def run(events: int, latency_seconds: float, state: Path, timeout: float, load_share: float = 0.8) -> None:
     install_signal_handlers()
     platform = load_platform("local")
     kafka = LocalKafka(platform, state / "kafka", KafkaPorts.free(), progress=stderr_progress("kafka"))
@@ -382,7 +408,7 @@ def run(events: int, latency_seconds: float, state: Path, timeout: float) -> Non
         cpu_job = _cpu(tree)
         broker_job = sum(_cpu(broker).values()) - broker_cpu0
 
-        load = 0.8 * drained["events_s"]
+        load = load_share * drained["events_s"]
         SAY(f"agent-events: latency at 80% of its rate ({load:,.0f} events/s) for {latency_seconds:.0f}s")
         lat = latency(job, kafka, platform, schema_id, raw_schema, load, latency_seconds)
 
@@ -398,11 +424,16 @@ def run(events: int, latency_seconds: float, state: Path, timeout: float) -> Non
             "agent-events CPU for the whole run: "
             + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(cpu_job.items()))
             + f"; broker during the drain {broker_job:.1f}s",
-            f"latency at 80% load ({load:,.0f} events/s, {lat['sent']:,} sent, {lat['seen']:,} seen): "
-            f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms "
-            f"(checkpoint interval {platform.flink.checkpoint_interval_ms} ms; exactly-once output is visible "
-            "when its checkpoint commits)",
-            "exactly-once latency: " + latency_verdict(lat["p99_ms"], platform.flink.checkpoint_interval_ms),
+            *(
+                f"latency at {load_share:.0%} load, {delivery} reader ({load:,.0f} events/s, {f['sent']:,} sent, "
+                f"{f['seen']:,} seen, isolation.level={isolation_level(delivery)}): "
+                f"p50 {f['p50_ms']:,.0f} ms, p99 {f['p99_ms']:,.0f} ms"
+                for delivery, f in lat.items()
+            ),
+            "exactly-once latency (visible when its checkpoint commits): "
+            + latency_verdict(lat[EXACTLY_ONCE]["p99_ms"], platform.flink.checkpoint_interval_ms),
+            "at-least-once latency (visible when written; duplicates possible after a restart): "
+            + _verdict(lat[AT_LEAST_ONCE]["p99_ms"], AT_LEAST_ONCE_BUDGET_MS, "the at-least-once target"),
             "settings: "
             + ", ".join(f"{k}={v}" for k, v in sorted(conf.items()) if "dir" not in k)
             + f", parallelism={platform.flink.parallelism}",
@@ -421,16 +452,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--events", type=int, default=200_000, help="backlog size (records)")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase")
+    parser.add_argument(
+        "--latency-load",
+        type=float,
+        default=0.8,
+        help="the latency phase's rate, as a share of the drained rate (0 < x <= 1)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up draining after this long")
     parser.add_argument("--state-dir", type=Path, help="keep the broker's and job's state here")
     args = parser.parse_args(argv)
     if args.events < 1000:
         parser.error(f"--events {args.events}: allowed: at least 1000")
+    if not 0 < args.latency_load <= 1:
+        parser.error(f"--latency-load {args.latency_load}: allowed: more than 0, at most 1")
     if args.state_dir:
-        run(args.events, args.latency_seconds, args.state_dir.resolve(), args.timeout)
+        run(args.events, args.latency_seconds, args.state_dir.resolve(), args.timeout, args.latency_load)
     else:
         with tempfile.TemporaryDirectory(prefix="headwater-bench-") as folder:
-            run(args.events, args.latency_seconds, Path(folder), args.timeout)
+            run(args.events, args.latency_seconds, Path(folder), args.timeout, args.latency_load)
 
 
 if __name__ == "__main__":

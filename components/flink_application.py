@@ -95,7 +95,7 @@ def app_arguments(platform: Platform, app: App, schema_registry_url: str | None 
     ]
     for topic in flows.sources:
         args += ["--source-topic", topic]
-    args += ["--group-id", flows.group_id]
+    args += ["--group-id", flows.group_id, "--isolation-level", flows.isolation_level]
     for topic in flows.sinks:
         args += ["--sink-topic", topic]
     for topic in flows.dead_letters:

@@ -49,6 +49,12 @@ class LagBudget:
     severity: str
 
 
+# How long a CDC source's events may trail the commits they capture (Debezium's MilliSecondsBehindSource),
+# by the strictest SLA of the topics it routes to: while they trail, PostgreSQL keeps every WAL segment since
+# the slot's confirmed position.
+CDC_BEHIND_BUDGETS_MS: dict[Sla, int] = {Sla.GOLD: 60_000, Sla.SILVER: 300_000, Sla.BRONZE: 900_000}
+_SLA_ORDER = (Sla.GOLD, Sla.SILVER, Sla.BRONZE)
+
 LAG_BUDGETS: dict[Sla, LagBudget] = {
     Sla.GOLD: LagBudget(10_000, "5m", "critical"),
     Sla.SILVER: LagBudget(100_000, "15m", "warning"),
@@ -139,11 +145,47 @@ def alert_rules(platform: Platform) -> dict[str, Any]:
         ]
     groups = [
         {"name": "headwater-consumer-lag", "rules": lag},
+        {"name": "headwater-cdc", "rules": _cdc_rules(platform)},
         {"name": "headwater-kafka", "rules": kafka},
         {"name": "headwater-dead-letters", "rules": dead},
         {"name": "headwater-flink", "rules": flink},
     ]
     return {"groups": [g for g in groups if g["rules"]]}
+
+
+def _cdc_rules(platform: Platform) -> list[dict[str, Any]]:
+    """Per CDC source: its connector failed (nothing reads the replication slot, so the database keeps every WAL
+    segment from then on and its disk fills), or its events trail their commits beyond the SLA's budget."""
+    rules = []
+    for source in platform.sources:
+        sla = min((platform.topic(r.topic).sla for r in source.routes), key=_SLA_ORDER.index)
+        budget = LAG_BUDGETS[sla]
+        behind_ms = CDC_BEHIND_BUDGETS_MS[sla]
+        rules += [
+            _rule(
+                "HeadwaterCdcConnectorFailed",
+                f'max by (connector) (kafka_connect_connector_status{{connector="{source.connector_name}", '
+                'status="failed"}) > 0',
+                "5m",
+                "critical",
+                f"{source.connector_name} failed: nothing reads replication slot {source.slot_name}, so "
+                f"{source.database} keeps every WAL segment from then on; restart the task once the cause is fixed",
+                source=source.name,
+                owner=source.owner,
+            ),
+            _rule(
+                "HeadwaterCdcBehind",
+                'max by (name) (debezium_metrics_MilliSecondsBehindSource{plugin="postgres", '
+                f'context="streaming", name="{source.topic_prefix}"}}) > {behind_ms}',
+                budget.for_,
+                budget.severity,
+                f"{source.name}'s outbox events reach Kafka more than {behind_ms // 1000}s after their commits; "
+                f"replication slot {source.slot_name} holds the WAL since",
+                source=source.name,
+                owner=source.owner,
+            ),
+        ]
+    return rules
 
 
 def _panel(title: str, expr: str, legend: str, panel_id: int, y: int, x: int) -> dict[str, Any]:

@@ -21,6 +21,9 @@ from headwater import versions
 from headwater.contracts.kafkasql import registry_problems
 from headwater.contracts.model import ContractError, load_contracts
 from headwater.spec import (
+    AT_LEAST_ONCE,
+    DELIVERIES,
+    EXACTLY_ONCE,
     EXPIRY_ACTIONS,
     K8S_NAME,
     SSL_MODES,
@@ -613,11 +616,18 @@ def _consumes(sec: _Section, key: str, name: str) -> list[Consume]:
             "literal",
             check=lambda v: None if v in ("literal", "prefix") else "literal, prefix",
         )
+        delivery = cs.get(
+            "delivery",
+            str,
+            EXACTLY_ONCE,
+            check=lambda v: None if v in DELIVERIES else ", ".join(DELIVERIES),
+        )
         out.append(
             Consume(
                 topic=cs.get("topic", str),
                 group=cs.get("group", str, name),
                 group_pattern="prefix" if pattern == "prefix" else "literal",
+                delivery="at-least-once" if delivery == AT_LEAST_ONCE else "exactly-once",
             )
         )
         cs.done()

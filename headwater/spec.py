@@ -125,12 +125,36 @@ class Topic:
         return self.name.replace("_", "-")
 
 
+# What a consume flow is promised (`delivery:` in the catalog). Exactly-once output of a transactional writer
+# becomes visible when its transaction commits (the writer's checkpoint); an at-least-once reader sees each
+# record as soon as it is written, and after a writer's restart may see a record again (an aborted copy and
+# its replay): it must act idempotently, keyed by the record's id. Latency against repeats, chosen per flow.
+EXACTLY_ONCE = "exactly-once"
+AT_LEAST_ONCE = "at-least-once"
+DELIVERIES = (EXACTLY_ONCE, AT_LEAST_ONCE)
+Delivery = Literal["exactly-once", "at-least-once"]
+
+
+def isolation_level(delivery: str) -> str:
+    """The Kafka consumer's `isolation.level` for a consume flow's delivery: the one place that decides it."""
+    if delivery == EXACTLY_ONCE:
+        return "read_committed"
+    if delivery == AT_LEAST_ONCE:
+        return "read_uncommitted"
+    raise ValueError(f"delivery {delivery!r} is not one of {', '.join(DELIVERIES)}")
+
+
 @dataclass(frozen=True)
 class Consume:
     topic: str
     group: str
     # "prefix" for clients that name their group `<group><suffix>` themselves (e.g. one group per start).
     group_pattern: AclPattern = "literal"
+    delivery: Delivery = "exactly-once"
+
+    @property
+    def isolation_level(self) -> str:
+        return isolation_level(self.delivery)
 
 
 @dataclass(frozen=True)
@@ -148,6 +172,7 @@ class Flow:
     direction: Literal["produce", "consume"]
     exactly_once: bool = False  # a transactional producer
     group: str | None = None  # the consumer group of a consume
+    delivery: str = EXACTLY_ONCE  # of a consume: what its reader is promised (see `isolation_level`)
 
     @property
     def source(self) -> str:
@@ -160,7 +185,7 @@ class Flow:
     @property
     def label(self) -> str:
         if self.direction == "consume":
-            return f"group {self.group}"
+            return f"group {self.group}" + ("" if self.delivery == EXACTLY_ONCE else f", {self.delivery}")
         return "exactly-once" if self.exactly_once else "produce"
 
 
@@ -839,7 +864,7 @@ class Platform:
         out: list[Flow] = []
         for p in self.principals:
             out += [Flow(p.name, f.topic, "produce", exactly_once=f.transactional) for f in p.produces]
-            out += [Flow(p.name, c.topic, "consume", group=c.group) for c in p.consumes]
+            out += [Flow(p.name, c.topic, "consume", group=c.group, delivery=c.delivery) for c in p.consumes]
         return tuple(out)
 
     def lineage(self) -> list[tuple[str, str, str]]:
@@ -853,6 +878,7 @@ class AppFlows:
 
     sources: tuple[str, ...]
     group_id: str
+    isolation_level: str  # of its source, from the consume flow's delivery
     sinks: tuple[str, ...]
     dead_letters: tuple[str, ...]
     transactional_id_prefix: str | None
@@ -887,6 +913,7 @@ def app_flows(platform: Platform, app: App) -> AppFlows:
     return AppFlows(
         sources=tuple(c.topic for c in principal.consumes),
         group_id=groups[0],
+        isolation_level=principal.consumes[0].isolation_level,
         sinks=sinks,
         dead_letters=dead,
         transactional_id_prefix=principal.transactional_id_prefix if principal.transactional else None,

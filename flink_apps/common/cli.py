@@ -19,7 +19,7 @@ from pyflink.table import StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 
 from flink_apps.common import flink_io, runtime, schemas
-from flink_apps.common.flink_io import STARTUP_MODES, KafkaConnection
+from flink_apps.common.flink_io import ISOLATION_LEVELS, STARTUP_MODES, KafkaConnection
 from flink_apps.common.kafka_properties import read_properties_file, split_client_properties
 from flink_apps.common.registry import RegistryClient
 from flink_apps.common.wire import AvroCodec
@@ -95,6 +95,14 @@ def add_common_options(parser: argparse.ArgumentParser, *, job_name: str) -> Non
         help="Java properties file with the Kafka client's security settings (and schema.registry.* keys)",
     )
     option(parser, "--group-id", required=True, help="consumer group id of the source")
+    option(
+        parser,
+        "--isolation-level",
+        default="read_committed",
+        choices=ISOLATION_LEVELS,
+        help="read_committed: only committed transactions (exactly-once input); read_uncommitted: every "
+        "record as soon as it is written (at-least-once, lower latency)",
+    )
     option(
         parser,
         "--transactional-id-prefix",
@@ -247,6 +255,7 @@ def kafka_source(
         connection,
         topic=args.source_topic,
         group_id=args.group_id,
+        isolation_level=args.isolation_level,
         startup_mode=args.startup_mode,
         uid=uid,
     )
@@ -284,7 +293,12 @@ def kafka_source_table(
     runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
     t_env = runtime.table_environment(env)
     table = flink_io.kafka_source_table(
-        t_env, connection, topic=args.source_topic, group_id=args.group_id, startup_mode=args.startup_mode
+        t_env,
+        connection,
+        topic=args.source_topic,
+        group_id=args.group_id,
+        isolation_level=args.isolation_level,
+        startup_mode=args.startup_mode,
     ).select(col("value"), col("topic"), col("partition"), col("offset"), col("ts").alias("timestamp"))
     return env, t_env, table
 

@@ -35,6 +35,7 @@ KAFKA_RECORD_TYPE = Types.ROW_NAMED(
 """A record to write: key and value bytes and its timestamp (epoch ms, None for the broker's clock)."""
 
 STARTUP_MODES = ("group-offsets", "earliest-offset", "latest-offset")
+ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,15 @@ def kafka_source_table(
     *,
     topic: str,
     group_id: str,
+    isolation_level: str = "read_committed",
     startup_mode: str = "group-offsets",
 ) -> Table:
     """A table of `topic`'s records (`value`, `topic`, `partition`, `offset`, `ts` TIMESTAMP_LTZ(3)),
-    reading only committed transactions."""
+    reading only committed transactions unless the flow chose `read_uncommitted` (at-least-once)."""
     if startup_mode not in STARTUP_MODES:
         raise ValueError(f"startup mode {startup_mode!r} is not one of {', '.join(STARTUP_MODES)}")
+    if isolation_level not in ISOLATION_LEVELS:
+        raise ValueError(f"isolation level {isolation_level!r} is not one of {', '.join(ISOLATION_LEVELS)}")
     schema = (
         Schema.new_builder()
         .column("value", DataTypes.BYTES())
@@ -79,7 +83,7 @@ def kafka_source_table(
         **connection.options(),
         "topic": topic,
         "properties.group.id": group_id,
-        "properties.isolation.level": "read_committed",
+        "properties.isolation.level": isolation_level,
         # Without committed offsets (first start) read the topic from its beginning.
         "properties.auto.offset.reset": "earliest",
         "scan.startup.mode": startup_mode,
@@ -95,11 +99,19 @@ def kafka_source(
     *,
     topic: str,
     group_id: str,
+    isolation_level: str = "read_committed",
     startup_mode: str = "group-offsets",
     uid: str,
 ) -> DataStream:
-    """A stream of `SOURCE_RECORD_TYPE` rows from `topic`, reading only committed transactions."""
-    table = kafka_source_table(t_env, connection, topic=topic, group_id=group_id, startup_mode=startup_mode)
+    """A stream of `SOURCE_RECORD_TYPE` rows from `topic` (see `kafka_source_table`)."""
+    table = kafka_source_table(
+        t_env,
+        connection,
+        topic=topic,
+        group_id=group_id,
+        isolation_level=isolation_level,
+        startup_mode=startup_mode,
+    )
     rows = t_env.to_data_stream(table)
     return rows.map(_to_source_record, output_type=SOURCE_RECORD_TYPE).name(f"{topic} records").uid(uid)
 

@@ -3,7 +3,8 @@ event takes from the raw topic to a signal an agent can read, and why records we
 
 `Monitor` gathers the figures in background threads:
 - signals and features are read the way the agents read them: as `agent-runtime`, in its consumer groups
-  from the catalog, with `isolation.level=read_committed` (so a signal counts once its transaction commits);
+  from the catalog, with the isolation level its flows' `delivery:` gives (signals at-least-once, as soon as
+  written, each event id counted once; features read committed);
 - end-to-end latency is the time a signal becomes visible to that consumer minus the timestamp of the raw
   record it came from (signals carry it as `source.timestamp`); only events produced during this run count;
 - dead letters are read as the principal the catalog declares as their reader (operators' triage), by
@@ -21,7 +22,7 @@ import math
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 RATE_WINDOW_S = 5.0
 LATENCY_WINDOW_S = 30.0
 MAX_SAMPLES = 500_000
+MAX_SIGNAL_IDS = 200_000  # event ids remembered to act once per signal (at-least-once readers see repeats)
 
 
 # ---- which topics and groups, from the spec ----------------------------------------------------------------
@@ -72,6 +74,8 @@ class Topology:
     transactional: frozenset[str]  # topics written in transactions (each commit leaves a marker offset)
     app_groups: frozenset[str]  # groups of the Flink apps, whose sources commit offsets at checkpoints
     triage: tuple[str, str] | None = None  # (principal, group) declared to read the dead letters
+    # (topic, isolation.level) of the reader's flows: its catalog `delivery:` decides (spec.isolation_level)
+    reader_isolation: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, platform: Platform) -> Topology:
@@ -120,6 +124,7 @@ class Topology:
             dead_letters=dead_letters,
             features=features,
             reader_groups=tuple((c.topic, c.group) for c in platform.principal(reader).consumes),
+            reader_isolation=tuple((c.topic, c.isolation_level) for c in platform.principal(reader).consumes),
             lag_groups=tuple(
                 sorted(
                     (c.group, c.topic)
@@ -143,6 +148,9 @@ class Topology:
             if t == topic:
                 return group
         raise KeyError(f"{self.reader} does not consume {topic} in this stack")
+
+    def reader_isolation_level(self, topic: str) -> str:
+        return dict(self.reader_isolation).get(topic, "read_committed")
 
 
 # ---- small statistics ---------------------------------------------------------------------------------------
@@ -286,6 +294,7 @@ class Monitor:
         self._recent_latencies: deque[tuple[float, float]] = deque()
         self._reasons: Counter[str] = Counter()
         self._signals: deque[str] = deque(maxlen=6)
+        self._signal_ids: OrderedDict[Any, None] = OrderedDict()  # the newest event ids seen, oldest first
         self._features: deque[str] = deque(maxlen=6)
         self._lags: tuple[GroupLag, ...] = ()
         self._partitions: dict[str, list[int]] = {}
@@ -335,12 +344,12 @@ class Monitor:
 
     # ---- readers -----------------------------------------------------------------------------------------
 
-    def _consumer(self, config: Mapping[str, Any], group: str) -> Consumer:
+    def _consumer(self, config: Mapping[str, Any], group: str, isolation: str) -> Consumer:
         return Consumer(
             {
                 **config,
                 "group.id": group,
-                "isolation.level": "read_committed",
+                "isolation.level": isolation,
                 "auto.offset.reset": "latest",
                 "enable.auto.commit": True,
                 "auto.commit.interval.ms": 1000,  # so the lag shown is the reader's, not the commit interval's
@@ -350,7 +359,7 @@ class Monitor:
 
     def _consume_group(self, name: str, topic: str, handler: Callable[[dict[str, Any], int], None]) -> None:
         group = self.topology.reader_group(topic)
-        consumer = self._consumer(self.reader_config, group)
+        consumer = self._consumer(self.reader_config, group, self.topology.reader_isolation_level(topic))
         decode = AvroDeserializer(
             RegistryClient(self.registry_url, auth=self.registry_auth(self.topology.reader))
         )
@@ -376,6 +385,14 @@ class Monitor:
                 consumer.close()
 
     def _on_signal(self, record: dict[str, Any], now_ms: int) -> None:
+        # An at-least-once reader may see a signal twice (an aborted transaction's copy, then its replay): the
+        # agents act once per event id, and so does the console.
+        event_id = record.get("event_id")
+        if event_id in self._signal_ids:
+            return
+        self._signal_ids[event_id] = None
+        if len(self._signal_ids) > MAX_SIGNAL_IDS:
+            self._signal_ids.popitem(last=False)
         source = record.get("source") or {}
         produced = source.get("timestamp")
         latency = now_ms - produced if isinstance(produced, int) and produced >= self.since_ms else None

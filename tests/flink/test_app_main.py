@@ -91,6 +91,19 @@ def test_missing_required_option_and_bad_values_exit(capsys: pytest.CaptureFixtu
     assert "must be a positive integer" in capsys.readouterr().err
 
 
+def test_the_source_isolation_is_read_committed_unless_the_flow_chose_at_least_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["--bootstrap-servers=b", "--group-id=g", "--transactional-id-prefix=t", "--source-topic=a"]
+    base += ["--sink-topic=b"]
+    assert features_main.parse_args(base).isolation_level == "read_committed"
+    chosen = features_main.parse_args([*base, "--isolation-level=read_uncommitted"])
+    assert chosen.isolation_level == "read_uncommitted"
+    with pytest.raises(SystemExit):
+        features_main.parse_args([*base, "--isolation-level=read_dirty"])
+    assert "read_committed" in capsys.readouterr().err
+
+
 def test_without_schema_ids_or_registry_the_job_is_not_built(
     connector_jar: str, properties_file: str
 ) -> None:

@@ -36,8 +36,10 @@ def test_the_dataplane_benchmark_runs_on_a_small_backlog(tmp_path: Path) -> None
         "anchor",
         "agent-events:",
         "CPU",
-        "latency at 80% load",
-        "exactly-once latency:",
+        "latency at 80% load, exactly-once reader",
+        "latency at 80% load, at-least-once reader",
+        "exactly-once latency",
+        "at-least-once latency",
         "settings:",
     ):
         assert any(what in line for line in lines), (what, done.stdout[-2000:])

@@ -194,3 +194,22 @@ def test_the_dashboard_reads_broker_throughput_and_request_latency() -> None:
 
     names = queried_metrics(load_platform("prod"))
     assert {kafka_metrics.BYTES_IN, kafka_metrics.MESSAGES_IN, kafka_metrics.REQUEST_TOTAL_TIME} <= names
+
+
+def test_each_cdc_source_is_watched_for_a_failed_connector_and_a_trailing_slot() -> None:
+    platform = load_platform("prod")
+    assert platform.sources
+    rules = {
+        (r["alert"], r["labels"]["source"]): r
+        for g in alert_rules(platform)["groups"]
+        for r in g["rules"]
+        if g["name"] == "headwater-cdc"
+    }
+    for source in platform.sources:
+        failed = rules[("HeadwaterCdcConnectorFailed", source.name)]
+        assert f'connector="{source.connector_name}"' in failed["expr"]
+        assert source.slot_name in failed["annotations"]["summary"]
+        behind = rules[("HeadwaterCdcBehind", source.name)]
+        assert f'name="{source.topic_prefix}"' in behind["expr"]  # Debezium names its metrics by topic.prefix
+        assert behind["expr"].endswith("> 60000")  # the routed approvals topic is gold
+    assert len(rules) == 2 * len(platform.sources)
