@@ -67,12 +67,13 @@ lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/feature-store.in -c requirements/platform.lock -o requirements/feature-store.lock
+	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/approval-gate.in -o requirements/approval-gate.lock
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py feature_store/__init__.py)) bench __main__.py
+TYPED := $(dir $(wildcard headwater/__init__.py headwater_cli/__init__.py components/__init__.py policies/__init__.py feature_store/__init__.py approval_gate/__init__.py)) bench __main__.py
 # Test folders import their helpers as top-level modules (and each has a conftest), so each is its own run.
 TYPED_TESTS := unit schema policy contracts integration e2e
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components.approval_gate import ApprovalGate, ApprovalGateArgs
 from components.checkpoint_storage import CheckpointStorage, CheckpointStorageArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.flink_application import FlinkApplication, FlinkApplicationArgs
@@ -64,6 +65,11 @@ class HeadwaterPlatform(pulumi.ComponentResource):
             f"{name}-cdc",
             CdcArgs(platform),
             pulumi.ResourceOptions(parent=self, depends_on=[ns, operator, kafka.kafka, topics, principals]),
+        )
+        ApprovalGate(
+            f"{name}-approval-gate",
+            ApprovalGateArgs(platform),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, kafka.kafka, topics, principals]),
         )
         flink_operator = FlinkOperator(
             f"{name}-flink-operator",

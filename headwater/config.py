@@ -24,10 +24,12 @@ from headwater.spec import (
     AT_LEAST_ONCE,
     DELIVERIES,
     EXACTLY_ONCE,
+    EXPIRY_ACTIONS,
     K8S_NAME,
     SSL_MODES,
     TOPIC_NAME,
     TOPIC_NAME_RULE,
+    ActionGate,
     App,
     Authentication,
     ConnectCluster,
@@ -36,6 +38,8 @@ from headwater.spec import (
     DatabaseEndpoint,
     FeatureStoreSettings,
     FlinkSettings,
+    GateAgent,
+    GateSettings,
     KafkaSettings,
     OutboxRoute,
     Platform,
@@ -45,6 +49,7 @@ from headwater.spec import (
     RegistrySettings,
     RegistryStorage,
     Resources,
+    RiskPolicy,
     S3Credentials,
     SecretValue,
     Sla,
@@ -413,7 +418,8 @@ def load_platform(
     kafka = _kafka(cfg.section("kafka", required=True), tier)
     watched = _strings(cfg, "watchedNamespaces", watched)
     topics = _topics(cat, cfg.section("topics"), kafka)
-    principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics})
+    gate = _action_gate(cat, topics)
+    principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics}, gate)
     clusters = _connect_clusters(cat, cfg.section("connect"), topics, {p.name for p in principals})
     sources = _sources(cat, cfg.section("sources"), tier, topics, clusters)
     principals += tuple(connect_principal(c, sources, kafka.authentication) for c in clusters)
@@ -421,6 +427,7 @@ def load_platform(
     flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
     registry = _registry(cfg.section("registry"))
     feature_store = _feature_store(cfg.section("featureStore"), tier, kafka, topics)
+    gate_settings = _gate_settings(cfg.section("actionGate"), gate)
     cfg.done()
     cat.done()
     _cross_checks(problems, tier, kafka, topics, principals)
@@ -443,6 +450,8 @@ def load_platform(
         connect_clusters=clusters,
         sources=sources,
         feature_store=feature_store,
+        action_gate=gate,
+        gate_settings=gate_settings,
     )
     # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
     # before anything is built, or not at all.
@@ -577,6 +586,12 @@ def _topics(cat: _Section, overrides: _Section, kafka: KafkaSettings) -> tuple[T
                 merged.get("retention"),
                 "'forever' for a journal topic (its data is the registry's state)",
             )
+        if kind == TopicKind.AUDIT and topic.retention_ms != -1:
+            p.add(
+                sec.path_of("retention"),
+                merged.get("retention"),
+                "'forever' for an audit topic (an audit trail is never trimmed)",
+            )
         for reserved in ("cleanup.policy", "min.insync.replicas"):
             if reserved in cfg_raw:
                 p.add(
@@ -701,7 +716,11 @@ def _check_flows(
 
 
 def _principals(
-    cat: _Section, overrides: _Section, kafka: KafkaSettings, topic_names: set[str]
+    cat: _Section,
+    overrides: _Section,
+    kafka: KafkaSettings,
+    topic_names: set[str],
+    gate: ActionGate | None = None,
 ) -> tuple[Principal, ...]:
     p = cat.problems
     raw = cat.get("principals", dict, {})
@@ -721,6 +740,8 @@ def _principals(
             monitoring.add(name)
         principal = _principal(sec, key, name, kafka)
         _check_flows(p, sec.path_of, principal, topic_names)
+        if gate is not None:
+            principal = _with_gate_flows(p, sec.path_of, principal, gate)
         out.append(principal)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         if not K8S_NAME.match(str(name)):
@@ -735,6 +756,245 @@ def _principals(
     # Lag exporters monitor every consume flow the catalog declares (the stack's, after overrides).
     flows = tuple(sorted({c for x in out for c in x.consumes}, key=lambda c: (str(c.group), str(c.topic))))
     return tuple(dataclasses.replace(x, monitors=flows) if x.name in monitoring else x for x in out)
+
+
+def _with_gate_flows(
+    problems: _Problems, path_of: Callable[[str], str], principal: Principal, gate: ActionGate
+) -> Principal:
+    """The principal with its flows on the action path's topics, which only catalog.actionGate declares."""
+    for i, c in enumerate(principal.consumes):
+        if c.topic in gate.topics:
+            problems.add(
+                f"{path_of('consumes')}[{i}].topic",
+                c.topic,
+                "a topic outside the action path; flows on its topics follow from the roles in catalog.actionGate",
+            )
+    for i, f in enumerate(principal.produces):
+        if f.topic in gate.topics:
+            problems.add(
+                f"{path_of('produces')}[{i}].topic",
+                f.topic,
+                "a topic outside the action path; flows on its topics follow from the roles in catalog.actionGate",
+            )
+    consumes, produces = gate.flows().get(principal.name, ((), ()))
+    if not consumes and not produces:
+        return principal
+    merged = dataclasses.replace(
+        principal, consumes=principal.consumes + consumes, produces=principal.produces + produces
+    )
+    if merged.transactional and merged.transactional_id_prefix is None:
+        merged = dataclasses.replace(merged, transactional_id_prefix=f"{principal.name}-")
+    return merged
+
+
+_ACTION_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ACTION_WORD = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def _words(sec: _Section, key: str) -> tuple[str, ...]:
+    """A list of lower-case words (targets, scopes, action types); each other item is a problem of its own."""
+    out = []
+    for i, value in enumerate(sec.get(key, list, [])):
+        if isinstance(value, str) and _ACTION_WORD.match(value):
+            out.append(value)
+        else:
+            sec.problems.add(
+                f"{sec.path_of(key)}[{i}]", value, "a lower-case word (letters, digits, '_' and '-')"
+            )
+    return tuple(out)
+
+
+def _risk_policy(sec: _Section, action_type: str) -> RiskPolicy:
+    p = sec.problems
+    always_human = sec.get("alwaysHuman", bool, False)
+    auto = sec.section("autoApprove")
+    max_amount = auto.get(
+        "maxAmount", float, None, check=lambda v: None if v >= 0 else "an amount >= 0 (a number)"
+    )
+    targets = _words(auto, "targets")
+    scopes = _words(auto, "scopes")
+    auto.done(["maxAmount", "targets", "scopes"])
+    on_expiry = sec.get(
+        "onExpiry", str, check=lambda v: None if v in EXPIRY_ACTIONS else ", ".join(EXPIRY_ACTIONS)
+    )
+    escalate = on_expiry == "escalate"
+    escalate_to = sec.get("escalateTo", str, _MISSING if escalate else None)
+    escalation = _duration(sec, "escalationSla", _MISSING if escalate else None) if escalate else None
+    policy = RiskPolicy(
+        action_type=action_type,
+        description=sec.get("description", str, ""),
+        always_human=always_human,
+        max_amount=float(max_amount) if max_amount is not None else None,
+        targets=targets,
+        scopes=scopes,
+        approval_sla_ms=_duration(sec, "approvalSla"),
+        on_expiry="escalate" if escalate else "reject",
+        escalate_to=escalate_to,
+        escalation_sla_ms=escalation,
+    )
+    if not escalate:
+        for key in ("escalateTo", "escalationSla"):
+            if key in sec.data:
+                p.add(sec.path_of(key), sec.data[key], "only with onExpiry: escalate")
+                sec.seen.add(key)
+    sec.done()
+    has_rule = max_amount is not None or bool(targets) or bool(scopes)
+    if always_human and auto.data:
+        p.add(
+            sec.path_of("autoApprove"),
+            dict(auto.data),
+            "no autoApprove on an alwaysHuman action type (a human decides every one)",
+        )
+    elif not always_human and not has_rule:
+        p.add(
+            sec.path_of("autoApprove"),
+            dict(auto.data) or None,
+            "at least one of maxAmount, targets, scopes (else every action of the type would be approved "
+            "by rule), or alwaysHuman: true",
+        )
+    if policy.approval_sla_ms == -1:
+        p.add(sec.path_of("approvalSla"), sec.data.get("approvalSla"), "a finite duration like 15m or 4h")
+    return policy
+
+
+GATE_RESOURCES = Resources("100m", "128Mi", "500m", "256Mi")
+
+
+def _gate_settings(sec: _Section, gate: ActionGate | None) -> GateSettings | None:
+    """The stack's `actionGate`: the gate's image (required when the catalog declares an actionGate)."""
+    if gate is None:
+        if sec.data:
+            sec.problems.add("actionGate", dict(sec.data), "nothing: the catalog declares no actionGate")
+            sec.seen.update(sec.data)
+        return None
+    settings = GateSettings(
+        image_registry=sec.get("imageRegistry", str, ""),
+        image=sec.get(
+            "image",
+            str,
+            check=lambda v: (
+                None if v not in ("", "latest") else "a pinned tag (not 'latest') or a digest sha256:..."
+            ),
+        ),
+        resources=_resources(sec.section("resources")) if "resources" in sec.data else GATE_RESOURCES,
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return settings
+
+
+def _action_gate(cat: _Section, topics: tuple[Topic, ...]) -> ActionGate | None:
+    """The action path (catalog `actionGate`): roles, topics and risk policies, checked before any flow."""
+    if "actionGate" not in cat.data:
+        return None
+    p = cat.problems
+    sec = cat.section("actionGate")
+    by_name = {t.name: t for t in topics}
+    raw_principals = cat.data.get("principals")
+    principal_names = sorted(raw_principals) if isinstance(raw_principals, dict) else []
+    used: dict[str, str] = {}
+
+    def principal(where: str, value: Any) -> str:
+        if value is _MISSING:
+            return ""  # reported as required
+        if value not in principal_names:
+            p.add(where, value, f"a principal of the catalog: {', '.join(principal_names)}")
+        return str(value)
+
+    def topic(where: str, value: Any, kind: TopicKind) -> str:
+        if value is _MISSING:
+            return ""  # reported as required
+        t = by_name.get(value) if isinstance(value, str) else None
+        if t is None:
+            p.add(where, value, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+        elif t.kind != kind:
+            p.add(where, value, f"a topic of kind {kind} ({value} is kind {t.kind})")
+        elif not t.schema:
+            p.add(where, value, f"a topic with a data contract (catalog.topics.{value}.schema)")
+        if isinstance(value, str) and value in used:
+            p.add(where, value, f"a topic of one role; {used[value]} uses it already")
+        used[str(value)] = where
+        return str(value)
+
+    gate_principal = principal(sec.path_of("principal"), sec.get("principal", str))
+    decisions = topic(sec.path_of("decisions"), sec.get("decisions", str), TopicKind.EVENTS)
+    audit = topic(sec.path_of("audit"), sec.get("audit", str), TopicKind.AUDIT)
+    state = topic(sec.path_of("state"), sec.get("state", str), TopicKind.STATE)
+
+    policies_sec = sec.section("riskPolicies", required=True)
+    policies = []
+    for action_type, body in sorted(policies_sec.data.items(), key=lambda kv: str(kv[0])):
+        where = policies_sec.path_of(str(action_type))
+        policies_sec.seen.add(action_type)
+        if not isinstance(action_type, str) or not _ACTION_TYPE.match(action_type):
+            p.add(where, action_type, "an action type: lower-case letters, digits and '_'")
+            continue
+        if not isinstance(body, dict):
+            p.add(where, body, "a mapping: alwaysHuman, autoApprove, approvalSla, onExpiry, ...")
+            continue
+        policies.append(_risk_policy(_Section(p, where, body), action_type))
+    if not policies_sec.data:
+        p.add(policies_sec.path, {}, "a risk policy for at least one action type")
+    types = sorted(x.action_type for x in policies)
+
+    agents_sec = sec.section("agents", required=True)
+    agents = []
+    for name, body in sorted(agents_sec.data.items(), key=lambda kv: str(kv[0])):
+        where = agents_sec.path_of(str(name))
+        agents_sec.seen.add(name)
+        principal(where, name)
+        a = _Section(p, where, body if isinstance(body, dict) else {})
+        action_types = _words(a, "actionTypes")
+        for i, action_type in enumerate(action_types):
+            if action_type not in types:
+                p.add(
+                    f"{a.path_of('actionTypes')}[{i}]",
+                    action_type,
+                    f"a type of riskPolicies: {', '.join(types)}",
+                )
+        agents.append(
+            GateAgent(
+                principal=str(name),
+                proposed_topic=topic(a.path_of("proposed"), a.get("proposed", str), TopicKind.EVENTS),
+                approved_topic=topic(a.path_of("approved"), a.get("approved", str), TopicKind.EVENTS),
+                action_types=action_types,
+            )
+        )
+        a.done()
+    if not agents_sec.data:
+        p.add(agents_sec.path, {}, "at least one agent: its proposed and approved topics")
+    approvers = tuple(
+        principal(f"{sec.path_of('approvers')}[{i}]", v) for i, v in enumerate(sec.get("approvers", list, []))
+    )
+    auditors = tuple(
+        principal(f"{sec.path_of('auditors')}[{i}]", v) for i, v in enumerate(sec.get("auditors", list, []))
+    )
+    sec.done()
+    if not approvers:
+        p.add(sec.path_of("approvers"), [], "at least one approver principal")
+    # One role per principal: an agent that could also decide (or a gate that could propose) would approve itself.
+    roles: dict[str, str] = {gate_principal: "principal"}
+    for role, names in (
+        ("agents", [a.principal for a in agents]),
+        ("approvers", approvers),
+        ("auditors", auditors),
+    ):
+        for name in names:
+            if name in roles:
+                p.add(
+                    f"{sec.path_of(role)}", name, f"a principal of one role; it is already in {roles[name]}"
+                )
+            roles.setdefault(name, role)
+    return ActionGate(
+        principal=gate_principal,
+        decisions_topic=decisions,
+        audit_topic=audit,
+        state_topic=state,
+        agents=tuple(agents),
+        approvers=approvers,
+        auditors=auditors,
+        policies=tuple(policies),
+    )
 
 
 _PG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

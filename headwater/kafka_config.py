@@ -48,6 +48,30 @@ def security_protocol(authentication: Authentication) -> str:
     return "SSL" if authentication == Authentication.TLS else "SASL_SSL"
 
 
+def librdkafka_settings(
+    authentication: Authentication,
+    principal: str,
+    bootstrap: str,
+    ca_file: str,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+) -> dict[str, str]:
+    """Python (librdkafka) client settings of a principal, without its password (which the client adds from its
+    secret): SASL_SSL with SCRAM, or SSL with the client certificate and key of a TLS principal."""
+    out = {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": security_protocol(authentication),
+        "ssl.ca.location": ca_file,
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+    if authentication == Authentication.SCRAM:
+        out |= {"sasl.mechanisms": SCRAM_MECHANISM, "sasl.username": principal}
+    else:
+        assert cert_file and key_file, "a TLS principal needs its certificate and key"
+        out |= {"ssl.certificate.location": cert_file, "ssl.key.location": key_file}
+    return dict(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class KeyStore:
     """Where a Java client finds a key or trust store; `password` None: the caller adds it from a secret."""

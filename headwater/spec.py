@@ -49,6 +49,11 @@ class TopicKind(StrEnum):
     DEADLETTER = "deadletter"  # rejected records with the reason, time-retained
     OUTBOX = "outbox"  # a service's transactional outbox relay / CDC stream
     JOURNAL = "journal"  # a platform service's own log (registry storage): delete, infinite retention
+    AUDIT = "audit"  # an append-only audit trail: delete, infinite retention, no Delete/Alter for anyone
+
+    @property
+    def kept_forever(self) -> bool:
+        return self in (TopicKind.JOURNAL, TopicKind.AUDIT)
 
     @property
     def compacted(self) -> bool:
@@ -696,6 +701,117 @@ def connect_principal(
     )
 
 
+EXPIRY_ACTIONS = ("reject", "escalate")
+
+
+@dataclass(frozen=True)
+class RiskPolicy:
+    """How risky one action type is: when the gate approves it by rule, and how long a human may take.
+
+    Approved by rule only if not `always_human` and every declared condition holds: `max_amount` (an action
+    without an amount fails it), `targets`, `scopes` (empty: any). Else it waits for an approver until
+    `approval_sla_ms`; then `on_expiry`: "reject", or "escalate" (to `escalate_to`, for `escalation_sla_ms`
+    more) and then reject.
+    """
+
+    action_type: str
+    description: str
+    always_human: bool
+    max_amount: float | None
+    targets: tuple[str, ...]
+    scopes: tuple[str, ...]
+    approval_sla_ms: int
+    on_expiry: Literal["reject", "escalate"]
+    escalate_to: str | None = None
+    escalation_sla_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class GateAgent:
+    """An agent on the action path: it writes only its proposed topic and reads only its approved topic."""
+
+    principal: str
+    proposed_topic: str
+    approved_topic: str
+    action_types: tuple[str, ...]
+
+    @property
+    def group(self) -> str:
+        return f"{self.principal}-approved"
+
+
+@dataclass(frozen=True)
+class ActionGate:
+    """The action path (catalog `actionGate`): the gate's principal and topics by role, the agents, approvers
+    and auditors, and a risk policy per action type. Every flow on its topics is derived from this."""
+
+    principal: str
+    decisions_topic: str
+    audit_topic: str
+    state_topic: str
+    agents: tuple[GateAgent, ...]
+    approvers: tuple[str, ...]
+    auditors: tuple[str, ...]
+    policies: tuple[RiskPolicy, ...]
+
+    @property
+    def group(self) -> str:
+        return self.principal
+
+    @property
+    def transactional_id(self) -> str:
+        """The gate runs as one instance with this id: a restarted gate fences the one it replaces."""
+        return f"{self.principal}-0"
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(
+            {self.decisions_topic, self.audit_topic, self.state_topic}
+            | {a.proposed_topic for a in self.agents}
+            | {a.approved_topic for a in self.agents}
+        )
+
+    def policy(self, action_type: str) -> RiskPolicy | None:
+        return next((p for p in self.policies if p.action_type == action_type), None)
+
+    def flows(self) -> dict[str, tuple[tuple[Consume, ...], tuple[Produce, ...]]]:
+        """principal -> (consumes, produces) on the action path's topics: the only flows that touch them."""
+        out: dict[str, tuple[tuple[Consume, ...], tuple[Produce, ...]]] = {}
+
+        def add(name: str, consumes: tuple[Consume, ...] = (), produces: tuple[Produce, ...] = ()) -> None:
+            c, p = out.get(name, ((), ()))
+            out[name] = (c + consumes, p + produces)
+
+        gate_reads = (*(a.proposed_topic for a in self.agents), self.decisions_topic, self.state_topic)
+        gate_writes = (*(a.approved_topic for a in self.agents), self.audit_topic, self.state_topic)
+        add(
+            self.principal,
+            tuple(Consume(t, self.group) for t in gate_reads),
+            tuple(Produce(t, transactional=True) for t in gate_writes),
+        )
+        for a in self.agents:
+            add(a.principal, (Consume(a.approved_topic, a.group),), (Produce(a.proposed_topic),))
+        for name in self.approvers:
+            add(name, (Consume(self.audit_topic, name),), (Produce(self.decisions_topic),))
+        for name in self.auditors:
+            add(name, (Consume(self.audit_topic, name), Consume(self.decisions_topic, f"{name}-decisions")))
+        return out
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """How an environment runs the approval gate (stack `headwater:actionGate`): its image and size."""
+
+    image_registry: str
+    image: str  # a tag or a digest (sha256:...)
+    resources: Resources
+
+    def image_ref(self, name: str) -> str:
+        sep = "@" if self.image.startswith("sha256:") else ":"
+        repo = f"{self.image_registry}/{name}" if self.image_registry else name
+        return f"{repo}{sep}{self.image}"
+
+
 @dataclass(frozen=True)
 class Platform:
     """Everything one stack creates."""
@@ -719,6 +835,8 @@ class Platform:
     sources: tuple[Source, ...] = ()
     feature_store: FeatureStoreSettings | None = None
     """None: a spec built without the loader (tests); the loader always sets it."""
+    action_gate: ActionGate | None = None
+    gate_settings: GateSettings | None = None
 
     def connect_cluster(self, name: str) -> ConnectCluster:
         for c in self.connect_clusters:

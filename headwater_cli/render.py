@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from components.approval_gate import render_approval_gate
 from components.checkpoint_storage import render_checkpoint_storage
 from components.feature_store import render_feature_store
 from components.flink_application import render_flink_applications
@@ -59,6 +60,7 @@ RENDERERS: list[Renderer] = [
     render_cdc,
     _flink,
     render_feature_store,
+    render_approval_gate,
     render_observability,
 ]
 

@@ -226,21 +226,25 @@ def _topic_cleanup(resource_type: str, props: Mapping[str, Any], ctx: Context) -
             f"{kind} topic {name}: cleanup.policy is {policy!r}: set it to compact, so the latest value "
             "per key is kept for as long as the key lives"
         )
-    if kind == TopicKind.JOURNAL.value:
+    if TopicKind(kind).kept_forever:
+        what = {
+            TopicKind.JOURNAL.value: "the journal is the registry's storage",
+            TopicKind.AUDIT.value: "an audit trail is never trimmed",
+        }[kind]
         if policy != "delete":
             yield (
-                f"journal topic {name}: cleanup.policy is {policy!r}: set it to delete (compaction would "
-                "drop the registry's history)"
+                f"{kind} topic {name}: cleanup.policy is {policy!r}: set it to delete (compaction would "
+                f"drop history; {what})"
             )
         retention = as_int(config.get("retention.ms"))
         if retention != -1:
             yield (
-                f"journal topic {name}: retention.ms is {config.get('retention.ms')!r}: set it to -1 "
-                "(retention: forever), the journal is the registry's storage"
+                f"{kind} topic {name}: retention.ms is {config.get('retention.ms')!r}: set it to -1 "
+                f"(retention: forever), {what}"
             )
         size = config.get("retention.bytes")
         if size is not None and as_int(size) != -1:
-            yield f"journal topic {name}: retention.bytes is {size!r}: remove it or set -1 (no size limit)"
+            yield f"{kind} topic {name}: retention.bytes is {size!r}: remove it or set -1 (no size limit)"
 
 
 RULES: tuple[Rule, ...] = (
@@ -282,7 +286,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         name="strimzi-topic-cleanup",
-        description="Feature and state topics are compacted; the registry journal is delete, kept forever.",
+        description="Feature and state topics are compacted; the registry journal and audit topics are delete, kept forever.",
         applies=of_kind(GROUP, "KafkaTopic"),
         check=_topic_cleanup,
     ),

@@ -42,6 +42,7 @@ from headwater.contracts.model import load_contracts
 from headwater.contracts.registry import RegistryClient, RegistryError
 from headwater.contracts.serde import JsonSerializer
 from headwater.feature_views import FeatureViewError, materializer_flows
+from headwater.local.action_flow import LocalActionFlow
 from headwater.local.cdc_flow import LocalCdc
 from headwater.local.connect import LocalConnectError
 from headwater.local.console import (
@@ -116,6 +117,8 @@ class UpOptions:
     port_settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # The catalog's outbox sources: PostgreSQL, Kafka Connect with Debezium and the sample outbox service.
     cdc: bool = True
+    # The action path: the approval gate, sample agents proposing actions, the pending approvals on the console.
+    actions: bool = True
     apps: bool = True  # the catalog's Flink apps
     restore_from: tuple[str, ...] = ()  # --restore-from values: APP=PATH or a snapshot path
     fresh: tuple[str, ...] = ()  # --fresh values: app names, "*" for every app
@@ -180,6 +183,7 @@ class LocalPlatform:
         fresh: Sequence[str] = (),
         cdc: bool = True,
         apps: bool = True,
+        actions: bool = True,
     ) -> None:
         self.platform = platform
         self.run_apps = apps
@@ -202,6 +206,8 @@ class LocalPlatform:
             progress=stderr_progress("prometheus"),
         )
         self.cdc = LocalCdc(platform, self.kafka, self.state_dir) if cdc and platform.sources else None
+        self.run_actions = actions and platform.action_gate is not None
+        self.actions: LocalActionFlow | None = None
         self.lag_exporter: LagExporter | None = None
         self.reader_metrics: ReaderMetrics | None = None
         # The online feature store: Redis (a free port) and the materializer, when the catalog has feature topics.
@@ -339,6 +345,17 @@ class LocalPlatform:
             self.cdc.start()
             self.start_seconds["cdc"] = done()
 
+        if self.run_actions:
+            done = step(say, "starting the approval gate and the sample agents proposing actions")
+            self.actions = LocalActionFlow(
+                self.platform,
+                self.kafka,
+                self.state_dir,
+                client_logger=_client_logger(self.state_dir / "logs" / CLIENT_LOG),
+            )
+            self.actions.start()
+            self.start_seconds["approval gate"] = done()
+
         # The materializer imports Feast while the Flink jobs start.
         self.start_feature_store()
         if self.run_apps:
@@ -448,6 +465,10 @@ class LocalPlatform:
             with _reporting(say, "stopping Redis"):
                 self.redis.stop()
             self.redis = None
+        if self.actions is not None:
+            with _reporting(say, "stopping the sample agents and the approval gate"):
+                self.actions.stop(grace)
+            self.actions = None
         for name, job in reversed(list(self.jobs.items())):
             if broker_down:
                 what = f"stopping Flink app {name} (no savepoint: the broker is down; its checkpoints remain)"
@@ -492,6 +513,8 @@ class LocalPlatform:
                 out.append(f"Flink app {name} {_ended(job.returncode)} (log: {_short(job.log_file)})")
         if self.cdc is not None:
             out += self.cdc.dead()
+        if self.actions is not None:
+            out += self.actions.dead()
         if self.prometheus.pid is not None and not self.prometheus.running():
             out.append(
                 f"Prometheus {_ended(self.prometheus.returncode)} (log: {_short(self.prometheus.log_file)})"
@@ -538,6 +561,8 @@ class LocalPlatform:
             lines.append(f"{'feature server':<{width}}pid {fs.pid}  {fs.url}  (log {_short(fs.log_file)})")
         if self.cdc is not None and self.cdc.sources:
             lines += self.cdc.lines()
+        if self.actions is not None:
+            lines += self.actions.lines()
         return lines
 
     def _write_runtime(self) -> None:
@@ -709,6 +734,7 @@ def up(options: UpOptions) -> int:
             fresh=options.fresh,
             cdc=options.cdc,
             apps=options.apps,
+            actions=options.actions,
         )
         local.preflight()
     except (LocalUpError, LocalKafkaError, SnapshotError, ValueError) as exc:
@@ -772,7 +798,7 @@ def up(options: UpOptions) -> int:
         )
         began = time.monotonic()
         deadline = began + options.duration if options.duration else None
-        next_cdc_line = time.monotonic()
+        next_cdc_line = next_actions_line = time.monotonic()
         next_feature_line = time.monotonic() + 5.0
         while not signals.requested.is_set():
             console.tick()
@@ -783,6 +809,10 @@ def up(options: UpOptions) -> int:
             if probe is not None and options.tty is False and time.monotonic() >= next_feature_line:
                 print("features: " + " | ".join(probe.lines()), flush=True)
                 next_feature_line = time.monotonic() + 5.0
+            if local.actions is not None and options.tty is False and time.monotonic() >= next_actions_line:
+                # Plain output: the approvals as a line, like the CDC flow's.
+                print(local.actions.lines()[1], flush=True)
+                next_actions_line = time.monotonic() + 5.0
             crashed = local.dead()
             if crashed:
                 break
@@ -1168,6 +1198,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         tty=False if args.plain else None,
         cdc=not args.no_cdc,
         apps=not args.no_apps,
+        actions=not args.no_actions,
     )
     return up(options)
 
@@ -1217,6 +1248,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], stacks:
         "--no-cdc",
         action="store_true",
         help="start the platform without the outbox sources (PostgreSQL, Kafka Connect, the sample service)",
+    )
+    p.add_argument(
+        "--no-actions",
+        action="store_true",
+        help="start the platform without the approval gate and the sample agents proposing actions",
     )
     p.add_argument(
         "--feature-window",

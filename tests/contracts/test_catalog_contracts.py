@@ -35,8 +35,10 @@ def test_every_topic_but_exempt_ones_has_a_parsable_contract(stack: str) -> None
         else:
             assert contracts[topic.name].subject == f"{topic.name}-value"
     kinds = {t: c.schema_type for t, c in contracts.items()}
-    # JSON Schema for what services write as JSON (raw events, outbox payloads), Avro for what the platform writes.
+    # JSON Schema for what services write as JSON (raw events, outbox payloads, the action path, whose records
+    # carry an agent's free-form proposal verbatim to approvers and auditors), Avro for what the platform writes.
     json_topics = {"agents.events.raw.v1"} | {r.topic for s in platform.sources for r in s.routes}
+    json_topics |= platform.action_gate.topics if platform.action_gate else frozenset()
     assert {kinds[t] for t in json_topics} == {SchemaType.JSON}
     assert {kinds[t] for t in kinds if t not in json_topics} == {SchemaType.AVRO}
 
@@ -75,12 +77,16 @@ def test_problems_are_reported_together_with_key_value_and_what_is_allowed(tmp_p
     topics["features.agent_activity.v1"].pop("schema")
     topics["agents.events.deadletter.v1"]["schema"] = "schemas/deadletter.proto"
     (tmp_path / "schemas").mkdir()
+    gate = catalog["actionGate"]
+    action_topics = [gate[role] for role in ("decisions", "audit", "state")]
+    action_topics += [agent[role] for agent in gate["agents"].values() for role in ("proposed", "approved")]
     for name in (
         "agents.events.raw.v1.json",
         "agents.signals.v1.avsc",
         "features.deadletter.v1.avsc",
         "actions.approvals.v1.json",
         "actions.tickets.v1.json",
+        *(f"{topic}.json" for topic in action_topics),
     ):
         (tmp_path / "schemas" / name).write_text((CATALOG_DIR / "schemas" / name).read_text())
     # The config loader reports contract problems with every other problem of the stack, before anything is built.

@@ -309,3 +309,25 @@ def test_compacted_journal_fails(obj: Get, judge: Judge) -> None:
     journal["spec"]["config"]["cleanup.policy"] = "compact"
     (message,) = judge("strimzi-topic-cleanup", journal)
     assert "cleanup.policy is 'compact': set it to delete" in message
+
+
+AUDIT = "KafkaTopic/headwater/audit.actions.v1"
+
+
+def test_the_audit_trail_passes_as_rendered(obj: Get, judge: Judge) -> None:
+    audit = obj("prod", AUDIT)
+    assert audit["metadata"]["labels"]["headwater.io/kind"] == "audit"
+    assert judge("strimzi-topic-cleanup", audit) == []
+
+
+def test_an_audit_trail_that_expires_or_compacts_fails(obj: Get, judge: Judge) -> None:
+    audit = obj("prod", AUDIT)
+    audit["spec"]["config"]["retention.ms"] = "31536000000"
+    audit["spec"]["config"]["cleanup.policy"] = "compact"
+    messages = judge("strimzi-topic-cleanup", audit)
+    assert any(
+        "audit topic audit.actions.v1: retention.ms is '31536000000': set it to -1" in m for m in messages
+    )
+    assert any(
+        "audit topic audit.actions.v1: cleanup.policy is 'compact': set it to delete" in m for m in messages
+    )

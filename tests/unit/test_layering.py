@@ -7,8 +7,8 @@ Bottom to top:
   pack (which also reads the components' label names);
 - the command line and the offline render/check (`headwater_cli`) and the Pulumi program (`stacks`) sit on
   top; nothing imports them.
-`flink_apps` and `feature_store` (the materializer and agents' reads) ship as their own images and import
-nothing of the rest: they are configured by their options and the repo description the platform writes.
+`flink_apps`, `feature_store` (the materializer and agents' reads) and `approval_gate` ship as their own images
+and import nothing of the rest: they are configured by their options and the descriptions the platform writes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "spec": frozenset(),
     "flink_apps": frozenset(),
     "feature_store": frozenset(),
+    "approval_gate": frozenset(),
     "components": frozenset({"spec"}),
     "local": frozenset({"spec"}),
     "policies": frozenset({"spec", "components"}),
@@ -56,6 +57,7 @@ def layer_of(module: str) -> str | None:
         "policies": "policies",
         "flink_apps": "flink_apps",
         "feature_store": "feature_store",
+        "approval_gate": "approval_gate",
         "stacks": "stacks",
     }.get(top)
 
@@ -96,6 +98,7 @@ def product_files() -> Iterator[Path]:
         "policies",
         "flink_apps",
         "feature_store",
+        "approval_gate",
         "stacks",
     ):
         yield from sorted((ROOT / top).rglob("*.py"))

@@ -1,0 +1,221 @@
+"""The approval gate on Kubernetes: a Deployment of one pod, its description and client settings, a
+NetworkPolicy.
+
+A Deployment, not a FlinkDeployment: the gate is a plain Kafka client (see `approval_gate.main` for why), one
+process with one transactional id, so exactly one replica and the `Recreate` strategy (a rolling update would
+start the new pod while the old one still runs, and the two would fence each other). Its identity is the
+catalog's gate principal: the KafkaUser Strimzi creates from the derived flows, whose Secret gives the password
+(SCRAM) or the client certificate (TLS); the cluster CA comes from the cluster's CA Secret. Its description
+(`headwater.action_gate.gate_description`) and its client settings (no secret in them) are a ConfigMap, whose
+hash rolls the pod when a policy changes. Non-root, read-only root filesystem, no service account token;
+probes on the gate's /healthz (its loop turns) and /readyz (state restored, subscribed). Network: no ingress
+(the kubelet's probes come from the node, which NetworkPolicy always allows), egress only to the Kafka
+cluster's pods on the TLS listener and to DNS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.k8s import create_object, labels, metadata, restricted_container_security
+from components.kafka_cluster import TLS_PORT, bootstrap_address, cluster_ca_secret
+from components.kafka_users import user_secret
+from headwater.action_gate import gate_description
+from headwater.kafka_config import librdkafka_settings
+from headwater.spec import Authentication, Platform
+
+COMPONENT = "approval-gate"
+CONFIG_DIR = "/etc/headwater/gate"
+CA_DIR = "/etc/headwater/kafka-ca"
+USER_DIR = "/etc/headwater/kafka-user"
+HEALTH_PORT = 8080
+RUN_AS_USER = 10001  # the image's user (approval_gate/Dockerfile)
+PASSWORD_ENV = "HEADWATER_KAFKA_PASSWORD"  # approval_gate.main reads the SCRAM password from it
+
+
+def kafka_settings(platform: Platform) -> dict[str, str]:
+    assert platform.action_gate is not None
+    principal = platform.principal(platform.action_gate.principal)
+    return librdkafka_settings(
+        principal.authentication,
+        principal.name,
+        bootstrap_address(platform.kafka, platform.namespace),
+        f"{CA_DIR}/ca.crt",
+        f"{USER_DIR}/user.crt",
+        f"{USER_DIR}/user.key",
+    )
+
+
+def _selector(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "headwater"}
+
+
+def _probe(path: str, **timing: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "health"}, **timing}
+
+
+def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
+    assert platform.action_gate is not None and platform.gate_settings is not None
+    principal = platform.principal(name)
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": f"{name}-config"}},
+        {
+            "name": "kafka-ca",
+            "secret": {
+                "secretName": cluster_ca_secret(platform.kafka),
+                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            },
+        },
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
+    if principal.authentication == Authentication.SCRAM:
+        env.append(
+            {
+                "name": PASSWORD_ENV,
+                "valueFrom": {"secretKeyRef": {"name": user_secret(name), "key": "password"}},
+            }
+        )
+    else:
+        volumes.append(
+            {
+                "name": "kafka-user",
+                "secret": {
+                    "secretName": user_secret(name),
+                    "items": [
+                        {"key": "user.crt", "path": "user.crt"},
+                        {"key": "user.key", "path": "user.key"},
+                    ],
+                },
+            }
+        )
+        mounts.append({"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True})
+    container = {
+        "name": "gate",
+        "image": platform.gate_settings.image_ref(COMPONENT),
+        "imagePullPolicy": "IfNotPresent",
+        "command": [
+            "python",
+            "-m",
+            "approval_gate.main",
+            f"--description={CONFIG_DIR}/gate.json",
+            f"--kafka-config={CONFIG_DIR}/kafka.json",
+            f"--health-port={HEALTH_PORT}",
+        ],
+        "ports": [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+        "env": env,
+        "volumeMounts": mounts,
+        "resources": platform.gate_settings.resources.k8s(),
+        # Restoring the changelog comes before readiness: give it time, then probe tightly.
+        "startupProbe": _probe("/healthz", periodSeconds=5, failureThreshold=24, timeoutSeconds=3),
+        "livenessProbe": _probe("/healthz", periodSeconds=10, failureThreshold=3, timeoutSeconds=3),
+        "readinessProbe": _probe("/readyz", periodSeconds=5, failureThreshold=3, timeoutSeconds=3),
+        "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
+    }
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def _network_policy(platform: Platform, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(name, platform.namespace, labels(COMPONENT, name)),
+        "spec": {
+            "podSelector": {"matchLabels": _selector(name)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [
+                {
+                    "to": [
+                        {"podSelector": {"matchLabels": {"strimzi.io/cluster": platform.kafka.cluster_name}}}
+                    ],
+                    "ports": [{"port": TLS_PORT, "protocol": "TCP"}],
+                },
+                {
+                    "to": [{"namespaceSelector": {}}],
+                    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+                },
+            ],
+        },
+    }
+
+
+def render_approval_gate(platform: Platform) -> list[dict[str, Any]]:
+    """ConfigMap (description, client settings), Deployment and NetworkPolicy of the gate; nothing without an
+    actionGate in the catalog."""
+    if platform.action_gate is None or platform.gate_settings is None:
+        return []
+    name = platform.action_gate.principal
+    data = {
+        "gate.json": json.dumps(gate_description(platform), indent=2, sort_keys=True) + "\n",
+        "kafka.json": json.dumps(kafka_settings(platform), indent=2, sort_keys=True) + "\n",
+    }
+    config_hash = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    common = labels(COMPONENT, name)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, platform.namespace, common),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": _selector(name)},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": common, "annotations": {"headwater.io/config-hash": config_hash}},
+                "spec": _pod_spec(platform, name),
+            },
+        },
+    }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(f"{name}-config", platform.namespace, common),
+        "data": data,
+    }
+    return [config_map, deployment, _network_policy(platform, name)]
+
+
+@dataclass(frozen=True)
+class ApprovalGateArgs:
+    platform: Platform
+
+    def __post_init__(self) -> None:
+        gate = self.platform.action_gate
+        if gate is None:
+            return
+        if self.platform.gate_settings is None:
+            raise ValueError("the catalog declares an actionGate but the stack sets no actionGate.image")
+        if gate.principal not in {p.name for p in self.platform.principals}:
+            raise ValueError(f"the gate's principal {gate.principal!r} is not a principal of the platform")
+
+
+class ApprovalGate(pulumi.ComponentResource):
+    """The approval gate's ConfigMap, Deployment and NetworkPolicy (nothing without an actionGate)."""
+
+    def __init__(self, name: str, args: ApprovalGateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("headwater:gate:ApprovalGate", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        for obj in render_approval_gate(args.platform):
+            create_object(f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj, child)
+        self.register_outputs({})

@@ -1,0 +1,267 @@
+"""The action path on this machine: the approval gate, sample agents proposing actions, and the pending
+approvals as the console shows them.
+
+- the gate (`LocalApprovalGate`) as the catalog's gate principal, under `Supervised`;
+- `SampleAgents`: each agent of `catalog.actionGate` proposes, as its own principal on its own topic, a mix of
+  actions of the types it may propose: most within their type's rule (approved automatically), the rest above
+  an amount, outside a scope or of a type a human always decides (held for an approver until their SLA);
+- `ApprovalsView`: the audit trail read `read_committed` as the catalog's auditor: what is pending (with the
+  time left), and how many were approved by rule or by people, rejected or expired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from headwater.action_gate import action_gate
+from headwater.local.approval_gate import LocalApprovalGate
+from headwater.local.kafka import LocalKafka
+from headwater.local.process import Progress, stderr_progress
+from headwater.local.provision import client_config
+from headwater.spec import ActionGate, GateAgent, Platform, RiskPolicy
+
+HIGH_RISK_SHARE = 0.3
+
+
+def sample_proposal(
+    agent: GateAgent, gate: ActionGate, rng: random.Random, high_risk: bool
+) -> dict[str, Any]:
+    """One proposal of a type the agent may propose: within its type's rule, or (high_risk) outside it."""
+    action_type = rng.choice(agent.action_types)
+    policy = gate.policy(action_type)
+    assert policy is not None, "the loader checks every agent's types against the policies"
+    body: dict[str, Any] = {
+        "action_id": f"{agent.principal}-{uuid.uuid4().hex[:12]}",
+        "type": action_type,
+        "target": _pick(policy.targets, "account", rng),
+        "scope": _pick(policy.scopes, "account", rng),
+        "summary": f"sample {action_type} from {agent.principal}",
+        "proposed_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "context": {"signals": [{"event_id": f"sample-{rng.randrange(10**6)}"}], "features": {}},
+    }
+    if policy.max_amount is not None:
+        low = round(rng.uniform(1, policy.max_amount), 2)
+        body["amount"] = round(policy.max_amount * rng.uniform(1.5, 20), 2) if high_risk else low
+        body["currency"] = "EUR"
+    elif high_risk and not policy.always_human:
+        body["target"] = "all-customers"  # outside any declared target
+    return body
+
+
+def _pick(allowed: tuple[str, ...], fallback: str, rng: random.Random) -> str:
+    return rng.choice(allowed) if allowed else fallback
+
+
+class SampleAgents(threading.Thread):
+    """Every agent proposes, as itself, `rate` actions per second in total (a share of them high-risk)."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        kafka: LocalKafka,
+        rate: float = 0.5,
+        seed: int | None = None,
+        client_logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(name="sample-agents", daemon=True)
+        self.gate = action_gate(platform)
+        self.kafka = kafka
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.stopping = threading.Event()
+        self.sent = 0
+        self.logged = {"logger": client_logger} if client_logger is not None else {}
+        self.flush_timeout = 5.0
+
+    def run(self) -> None:
+        producers = {
+            a.principal: Producer(
+                {**client_config(self.kafka, a.principal), "enable.idempotence": True, **self.logged}
+            )
+            for a in self.gate.agents
+        }
+        try:
+            while not self.stopping.wait(1 / self.rate):
+                agent = self.rng.choice(self.gate.agents)
+                body = sample_proposal(agent, self.gate, self.rng, self.rng.random() < HIGH_RISK_SHARE)
+                producer = producers[agent.principal]
+                producer.produce(
+                    agent.proposed_topic, key=body["action_id"].encode(), value=json.dumps(body).encode()
+                )
+                producer.poll(0)
+                self.sent += 1
+        finally:
+            for p in producers.values():  # `flush_timeout` in all
+                p.flush(self.flush_timeout / len(producers))
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop proposing; queued proposals get `grace` seconds (default 5) to be delivered."""
+        if grace is not None:
+            self.flush_timeout = grace
+        self.stopping.set()
+        self.join(self.flush_timeout + 5)
+
+
+@dataclass
+class Pending:
+    action_id: str
+    agent: str
+    action_type: str
+    amount: float | None
+    deadline: datetime | None
+
+
+@dataclass
+class ApprovalsState:
+    pending: dict[str, Pending] = field(default_factory=dict)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    proposed: int = 0
+
+
+class ApprovalsView(threading.Thread):
+    """The audit trail as the auditor reads it: pending approvals and outcomes, since the topic began."""
+
+    def __init__(
+        self, platform: Platform, kafka: LocalKafka, client_logger: logging.Logger | None = None
+    ) -> None:
+        super().__init__(name="approvals-view", daemon=True)
+        gate = action_gate(platform)
+        if not gate.auditors:
+            raise ValueError("catalog.actionGate declares no auditor to read the audit trail as")
+        self.topic = gate.audit_topic
+        self.conf = {
+            **client_config(kafka, gate.auditors[0]),
+            "group.id": gate.auditors[0],
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **({"logger": client_logger} if client_logger is not None else {}),
+        }
+        self.state = ApprovalsState()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        consumer = Consumer(self.conf)
+        try:
+            consumer.subscribe([self.topic])
+            while not self.stopping.is_set():
+                for msg in consumer.consume(200, 0.2):
+                    error = msg.error()
+                    if error is not None or msg.value() is None:
+                        if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                            time.sleep(0.5)
+                        continue
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        self.apply(json.loads(msg.value() or b"{}"))
+        finally:
+            consumer.close()
+
+    def apply(self, record: dict[str, Any]) -> None:
+        step, action_id = record["step"], record["action_id"]
+        with self.lock:
+            if step == "proposed":
+                self.state.proposed += 1
+            elif step in ("waiting", "escalated"):
+                proposal = record.get("proposal") or {}
+                previous = self.state.pending.get(action_id)
+                deadline = record.get("deadline")
+                self.state.pending[action_id] = Pending(
+                    action_id,
+                    record.get("agent", ""),
+                    record.get("type", "") or (previous.action_type if previous else ""),
+                    proposal.get("amount", previous.amount if previous else None),
+                    datetime.fromisoformat(deadline.replace("Z", "+00:00")) if deadline else None,
+                )
+            elif record.get("terminal"):
+                self.state.pending.pop(action_id, None)
+                by_rule = step == "approved" and str(record.get("actor", "")).startswith("rule:")
+                self.state.outcomes["approved by rule" if by_rule else step] += 1
+
+    def lines(self, limit: int = 3) -> list[str]:
+        now = datetime.now(UTC)
+        with self.lock:
+            pending = sorted(self.state.pending.values(), key=lambda p: p.deadline or now)
+            o = self.state.outcomes
+            head = (
+                f"approvals: {self.state.proposed} proposed, {len(pending)} pending, "
+                f"{o['approved by rule']} approved by rule, {o['approved']} by people, {o['rejected']} rejected, "
+                f"{o['expired']} expired"
+            )
+        out = [head]
+        for p in pending[:limit]:
+            left = (
+                "-"
+                if p.deadline is None
+                else f"{max(0.0, (p.deadline - now).total_seconds()) / 60:.0f} min left"
+            )
+            amount = "" if p.amount is None else f" {p.amount:g}"
+            out.append(f"  pending {p.action_id} {p.agent} {p.action_type}{amount} ({left})")
+        return out
+
+    def stop(self, grace: float | None = None) -> None:
+        self.stopping.set()
+        self.join(10 if grace is None else grace)  # a daemon thread: never holds the process up
+
+
+class LocalActionFlow:
+    """The gate, the sample agents and the pending-approvals view, started and stopped together."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        kafka: LocalKafka,
+        state_dir: Path,
+        *,
+        agents: bool = True,
+        rate: float = 0.5,
+        progress: Progress | None = None,
+        client_logger: logging.Logger | None = None,
+    ) -> None:
+        """`client_logger`: where the agents' and the view's Kafka clients log (else librdkafka's stderr)."""
+        self.platform = platform
+        self.gate = LocalApprovalGate(
+            platform, kafka, state_dir, progress=progress or stderr_progress("approval-gate")
+        )
+        self.view = ApprovalsView(platform, kafka, client_logger)
+        self.agents = SampleAgents(platform, kafka, rate, client_logger=client_logger) if agents else None
+
+    @property
+    def policies(self) -> tuple[RiskPolicy, ...]:
+        return action_gate(self.platform).policies
+
+    def start(self) -> None:
+        self.gate.start()
+        self.view.start()
+        if self.agents is not None:
+            self.agents.start()
+
+    def lines(self) -> list[str]:
+        gate = f"approval gate  pid {self.gate.pid}  (log {self.gate.log_file})"
+        return [gate, *self.view.lines()]
+
+    def dead(self) -> list[str]:
+        if self.gate.pid is not None and not self.gate.running():
+            return [f"the approval gate exited (log: {self.gate.log_file})"]
+        return []
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the agents, the view and the gate; `grace`: seconds for each when the broker is gone."""
+        if self.agents is not None and self.agents.is_alive():
+            self.agents.stop(grace)
+        if self.view.is_alive():
+            self.view.stop(grace)
+        self.gate.stop(grace)
