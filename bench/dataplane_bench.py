@@ -7,8 +7,9 @@ One run starts a local broker and registry from the `local` stack, writes a back
    committed every checkpoint interval) copying the raw bytes to a scratch topic: what the pipe can do;
 2. agent-events as `make local` runs it (the same Flink settings as the FlinkDeployment), from the start of
    the backlog: events/s while draining it (records read by its Kafka source, from the job's REST API);
-3. agent-events at 80% of that rate, live: produce -> visible latency of its signals to a read_committed
-   reader (p50/p99).
+3. agent-events at 80% of that rate (`--latency-load`), live: produce -> visible latency of its signals
+   (p50/p99) to a reader of each delivery a flow may choose: exactly-once (read_committed) and at-least-once
+   (read_uncommitted, each event id counted the first time it is seen).
 
 It prints events/s, the ratio to the anchor, the latencies, CPU per process (broker, Flink JVM and Python
 workers, the anchor) and the settings. Figures, not assertions: the machine may be shared, so the ratio to
@@ -409,7 +410,10 @@ def run(events: int, latency_seconds: float, state: Path, timeout: float, load_s
         broker_job = sum(_cpu(broker).values()) - broker_cpu0
 
         load = load_share * drained["events_s"]
-        SAY(f"agent-events: latency at 80% of its rate ({load:,.0f} events/s) for {latency_seconds:.0f}s")
+        SAY(
+            f"agent-events: latency at {load_share:.0%} of its rate ({load:,.0f} events/s) "
+            f"for {latency_seconds:.0f}s"
+        )
         lat = latency(job, kafka, platform, schema_id, raw_schema, load, latency_seconds)
 
         conf = flink_conf.app_flink_conf(platform.flink, "<checkpoints>", "<savepoints>")
