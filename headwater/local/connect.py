@@ -30,6 +30,7 @@ import requests
 from headwater import jvm, versions
 from headwater.cdc import outbox_connector_config, worker_config
 from headwater.kafka_config import format_properties
+from headwater.kafka_metrics import connect_jmx_exporter_config
 from headwater.local.certs import write_private
 from headwater.local.kafka import LocalKafka, java_executable
 from headwater.local.ports import HOST, free_port
@@ -105,6 +106,10 @@ class LocalConnect:
         self.log_file = self.state_dir / "logs" / f"connect-{cluster.name}.log"
         self.properties = kafka.secrets_dir / f"{cluster.name}.worker.properties"
         self.rest_port = rest_port or free_port()
+        # The JMX exporter agent with the rules of the KafkaConnect's metrics ConfigMap (Connect's and
+        # Debezium's metrics, which the CDC alerts read), on loopback.
+        self.metrics_port = free_port()
+        self.metrics_config = self.root / "metrics-config.yml"
         self.heap = heap
         self.progress = progress or stderr_progress("connect")
         self._process: Supervised | None = None
@@ -113,6 +118,17 @@ class LocalConnect:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.rest_port}"
+
+    @property
+    def metrics_target(self) -> str:
+        return f"{HOST}:{self.metrics_port}"
+
+    def _jmx_agent(self) -> str:
+        jars = sorted(jvm.fetch("jmx-exporter").glob("jmx_prometheus_javaagent-*.jar"))
+        if not jars:
+            raise LocalConnectError("the jmx-exporter artifact set holds no jmx_prometheus_javaagent jar")
+        self.metrics_config.write_text(connect_jmx_exporter_config())
+        return f"-javaagent:{jars[0]}={HOST}:{self.metrics_port}:{self.metrics_config}"
 
     def worker_properties(self, plugin_path: Path) -> dict[str, str]:
         security = java_client_properties(self.kafka, self.cluster.name)
@@ -149,6 +165,7 @@ class LocalConnect:
         write_private(self.properties, format_properties(self.worker_properties(plugins)).encode())
         log4j = self.root / "log4j2.properties"
         log4j.write_text(_LOG4J2)
+        agent = self._jmx_agent()
         self.progress(f"starting Kafka Connect {self.cluster.name} (REST {self.url}, state {self.root})")
         self._process = Supervised(
             f"connect-{self.cluster.name}",
@@ -160,6 +177,7 @@ class LocalConnect:
                 "-XX:+ExitOnOutOfMemoryError",
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={log4j}",
+                agent,
                 "-cp",
                 classpath,
                 "org.apache.kafka.connect.cli.ConnectDistributed",

@@ -385,6 +385,9 @@ class LocalPlatform:
         for name, job in self.jobs.items():
             if job.metrics_target is not None:
                 jobs.append(ScrapeJob(f"flink-{name}", [job.metrics_target], {"app": name}))
+        if self.cdc is not None:
+            for name, worker in self.cdc.connects.items():
+                jobs.append(ScrapeJob(f"connect-{name}", [worker.metrics_target]))
         return jobs
 
     def _serves_features(self) -> bool:
@@ -850,7 +853,7 @@ def up(options: UpOptions) -> int:
         snap = monitor.snapshot()
         monitor.stop(timeout=2.0 if crashed else 15.0)
         view.stop()
-        prometheus_end = _prometheus_summary(local.prometheus, view)
+        prometheus_end = _prometheus_summary(local.prometheus, view, cdc=local.cdc is not None)
         summary = RunSummary(
             stack=platform.stack,
             seconds=traffic_seconds,
@@ -946,7 +949,9 @@ def default_prometheus_port() -> int:
         ) from None
 
 
-def _prometheus_summary(prometheus: LocalPrometheus, view: PrometheusView) -> dict[str, Any] | None:
+def _prometheus_summary(
+    prometheus: LocalPrometheus, view: PrometheusView, *, cdc: bool
+) -> dict[str, Any] | None:
     """What Prometheus holds at the end of a run: lag, latency quantiles, alerts, and how often it scraped."""
     if not prometheus.running():
         return None
@@ -963,7 +968,7 @@ def _prometheus_summary(prometheus: LocalPrometheus, view: PrometheusView) -> di
         # Every series the stack's alerts and dashboard read: how many of each this run's Prometheus holds.
         series = {
             name: len(prometheus.query(f"last_over_time({name}[1d])"))
-            for name in sorted(queried_metrics(prometheus.platform))
+            for name in sorted(queried_metrics(prometheus.platform, cdc=cdc))
         }
     except (OSError, LocalPrometheusError, ValueError) as exc:
         return {"url": prometheus.url, "error": str(exc)}

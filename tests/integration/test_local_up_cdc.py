@@ -96,4 +96,11 @@ def test_local_up_runs_the_outbox_flow_and_stops_cleanly(state_dir: Path) -> Non
     assert cdc["committed"] > 20 and 0 < cdc["captured"] <= cdc["committed"]
     assert cdc["dead_letters"] == 0 and cdc["connector_state"] == "RUNNING/RUNNING"
     assert cdc["slot_lag_bytes"] is not None
+    # The worker's JMX exporter (the KafkaConnect's rules) was scraped: the series the CDC alerts read exist.
+    prom = summary["prometheus"]
+    cdc_series = {
+        n: c for n, c in prom["queried_series"].items() if n.startswith(("debezium_", "kafka_connect_"))
+    }
+    print(f"[local up cdc] series the CDC alerts read: {cdc_series}; scrapes {prom['scrapes']}")
+    assert len(cdc_series) == 2 and all(cdc_series.values()), prom["queried_series"]
     assert _live_processes_mentioning(str(state_dir)) == [], "processes of the run outlived it"
