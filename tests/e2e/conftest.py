@@ -15,6 +15,7 @@ from controlplane import ControlPlane, toolchain_bin
 from figures import FIGURES, figure
 
 from headwater import crds
+from headwater.config import load_platform
 from headwater.local.registry import LocalRegistry
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +49,26 @@ def control_plane(toolchain: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         # PodMonitor and PrometheusRule CRDs; the platform creates objects of those kinds but not the kinds.
         for crd in crds.prometheus_operator().crds.values():
             plane.api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        # ... and storage for claims of the stack's storage class (a provisioner would create it): one volume
+        # for the feature store's Redis, bound by the real volume controller, so its StatefulSet gets ready.
+        storage = load_platform("dev").feature_store
+        assert storage is not None
+        plane.api(
+            "POST",
+            "/api/v1/persistentvolumes",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": "e2e-volume-0"},
+                "spec": {
+                    "capacity": {"storage": storage.redis_storage.size},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": storage.redis_storage.storage_class,
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "hostPath": {"path": "/var/lib/headwater-e2e/volume-0"},
+                },
+            },
+        )
         yield plane
     finally:
         plane.stop()
