@@ -20,6 +20,8 @@ from headwater import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 POMS = ROOT / "jvm"
+# Our own JVM code: Maven projects built (tests included) into the cache, e.g. the Connect contract check.
+PROJECTS = ROOT / "connect"
 CACHE = Path(os.environ.get("HEADWATER_CACHE", ROOT / ".cache")) / "jvm"
 
 
@@ -76,6 +78,61 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
     return out
 
 
+def _project_stamp(project: Path, props: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in project.rglob("*") if p.is_file() and "target" not in p.parts):
+        digest.update(f"{path.relative_to(project)}\n".encode())
+        digest.update(path.read_bytes())
+    for key in sorted(props):
+        digest.update(f"{key}={props[key]}\n".encode())
+    return digest.hexdigest()
+
+
+def build(name: str, *, quiet: bool = False) -> Path:
+    """Build our Maven project `connect/<name>` (its unit tests run too) and return its jar in the cache.
+
+    The project's version is `versions.<NAME>_VERSION` (`-Drevision`), the other versions as in `fetch`; the
+    build goes to `.cache/jvm/<name>/`, and a stamp keyed on the sources and versions makes repeated calls free.
+    Maven keeps what it downloads in its local repository, so a rebuild needs no network.
+    """
+    project = PROJECTS / name
+    if not (project / "pom.xml").is_file():
+        known = sorted(p.name for p in PROJECTS.iterdir() if (p / "pom.xml").is_file())
+        raise ValueError(f"unknown JVM project {name!r}; known projects: {', '.join(known)}")
+    revision = getattr(versions, name.upper().replace("-", "_") + "_VERSION", None)
+    if not isinstance(revision, str):
+        raise ValueError(f"headwater/versions.py pins no {name.upper().replace('-', '_')}_VERSION")
+    props = maven_properties() | {"revision": revision}
+    out = CACHE / name
+    jar = out / f"{name}-{revision}.jar"
+    stamp_file = out / ".stamp"
+    stamp = _project_stamp(project, props)
+    if jar.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+        return jar
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if not quiet:
+        print(f"[jvm] building {project} into {out}", file=sys.stderr, flush=True)
+    cmd = [
+        "mvn",
+        "-B",
+        "-q" if quiet else "-ntp",
+        "-f",
+        str(project / "pom.xml"),
+        *(f"-D{k}={v}" for k, v in sorted(props.items())),
+        f"-Dheadwater.build.directory={out / 'build'}",
+        "package",
+    ]
+    result = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stdout or "") + (result.stderr or "") if quiet else ""
+        raise RuntimeError(f"mvn could not build the JVM project {name!r} (exit {result.returncode})\n{detail}")
+    shutil.copyfile(out / "build" / jar.name, jar)
+    stamp_file.write_text(stamp)
+    return jar
+
+
 def classpath(name: str) -> str:
     """The `:`-joined classpath of every jar in the artifact set `name`."""
     return ":".join(str(p) for p in sorted(fetch(name).glob("*.jar")))
@@ -122,5 +179,10 @@ def find_java(minimum: int) -> str:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        print(fetch(arg))
+    # `python -m headwater.jvm kafka connect` fetches sets; `python -m headwater.jvm build contract-check` builds.
+    if sys.argv[1:2] == ["build"]:
+        for arg in sys.argv[2:]:
+            print(build(arg))
+    else:
+        for arg in sys.argv[1:]:
+            print(fetch(arg))

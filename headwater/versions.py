@@ -54,6 +54,10 @@ KUBERNETES_SCHEMA_VERSION = "1.33"
 DEBEZIUM_VERSION = "3.6.1.Final"
 DEBEZIUM_POSTGRES_PLUGIN_SHA512 = "774f6854a6c1c9a7ad3bdb6ddd367e9479a0b80e511ea27fc361320a955f9bf57a72393ff0e045b868b63589e7e16c27266cda296d9b1419bb071e914ee4d212"
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+# Our own Connect transform that checks each outbox event against its topic's contract (connect/contract-check):
+# built locally by headwater.jvm, published by the platform team to the repository each stack names
+# (connect.<cluster>.contractCheck), as dev.headwater.connect:contract-check:<this version>.
+CONTRACT_CHECK_VERSION = "0.1.0"
 
 # Schema registry
 APICURIO_REGISTRY_VERSION = "3.3.3"
