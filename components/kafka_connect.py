@@ -1,7 +1,10 @@
 """Kafka Connect with Debezium (`KafkaConnect`, a `KafkaConnector` per outbox source), from the platform spec.
 
 Strimzi builds the Connect image itself: its build pulls Debezium's PostgreSQL connector archive from Maven
-Central at the pinned version and checks its SHA-512, then pushes the image to `ConnectCluster.image`. Workers
+Central at the pinned version and checks its SHA-512, and our contract-check transform's jar from the repository
+the stack names (`connect.<name>.contractCheck`, SHA-512 checked too), then pushes the image to
+`ConnectCluster.image`. Each connector ends its transform chain with that check, configured with the contracts
+of its route topics read from the catalog. Workers
 talk to Kafka over TLS as the cluster's own principal (its `KafkaUser`, ACLs derived from the sources' routes),
 with exactly-once source support. Database credentials stay in each source's Secret: the connector names them
 through Strimzi's `KubernetesSecretConfigProvider`, which reads them with the workers' service account, bound
@@ -19,9 +22,9 @@ from components.k8s import create_object, labels, metadata
 from components.kafka_cluster import bootstrap_address, cluster_ca_secret
 from components.kafka_users import user_secret
 from headwater import versions
-from headwater.cdc import outbox_connector_config, worker_config
+from headwater.cdc import CONTRACT_CHECK_PLUGIN, outbox_connector_config, route_contracts, worker_config
 from headwater.kafka_metrics import connect_jmx_exporter_config
-from headwater.spec import Authentication, ConnectCluster, Platform, Source
+from headwater.spec import Authentication, ConnectCluster, Platform, PluginArtifact, Source
 
 METRICS_KEY = "metrics-config.yml"
 SECRETS_PROVIDER = "secrets"
@@ -35,6 +38,34 @@ def plugin_url() -> str:
         f"{versions.MAVEN_CENTRAL}/io/debezium/debezium-connector-postgres/{v}/"
         f"debezium-connector-postgres-{v}-plugin.tar.gz"
     )
+
+
+CONTRACT_CHECK_GROUP_PATH = "dev/headwater/connect"
+
+
+def contract_check_url(artifact: PluginArtifact) -> str:
+    """The contract-check jar at the pinned version in the stack's Maven-layout repository."""
+    v = versions.CONTRACT_CHECK_VERSION
+    name = CONTRACT_CHECK_PLUGIN
+    return f"{artifact.repository}/{CONTRACT_CHECK_GROUP_PATH}/{name}/{v}/{name}-{v}.jar"
+
+
+def _contract_check_plugin(cluster: ConnectCluster) -> dict[str, Any]:
+    if cluster.contract_check is None:
+        # The loader requires it of every cluster that captures a source; a spec built by hand may lack it.
+        raise ValueError(
+            f"Connect cluster {cluster.name} has no contractCheck artifact (stack connect.{cluster.name})"
+        )
+    return {
+        "name": CONTRACT_CHECK_PLUGIN,
+        "artifacts": [
+            {
+                "type": "jar",
+                "url": contract_check_url(cluster.contract_check),
+                "sha512sum": cluster.contract_check.sha512,
+            }
+        ],
+    }
 
 
 def service_account(cluster: ConnectCluster) -> str:
@@ -111,7 +142,8 @@ def render_kafka_connect(platform: Platform, cluster: ConnectCluster) -> dict[st
                             "sha512sum": versions.DEBEZIUM_POSTGRES_PLUGIN_SHA512,
                         }
                     ],
-                }
+                },
+                _contract_check_plugin(cluster),
             ],
         },
     }
@@ -133,7 +165,7 @@ def secret_ref(platform: Platform, source: Source) -> str:
 
 
 def render_connector(platform: Platform, source: Source) -> dict[str, Any]:
-    config = outbox_connector_config(source, secret_ref(platform, source))
+    config = outbox_connector_config(source, secret_ref(platform, source), route_contracts(platform, source))
     connector_class = config.pop("connector.class")
     tasks = int(config.pop("tasks.max"))
     return {

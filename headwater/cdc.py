@@ -11,9 +11,13 @@ Strimzi's `KubernetesSecretConfigProvider`, an owner-only folder through Kafka's
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
+from pathlib import Path
 
-from headwater.spec import ConnectCluster, Source
+from headwater.contracts.model import SchemaType, load_contracts, registered_text
+from headwater.spec import ConnectCluster, Platform, Source
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 EVENT_ROUTER = "io.debezium.transforms.outbox.EventRouter"
@@ -21,6 +25,10 @@ REGEX_ROUTER = "org.apache.kafka.connect.transforms.RegexRouter"
 INSERT_HEADER = "org.apache.kafka.connect.transforms.InsertHeader"
 TOPIC_NAME_MATCHES = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
 STRING_CONVERTER = "org.apache.kafka.connect.storage.StringConverter"
+# Our transform (connect/contract-check): each routed event against its topic's contract, violations dead-lettered.
+CONTRACT_CHECK = "dev.headwater.connect.ContractCheck"
+CONTRACT_CHECK_PLUGIN = "contract-check"
+CONTRACT_CHECK_TRANSFORM = "contract"
 
 # The outbox table's columns (Debezium's outbox event router defaults): the row's id is the event id.
 OUTBOX_COLUMNS = {
@@ -33,8 +41,25 @@ OUTBOX_COLUMNS = {
 # Headers each event carries (besides `id`, the event id, which the router adds itself).
 EVENT_TYPE_HEADER = "eventType"
 AGGREGATE_TYPE_HEADER = "aggregateType"
-DEAD_LETTER_REASON_HEADER = "headwater.deadletter.reason"
+# A dead-lettered outbox row is written as it was, with these headers (the names ContractCheck.java uses, and
+# the fields of the platform's other dead letters: reason_code, reason, field/rule of the violations, source_*).
+DEAD_LETTER_PREFIX = "headwater.deadletter."
+DEAD_LETTER_REASON_HEADER = DEAD_LETTER_PREFIX + "reason"
+DEAD_LETTER_REASON_CODE_HEADER = DEAD_LETTER_PREFIX + "reason_code"
+DEAD_LETTER_FIELD_HEADER = (
+    DEAD_LETTER_PREFIX + "field"
+)  # JSON Pointer of the first violation ("" for the whole)
+DEAD_LETTER_RULE_HEADER = DEAD_LETTER_PREFIX + "rule"  # the contract's keyword it broke (required, type, ...)
+DEAD_LETTER_VIOLATIONS_HEADER = DEAD_LETTER_PREFIX + "violations"  # JSON list of {field, rule, message}
+DEAD_LETTER_SOURCE_TOPIC_HEADER = DEAD_LETTER_PREFIX + "source_topic"  # the topic the row was routed to
+DEAD_LETTER_SOURCE_LSN_HEADER = DEAD_LETTER_PREFIX + "source_lsn"  # the row's position in the database's WAL
+DEAD_LETTER_AGGREGATE_ID_HEADER = DEAD_LETTER_PREFIX + "aggregate_id"
+DEAD_LETTER_CONTRACT_HEADER = DEAD_LETTER_PREFIX + "contract"  # the contract's $id
+DEAD_LETTER_PIPELINE_HEADER = DEAD_LETTER_PREFIX + "pipeline"  # the connector that rejected it
 UNROUTED_REASON = "aggregate type has no route in the catalog"
+UNROUTED_CODE = "unrouted"
+MALFORMED_JSON_CODE = "malformed_json"
+SCHEMA_VIOLATION_CODE = "schema_violation"
 
 
 def worker_config(cluster: ConnectCluster) -> dict[str, str]:
@@ -62,22 +87,65 @@ def _regex_literal(text: str) -> str:
     return re.escape(text)
 
 
-def outbox_connector_config(source: Source, secret_ref: str) -> dict[str, str]:
-    """Debezium's PostgreSQL connector for `source`'s outbox, exactly-once, routed by aggregate type.
+def route_contracts(platform: Platform, source: Source, catalog_dir: Path | None = None) -> dict[str, str]:
+    """The JSON Schema text of each of `source`'s route topics (as registered), read from the catalog.
+
+    The loader makes every route topic an outbox topic with a JSON Schema contract; an Avro contract here
+    would be a catalog the loader let through, so it fails loudly.
+    """
+    routed = {r.topic for r in source.routes}
+    found = {c.topic: c for c in load_contracts(platform, catalog_dir) if c.topic in routed}
+    out: dict[str, str] = {}
+    for topic in sorted(routed):
+        contract = found.get(topic)
+        if contract is None or contract.schema_type != SchemaType.JSON:
+            raise ValueError(f"outbox topic {topic} of source {source.name} has no JSON Schema contract")
+        out[topic] = registered_text(contract.schema)
+    return out
+
+
+def contract_check_config(source: Source, contracts: Mapping[str, str]) -> dict[str, str]:
+    """The contract-check transform's settings (without the `transforms.<name>.` prefix), from the catalog."""
+    missing = sorted({r.topic for r in source.routes} - set(contracts))
+    if missing:
+        raise ValueError(f"no contract given for the route topics {', '.join(missing)} of {source.name}")
+    cfg = {
+        "type": CONTRACT_CHECK,
+        "dead.letter.topic": source.dead_letter_topic,
+        "topics": ",".join(sorted(contracts)),
+        "pipeline": source.connector_name,
+    }
+    for topic, text in sorted(contracts.items()):
+        # Compact: the text travels in the connector's config (Connect's config topic, the KafkaConnector).
+        cfg[f"contract.{topic}"] = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    return cfg
+
+
+def outbox_connector_config(source: Source, secret_ref: str, contracts: Mapping[str, str]) -> dict[str, str]:
+    """Debezium's PostgreSQL connector for `source`'s outbox, exactly-once, routed by aggregate type, each event
+    checked against its topic's contract.
 
     `secret_ref` is the config-provider reference of the credentials (`${secrets:ns/name` or `${dir:/path`):
-    the user is `<ref>:username}`, the password `<ref>:password}`.
+    the user is `<ref>:username}`, the password `<ref>:password}`. `contracts` maps each route topic to its
+    JSON Schema text (`route_contracts`).
 
     Each committed INSERT into the outbox becomes one event: key the aggregate id, value the payload (JSON
     text), headers the event id (`id`), its type and aggregate type. Deletes are not events, so the service
     may delete outbox rows in the same transaction that wrote them, keeping the table empty by design. A row
-    whose aggregate type has no route goes to the source's dead-letter topic with the reason in a header,
-    and the rows behind it still flow.
+    whose aggregate type has no route goes to the source's dead-letter topic with the reason in a header;
+    so does, last in the chain, an event whose payload breaks its topic's contract (not JSON, a missing field, a
+    wrong type...), with the reason code, the field (JSON Pointer), the rule, the topic it was meant for and its
+    LSN in headers. Either way the rows behind it still flow. (Connect's own dead-letter queue exists only for
+    sink connectors, so a source connector's check is a transform.)
     """
     ep = source.endpoint
     routes = {r.aggregate_type: r.topic for r in source.routes}
     known = "|".join(_regex_literal(a) for a in sorted(routes))
-    transforms = ["outbox", "unrouted_reason", "unrouted"] + [f"route_{i}" for i in range(len(routes))]
+    transforms = (
+        ["outbox", "unrouted_reason", "unrouted_code", "unrouted"]
+        + [f"route_{i}" for i in range(len(routes))]
+        + [CONTRACT_CHECK_TRANSFORM]
+    )
     cfg: dict[str, str] = {
         "connector.class": POSTGRES_CONNECTOR,
         "tasks.max": "1",
@@ -115,6 +183,10 @@ def outbox_connector_config(source: Source, secret_ref: str) -> dict[str, str]:
         "transforms.unrouted_reason.header": DEAD_LETTER_REASON_HEADER,
         "transforms.unrouted_reason.value.literal": UNROUTED_REASON,
         "transforms.unrouted_reason.predicate": "unrouted",
+        "transforms.unrouted_code.type": INSERT_HEADER,
+        "transforms.unrouted_code.header": DEAD_LETTER_REASON_CODE_HEADER,
+        "transforms.unrouted_code.value.literal": UNROUTED_CODE,
+        "transforms.unrouted_code.predicate": "unrouted",
         "transforms.unrouted.type": REGEX_ROUTER,
         "transforms.unrouted.regex": ".*",
         "transforms.unrouted.replacement": source.dead_letter_topic,
@@ -127,6 +199,8 @@ def outbox_connector_config(source: Source, secret_ref: str) -> dict[str, str]:
         cfg[f"transforms.route_{i}.type"] = REGEX_ROUTER
         cfg[f"transforms.route_{i}.regex"] = f"^{_regex_literal(aggregate_type)}$"
         cfg[f"transforms.route_{i}.replacement"] = topic
+    for key, value in contract_check_config(source, contracts).items():
+        cfg[f"transforms.{CONTRACT_CHECK_TRANSFORM}.{key}"] = value
     return dict(sorted(cfg.items()))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import urlparse
 
 import yaml
 
@@ -26,6 +27,7 @@ from headwater.spec import (
     EXACTLY_ONCE,
     EXPIRY_ACTIONS,
     K8S_NAME,
+    SHA512_HEX,
     SSL_MODES,
     TOPIC_NAME,
     TOPIC_NAME_RULE,
@@ -43,6 +45,7 @@ from headwater.spec import (
     KafkaSettings,
     OutboxRoute,
     Platform,
+    PluginArtifact,
     Principal,
     Produce,
     Quotas,
@@ -422,6 +425,7 @@ def load_platform(
     principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics}, gate)
     clusters = _connect_clusters(cat, cfg.section("connect"), topics, {p.name for p in principals})
     sources = _sources(cat, cfg.section("sources"), tier, topics, clusters)
+    _contract_checks(cat.problems, clusters, sources)
     principals += tuple(connect_principal(c, sources, kafka.authentication) for c in clusters)
     apps = _apps(cat, {p.name for p in principals})
     flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
@@ -1042,6 +1046,9 @@ def _connect_clusters(
             replicas=sec.get("replicas", int, 1, check=_positive),
             resources=_resources(sec.section("resources")) if "resources" in sec.data else None,
             image=sec.get("image", str, None),
+            contract_check=(
+                _plugin_artifact(sec.section("contractCheck")) if "contractCheck" in sec.data else None
+            ),
         )
         sec.seen.add("resources")
         sec.done()
@@ -1077,6 +1084,41 @@ def _connect_clusters(
         )
     overrides.seen.update(overrides.data)
     return tuple(out)
+
+
+def _https_url(value: str) -> str | None:
+    parsed = urlparse(value)
+    if parsed.scheme == "https" and parsed.netloc and not value.endswith("/"):
+        return None
+    return "an https:// URL of a Maven-layout repository, without a trailing '/'"
+
+
+def _plugin_artifact(sec: _Section) -> PluginArtifact:
+    artifact = PluginArtifact(
+        repository=sec.get("repository", str, check=_https_url),
+        sha512=sec.get(
+            "sha512",
+            str,
+            check=lambda v: None if SHA512_HEX.match(v) else "the jar's SHA-512: 128 lower-case hex digits",
+        ),
+    )
+    sec.done()
+    return artifact
+
+
+def _contract_checks(
+    problems: _Problems, clusters: tuple[ConnectCluster, ...], sources: tuple[Source, ...]
+) -> None:
+    """A Connect cluster that captures a source checks every event against its contract, so its image needs the
+    contract-check jar: where the platform team published it is per stack."""
+    for cluster in clusters:
+        captured = sorted(s.name for s in sources if s.connect == cluster.name)
+        if captured and cluster.contract_check is None:
+            problems.items.append(
+                f"stack {problems.stack}: connect.{cluster.name}.contractCheck is required (it captures "
+                f"{', '.join(captured)}): {{repository: https://<Maven-layout repository with "
+                f"dev.headwater.connect:contract-check:{versions.CONTRACT_CHECK_VERSION}>, sha512: <the jar's SHA-512>}}"
+            )
 
 
 def _endpoint(sec: _Section, tier: Tier, name: str) -> DatabaseEndpoint:

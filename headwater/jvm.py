@@ -127,7 +127,9 @@ def build(name: str, *, quiet: bool = False) -> Path:
     result = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if result.returncode != 0:
         detail = (result.stdout or "") + (result.stderr or "") if quiet else ""
-        raise RuntimeError(f"mvn could not build the JVM project {name!r} (exit {result.returncode})\n{detail}")
+        raise RuntimeError(
+            f"mvn could not build the JVM project {name!r} (exit {result.returncode})\n{detail}"
+        )
     shutil.copyfile(out / "build" / jar.name, jar)
     stamp_file.write_text(stamp)
     return jar

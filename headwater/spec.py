@@ -585,6 +585,19 @@ class FeatureStoreSettings:
 SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
 
 
+SHA512_HEX = re.compile(r"^[0-9a-f]{128}$")
+
+
+@dataclass(frozen=True)
+class PluginArtifact:
+    """Where the platform team publishes one of our own Connect plugins: a Maven-layout repository (the jar is
+    `<repository>/<group path>/<artifact>/<version>/<artifact>-<version>.jar`) and the jar's SHA-512, which the
+    image build checks."""
+
+    repository: str
+    sha512: str
+
+
 @dataclass(frozen=True)
 class ConnectCluster:
     """A Kafka Connect cluster capturing the sources' outboxes; its name is its principal and its group id.
@@ -601,6 +614,9 @@ class ConnectCluster:
     replicas: int = 1
     resources: Resources | None = None
     image: str | None = None  # where the operator pushes the image it builds (registry/repo:tag); None: local
+    # The contract-check transform's published jar (stack `connect.<name>.contractCheck`); the loader requires it
+    # of a cluster that captures a source. Locally the worker loads the jar built from connect/contract-check.
+    contract_check: PluginArtifact | None = None
 
     @property
     def group(self) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from components.kafka_topics import CONTRACT_ANNOTATION, LABEL_PREFIX
 from headwater import versions
+from headwater.cdc import CONTRACT_CHECK
 from headwater.spec import SSL_MODES, Tier, TopicKind
 from policies.rulebook import Context, Rule, dig, labels_of, mapping, of_kind
 
@@ -62,6 +63,40 @@ def _outbox_contract(resource_type: str, props: Mapping[str, Any], ctx: Context)
         )
 
 
+def _contract_check(resource_type: str, props: Mapping[str, Any], ctx: Context) -> Iterator[str]:
+    """The last transform checks every routed event against its topic's contract: a route added without a
+    contract, or a transform after the check, would let unchecked payloads into the topic."""
+    name = dig(props, "metadata", "name")
+    config = _config(props)
+    chain = [t.strip() for t in str(config.get("transforms", "")).split(",") if t.strip()]
+    checks = [t for t in chain if config.get(f"transforms.{t}.type") == CONTRACT_CHECK]
+    if not checks or chain[-1] != checks[-1]:
+        yield (
+            f"KafkaConnector {name}: the transform chain {chain} does not end with the contract check "
+            f"({CONTRACT_CHECK}): events would reach their topics without being held to their contracts "
+            "(headwater.cdc.outbox_connector_config adds it)"
+        )
+        return
+    check = f"transforms.{checks[-1]}."
+    dead_letter = config.get(check + "dead.letter.topic")
+    checked = {t.strip() for t in str(config.get(check + "topics", "")).split(",") if t.strip()}
+    routed = {
+        str(config.get(f"transforms.{t}.replacement"))
+        for t in chain
+        if config.get(f"transforms.{t}.type") == "org.apache.kafka.connect.transforms.RegexRouter"
+    } - {str(dead_letter)}
+    for topic in sorted(routed - checked):
+        yield (
+            f"KafkaConnector {name}: events routed to {topic} are not checked: add it to {check}topics with "
+            f"its contract in {check}contract.{topic}"
+        )
+    for topic in sorted(checked):
+        if not config.get(f"{check}contract.{topic}"):
+            yield f"KafkaConnector {name}: {check}contract.{topic} is missing: the JSON Schema of {topic}"
+    if not dead_letter:
+        yield f"KafkaConnector {name}: {check}dead.letter.topic is missing: where rejected events go"
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         name="cdc-database-tls",
@@ -74,6 +109,12 @@ RULES: tuple[Rule, ...] = (
         description="Kafka Connect runs with exactly-once source support and every connector requires it.",
         applies=of_kind(GROUP, "KafkaConnect", "KafkaConnector"),
         check=_exactly_once,
+    ),
+    Rule(
+        name="cdc-contract-check",
+        description="Every CDC connector ends with the contract check, covering each topic it routes to.",
+        applies=of_kind(GROUP, "KafkaConnector"),
+        check=_contract_check,
     ),
     Rule(
         name="cdc-outbox-contract",

@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from headwater.cdc import route_contracts
 from headwater.local import agent_actions
 from headwater.local.agent_actions import Decision
 from headwater.local.connect import LocalConnect
@@ -78,7 +79,9 @@ class LocalCdc:
             connect.start()
         for source in self.sources:
             connect = self.connects[source.connect]
-            connect.put_outbox_connector(source, self.postgres.credentials_dir(source))
+            connect.put_outbox_connector(
+                source, self.postgres.credentials_dir(source), route_contracts(self.platform, source)
+            )
             connect.wait_running(source.connector_name, timeout=180)
             self.progress(
                 f"{source.connector_name}: {source.database}.{source.outbox_table} -> "

@@ -5,7 +5,8 @@ plain JVM process: one worker of the catalog's Connect cluster (its group, its t
 settings every realization shares (`headwater.cdc.worker_config`: exactly-once source support on). It logs in
 to the local broker as the cluster's principal, whose ACLs the provisioning derived from the flows, and loads
 Debezium from the same plugin archive Strimzi's build downloads (`jvm/debezium-postgres/pom.xml`), checked
-against the pinned SHA-512 before it is unpacked.
+against the pinned SHA-512 before it is unpacked, and our contract-check transform from its jar, built from
+`connect/contract-check` (`headwater.jvm.build`), which ends each outbox connector's transform chain.
 
 The worker's properties hold its Kafka login, so they live owner-only under `<state>/secrets/`. Database
 credentials never enter a connector's config: it names them through Kafka's `DirectoryConfigProvider`
@@ -21,6 +22,7 @@ import shutil
 import signal
 import tarfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,7 +30,13 @@ from typing import Any
 import requests
 
 from headwater import jvm, versions
-from headwater.cdc import outbox_connector_config, worker_config
+from headwater.cdc import (
+    CONTRACT_CHECK,
+    CONTRACT_CHECK_PLUGIN,
+    POSTGRES_CONNECTOR,
+    outbox_connector_config,
+    worker_config,
+)
 from headwater.kafka_config import format_properties
 from headwater.kafka_metrics import connect_jmx_exporter_config
 from headwater.local.certs import write_private
@@ -83,6 +91,16 @@ def debezium_plugin(dest: Path) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
     stamp.write_text(digest)
+    return dest
+
+
+def contract_check_plugin(dest: Path) -> Path:
+    """The contract-check jar (built from connect/contract-check, tests included) alone in `dest`."""
+    jar = jvm.build(CONTRACT_CHECK_PLUGIN)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copyfile(jar, dest / jar.name)
     return dest
 
 
@@ -161,6 +179,7 @@ class LocalConnect:
         classpath = jvm.classpath("connect")
         plugins = self.root / "plugins"
         debezium_plugin(plugins / "debezium-postgres")
+        contract_check_plugin(plugins / CONTRACT_CHECK_PLUGIN)
         self.kafka.secrets_dir.mkdir(parents=True, exist_ok=True)
         write_private(self.properties, format_properties(self.worker_properties(plugins)).encode())
         log4j = self.root / "log4j2.properties"
@@ -189,13 +208,22 @@ class LocalConnect:
         )
         self._process.start()
         self._process.wait_ready(
-            self._ready, timeout=START_TIMEOUT, what="the Connect REST API with Debezium loaded"
+            self._ready,
+            timeout=START_TIMEOUT,
+            what="the Connect REST API with Debezium and the contract check loaded",
         )
         return self
 
     def _ready(self) -> bool:
         plugins = self._session.get(f"{self.url}/connector-plugins", timeout=5)
-        return plugins.ok and any(p.get("class", "").endswith("PostgresConnector") for p in plugins.json())
+        if not plugins.ok:
+            return False
+        classes = {p.get("class", "") for p in plugins.json()}
+        if POSTGRES_CONNECTOR not in classes:
+            return False
+        # Transforms are listed only with connectorsOnly=false.
+        every = self._session.get(f"{self.url}/connector-plugins?connectorsOnly=false", timeout=5)
+        return every.ok and CONTRACT_CHECK in {p.get("class", "") for p in every.json()}
 
     def running(self) -> bool:
         return self._process is not None and self._process.running()
@@ -227,9 +255,14 @@ class LocalConnect:
 
     # ---- connectors --------------------------------------------------------------------------------------------
 
-    def put_outbox_connector(self, source: Source, credentials_dir: Path) -> dict[str, str]:
-        """Create (or update) the source's outbox connector; its credentials are named, never sent."""
-        config = outbox_connector_config(source, f"${{dir:{credentials_dir}")
+    def put_outbox_connector(
+        self, source: Source, credentials_dir: Path, contracts: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Create (or update) the source's outbox connector; its credentials are named, never sent.
+
+        `contracts`: each route topic's JSON Schema (`headwater.cdc.route_contracts`), which the connector's
+        contract check holds each event to."""
+        config = outbox_connector_config(source, f"${{dir:{credentials_dir}", contracts)
         resp = self._session.put(
             f"{self.url}/connectors/{source.connector_name}/config", json=config, timeout=60
         )

@@ -26,7 +26,7 @@ def test_every_shipped_stack_passes_the_cdc_rules(
     judged = 0
     for kind, rules in (
         ("KafkaConnect", ["cdc-exactly-once"]),
-        ("KafkaConnector", ["cdc-exactly-once", "cdc-database-tls"]),
+        ("KafkaConnector", ["cdc-exactly-once", "cdc-database-tls", "cdc-contract-check"]),
         ("KafkaTopic", ["cdc-outbox-contract"]),
     ):
         for o in objs_of_kind(stack, kind):
@@ -72,3 +72,33 @@ def test_an_outbox_topic_without_a_contract_fails(obj: Get, judge: Judge) -> Non
     assert (
         judge("cdc-outbox-contract", obj("prod", "KafkaTopic/headwater/platform.registry-journal.v1")) == []
     )
+
+
+def test_a_connector_without_the_contract_check_last_fails(obj: Get, judge: Judge) -> None:
+    connector = obj("prod", CONNECTOR)
+    config = connector["spec"]["config"]
+    chain = config["transforms"].split(",")
+    assert chain[-1] == "contract"
+    config["transforms"] = ",".join(chain[:-1])
+    (message,) = judge("cdc-contract-check", connector, "prod")
+    assert "does not end with the contract check (dev.headwater.connect.ContractCheck)" in message
+    config["transforms"] = ",".join([*chain[:-1], "contract", "route_0"])  # a route after the check
+    assert "does not end with the contract check" in judge("cdc-contract-check", connector, "prod")[0]
+
+
+def test_a_routed_topic_the_check_does_not_cover_fails(obj: Get, judge: Judge) -> None:
+    connector = obj("dev", CONNECTOR)
+    config = connector["spec"]["config"]
+    config["transforms.contract.topics"] = "actions.approvals.v1"
+    config["transforms.contract.contract.actions.approvals.v1"] = ""
+    assert judge("cdc-contract-check", connector, "dev") == [
+        "KafkaConnector agent-actions-db-outbox: events routed to actions.tickets.v1 are not checked: add it to "
+        "transforms.contract.topics with its contract in transforms.contract.contract.actions.tickets.v1",
+        "KafkaConnector agent-actions-db-outbox: transforms.contract.contract.actions.approvals.v1 is missing: "
+        "the JSON Schema of actions.approvals.v1",
+    ]
+    del config["transforms.contract.dead.letter.topic"]
+    assert (
+        "KafkaConnector agent-actions-db-outbox: transforms.contract.dead.letter.topic is missing: where "
+        "rejected events go"
+    ) in judge("cdc-contract-check", connector, "dev")

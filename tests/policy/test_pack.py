@@ -30,6 +30,7 @@ POLICIES_DIR = Path(pack.__file__).resolve().parent
 EXPECTED_POLICIES = {
     "cdc-database-tls",
     "cdc-exactly-once",
+    "cdc-contract-check",
     "cdc-outbox-contract",
     "strimzi-api-version",
     "strimzi-listener-security",
@@ -190,7 +191,7 @@ def test_bad_policy_config_names_every_problem() -> None:
     problems = err.value.problems
     assert len(problems) == 5
     assert problems[0].startswith(
-        "unknown policy 'no-such-policy'; policies: all, cdc-database-tls, cdc-exactly-once"
+        "unknown policy 'no-such-policy'; policies: all, cdc-contract-check, cdc-database-tls"
     )
     assert (
         problems[1] == "all: enforcement level 'strict' is not valid; allowed: advisory, mandatory, disabled"

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from components.kafka_connect import plugin_url, render_cdc
+from components.kafka_connect import contract_check_url, plugin_url, render_cdc
 from headwater import versions
 from headwater.config import load_platform, stack_names
 from headwater_cli.validate import validate_object
@@ -23,7 +23,7 @@ def test_connect_and_its_connectors_are_schema_valid_in_every_stack(stack: str) 
 
 def test_the_build_pulls_the_pinned_debezium_archive_with_its_checksum() -> None:
     (connect,) = [o for o in render_cdc(load_platform("prod")) if o["kind"] == "KafkaConnect"]
-    (plugin,) = connect["spec"]["build"]["plugins"]
+    plugin, contract_check = connect["spec"]["build"]["plugins"]
     (artifact,) = plugin["artifacts"]
     assert artifact["url"] == plugin_url()
     assert artifact["url"].startswith(
@@ -31,6 +31,18 @@ def test_the_build_pulls_the_pinned_debezium_archive_with_its_checksum() -> None
     )
     assert f"/{versions.DEBEZIUM_VERSION}/" in artifact["url"]
     assert len(artifact["sha512sum"]) == 128 and int(artifact["sha512sum"], 16)
+    # Our contract check, as the stack says the platform team published it, its SHA-512 checked by the build.
+    platform = load_platform("prod")
+    published = platform.connect_cluster("cdc-connect").contract_check
+    assert published is not None
+    assert contract_check == {
+        "name": "contract-check",
+        "artifacts": [{"type": "jar", "url": contract_check_url(published), "sha512sum": published.sha512}],
+    }
+    assert contract_check_url(published) == (
+        f"{published.repository}/dev/headwater/connect/contract-check/{versions.CONTRACT_CHECK_VERSION}/"
+        f"contract-check-{versions.CONTRACT_CHECK_VERSION}.jar"
+    )
     spec = connect["spec"]
     assert spec["version"] == versions.KAFKA_VERSION
     assert spec["authentication"]["type"] == "tls"  # prod's principals authenticate with certificates

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
+from headwater.cdc import CONTRACT_CHECK, outbox_connector_config, route_contracts
 from headwater.config import CATALOG_DIR, ConfigError, load_platform, load_stack_config, read_yaml
 from headwater.spec import AclResource, acls_for
 
@@ -163,7 +165,7 @@ def test_a_source_names_a_known_cluster_and_valid_database_names() -> None:
 def test_overrides_must_name_catalog_sources_and_clusters() -> None:
     cfg = _config("dev")
     cfg["sources"]["billing-db"] = {"host": "x"}
-    cfg["connect"] = {"other": {"replicas": 2}}
+    cfg["connect"]["other"] = {"replicas": 2}
     problems = _problems("dev", cfg, _catalog())
     assert problems == [
         "stack dev: connect.other = '(override)' is not valid; allowed: a Connect cluster of the catalog: "
@@ -177,8 +179,52 @@ def test_a_cluster_cannot_share_a_name_with_a_principal() -> None:
     catalog = _catalog()
     catalog["connect"]["agent-gateway"] = catalog["connect"].pop("cdc-connect")
     catalog["sources"]["agent-actions-db"]["connect"] = "agent-gateway"
-    problems = _problems("local", _config("local"), catalog)
+    cfg = _config("local")
+    cfg["connect"]["agent-gateway"] = cfg["connect"].pop("cdc-connect")
+    problems = _problems("local", cfg, catalog)
     assert problems == [
         "stack local: catalog.connect.agent-gateway = 'agent-gateway' is not valid; allowed: a name no principal "
         "of the catalog has (the cluster is its own principal)"
     ]
+
+
+def test_a_stack_that_runs_cdc_names_where_the_contract_check_jar_is_published() -> None:
+    cfg = _config("staging")
+    del cfg["connect"]["cdc-connect"]["contractCheck"]
+    (message,) = _problems("staging", cfg, _catalog())
+    assert message.startswith(
+        "stack staging: connect.cdc-connect.contractCheck is required (it captures agent-actions-db): "
+        "{repository: https://<Maven-layout repository with dev.headwater.connect:contract-check:"
+    )
+
+
+def test_the_contract_check_artifact_is_an_https_repository_and_a_sha512() -> None:
+    cfg = _config("prod")
+    cfg["connect"]["cdc-connect"]["contractCheck"] = {
+        "repository": "http://artifacts.example.com/maven/",
+        "sha512": "abc",
+        "version": "9",
+    }
+    assert _problems("prod", cfg, _catalog()) == [
+        "stack prod: connect.cdc-connect.contractCheck.repository = 'http://artifacts.example.com/maven/' is "
+        "not valid; allowed: an https:// URL of a Maven-layout repository, without a trailing '/'",
+        "stack prod: connect.cdc-connect.contractCheck.sha512 = 'abc' is not valid; allowed: the jar's SHA-512: "
+        "128 lower-case hex digits",
+        "stack prod: unknown key 'connect.cdc-connect.contractCheck.version'; allowed keys: repository, sha512",
+    ]
+
+
+def test_the_connector_checks_each_route_topic_against_its_catalog_contract_last() -> None:
+    platform = load_platform("dev")
+    (source,) = platform.sources
+    config = outbox_connector_config(source, "${dir:/x", route_contracts(platform, source))
+    chain = config["transforms"].split(",")
+    assert chain[-1] == "contract" and config["transforms.contract.type"] == CONTRACT_CHECK
+    assert config["transforms.contract.dead.letter.topic"] == source.dead_letter_topic
+    routed = sorted(r.topic for r in source.routes)
+    assert config["transforms.contract.topics"].split(",") == routed
+    for topic in routed:
+        on_disk = json.loads((CATALOG_DIR / "schemas" / f"{topic}.json").read_text())
+        assert json.loads(config[f"transforms.contract.contract.{topic}"]) == on_disk
+    with pytest.raises(ValueError, match="no contract given for the route topics actions.tickets.v1"):
+        outbox_connector_config(source, "${dir:/x", {"actions.approvals.v1": "{}"})
