@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink prometheus redis postgres lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus redis postgres contract-check lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -63,6 +63,12 @@ postgres:
 	  echo "creating the system user $(PG_USER) that runs PostgreSQL"; \
 	  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(PG_USER); fi
 
+# The outbox contract check (connect/contract-check), our own Connect transform: Maven builds it and runs its unit
+# tests into .cache/jvm/contract-check (only when its sources or pinned versions change; Maven's local repository
+# keeps what it fetched from Maven Central). The local Connect worker loads it from there.
+contract-check: venv
+	$(PYTHON) -m headwater.jvm build contract-check
+
 lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
@@ -95,7 +101,7 @@ test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
 # Needs the control plane too: the admission tests run a real kube-apiserver.
-test-integration: venv venv-flink control-plane prometheus redis postgres
+test-integration: venv venv-flink control-plane prometheus redis postgres contract-check
 	$(PYTHON) -m pytest -q tests/integration
 
 # The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
@@ -113,14 +119,14 @@ test-e2e: venv toolchain
 
 # The integration suite with every core kept busy by CPU burners the session starts and stops: races
 # between the platform and a loaded machine show up here first.
-test-under-load: venv venv-flink prometheus redis postgres
+test-under-load: venv venv-flink prometheus redis postgres contract-check
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
 test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
-local: venv venv-flink prometheus redis postgres
+local: venv venv-flink prometheus redis postgres contract-check
 	$(VENV)/bin/headwater local up $(ARGS)
 
 render: venv

@@ -3,7 +3,9 @@
 A service writes a business row and its outbox row in one transaction; Debezium captures committed outbox rows
 and Connect writes them exactly-once to the topic their aggregate type routes to. A read_committed reader
 reconciles by event id (the `id` header): every committed row exactly once, in commit order per aggregate,
-nothing from rolled-back transactions, through Connect being SIGKILLed and the database restarting.
+nothing from rolled-back transactions, through Connect being SIGKILLed and the database restarting. A row
+whose payload breaks its topic's contract goes to the dead-letter topic, once, saying which field broke which
+rule, and the rows behind it still flow.
 Figures (rows/s captured, commit-to-visible latency) are printed, never asserted.
 """
 
@@ -15,15 +17,19 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from psycopg import sql
 
-from headwater.cdc import DEAD_LETTER_REASON_HEADER, UNROUTED_REASON
+from headwater import cdc as cdc_config
+from headwater.cdc import DEAD_LETTER_REASON_HEADER, UNROUTED_REASON, route_contracts
 from headwater.local import agent_actions
 from headwater.local.agent_actions import Decision
 from headwater.local.connect import LocalConnect
@@ -73,7 +79,7 @@ def cdc(provisioned: Provisioned) -> Iterator[Cdc]:
         served = pg.served(source)
         credentials = pg.credentials_dir(served)
         connect.start()
-        connect.put_outbox_connector(served, credentials)
+        connect.put_outbox_connector(served, credentials, route_contracts(platform, source))
         connect.wait_running(served.connector_name, timeout=180)
         _wait(lambda: pg.slot_active(served), 60, "the replication slot to be active")
         yield Cdc(platform, provisioned, pg, connect, served, credentials)
@@ -102,6 +108,7 @@ class Seen:
     sequence: int
     at: float
     headers: dict[str, bytes]
+    value: bytes = b""
 
 
 @dataclass
@@ -146,14 +153,15 @@ class Reader:
                 if value is not None:
                     headers[name] = value.encode() if isinstance(value, str) else value
             key = msg.key()
-            payload = json.loads(msg.value() or b"{}")
+            value = msg.value() or b""
             self.events.append(
                 Seen(
                     headers["id"].decode(),
                     key.decode() if isinstance(key, bytes) else str(key or ""),
-                    int(payload.get("sequence", -1)),
+                    _sequence(value),
                     at,
                     headers,
+                    value,
                 )
             )
 
@@ -171,6 +179,15 @@ class Reader:
         self._thread.join(10)
         self._consumer.close()
         return list(self.events)
+
+
+def _sequence(value: bytes) -> int:
+    """The payload's sequence, or -1 (a dead letter's payload may be anything its writer committed)."""
+    try:
+        payload = json.loads(value or b"{}")
+        return int(payload.get("sequence", -1)) if isinstance(payload, dict) else -1
+    except (ValueError, TypeError):
+        return -1
 
 
 def _reconcile(seen: list[Seen], committed: dict[str, tuple[str, int]]) -> None:
@@ -327,4 +344,111 @@ def test_an_unroutable_row_goes_to_the_dead_letter_topic_with_its_reason_and_row
     (letter,) = letters
     assert letter.event_id == bad
     assert letter.headers[DEAD_LETTER_REASON_HEADER].decode() == UNROUTED_REASON
+    assert letter.headers[cdc_config.DEAD_LETTER_REASON_CODE_HEADER].decode() == cdc_config.UNROUTED_CODE
     assert letter.headers["aggregateType"] == b"invoice"
+
+
+def _outbox_row(cdc: Cdc, aggregate_type: str, aggregate_id: str, payload: str) -> str:
+    """One outbox row with this payload text, committed (and deleted) in its own transaction; its event id."""
+    schema, table = cdc.source.outbox_table.split(".")
+    outbox = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    event_id = str(uuid.uuid4())
+    with cdc.pg.connect(cdc.source.database) as conn, conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (id, aggregatetype, aggregateid, type, payload) VALUES (%s, %s, %s, %s, %s)"
+            ).format(outbox),
+            (event_id, aggregate_type, aggregate_id, f"{aggregate_type}.changed", payload),
+        )
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(outbox), (event_id,))
+    return event_id
+
+
+def test_payloads_that_break_their_contract_are_dead_lettered_once_with_field_and_rule_and_rows_behind_flow(
+    cdc: Cdc,
+) -> None:
+    tickets = cdc.source.route("ticket")
+    assert tickets is not None
+    dead = Reader(cdc, cdc.source.dead_letter_topic)
+    reader = Reader(cdc, cdc.topic)
+    ticket_reader = Reader(cdc, tickets)
+    writer = Writer(cdc, "contract")
+    writer.write(5)
+    good = Decision("contract-bad", "agent-7", "refund.issue", "granted", 1).payload(datetime.now(UTC))
+    # (aggregate type, payload text) -> (topic meant for, reason code, field, rule). The payload column is
+    # jsonb, so the database itself refuses text that is not JSON; what it lets through is JSON of any shape.
+    cases = {
+        "not an object": ("approval", json.dumps("approval granted"), (cdc.topic, "", "type")),
+        "missing field": (
+            "approval",
+            json.dumps({k: v for k, v in good.items() if k != "agent_id"}),
+            (cdc.topic, "/agent_id", "required"),
+        ),
+        "wrong type": (
+            "approval",
+            json.dumps(good | {"sequence": "seven"}),
+            (cdc.topic, "/sequence", "type"),
+        ),
+        "not in enum": (
+            "approval",
+            json.dumps(good | {"decision": "maybe"}),
+            (cdc.topic, "/decision", "enum"),
+        ),
+        "bad date-time": (
+            "approval",
+            json.dumps(good | {"decided_at": "yesterday"}),
+            (cdc.topic, "/decided_at", "format"),
+        ),
+        # Held to the tickets' contract, not the approvals': an approval's payload routed as a ticket.
+        "other topic's shape": ("ticket", json.dumps(good), (tickets, "/action", "additionalProperties")),
+    }
+    bad: dict[str, tuple[str, str, str, str]] = {}
+    for kind, (aggregate_type, payload, expected) in cases.items():
+        bad[_outbox_row(cdc, aggregate_type, f"bad-{len(bad)}", payload)] = (kind, *expected)
+    ticket = json.dumps(
+        {"ticket_id": "t-1", "agent_id": "agent-7", "status": "opened", "changed_at": "2026-11-29T07:00:00Z"}
+    )
+    valid_ticket = _outbox_row(cdc, "ticket", "t-1", ticket)
+    writer.write(5)
+    reader.wait_for(len(writer.committed), timeout=120)
+    dead.wait_for(len(bad), timeout=120)
+    ticket_reader.wait_for(1, timeout=60)
+    letters = dead.close()
+    seen = reader.close()
+    tickets_seen = ticket_reader.close()
+    # Every valid row exactly once on its topic (including the five behind the bad ones), no bad one there.
+    _reconcile(seen, writer.committed)
+    assert [t.event_id for t in tickets_seen] == [valid_ticket]
+    # Every bad row exactly once on the dead-letter topic, as written, saying what was wrong and where from.
+    assert sorted(letter.event_id for letter in letters) == sorted(bad)
+    contracts = route_contracts(cdc.platform, cdc.source)
+    for letter in letters:
+        kind, topic, field_, rule = bad[letter.event_id]
+        h = {k: v.decode() for k, v in letter.headers.items()}
+        assert (
+            h[cdc_config.DEAD_LETTER_REASON_CODE_HEADER],
+            h[cdc_config.DEAD_LETTER_FIELD_HEADER],
+            h[cdc_config.DEAD_LETTER_RULE_HEADER],
+        ) == (cdc_config.SCHEMA_VIOLATION_CODE, field_, rule), (kind, h)
+        assert h[cdc_config.DEAD_LETTER_SOURCE_TOPIC_HEADER] == topic, kind
+        assert h[cdc_config.DEAD_LETTER_CONTRACT_HEADER] == json.loads(contracts[topic])["$id"]
+        assert h[cdc_config.DEAD_LETTER_AGGREGATE_ID_HEADER] == letter.key and letter.key.startswith("bad-")
+        assert h[cdc_config.DEAD_LETTER_SOURCE_LSN_HEADER].isdigit(), h
+        assert h[cdc_config.DEAD_LETTER_PIPELINE_HEADER] == cdc.source.connector_name
+        assert (field_ or "(record)") in h[DEAD_LETTER_REASON_HEADER], (kind, h[DEAD_LETTER_REASON_HEADER])
+        violations = json.loads(h[cdc_config.DEAD_LETTER_VIOLATIONS_HEADER])
+        assert {"field": field_, "rule": rule} in [
+            {"field": v["field"], "rule": v["rule"]} for v in violations
+        ]
+        assert json.loads(letter.value) == json.loads(cases[kind][1])  # the payload as written
+    status = cdc.connect.status(cdc.source.connector_name)
+    assert [t["state"] for t in status["tasks"]] == ["RUNNING"], status
+    print(
+        f"\n[cdc contract check] {len(bad)} malformed rows dead-lettered ({len(letters)} letters), "
+        f"{len(seen)} valid approvals and {len(tickets_seen)} valid ticket delivered; "
+        + "; ".join(
+            f"{bad[x.event_id][0]}: {x.headers[cdc_config.DEAD_LETTER_FIELD_HEADER].decode() or '(record)'} "
+            f"{x.headers[cdc_config.DEAD_LETTER_RULE_HEADER].decode()}"
+            for x in letters
+        )
+    )
