@@ -25,6 +25,15 @@ REGEX_ROUTER = "org.apache.kafka.connect.transforms.RegexRouter"
 INSERT_HEADER = "org.apache.kafka.connect.transforms.InsertHeader"
 TOPIC_NAME_MATCHES = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
 STRING_CONVERTER = "org.apache.kafka.connect.storage.StringConverter"
+FILTER = "org.apache.kafka.connect.transforms.Filter"
+# Heartbeats: only the outbox is published, so a database busy elsewhere streams nothing to the connector, and
+# without them the slot would keep every WAL segment written since the last outbox event. Every interval the
+# connector writes a logical decoding message (no table, no row; non-transactional, so it reaches the slot at
+# once) and then a heartbeat record at the position it has read; writing that record to Kafka is what lets
+# Connect commit the position and Debezium confirm it to the slot. The messages themselves are dropped.
+HEARTBEAT_INTERVAL_MS = 10_000
+HEARTBEAT_MESSAGE_PREFIX = "headwater-heartbeat"
+HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
 # Our transform (connect/contract-check): each routed event against its topic's contract, violations dead-lettered.
 CONTRACT_CHECK = "dev.headwater.connect.ContractCheck"
 CONTRACT_CHECK_PLUGIN = "contract-check"
@@ -136,13 +145,15 @@ def outbox_connector_config(source: Source, secret_ref: str, contracts: Mapping[
     so does, last in the chain, an event whose payload breaks its topic's contract (not JSON, a missing field, a
     wrong type...), with the reason code, the field (JSON Pointer), the rule, the topic it was meant for and its
     LSN in headers. Either way the rows behind it still flow. (Connect's own dead-letter queue exists only for
-    sink connectors, so a source connector's check is a transform.)
+    sink connectors, so a source connector's check is a transform.) Heartbeats go to the source's heartbeat
+    topic (see HEARTBEAT_INTERVAL_MS).
     """
     ep = source.endpoint
     routes = {r.aggregate_type: r.topic for r in source.routes}
-    known = "|".join(_regex_literal(a) for a in sorted(routes))
+    # Neither an aggregate type nor the heartbeat topic: an unroutable row.
+    known = "|".join(_regex_literal(a) for a in [*sorted(routes), source.heartbeat_topic])
     transforms = (
-        ["outbox", "unrouted_reason", "unrouted_code", "unrouted"]
+        ["messages", "heartbeat", "outbox", "unrouted_reason", "unrouted_code", "unrouted"]
         + [f"route_{i}" for i in range(len(routes))]
         + [CONTRACT_CHECK_TRANSFORM]
     )
@@ -169,6 +180,24 @@ def outbox_connector_config(source: Source, secret_ref: str, contracts: Mapping[
         "exactly.once.support": "required",
         "transaction.boundary": "poll",
         "errors.tolerance": "none",
+        "heartbeat.interval.ms": str(HEARTBEAT_INTERVAL_MS),
+        "heartbeat.action.query": (
+            f"SELECT pg_logical_emit_message(false, '{HEARTBEAT_MESSAGE_PREFIX}', now()::text)"
+        ),
+        "topic.heartbeat.prefix": HEARTBEAT_TOPIC_PREFIX,
+        "message.prefix.include.list": _regex_literal(HEARTBEAT_MESSAGE_PREFIX),
+        "transforms.messages.type": FILTER,
+        "transforms.messages.predicate": "messages",
+        "predicates.messages.type": TOPIC_NAME_MATCHES,
+        "predicates.messages.pattern": f"^{_regex_literal(source.topic_prefix + '.message')}$",
+        "transforms.heartbeat.type": REGEX_ROUTER,
+        "transforms.heartbeat.regex": ".*",
+        "transforms.heartbeat.replacement": source.heartbeat_topic,
+        "transforms.heartbeat.predicate": "heartbeat",
+        "predicates.heartbeat.type": TOPIC_NAME_MATCHES,
+        "predicates.heartbeat.pattern": (
+            f"^{_regex_literal(HEARTBEAT_TOPIC_PREFIX + '.' + source.topic_prefix)}$"
+        ),
         "key.converter": STRING_CONVERTER,
         "value.converter": STRING_CONVERTER,
         "transforms": ",".join(transforms),
@@ -191,7 +220,7 @@ def outbox_connector_config(source: Source, secret_ref: str, contracts: Mapping[
         "transforms.unrouted.regex": ".*",
         "transforms.unrouted.replacement": source.dead_letter_topic,
         "transforms.unrouted.predicate": "unrouted",
-        "predicates": "unrouted",
+        "predicates": "heartbeat,messages,unrouted",
         "predicates.unrouted.type": TOPIC_NAME_MATCHES,
         "predicates.unrouted.pattern": f"^(?!({known})$).*$",
     }

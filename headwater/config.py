@@ -1189,6 +1189,7 @@ def _sources(
             outbox_table=table,
             routes=routes,
             dead_letter_topic=sec.get("deadLetterTopic", str),
+            heartbeat_topic=sec.get("heartbeatTopic", str),
             endpoint=_endpoint(over, tier, name),
         )
         sec.done()
@@ -1207,6 +1208,13 @@ def _sources(
                 sec.path_of("deadLetterTopic"),
                 dlq.name,
                 f"a topic owned by {source.owner}, the source's owner",
+            )
+        beat = by_name.get(source.heartbeat_topic) if isinstance(source.heartbeat_topic, str) else None
+        if isinstance(source.heartbeat_topic, str) and (beat is None or beat.kind != TopicKind.EVENTS):
+            p.add(
+                sec.path_of("heartbeatTopic"),
+                source.heartbeat_topic,
+                "a topic of the catalog of kind events (Debezium's heartbeats; nothing reads them)",
             )
         for route in routes:
             where = f"{key}.outbox.routes.{route.aggregate_type}"

@@ -668,6 +668,7 @@ class Source:
     outbox_table: str  # schema.table
     routes: tuple[OutboxRoute, ...]
     dead_letter_topic: str  # rows the router cannot route, with the reason in a header
+    heartbeat_topic: str  # Debezium's heartbeats, which let the slot advance while the outbox is quiet
     endpoint: DatabaseEndpoint
 
     @property
@@ -699,11 +700,15 @@ def connect_principal(
 
     Workers join the group and read and write the internal topics (the leader writes the config topic in a
     transaction under `connect-cluster-<group>`); tasks write the routed topics in transactions under
-    `<group>-<connector>-<task>` (exactly-once source support), and each source's dead-letter topic in the same
-    transactions.
+    `<group>-<connector>-<task>` (exactly-once source support), and each source's dead-letter and heartbeat
+    topics in the same transactions.
     """
     mine = [s for s in sources if s.connect == cluster.name]
-    routed = sorted({r.topic for s in mine for r in s.routes} | {s.dead_letter_topic for s in mine})
+    routed = sorted(
+        {r.topic for s in mine for r in s.routes}
+        | {s.dead_letter_topic for s in mine}
+        | {s.heartbeat_topic for s in mine}
+    )
     return Principal(
         name=cluster.name,
         kind="platform",

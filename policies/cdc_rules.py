@@ -80,11 +80,14 @@ def _contract_check(resource_type: str, props: Mapping[str, Any], ctx: Context) 
     check = f"transforms.{checks[-1]}."
     dead_letter = config.get(check + "dead.letter.topic")
     checked = {t.strip() for t in str(config.get(check + "topics", "")).split(",") if t.strip()}
+    # The routes by aggregate type: the unconditional topic routers (those under a predicate re-route what is
+    # not an event: unroutable rows to the dead-letter topic, heartbeats to theirs).
     routed = {
         str(config.get(f"transforms.{t}.replacement"))
         for t in chain
         if config.get(f"transforms.{t}.type") == "org.apache.kafka.connect.transforms.RegexRouter"
-    } - {str(dead_letter)}
+        and not config.get(f"transforms.{t}.predicate")
+    }
     for topic in sorted(routed - checked):
         yield (
             f"KafkaConnector {name}: events routed to {topic} are not checked: add it to {check}topics with "

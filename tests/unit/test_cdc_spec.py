@@ -36,9 +36,11 @@ def test_the_connect_principal_gets_exactly_its_internal_topics_routes_group_and
     platform = load_platform(stack)
     (cluster,) = platform.connect_clusters
     principal = platform.principal(cluster.name)
-    routed = {r.topic for s in platform.sources for r in s.routes} | {
-        s.dead_letter_topic for s in platform.sources
-    }
+    routed = (
+        {r.topic for s in platform.sources for r in s.routes}
+        | {s.dead_letter_topic for s in platform.sources}
+        | {s.heartbeat_topic for s in platform.sources}
+    )
     internal = set(cluster.internal_topics)
     got = {(a.resource, a.name, a.pattern, op) for a in acls_for(principal) for op in a.operations}
     expected = {(AclResource.GROUP, cluster.name, "literal", "Read")}
@@ -228,3 +230,31 @@ def test_the_connector_checks_each_route_topic_against_its_catalog_contract_last
         assert json.loads(config[f"transforms.contract.contract.{topic}"]) == on_disk
     with pytest.raises(ValueError, match=r"no contract given for the route topics actions\.tickets\.v1"):
         outbox_connector_config(source, "${dir:/x", {"actions.approvals.v1": "{}"})
+
+
+def test_the_heartbeat_topic_is_an_events_topic_of_the_catalog() -> None:
+    catalog = _catalog()
+    catalog["sources"]["agent-actions-db"]["heartbeatTopic"] = "platform.cdc_connect_status.v1"
+    assert _problems("dev", _config("dev"), catalog) == [
+        "stack dev: catalog.sources.agent-actions-db.heartbeatTopic = 'platform.cdc_connect_status.v1' is not "
+        "valid; allowed: a topic of the catalog of kind events (Debezium's heartbeats; nothing reads them)"
+    ]
+
+
+def test_heartbeats_go_to_the_catalog_topic_and_their_messages_nowhere() -> None:
+    platform = load_platform("prod")
+    (source,) = platform.sources
+    config = outbox_connector_config(source, "${dir:/x", route_contracts(platform, source))
+    chain = config["transforms"].split(",")
+    assert chain[:3] == ["messages", "heartbeat", "outbox"]
+    assert (
+        config["transforms.heartbeat.replacement"] == source.heartbeat_topic == "platform.cdc_heartbeats.v1"
+    )
+    assert config["predicates.heartbeat.pattern"] == r"^__debezium\-heartbeat\.agent\-actions\-db$"
+    assert config["transforms.messages.type"] == "org.apache.kafka.connect.transforms.Filter"
+    assert (
+        int(config["heartbeat.interval.ms"]) > 0
+        and "pg_logical_emit_message(false" in config["heartbeat.action.query"]
+    )
+    # Not dead-lettered as an unroutable aggregate type.
+    assert "platform\\.cdc_heartbeats\\.v1" in config["predicates.unrouted.pattern"]
