@@ -1003,6 +1003,7 @@ _AGGREGATE_TYPE = re.compile(r"^[a-z][a-z0-9_-]*$")
 # Local databases run on this machine: Debian's server on 127.0.0.1, whose port the runtime picks.
 LOCAL_DB_HOST = "127.0.0.1"
 LOCAL_DB_PORT = 5432
+DEFAULT_SLOT_WAL_BUDGET = "1Gi"  # WAL a slot may hold back before HeadwaterCdcSlotRetainsWal fires
 
 
 def _pg_name(value: str) -> str | None:
@@ -1093,6 +1094,7 @@ def _endpoint(sec: _Section, tier: Tier, name: str) -> DatabaseEndpoint:
             check=lambda v: None if v in SSL_MODES else ", ".join(SSL_MODES),
         ),
         credentials_secret=sec.get("credentialsSecret", str, f"{name}-cdc", check=_k8s_name),
+        slot_wal_budget=sec.get("slotWalBudget", str, DEFAULT_SLOT_WAL_BUDGET, check=_quantity),
     )
     if tier == Tier.PROD and endpoint.ssl_mode in ("disable",):
         sec.problems.add(
