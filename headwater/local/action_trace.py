@@ -229,7 +229,7 @@ def trace_action(platform: Platform, kafka: LocalKafka, state_dir: Path, action_
     approved = next((r for r in audit if r["step"] == "approved"), None)
     agent = next((a for a in gate.agents if approved and a.principal == approved.get("agent")), None)
     if agent is not None:
-        for msg in _records(_reader(kafka, agent.principal), agent.approved_topic):
+        for msg in _records(_reader(kafka, agent.principal, agent.group), agent.approved_topic):
             if (msg.key() or b"").decode("utf-8", "replace") == action_id:
                 tp = TraceParent.parse(tracing.header(msg.headers()))
                 assert msg.partition() is not None and msg.offset() is not None
