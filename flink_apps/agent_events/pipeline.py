@@ -123,7 +123,8 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
     checked_call = call(check, col("value"), col("topic"), col("partition"), col("offset"), col("timestamp"))
     columns = list(_CHECKED_COLUMNS)
     out = [col("k"), col("v"), col("ts")]
-    if "headers" in source.get_schema().get_field_names():
+    traced = "headers" in source.get_schema().get_field_names()
+    if traced:
         traceparent = call_sql(hop_traceparent_sql("headers", "topic", "partition", "offset"))
         checked = source.select(checked_call.alias("r"), traceparent.alias(TRACEPARENT))
         checked = checked.select(col("r").flatten, col(TRACEPARENT))
@@ -150,7 +151,7 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
         .build(),
     )
     t_env.create_temporary_view("agent_events_valid", timed.where(col("valid").is_true))
-    kept = ", ".join(["k", "v", "ts", *([f"`{TRACEPARENT}`"] if len(out) > 3 else [])])
+    kept = "k, v, ts" + (f", `{TRACEPARENT}`" if traced else "")
     signals = t_env.sql_query(
         f"SELECT {kept} FROM ("
         f"  SELECT {kept}, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc ASC) AS rn"

@@ -4,6 +4,7 @@ id the Flink apps derive, the span files, and the gate's step spans (continued a
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ from approval_gate.logic import Gate, Out, Source
 from approval_gate.main import validators
 from approval_gate.tracing import GateTracer
 from headwater import tracing
+from headwater.action_gate import action_gate
+from headwater.config import load_platform
+from headwater.local.action_flow import SignalRef, sample_proposal, traced_proposal
 from headwater.tracing import TraceParent, hop_span_id, hop_traceparent
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -49,7 +53,9 @@ def test_the_setter_writes_one_traceparent_and_the_getter_reads_it_back() -> Non
     assert [k for k, _ in headers] == ["app", "traceparent"]
     assert tracing.header(headers) == tracing.traceparent_of(other)
     # What confluent-kafka hands a consumer (bytes, list or dict) reads back as the same context.
-    for carrier in (headers, dict(headers), [(k, v.decode()) for k, v in headers]):
+    as_text = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in headers]
+    carriers: list[tracing.Headers] = [headers, dict(headers), as_text]
+    for carrier in carriers:
         read = get_current_span(tracing.extract(carrier)).get_span_context()
         assert read.trace_id == other.get_span_context().trace_id
         assert read.span_id == other.get_span_context().span_id and read.is_remote
@@ -217,3 +223,33 @@ def test_the_audit_and_state_contracts_accept_the_trace_fields(tmp_path: Path) -
         "trace_id": "xyz",
     }
     assert list(contracts[DESCRIPTION.audit_topic].iter_errors(bad))
+
+
+# ---- the sample agents' proposals ---------------------------------------------------------------------------
+
+
+def test_a_proposal_acting_on_a_signal_continues_its_trace(tmp_path: Path) -> None:
+    platform = load_platform("local")
+    gate = action_gate(platform)
+    agent = gate.agents[0]
+    signal_tp = VECTORS[(PARENT, "raw", 0, 5)]
+    signal = SignalRef("agents.signals.v1", 2, 40, "planner-01", (("traceparent", signal_tp.encode()),))
+    provider = tracing.tracer_provider("sample-agents", tmp_path)
+    body = sample_proposal(agent, gate, random.Random(1), high_risk=False)
+    traced, headers, span = traced_proposal(provider.get_tracer("t"), agent, body, signal)
+    span.end()
+    provider.shutdown()
+    assert traced["context"]["trace_id"] == PARENT[3:35]
+    assert traced["context"]["signals"] == [
+        {"topic": "agents.signals.v1", "partition": 2, "offset": 40, "agent_id": "planner-01"}
+    ]
+    assert Draft7Validator(gate_contract(agent.proposed_topic)).is_valid(traced)
+    (propose,) = tracing.read_spans(tracing.traces_dir(tmp_path), PARENT[3:35])
+    assert propose.parent_span_id == signal_tp[36:52]
+    assert tracing.header(headers) == f"00-{PARENT[3:35]}-{propose.span_id}-01"
+
+
+def gate_contract(topic: str) -> dict[str, object]:
+    schemas = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
+    loaded: dict[str, object] = json.loads((schemas / f"{topic}.json").read_text())
+    return loaded
