@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 
 from headwater.action_gate import action_gate
 from headwater.local.approval_gate import LocalApprovalGate
+from headwater.local.approvers import LocalApproversPage
 from headwater.local.kafka import LocalKafka
 from headwater.local.process import Progress, stderr_progress
 from headwater.local.provision import client_config
@@ -218,7 +219,8 @@ class ApprovalsView(threading.Thread):
 
 
 class LocalActionFlow:
-    """The gate, the sample agents and the pending-approvals view, started and stopped together."""
+    """The gate, the approvers' page, the sample agents and the pending-approvals view, started and stopped
+    together."""
 
     def __init__(
         self,
@@ -236,6 +238,9 @@ class LocalActionFlow:
         self.gate = LocalApprovalGate(
             platform, kafka, state_dir, progress=progress or stderr_progress("approval-gate")
         )
+        self.page = LocalApproversPage(
+            platform, kafka, state_dir, progress=progress or stderr_progress("approvers-page")
+        )
         self.view = ApprovalsView(platform, kafka, client_logger)
         self.agents = SampleAgents(platform, kafka, rate, client_logger=client_logger) if agents else None
 
@@ -245,17 +250,20 @@ class LocalActionFlow:
 
     def start(self) -> None:
         self.gate.start()
+        self.page.start()
         self.view.start()
         if self.agents is not None:
             self.agents.start()
 
     def lines(self) -> list[str]:
         gate = f"approval gate  pid {self.gate.pid}  (log {self.gate.log_file})"
-        return [gate, *self.view.lines()]
+        return [gate, *self.view.lines(), *self.page.lines()]
 
     def dead(self) -> list[str]:
         if self.gate.pid is not None and not self.gate.running():
             return [f"the approval gate exited (log: {self.gate.log_file})"]
+        if self.page.pid is not None and not self.page.running():
+            return [f"the approvers' page exited (log: {self.page.log_file})"]
         return []
 
     def stop(self, grace: float | None = None) -> None:
@@ -264,4 +272,5 @@ class LocalActionFlow:
             self.agents.stop(grace)
         if self.view.is_alive():
             self.view.stop(grace)
+        self.page.stop(grace)
         self.gate.stop(grace)
