@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from selenium import webdriver
@@ -216,53 +216,45 @@ def decide(driver: WebDriver, action_id: str, decision: str, reason: str) -> tup
 def audit_and_decisions(
     provisioned: Provisioned, ids: set[str], timeout: float = 30
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
-    """Every audit record and every decision on `ids`, read as the catalog's auditor (read_committed), once
-    each id has a terminal audit record."""
+    """Every audit record and every decision on `ids`, read from the beginning as the catalog's auditor
+    (read_committed), once each id has a terminal audit record and a decision, plus a second to catch any
+    record after that (a second terminal one would be a defect)."""
     gate = action_gate(provisioned.platform)
     auditor = gate.auditors[0]
     audit: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     decisions: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    readers = [
+    readers = []
+    for topic, into, group in (
         (gate.audit_topic, audit, auditor),
         (gate.decisions_topic, decisions, f"{auditor}-decisions"),
-    ]
-    consumers = []
-    for topic, _, group in readers:
-        c = Consumer(
-            provisioned.config(
-                auditor,
-                **{
-                    "group.id": group,
-                    "isolation.level": "read_committed",
-                    "auto.offset.reset": "earliest",
-                    "enable.auto.commit": False,
-                },
-            )
-        )
-        c.subscribe([topic])
-        consumers.append(c)
+    ):
+        conf = {"group.id": group, "isolation.level": "read_committed", "enable.auto.commit": False}
+        c = Consumer(provisioned.config(auditor, **conf))
+        partitions = c.list_topics(topic, timeout=10).topics[topic].partitions
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        readers.append((c, into))
+
+    def drain(wait: float) -> None:
+        for c, into in readers:
+            for msg in c.consume(500, wait):
+                error = msg.error()
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error
+                    continue
+                record = json.loads(msg.value() or b"{}")
+                if record.get("action_id") in ids:
+                    into[record["action_id"]].append(record)
+
     try:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            for c, (_, into, _) in zip(consumers, readers, strict=True):
-                for msg in c.consume(200, 0.2):
-                    if msg.error() is not None:
-                        assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                        continue
-                    record = json.loads(msg.value() or b"{}")
-                    if record.get("action_id") in ids:
-                        into[record["action_id"]].append(record)
+            drain(0.2)
             if all(any(r.get("terminal") for r in audit[i]) for i in ids) and all(decisions[i] for i in ids):
-                time.sleep(1.0)  # anything after the terminal record (a second one would be a defect)
-                for c, (_, into, _) in zip(consumers, readers, strict=True):
-                    for msg in c.consume(500, 0.5):
-                        if msg.error() is None:
-                            record = json.loads(msg.value() or b"{}")
-                            if record.get("action_id") in ids:
-                                into[record["action_id"]].append(record)
+                time.sleep(1.0)
+                drain(0.5)
                 break
     finally:
-        for c in consumers:
+        for c, _ in readers:
             c.close()
     return audit, decisions
 
@@ -330,6 +322,7 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
 
         wait_for_cards(driver, url, ids)
+        shot(driver, "03-pending-phone", PHONE)
         close_card = card(driver, f"{run}-close")
         assert "Close the account: the customer asked twice in chat" in close_card.text
         assert "left" in close_card.find_element(By.CLASS_NAME, "left").text
@@ -341,7 +334,7 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
                 d.find_element(By.TAG_NAME, "summary").click()
         assert "on_time_payments" in limit_card.text and "pay-17" in limit_card.text
         driver.execute_script("arguments[0].scrollIntoView()", limit_card)
-        shot(driver, "03-pending-phone", PHONE)
+        shot(driver, "04-context-phone", PHONE)
         # The layout holds on a phone: nothing wider than the screen.
         overflow = driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -365,7 +358,7 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
         assert step == "approved"
         assert driver.find_element(By.ID, "outcome-actor").text == first.name
         assert driver.find_element(By.ID, "outcome-reason").text == "customer confirmed by phone"
-        shot(driver, "04-approved-phone", PHONE)
+        shot(driver, "05-approved-phone", PHONE)
 
         # A rejection needs a reason: refused on the page, nothing sent.
         driver.get(url)
@@ -380,12 +373,12 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
         sign_in(driver, url, second.name, second.password)
         driver.set_window_size(*DESKTOP)
         wait_for_cards(driver, url, [f"{run}-limit"])
-        shot(driver, "05-pending-desktop", DESKTOP)
+        shot(driver, "06-pending-desktop", DESKTOP)
         step, took = decide(driver, f"{run}-limit", "reject", "three payments are too few for 5000")
         latencies.append(took)
         assert step == "rejected"
         assert driver.find_element(By.ID, "outcome-actor").text == second.name
-        shot(driver, "06-rejected-desktop", DESKTOP)
+        shot(driver, "07-rejected-desktop", DESKTOP)
 
         for i in range(EXTRA_DECISIONS):
             driver.get(url)
