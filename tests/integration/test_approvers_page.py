@@ -373,7 +373,7 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
         sign_in(driver, url, second.name, second.password)
         driver.set_window_size(*DESKTOP)
         wait_for_cards(driver, url, [f"{run}-limit"])
-        shot(driver, "06-pending-desktop", DESKTOP)
+        shot(driver, "06-pending-desktop", DESKTOP, whole=True)
         step, took = decide(driver, f"{run}-limit", "reject", "three payments are too few for 5000")
         latencies.append(took)
         assert step == "rejected"
