@@ -40,6 +40,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from rich.console import Console as Terminal
+from rich.live import Live
+from rich.text import Text
 
 from headwater.contracts.registry import RegistryClient
 from headwater.contracts.serde import AvroDeserializer, WireFormatError
@@ -784,7 +787,12 @@ class FeatureProbe:
 
 
 class Console:
-    """Draws the monitor's figures: in place on a terminal, or as periodic plain lines."""
+    """Draws the monitor's figures: as a live full-screen view on a terminal, or as periodic plain lines.
+
+    The terminal view is rich's `Live` on the alternate screen: it is cropped to the terminal's height and
+    follows its resizes, and closing it gives back the terminal as it was (cursor shown, the start-up lines
+    still there), so the run's summary prints below them. `render()` decides what is shown, as plain lines.
+    """
 
     def __init__(
         self,
@@ -812,7 +820,7 @@ class Console:
         self.tty = self.out.isatty() if tty is None else tty
         self.interval = refresh if self.tty else line_every
         self._next = 0.0
-        self._drawn = False
+        self._live: Live | None = None
 
     def tick(self) -> None:
         """Draw if it is time to (call it often)."""
@@ -834,17 +842,28 @@ class Console:
             prometheus=prom,
             features=self.features() if self.features else None,
         )
-        prefix = "\x1b[?25l\x1b[2J\x1b[H" if not self._drawn else "\x1b[H"
-        self._drawn = True
-        self.out.write(prefix + "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J")
-        self.out.flush()
+        # No markup: topic names and errors are shown as they are; long lines are cut, not wrapped.
+        view = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+        if self._live is None:
+            terminal = Terminal(file=self.out, force_terminal=True, highlight=False)
+            self._live = Live(
+                view,
+                console=terminal,
+                screen=True,
+                auto_refresh=False,
+                vertical_overflow="crop",
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start(refresh=True)
+        else:
+            self._live.update(view, refresh=True)
 
     def close(self) -> None:
         """Give the terminal back (once; later calls do nothing)."""
-        if self.tty and self._drawn:
-            self.out.write("\x1b[?25h\n")
-            self.out.flush()
-            self._drawn = False
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.stop()
 
 
 # ---- the summary of a run -----------------------------------------------------------------------------------

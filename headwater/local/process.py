@@ -3,8 +3,9 @@
 Each child runs in its own session and process group, so a terminal's Ctrl-C reaches only the supervisor,
 which then stops the children in order (SIGTERM to the whole group, a grace period, then SIGKILL). Output
 goes to a log file under the state dir. Every started process is kept in a registry: `stop_all()` runs at
-interpreter exit, and `install_signal_handlers()` makes SIGINT/SIGTERM run it too; the program that owns
-the processes (the CLI, a test session) calls that once. As a last resort, when `setpriv` is available the
+interpreter exit, and `StopSignals` (the one SIGINT/SIGTERM handling, `install_signal_handlers()` for short)
+makes those signals run it too; the program that owns the processes (the CLI, a test session) installs it
+once. As a last resort, when `setpriv` is available the
 child is also told by the kernel to die with its parent (PR_SET_PDEATHSIG), which covers a supervisor that
 is itself killed with SIGKILL. The kernel ties that to the *thread* that started the child, so start
 long-lived processes from the main thread.
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import psutil
 
@@ -69,32 +71,78 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
-def install_signal_handlers() -> None:
-    """Make SIGINT and SIGTERM stop every supervised process before the program ends.
+class StopSignals:
+    """The one SIGINT/SIGTERM handling of a program that owns supervised processes.
 
-    SIGINT then raises KeyboardInterrupt as usual (so `finally` blocks and pytest's teardown still run);
-    SIGTERM is delivered again with its previous disposition, so the program ends the way it would have,
-    only without orphans. Call it from the main thread of the program that owns the processes.
+    While `interrupting` (a program with no orderly stop of its own, or one still starting), the first
+    signal interrupts: SIGINT stops every supervised process and raises KeyboardInterrupt (so `finally`
+    blocks and pytest's teardown still run); SIGTERM stops them and is delivered again with its previous
+    disposition, so the program ends the way it would have, only without orphans. An orderly program (the
+    local platform) sets `interrupting = False` once it runs: the first signal is then only noted
+    (`requested`, `signum`) and the program stops its parts in order; a second signal stops every process
+    at once and ends the program. Install it from the main thread; `restore()` puts back what was there.
     """
-    previous_term = signal.getsignal(signal.SIGTERM)
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        stop_all()
+    def __init__(self, *, orderly: bool = False, announce: Callable[[int], str] | None = None) -> None:
+        self.orderly = orderly
+        self.interrupting = True
+        self.requested = threading.Event()
+        self.signum: int | None = None
+        self._announce = announce
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> StopSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(sig)
+            if current is signal.SIG_IGN:  # started to ignore it (nohup, background job): leave it so
+                continue
+            self._previous[sig] = current
+            signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal that stopped the program, 0 when none did."""
+        return 128 + self.signum if self.signum else 0
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.orderly and self.requested.is_set():
+            print("second signal: stopping every process now", file=sys.stderr, flush=True)
+            stop_all()
+            os._exit(128 + signum)
+        self.signum = signum
+        self.requested.set()
+        if self._announce is not None:
+            print(self._announce(signum), file=sys.stderr, flush=True)
+        if not self.interrupting:
+            return  # the orderly program sees `requested` and stops its parts itself
+        if not self.orderly:
+            stop_all()
+        if signum == signal.SIGTERM and not self.orderly:
+            self._deliver_again(signum, frame)
+            return
         raise KeyboardInterrupt
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        stop_all()
-        if callable(previous_term):
-            previous_term(signum, frame)
+    def _deliver_again(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
             return
-        signal.signal(signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
-    # A signal the program was started to ignore (nohup, background jobs) stays ignored.
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, on_sigint)
-    if previous_term is not signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, on_sigterm)
+
+def install_signal_handlers() -> StopSignals:
+    """Make SIGINT and SIGTERM stop every supervised process before the program ends (see `StopSignals`).
+
+    For programs with no orderly stop of their own (a test session, a benchmark, a single server).
+    """
+    return StopSignals().install()
 
 
 def _setpriv() -> str | None:

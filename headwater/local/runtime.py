@@ -24,12 +24,10 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -62,10 +60,10 @@ from headwater.local.postgres import LocalPostgresError
 from headwater.local.process import (
     ProcessError,
     Progress,
+    StopSignals,
     quiet,
     running_processes,
     stderr_progress,
-    stop_all,
 )
 from headwater.local.producer import ProducerSettings, SampleProducer, shares_text
 from headwater.local.prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
@@ -668,55 +666,11 @@ def read_runtime(state_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-# ---- signals ------------------------------------------------------------------------------------------------
-
-
-class _Signals:
-    """SIGINT/SIGTERM while starting: abort the start (KeyboardInterrupt); while running: stop in order.
-
-    A second signal stops every process at once and ends the program.
-    """
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self.signum: int | None = None
-        self.starting = True
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            current = signal.getsignal(sig)
-            if current is signal.SIG_IGN:  # started to ignore it (nohup, background job): leave it so
-                continue
-            self._previous[sig] = current
-            signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested.is_set():
-            print("second signal: stopping every process now", file=sys.stderr, flush=True)
-            stop_all()
-            os._exit(128 + signum)
-        self.signum = signum
-        self.requested.set()
-        print(
-            f"\n{signal.Signals(signum).name}: stopping the local platform (again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
-        if self.starting:
-            raise KeyboardInterrupt
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum if self.signum else 0
-
-
 # ---- the command ----------------------------------------------------------------------------------------------
+
+
+def _announce(signum: int) -> str:
+    return f"\n{signal.Signals(signum).name}: stopping the local platform (again to stop at once)"
 
 
 def up(options: UpOptions) -> int:
@@ -724,37 +678,82 @@ def up(options: UpOptions) -> int:
     start, 2: refused before anything started, 128+N: stopped by signal N)."""
     platform = load_platform(options.stack)
     state_dir = (options.state_dir or default_state_dir(platform.stack)).resolve()
-    say = stderr_progress("local")
     try:
-        Topology.of(platform)  # the console's topics must exist in this stack before anything starts
-        local = LocalPlatform(
-            platform,
-            state_dir,
-            kafka_ports=options.kafka_ports,
-            registry_port=options.registry_port,
-            app_options=options.app_options,
-            prometheus_port=options.prometheus_port,
-            port_settings=options.port_settings,
-            restore_from=options.restore_from,
-            fresh=options.fresh,
-            cdc=options.cdc,
-            apps=options.apps,
-            actions=options.actions,
-        )
-        local.preflight()
+        local = _prepared(platform, state_dir, options)
     except (LocalUpError, LocalKafkaError, SnapshotError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    signals = _Signals()
-    signals.install()
-    producer: SampleProducer | None = None
-    monitor: Monitor | None = None
-    view: PrometheusView | None = None
-    console: Console | None = None
-    crashed: list[str] = []  # what died by itself while running: the one line of cause printed last
+    # Until the platform runs, a first signal aborts the start; from then on it is noted and the run stops
+    # its parts in order; a second one stops everything at once.
+    signals = StopSignals(orderly=True, announce=_announce).install()
+    run = _Run(local, options, signals)
     status = 0
     try:
-        say(f"stack {platform.stack}, state in {state_dir}")
+        run.start()
+        signals.interrupting = False
+        if signals.requested.is_set():
+            raise KeyboardInterrupt
+        run.finish(run.watch())
+        status = 1 if run.crashed else 0
+    except KeyboardInterrupt:
+        status = 130
+    except _startup_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        signals.interrupting = False  # from here a first signal is noted; only a second cuts the stop short
+        run.stop()
+        signals.restore()
+        run.report_stopped()
+    # A signal that arrived at any point before here, even while traffic ended or the stop ran, is how this
+    # run ended: report it, whatever the run had reached.
+    if signals.signum is not None and not run.crashed:
+        status = signals.exit_code
+    return status
+
+
+def _prepared(platform: Platform, state_dir: Path, options: UpOptions) -> LocalPlatform:
+    """The local platform as asked, checked before anything starts (ports, snapshots, the console's topics)."""
+    Topology.of(platform)  # the console's topics must exist in this stack before anything starts
+    local = LocalPlatform(
+        platform,
+        state_dir,
+        kafka_ports=options.kafka_ports,
+        registry_port=options.registry_port,
+        app_options=options.app_options,
+        prometheus_port=options.prometheus_port,
+        port_settings=options.port_settings,
+        restore_from=options.restore_from,
+        fresh=options.fresh,
+        cdc=options.cdc,
+        apps=options.apps,
+        actions=options.actions,
+    )
+    local.preflight()
+    return local
+
+
+class _Run:
+    """One run of a prepared local platform: its parts started, the clients that feed and watch it (the
+    sample producer, the monitor, the Prometheus view, the feature probe, the console), the loop until a
+    signal, a crash or the end of a bounded run, the summary, and the stop in order."""
+
+    def __init__(self, local: LocalPlatform, options: UpOptions, signals: StopSignals) -> None:
+        self.local = local
+        self.options = options
+        self.signals = signals
+        self.say = stderr_progress("local")
+        self.producer: SampleProducer | None = None
+        self.monitor: Monitor | None = None
+        self.view: PrometheusView | None = None
+        self.probe: FeatureProbe | None = None
+        self.console: Console | None = None
+        self.crashed: list[str] = []  # what died by itself while running: the one line of cause printed last
+
+    def start(self) -> None:
+        """Start the platform's parts, then the clients that feed and watch it."""
+        local = self.local
+        self.say(f"stack {local.platform.stack}, state in {local.state_dir}")
         for name, choice in local.snapshot_choices.items():
             for line in choice.lines():
                 stderr_progress(f"flink:{name}")(line)
@@ -762,104 +761,107 @@ def up(options: UpOptions) -> int:
         assert local.registry is not None
         # The platform's own clients log into a file: when a part dies they would otherwise fill the
         # terminal with one connection error per client and retry.
-        clients = _client_logger(state_dir / "logs" / CLIENT_LOG)
+        clients = _client_logger(local.state_dir / "logs" / CLIENT_LOG)
         since_ms = int(time.time() * 1000)
-        topology = Topology.of(platform)
-        monitor = Monitor(
-            platform,
+        topology = Topology.of(local.platform)
+        self.monitor = Monitor(
+            local.platform,
             {**client_config(local.kafka, topology.reader), "logger": clients},
             {**local.kafka.admin_config(), "logger": clients},
             local.registry.url,
             since_ms=since_ms,
-            triage_config=_triage_config(local.kafka, platform, clients),
+            triage_config=_triage_config(local.kafka, local.platform, clients),
             latency_histogram=local.reader_metrics.latency if local.reader_metrics is not None else None,
             registry_auth=_registry_auth(local.registry),
         )
-        monitor.start()  # assigned first, so an interrupted start still stops its readers
-        if options.producer is not None:
-            producer = _producer(local, options.producer, clients)
-            say(f"sample producer as {topology.producer}: {shares_text(options.producer)}")
-            producer.start()
-        view = PrometheusView(local.prometheus).start()
-        probe = (
-            FeatureProbe(local.feature_server.url, topology.features, monitor.latest_feature_entity).start()
-            if local.feature_server is not None
-            else None
-        )
-        say(f"Prometheus: {local.prometheus.url} (the console's lag and latency are read from there)")
-        signals.starting = False
-        if signals.requested.is_set():
-            raise KeyboardInterrupt
-        console = Console(
-            monitor,
-            title=f"headwater local · stack {platform.stack} · {state_dir}",
-            producer=producer.stats.as_dict if producer is not None else None,
+        self.monitor.start()  # assigned first, so an interrupted start still stops its readers
+        if self.options.producer is not None:
+            self.producer = _producer(local, self.options.producer, clients)
+            self.say(f"sample producer as {topology.producer}: {shares_text(self.options.producer)}")
+            self.producer.start()
+        self.view = PrometheusView(local.prometheus).start()
+        if local.feature_server is not None:
+            self.probe = FeatureProbe(
+                local.feature_server.url, topology.features, self.monitor.latest_feature_entity
+            ).start()
+        self.say(f"Prometheus: {local.prometheus.url} (the console's lag and latency are read from there)")
+
+    def watch(self) -> float:
+        """The console until a signal, a crash or the end of a bounded run; the seconds of traffic."""
+        assert self.monitor is not None and self.view is not None
+        local, options, probe = self.local, self.options, self.probe
+        console = self.console = Console(
+            self.monitor,
+            title=f"headwater local · stack {local.platform.stack} · {local.state_dir}",
+            producer=self.producer.stats.as_dict if self.producer is not None else None,
             components=local.components,
             footer="Ctrl-C stops everything"
             + (f" · bounded run of {options.duration:.0f}s" if options.duration else ""),
             tty=options.tty,
-            prometheus=view.figures,
+            prometheus=self.view.figures,
             features=probe.lines if probe is not None else None,
         )
         began = time.monotonic()
         deadline = began + options.duration if options.duration else None
-        next_cdc_line = next_actions_line = time.monotonic()
-        next_feature_line = time.monotonic() + 5.0
-        while not signals.requested.is_set():
+        # Plain output (no terminal console) gets the CDC flow, the features and the approvals as lines.
+        lines = _PlainLines(plain=options.tty is False)
+        cdc, actions = local.cdc, local.actions
+        while not self.signals.requested.is_set():
             console.tick()
-            if local.cdc is not None and options.tty is False and time.monotonic() >= next_cdc_line:
-                # The terminal console shows the CDC flow with the processes; plain output gets it as a line.
-                print(local.cdc.lines()[-1], flush=True)
-                next_cdc_line = time.monotonic() + 5.0
-            if probe is not None and options.tty is False and time.monotonic() >= next_feature_line:
-                print("features: " + " | ".join(probe.lines()), flush=True)
-                next_feature_line = time.monotonic() + 5.0
-            if local.actions is not None and options.tty is False and time.monotonic() >= next_actions_line:
-                # Plain output: the approvals as a line, like the CDC flow's.
-                print(local.actions.lines()[1], flush=True)
-                next_actions_line = time.monotonic() + 5.0
-            crashed = local.dead()
-            if crashed:
+            if cdc is not None:
+                lines.every(5.0, "cdc", lambda: cdc.lines()[-1])
+            if probe is not None:
+                lines.every(5.0, "features", lambda: "features: " + " | ".join(probe.lines()), first=5.0)
+            if actions is not None:
+                lines.every(5.0, "actions", lambda: actions.lines()[1])
+            self.crashed = local.dead()
+            if self.crashed:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            signals.requested.wait(0.1)
-        if crashed:
+            self.signals.requested.wait(0.1)
+        if self.crashed:
             console.close()
-            say(f"{crashed[0]}: stopping everything")
+            self.say(f"{self.crashed[0]}: stopping everything")
         traffic_seconds = time.monotonic() - began
-        if producer is not None:
+        if self.producer is not None:
             # With a part down nothing more will be delivered: don't wait for it.
-            remaining = producer.stop(flush_timeout=1.0 if crashed else 10.0)
+            remaining = self.producer.stop(flush_timeout=1.0 if self.crashed else 10.0)
             if remaining:
-                say(f"{remaining} records were still queued when the producer stopped")
-            stats = producer.stats
+                self.say(f"{remaining} records were still queued when the producer stopped")
+            stats = self.producer.stats
             if stats.started_at and stats.stopped_at:
                 traffic_seconds = stats.stopped_at - stats.started_at
-        if options.duration and options.apps and not signals.requested.is_set() and not crashed:
+        if options.duration and options.apps and not self.signals.requested.is_set() and not self.crashed:
             # Plain output goes on while the groups catch up (lag and latency as the backlog drains); a
             # terminal console gives the screen back to the drain's messages.
             if console.tty:
                 console.close()
-            crashed = _drain(
-                monitor,
+            self.crashed = _drain(
+                self.monitor,
                 options.drain_timeout,
-                say,
-                signals,
+                self.say,
+                self.signals,
                 local.dead,
                 (lambda: None) if console.tty else console.tick,
             )
         console.close()
-        if probe is not None:
-            probe.stop()
-        snap = monitor.snapshot()
-        monitor.stop(timeout=2.0 if crashed else 15.0)
-        view.stop()
-        prometheus_end = _prometheus_summary(local.prometheus, view, cdc=local.cdc is not None)
+        return traffic_seconds
+
+    def finish(self, traffic_seconds: float) -> None:
+        """The run's summary: printed, and written to the state dir for the next person to read."""
+        assert self.monitor is not None and self.view is not None
+        local = self.local
+        if self.probe is not None:
+            self.probe.stop()
+        snap = self.monitor.snapshot()
+        self.monitor.stop(timeout=2.0 if self.crashed else 15.0)
+        self.view.stop()
+        prometheus_end = _prometheus_summary(local.prometheus, self.view, cdc=local.cdc is not None)
         summary = RunSummary(
-            stack=platform.stack,
+            stack=local.platform.stack,
             seconds=traffic_seconds,
-            producer=producer.stats.as_dict() if producer is not None else None,
+            producer=self.producer.stats.as_dict() if self.producer is not None else None,
             totals=snap.totals,
             latency=snap.latency_run,
             dead_letter_reasons=snap.dead_letter_reasons,
@@ -871,39 +873,50 @@ def up(options: UpOptions) -> int:
         summary_data = summary.as_dict()
         if local.cdc is not None:
             summary_data["cdc"] = dataclasses.asdict(local.cdc.stats)
-        (state_dir / SUMMARY_FILE).write_text(json.dumps(summary_data, indent=2) + "\n")
+        (local.state_dir / SUMMARY_FILE).write_text(json.dumps(summary_data, indent=2) + "\n")
         print(format_summary(summary), flush=True)
         if local.cdc is not None:
             print(f"  {local.cdc.lines()[-1]}", flush=True)
-        if crashed:
-            status = 1
-    except KeyboardInterrupt:
-        status = 130
-    except _startup_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        status = 1
-    finally:
-        signals.starting = False  # from here a first signal is noted; only a second cuts the stop short
-        if console is not None:
-            console.close()
-        if producer is not None:
+
+    def stop(self) -> None:
+        """Stop the clients, then the platform's parts in reverse order; safe after any partial start."""
+        if self.console is not None:
+            self.console.close()
+        if self.probe is not None:
+            self.probe.stop()
+        if self.producer is not None:
             with contextlib.suppress(Exception):
-                producer.stop(flush_timeout=1.0 if crashed else 2.0)
-        if monitor is not None:
-            monitor.stop(timeout=2.0 if crashed else 15.0)
-        if view is not None:
-            view.stop()
-        local.stop()
-        signals.restore()
+                self.producer.stop(flush_timeout=1.0 if self.crashed else 2.0)
+        if self.monitor is not None:
+            self.monitor.stop(timeout=2.0 if self.crashed else 15.0)
+        if self.view is not None:
+            self.view.stop()
+        self.local.stop()
+
+    def report_stopped(self) -> None:
         left = [f"{p.name} (pid {p.pid})" for p in running_processes()]
-        say("stopped: nothing left running" if not left else f"stopped, but still running: {', '.join(left)}")
-        if crashed:
-            print(f"error: stopped because {'; then '.join(crashed)}", file=sys.stderr, flush=True)
-    # A signal that arrived at any point before here, even while traffic ended or the stop ran, is how this
-    # run ended: report it, whatever the run had reached.
-    if signals.signum is not None and not crashed:
-        status = signals.exit_code
-    return status
+        self.say(
+            "stopped: nothing left running" if not left else f"stopped, but still running: {', '.join(left)}"
+        )
+        if self.crashed:
+            print(f"error: stopped because {'; then '.join(self.crashed)}", file=sys.stderr, flush=True)
+
+
+class _PlainLines:
+    """Lines printed every so often when the console does not redraw a terminal (and nothing otherwise)."""
+
+    def __init__(self, *, plain: bool) -> None:
+        self.plain = plain
+        self._next: dict[str, float] = {}
+
+    def every(self, seconds: float, name: str, line: Callable[[], str], first: float = 0.0) -> None:
+        if not self.plain:
+            return
+        now = time.monotonic()
+        due = self._next.setdefault(name, now + first)
+        if now >= due:
+            print(line(), flush=True)
+            self._next[name] = now + seconds
 
 
 def _client_logger(path: Path) -> logging.Logger:
@@ -1011,7 +1024,7 @@ def _drain(
     monitor: Monitor,
     timeout: float,
     say: Progress,
-    signals: _Signals,
+    signals: StopSignals,
     dead: Callable[[], list[str]],
     tick: Callable[[], None] = lambda: None,
 ) -> list[str]:

@@ -5,10 +5,11 @@ the spec, percentiles, rendering and the summary. No broker; the real run is tes
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import random
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -17,8 +18,10 @@ from headwater.contracts import load_contracts
 from headwater.contracts.registry import RegistryClient
 from headwater.contracts.serde import JsonSerializer, violations
 from headwater.local.console import (
+    Console,
     GroupLag,
     Latency,
+    Monitor,
     RunSummary,
     Snapshot,
     Topology,
@@ -347,3 +350,36 @@ def test_the_console_shows_the_feature_lines_only_when_a_feature_server_runs() -
     assert shown[at + 1] == f"    {lines[0]}"
     without = render(_snapshot(), title="t", producer=None, components=[], footer="f")
     assert not any("online features" in line for line in without)
+
+
+class _FixedMonitor:
+    def snapshot(self) -> Snapshot:
+        return _snapshot()
+
+
+def test_the_terminal_view_draws_on_the_alternate_screen_and_gives_the_terminal_back() -> None:
+    out = io.StringIO()
+    console = Console(
+        cast(Monitor, _FixedMonitor()), title="headwater local", out=out, tty=True, footer="Ctrl-C stops"
+    )
+    console.tick()
+    console._next = 0.0  # draw again at once: the second frame updates the same screen
+    console.tick()
+    console.close()
+    console.close()  # once: a second close writes nothing more
+    text = out.getvalue()
+    assert text.startswith("\x1b[?1049h")  # entered the alternate screen
+    assert text.endswith("\x1b[?25h\x1b[?1049l")  # left it, cursor shown again
+    assert text.count("\x1b[?1049l") == 1
+    assert text.count("headwater local  up 0:01:15") == 2
+    assert "agents.events.raw.v1" in text and "Ctrl-C stops" in text
+
+
+def test_plain_output_is_one_status_line_per_interval() -> None:
+    out = io.StringIO()
+    console = Console(cast(Monitor, _FixedMonitor()), title="t", out=out, tty=False)
+    console.tick()
+    console.tick()  # not yet time for the next line
+    console.close()
+    assert len(out.getvalue().splitlines()) == 1
+    assert "\x1b" not in out.getvalue()
