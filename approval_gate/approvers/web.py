@@ -44,6 +44,15 @@ HEADERS = {
 }
 
 
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from another site (Sec-Fetch-Site, else Origin)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"https://{request.headers.get('host', '')}"
+
+
 class Backend(Protocol):
     """What the app needs of Kafka: the board (read under its lock), sending a decision, waiting for one."""
 
@@ -64,6 +73,10 @@ def create_app(backend: Backend, users: Users, sessions: Sessions, *, title: str
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        if request.method == "POST" and not same_origin(request):
+            # Besides the CSRF token (which the sign-in form cannot have yet): a browser says where a form
+            # comes from, and a form from another site never reaches the handlers.
+            return Response("cross-site form refused", status_code=403, headers=HEADERS)
         response = await call_next(request)
         for k, v in HEADERS.items():
             response.headers.setdefault(k, v)

@@ -6,8 +6,8 @@ a wrong password is refused; approver-1 signs in (phone-sized screen), sees the 
 context and time left, approves one; a rejection without a reason is refused; approver-2 rejects one with a
 reason; the rest are decided in turn. Then, read `read_committed` as the catalog's auditor: each action has
 exactly one terminal audit record, the one decided, by the person who decided it, with their reason, and the
-decisions topic holds each decision as its contract says. A form without the session's CSRF token and a
-request without a session are refused. Screenshots go to test-artifacts/approvers/ (paths printed).
+decisions topic holds each decision as its contract says. A form without the session's CSRF token, one from
+another site and a request without a session are refused. Screenshots go to test-artifacts/approvers/ (paths printed).
 
 Prints: decision latency, from the click on the page to the outcome (the gate's terminal audit record) shown
 in the browser, p50/p99 over the decisions made.
@@ -259,11 +259,11 @@ def audit_and_decisions(
     return audit, decisions
 
 
-def _post(url: str, form: dict[str, str], cookie: str | None, ca: Path) -> int:
+def _post(url: str, form: dict[str, str], cookie: str | None, ca: Path, **headers: str) -> int:
     request = urllib.request.Request(
         url,
         data=urllib.parse.urlencode(form).encode(),
-        headers={"Cookie": cookie} if cookie else {},
+        headers={**({"Cookie": cookie} if cookie else {}), **headers},
         method="POST",
     )
 
@@ -351,6 +351,12 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
             == 403
         )
         assert _post(f"{url}actions/{run}-close/decision", form, None, page.ca_file) == 303
+        # A form from another site, even with the right token and the session, is refused before the handlers.
+        token = driver.find_element(By.NAME, "csrf").get_attribute("value")
+        assert token
+        other_site = {"Origin": "https://elsewhere.example", "Sec-Fetch-Site": "cross-site"}
+        target = f"{url}actions/{run}-close/decision"
+        assert _post(target, {**form, "csrf": token}, session_cookie, page.ca_file, **other_site) == 403
 
         latencies = []
         step, took = decide(driver, f"{run}-close", "approve", "customer confirmed by phone")
