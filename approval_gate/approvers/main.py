@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -104,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
     )
+    # uvicorn handles SIGINT/SIGTERM itself (stops accepting, finishes requests) and then raises the signal
+    # again for the handler that was there before it: this one, so that the reader and writer close below.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: None)
     try:
-        # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, finishes requests, returns.
         uvicorn.run(
             app,
             host=args.host,
