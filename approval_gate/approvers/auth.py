@@ -38,6 +38,7 @@ MIN_PASSWORD = 12
 # Failed logins per name before a pause: slows guessing without locking a person out for long.
 FAILURES_BEFORE_PAUSE = 5
 PAUSE_S = 60.0
+THROTTLE_NAMES = 10_000  # names with recent failures kept at most (older ones are forgotten first)
 
 
 def _b64(data: bytes) -> str:
@@ -201,6 +202,8 @@ class Throttle:
     def failed(self, name: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self.lock:
+            if len(self.state) >= THROTTLE_NAMES:  # made-up names must not grow it without end
+                self.state = {n: (c, t) for n, (c, t) in self.state.items() if now - t < self.pause_s}
             count, _ = self.state.get(name, (0, now))
             self.state[name] = (count + 1, now)
 

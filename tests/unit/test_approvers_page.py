@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from approval_gate.approvers.auth import (
+    THROTTLE_NAMES,
     Sessions,
     Throttle,
     Users,
@@ -204,3 +205,7 @@ def test_failed_sign_ins_pause_that_name_for_a_while() -> None:
     throttle.failed("grace", now)
     throttle.succeeded("grace")
     assert throttle.state.get("grace") is None
+    # Made-up names do not grow the table without end: old failures are forgotten when it is full.
+    for i in range(THROTTLE_NAMES + 5):
+        throttle.failed(f"guess-{i}", now + (0 if i < THROTTLE_NAMES else 120))
+    assert len(throttle.state) < THROTTLE_NAMES
