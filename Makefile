@@ -63,9 +63,10 @@ chromium:
 # process in the state dir. It refuses to run as root, so as root an unprivileged system user runs it.
 PG_USER := headwater-postgres
 postgres:
-	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
-	  { echo "installing Debian's postgresql package (apt-get)"; apt-get update -q && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+	@{ ls /usr/lib/postgresql/*/bin/postgres && command -v prometheus-postgres-exporter; } >/dev/null 2>&1 || \
+	  { echo "installing Debian's postgresql and prometheus-postgres-exporter packages (apt-get)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    postgresql prometheus-postgres-exporter; }
 	@if [ "$$(id -u)" = 0 ] && ! id -u $(PG_USER) >/dev/null 2>&1; then \
 	  echo "creating the system user $(PG_USER) that runs PostgreSQL"; \
 	  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(PG_USER); fi

@@ -31,6 +31,7 @@ import pulumi
 from components.flink_application import METRICS_PORT_NAME
 from components.k8s import create_object, labels, metadata, to_yaml
 from headwater import kafka_metrics, versions
+from headwater.cdc import SLOT_INACTIVE, SLOT_RETAINED_BYTES, slot_wal_budget_bytes
 from headwater.spec import Flow, Platform, Sla, TopicKind
 
 RULES_KEY = "headwater.rules.yaml"
@@ -182,6 +183,30 @@ def _cdc_rules(platform: Platform) -> list[dict[str, Any]]:
                 budget.severity,
                 f"{source.name}'s outbox events reach Kafka more than {behind_ms // 1000}s after their commits; "
                 f"replication slot {source.slot_name} holds the WAL since",
+                source=source.name,
+                owner=source.owner,
+            ),
+            # Read from the database itself (the slot exporter), so they hold when Connect is gone entirely and
+            # its own metrics with it.
+            _rule(
+                "HeadwaterCdcSlotRetainsWal",
+                f'max by (slot_name) ({SLOT_RETAINED_BYTES}{{slot_name="{source.slot_name}"}}) '
+                f"> {slot_wal_budget_bytes(source)}",
+                "10m",
+                budget.severity,
+                f"replication slot {source.slot_name} holds back more than {source.endpoint.slot_wal_budget} of "
+                f"{source.database}'s WAL: its consumer ({source.connector_name}) lags or is gone, and the "
+                "database's disk fills until it catches up or the slot is dropped",
+                source=source.name,
+                owner=source.owner,
+            ),
+            _rule(
+                "HeadwaterCdcSlotInactive",
+                f'max by (slot_name) ({SLOT_INACTIVE}{{slot_name="{source.slot_name}"}}) > 0',
+                "10m",
+                budget.severity,
+                f"nothing reads replication slot {source.slot_name} of {source.database}: the Connect cluster "
+                f"or {source.connector_name} is down, and the slot keeps every WAL segment since",
                 source=source.name,
                 owner=source.owner,
             ),

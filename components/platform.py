@@ -18,6 +18,7 @@ from components.kafka_users import KafkaPrincipals, KafkaPrincipalsArgs
 from components.observability import Observability
 from components.operator_crds import OperatorCrds, render_flink_operator_crds, render_strimzi_crds
 from components.schema_registry import SchemaRegistry, SchemaRegistryArgs
+from components.slot_exporter import SlotExporters, SlotExportersArgs
 from headwater.spec import Platform
 
 
@@ -66,6 +67,11 @@ class HeadwaterPlatform(pulumi.ComponentResource):
             f"{name}-cdc",
             CdcArgs(platform),
             pulumi.ResourceOptions(parent=self, depends_on=[ns, operator, kafka.kafka, topics, principals]),
+        )
+        SlotExporters(
+            f"{name}-slot-exporters",
+            SlotExportersArgs(platform),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
         ApprovalGate(
             f"{name}-approval-gate",

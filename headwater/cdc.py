@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 
-from headwater.spec import ConnectCluster, Source
+import yaml
+
+from headwater.spec import SLOT_PREFIX, ConnectCluster, Source
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 EVENT_ROUTER = "io.debezium.transforms.outbox.EventRouter"
@@ -135,3 +137,69 @@ def outbox_table_ddl(source: Source) -> str:
     create it from here)."""
     cols = ",\n  ".join(f"{name} {kind}" for name, kind in OUTBOX_COLUMNS.items())
     return f"CREATE TABLE IF NOT EXISTS {source.outbox_table} (\n  {cols}\n)"
+
+
+# ---- the replication slots' metrics ---------------------------------------------------------------------------
+# A slot keeps every WAL segment from its restart position on, for as long as its consumer lags or is gone; the
+# database's disk is what fills. The Prometheus PostgreSQL exporter runs this query against each source
+# (locally Debian's `prometheus-postgres-exporter`, on Kubernetes the same exporter's image), which gives
+# `headwater_cdc_slot_retained_bytes`, `..._lag_bytes` and `..._inactive` per slot the platform created.
+SLOT_EXPORTER = (
+    "cdc-slot-exporter"  # the exporter's name: its Deployment and PodMonitor, the local scrape job
+)
+SLOT_METRICS = "headwater_cdc_slot"
+SLOT_RETAINED_BYTES = f"{SLOT_METRICS}_retained_bytes"
+SLOT_INACTIVE = f"{SLOT_METRICS}_inactive"
+SLOT_QUERY = (
+    "SELECT slot_name, (NOT active)::int AS inactive, "
+    "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained_bytes, "
+    "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag_bytes "
+    f"FROM pg_replication_slots WHERE slot_type = 'logical' AND left(slot_name, {len(SLOT_PREFIX)}) = "
+    f"'{SLOT_PREFIX}'"
+)
+
+
+def slot_exporter_queries() -> str:
+    """The exporter's query file (`--extend.query-path`): the platform's logical slots, one series each."""
+    body = {
+        SLOT_METRICS: {
+            "query": SLOT_QUERY,
+            "metrics": [
+                {"slot_name": {"usage": "LABEL", "description": "The logical replication slot"}},
+                {"inactive": {"usage": "GAUGE", "description": "1 while no consumer reads the slot"}},
+                {
+                    "retained_bytes": {
+                        "usage": "GAUGE",
+                        "description": "WAL bytes the database keeps for the slot (from its restart_lsn)",
+                    }
+                },
+                {
+                    "lag_bytes": {
+                        "usage": "GAUGE",
+                        "description": "WAL bytes the slot's consumer has not confirmed yet",
+                    }
+                },
+            ],
+        }
+    }
+    return yaml.safe_dump(body, sort_keys=True)
+
+
+def slot_exporter_args(listen: str, query_path: str) -> list[str]:
+    """The exporter's options besides its connection: only the slot query (no default or settings metrics,
+    which would need a superuser-like role)."""
+    return [
+        f"--web.listen-address={listen}",
+        f"--extend.query-path={query_path}",
+        "--disable-default-metrics",
+        "--disable-settings-metrics",
+        "--no-collector.bgwriter",
+        "--no-collector.database",
+    ]
+
+
+def slot_wal_budget_bytes(source: Source) -> int:
+    """The source's `slotWalBudget` in bytes."""
+    from kubernetes.utils import parse_quantity  # the client is big; only the realizations need this
+
+    return int(parse_quantity(source.endpoint.slot_wal_budget))

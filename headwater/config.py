@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -883,108 +883,69 @@ def _gate_settings(sec: _Section, gate: ActionGate | None) -> GateSettings | Non
     return settings
 
 
-def _action_gate(cat: _Section, topics: tuple[Topic, ...]) -> ActionGate | None:
-    """The action path (catalog `actionGate`): roles, topics and risk policies, checked before any flow."""
-    if "actionGate" not in cat.data:
-        return None
-    p = cat.problems
-    sec = cat.section("actionGate")
-    by_name = {t.name: t for t in topics}
-    raw_principals = cat.data.get("principals")
-    principal_names = sorted(raw_principals) if isinstance(raw_principals, dict) else []
-    used: dict[str, str] = {}
+class _GateRefs:
+    """What the action path's settings refer to, checked as they are read: principals of the catalog, and
+    topics of the right kind with a contract, each in one role only."""
 
-    def principal(where: str, value: Any) -> str:
+    def __init__(self, cat: _Section, topics: tuple[Topic, ...]) -> None:
+        self.problems = cat.problems
+        self.topics = {t.name: t for t in topics}
+        raw = cat.data.get("principals")
+        self.principals = sorted(raw) if isinstance(raw, dict) else []
+        self.used: dict[str, str] = {}
+
+    def principal(self, where: str, value: Any) -> str:
         if value is _MISSING:
             return ""  # reported as required
-        if value not in principal_names:
-            p.add(where, value, f"a principal of the catalog: {', '.join(principal_names)}")
+        if value not in self.principals:
+            self.problems.add(where, value, f"a principal of the catalog: {', '.join(self.principals)}")
         return str(value)
 
-    def topic(where: str, value: Any, kind: TopicKind) -> str:
+    def topic(self, where: str, value: Any, kind: TopicKind) -> str:
         if value is _MISSING:
             return ""  # reported as required
-        t = by_name.get(value) if isinstance(value, str) else None
+        p = self.problems
+        t = self.topics.get(value) if isinstance(value, str) else None
         if t is None:
-            p.add(where, value, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+            p.add(where, value, f"a topic of the catalog: {', '.join(sorted(self.topics))}")
         elif t.kind != kind:
             p.add(where, value, f"a topic of kind {kind} ({value} is kind {t.kind})")
         elif not t.schema:
             p.add(where, value, f"a topic with a data contract (catalog.topics.{value}.schema)")
-        if isinstance(value, str) and value in used:
-            p.add(where, value, f"a topic of one role; {used[value]} uses it already")
-        used[str(value)] = where
+        if isinstance(value, str) and value in self.used:
+            p.add(where, value, f"a topic of one role; {self.used[value]} uses it already")
+        self.used[str(value)] = where
         return str(value)
 
-    gate_principal = principal(sec.path_of("principal"), sec.get("principal", str))
-    decisions = topic(sec.path_of("decisions"), sec.get("decisions", str), TopicKind.EVENTS)
-    audit = topic(sec.path_of("audit"), sec.get("audit", str), TopicKind.AUDIT)
-    state = topic(sec.path_of("state"), sec.get("state", str), TopicKind.STATE)
 
-    policies_sec = sec.section("riskPolicies", required=True)
-    policies = []
-    for action_type, body in sorted(policies_sec.data.items(), key=lambda kv: str(kv[0])):
-        where = policies_sec.path_of(str(action_type))
-        policies_sec.seen.add(action_type)
-        if not isinstance(action_type, str) or not _ACTION_TYPE.match(action_type):
-            p.add(where, action_type, "an action type: lower-case letters, digits and '_'")
-            continue
-        if not isinstance(body, dict):
-            p.add(where, body, "a mapping: alwaysHuman, autoApprove, approvalSla, onExpiry, ...")
-            continue
-        policies.append(_risk_policy(_Section(p, where, body), action_type))
-    if not policies_sec.data:
-        p.add(policies_sec.path, {}, "a risk policy for at least one action type")
-    types = sorted(x.action_type for x in policies)
-
-    agents_sec = sec.section("agents", required=True)
-    agents = []
-    for name, body in sorted(agents_sec.data.items(), key=lambda kv: str(kv[0])):
-        where = agents_sec.path_of(str(name))
-        agents_sec.seen.add(name)
-        principal(where, name)
-        a = _Section(p, where, body if isinstance(body, dict) else {})
-        action_types = _words(a, "actionTypes")
-        for i, action_type in enumerate(action_types):
-            if action_type not in types:
-                p.add(
-                    f"{a.path_of('actionTypes')}[{i}]",
-                    action_type,
-                    f"a type of riskPolicies: {', '.join(types)}",
-                )
-        agents.append(
-            GateAgent(
-                principal=str(name),
-                proposed_topic=topic(a.path_of("proposed"), a.get("proposed", str), TopicKind.EVENTS),
-                approved_topic=topic(a.path_of("approved"), a.get("approved", str), TopicKind.EVENTS),
-                action_types=action_types,
-            )
-        )
-        a.done()
-    if not agents_sec.data:
-        p.add(agents_sec.path, {}, "at least one agent: its proposed and approved topics")
+def _action_gate(cat: _Section, topics: tuple[Topic, ...]) -> ActionGate | None:
+    """The action path (catalog `actionGate`): roles, topics and risk policies, checked before any flow."""
+    if "actionGate" not in cat.data:
+        return None
+    sec = cat.section("actionGate")
+    refs = _GateRefs(cat, topics)
+    gate_principal = refs.principal(sec.path_of("principal"), sec.get("principal", str))
+    decisions = refs.topic(sec.path_of("decisions"), sec.get("decisions", str), TopicKind.EVENTS)
+    audit = refs.topic(sec.path_of("audit"), sec.get("audit", str), TopicKind.AUDIT)
+    state = refs.topic(sec.path_of("state"), sec.get("state", str), TopicKind.STATE)
+    policies = _risk_policies(sec.section("riskPolicies", required=True))
+    agents = _gate_agents(sec.section("agents", required=True), refs, sorted(x.action_type for x in policies))
     approvers = tuple(
-        principal(f"{sec.path_of('approvers')}[{i}]", v) for i, v in enumerate(sec.get("approvers", list, []))
+        refs.principal(f"{sec.path_of('approvers')}[{i}]", v)
+        for i, v in enumerate(sec.get("approvers", list, []))
     )
     auditors = tuple(
-        principal(f"{sec.path_of('auditors')}[{i}]", v) for i, v in enumerate(sec.get("auditors", list, []))
+        refs.principal(f"{sec.path_of('auditors')}[{i}]", v)
+        for i, v in enumerate(sec.get("auditors", list, []))
     )
     sec.done()
     if not approvers:
-        p.add(sec.path_of("approvers"), [], "at least one approver principal")
-    # One role per principal: an agent that could also decide (or a gate that could propose) would approve itself.
-    roles: dict[str, str] = {gate_principal: "principal"}
-    for role, names in (
-        ("agents", [a.principal for a in agents]),
-        ("approvers", approvers),
-        ("auditors", auditors),
-    ):
-        for name in names:
-            if name in roles:
-                p.add(
-                    f"{sec.path_of(role)}", name, f"a principal of one role; it is already in {roles[name]}"
-                )
-            roles.setdefault(name, role)
+        sec.problems.add(sec.path_of("approvers"), [], "at least one approver principal")
+    _one_role_each(
+        sec,
+        gate_principal,
+        {"agents": [a.principal for a in agents], "approvers": approvers, "auditors": auditors},
+    )
     return ActionGate(
         principal=gate_principal,
         decisions_topic=decisions,
@@ -997,12 +958,76 @@ def _action_gate(cat: _Section, topics: tuple[Topic, ...]) -> ActionGate | None:
     )
 
 
+def _risk_policies(sec: _Section) -> list[RiskPolicy]:
+    """`actionGate.riskPolicies`: one policy per action type, at least one."""
+    p = sec.problems
+    policies = []
+    for action_type, body in sorted(sec.data.items(), key=lambda kv: str(kv[0])):
+        where = sec.path_of(str(action_type))
+        sec.seen.add(action_type)
+        if not isinstance(action_type, str) or not _ACTION_TYPE.match(action_type):
+            p.add(where, action_type, "an action type: lower-case letters, digits and '_'")
+            continue
+        if not isinstance(body, dict):
+            p.add(where, body, "a mapping: alwaysHuman, autoApprove, approvalSla, onExpiry, ...")
+            continue
+        policies.append(_risk_policy(_Section(p, where, body), action_type))
+    if not sec.data:
+        p.add(sec.path, {}, "a risk policy for at least one action type")
+    return policies
+
+
+def _gate_agents(sec: _Section, refs: _GateRefs, types: list[str]) -> list[GateAgent]:
+    """`actionGate.agents`: each agent's proposed and approved topics and the action types it may propose."""
+    p = sec.problems
+    agents = []
+    for name, body in sorted(sec.data.items(), key=lambda kv: str(kv[0])):
+        where = sec.path_of(str(name))
+        sec.seen.add(name)
+        refs.principal(where, name)
+        a = _Section(p, where, body if isinstance(body, dict) else {})
+        action_types = _words(a, "actionTypes")
+        for i, action_type in enumerate(action_types):
+            if action_type not in types:
+                p.add(
+                    f"{a.path_of('actionTypes')}[{i}]",
+                    action_type,
+                    f"a type of riskPolicies: {', '.join(types)}",
+                )
+        agents.append(
+            GateAgent(
+                principal=str(name),
+                proposed_topic=refs.topic(a.path_of("proposed"), a.get("proposed", str), TopicKind.EVENTS),
+                approved_topic=refs.topic(a.path_of("approved"), a.get("approved", str), TopicKind.EVENTS),
+                action_types=action_types,
+            )
+        )
+        a.done()
+    if not sec.data:
+        p.add(sec.path, {}, "at least one agent: its proposed and approved topics")
+    return agents
+
+
+def _one_role_each(sec: _Section, gate: str, roles_of: Mapping[str, Sequence[str]]) -> None:
+    """One role per principal: an agent that could also decide (or a gate that could propose) would approve
+    itself."""
+    roles: dict[str, str] = {gate: "principal"}
+    for role, names in roles_of.items():
+        for name in names:
+            if name in roles:
+                sec.problems.add(
+                    f"{sec.path_of(role)}", name, f"a principal of one role; it is already in {roles[name]}"
+                )
+            roles.setdefault(name, role)
+
+
 _PG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PG_NAME_RULE = "a PostgreSQL name: lower-case letters, digits and '_', not starting with a digit"
 _AGGREGATE_TYPE = re.compile(r"^[a-z][a-z0-9_-]*$")
 # Local databases run on this machine: Debian's server on 127.0.0.1, whose port the runtime picks.
 LOCAL_DB_HOST = "127.0.0.1"
 LOCAL_DB_PORT = 5432
+DEFAULT_SLOT_WAL_BUDGET = "1Gi"  # WAL a slot may hold back before HeadwaterCdcSlotRetainsWal fires
 
 
 def _pg_name(value: str) -> str | None:
@@ -1093,6 +1118,7 @@ def _endpoint(sec: _Section, tier: Tier, name: str) -> DatabaseEndpoint:
             check=lambda v: None if v in SSL_MODES else ", ".join(SSL_MODES),
         ),
         credentials_secret=sec.get("credentialsSecret", str, f"{name}-cdc", check=_k8s_name),
+        slot_wal_budget=sec.get("slotWalBudget", str, DEFAULT_SLOT_WAL_BUDGET, check=_quantity),
     )
     if tier == Tier.PROD and endpoint.ssl_mode in ("disable",):
         sec.problems.add(

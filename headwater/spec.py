@@ -629,6 +629,9 @@ class OutboxRoute:
     topic: str
 
 
+SLOT_PREFIX = "headwater_"  # every replication slot the platform creates starts with it
+
+
 @dataclass(frozen=True)
 class DatabaseEndpoint:
     """Where a source database is reached in one environment, and how (stack settings)."""
@@ -637,6 +640,8 @@ class DatabaseEndpoint:
     port: int
     ssl_mode: str
     credentials_secret: str  # a Secret with keys `username` and `password` (the replication login)
+    # How much WAL the source's replication slot may hold back before an alert (a Kubernetes quantity).
+    slot_wal_budget: str = "1Gi"
 
 
 @dataclass(frozen=True)
@@ -657,7 +662,7 @@ class Source:
     @property
     def slot_name(self) -> str:
         """The logical replication slot (PostgreSQL names: lower-case letters, digits, underscores)."""
-        return "headwater_" + self.name.replace("-", "_")
+        return SLOT_PREFIX + self.name.replace("-", "_")
 
     @property
     def publication(self) -> str:

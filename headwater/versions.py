@@ -60,6 +60,10 @@ APICURIO_REGISTRY_VERSION = "3.3.3"
 
 # The online feature store's Redis on Kubernetes (the official image; 7.2 is the newest BSD-licensed line, the
 # same protocol and config directives as Debian's redis-server 7.0 that `make local` runs).
+# The Prometheus PostgreSQL exporter reading the CDC sources' replication slots: Debian's package locally
+# (bookworm: 0.11.1), the same release's image on Kubernetes.
+POSTGRES_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter"
+POSTGRES_EXPORTER_VERSION = "0.11.1"
 REDIS_IMAGE = "redis"
 REDIS_VERSION = "7.2.10"
 

@@ -25,6 +25,7 @@ from components.kafka_users import render_users
 from components.observability import render_observability
 from components.operator_crds import render_flink_operator_crds, render_strimzi_crds
 from components.schema_registry import render_schema_registry
+from components.slot_exporter import render_slot_exporters
 from headwater.spec import Platform
 
 Renderer = Callable[[Platform], list[dict[str, Any]]]
@@ -59,6 +60,7 @@ RENDERERS: list[Renderer] = [
     _kafka,
     render_schema_registry,
     render_cdc,
+    render_slot_exporters,
     _flink,
     render_feature_store,
     render_approval_gate,

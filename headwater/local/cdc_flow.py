@@ -25,6 +25,7 @@ from headwater.local.connect import LocalConnect
 from headwater.local.kafka import LocalKafka
 from headwater.local.postgres import LocalPostgres
 from headwater.local.process import Progress, stderr_progress
+from headwater.local.slot_exporter import LocalSlotExporter
 from headwater.spec import Platform, Source
 
 SERVICE_INTERVAL_S = 0.2  # the sample service commits a decision this often
@@ -63,6 +64,8 @@ class LocalCdc:
             if any(s.connect == c.name for s in platform.sources)
         }
         self.sources: list[Source] = []
+        # The slots' exporter (what the slot alerts read), once the databases and their CDC roles exist.
+        self.slot_exporter: LocalSlotExporter | None = None
         self.stats = CdcStats()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -74,6 +77,8 @@ class LocalCdc:
             with self.postgres.connect(source.database) as conn:
                 agent_actions.prepare(conn)
             self.sources.append(self.postgres.served(source))
+        if self.sources:
+            self.slot_exporter = LocalSlotExporter(self.postgres, self.sources[0], self.state_dir).start()
         for connect in self.connects.values():
             connect.start()
         for source in self.sources:
@@ -160,6 +165,10 @@ class LocalCdc:
         s = self.stats
         lag = "?" if s.slot_lag_bytes is None else f"{s.slot_lag_bytes} B"
         out = [f"{'postgres':<18}pid {self.postgres.pid}  127.0.0.1:{self.postgres.port}  wal_level=logical"]
+        if self.slot_exporter is not None:
+            out.append(
+                f"{'slot exporter':<18}pid {self.slot_exporter.pid}  {self.slot_exporter.metrics_target}"
+            )
         for name, connect in self.connects.items():
             out.append(f"{'connect ' + name:<18}pid {connect.pid}  {connect.url}")
         out.append(
@@ -172,6 +181,12 @@ class LocalCdc:
         out = []
         if self.postgres.pid is not None and not self.postgres.running():
             out.append(f"PostgreSQL exited (log: {self.postgres.log_file})")
+        if (
+            self.slot_exporter is not None
+            and self.slot_exporter.pid is not None
+            and not self.slot_exporter.running()
+        ):
+            out.append(f"the slot exporter exited (log: {self.slot_exporter.log_file})")
         for name, connect in self.connects.items():
             if connect.pid is not None and not connect.running():
                 out.append(f"Kafka Connect {name} exited (log: {connect.log_file})")
@@ -186,4 +201,6 @@ class LocalCdc:
             time.sleep(0.1)
         for connect in self.connects.values():
             connect.stop()
+        if self.slot_exporter is not None:
+            self.slot_exporter.stop()
         self.postgres.stop()

@@ -34,6 +34,7 @@ import psutil
 
 from components.observability import queried_metrics
 from headwater import jvm
+from headwater.cdc import SLOT_EXPORTER
 from headwater.config import load_platform
 from headwater.contracts import access
 from headwater.contracts.model import load_contracts
@@ -78,6 +79,7 @@ from headwater.local.registry import (
     RegistryStartError,
     default_port,
 )
+from headwater.local.slot_exporter import LocalSlotExporterError
 from headwater.local.snapshots import SnapshotChoice, SnapshotError, resolve_requests
 from headwater.spec import Platform, TopicKind
 
@@ -388,6 +390,8 @@ class LocalPlatform:
         if self.cdc is not None:
             for name, worker in self.cdc.connects.items():
                 jobs.append(ScrapeJob(f"connect-{name}", [worker.metrics_target]))
+            if self.cdc.slot_exporter is not None:
+                jobs.append(ScrapeJob(SLOT_EXPORTER, [self.cdc.slot_exporter.metrics_target]))
         return jobs
 
     def _serves_features(self) -> bool:
@@ -948,6 +952,7 @@ def _startup_errors() -> tuple[type[Exception], ...]:
         LagExporterError,
         LocalPostgresError,
         LocalConnectError,
+        LocalSlotExporterError,
     )
 
 

@@ -98,9 +98,19 @@ def test_local_up_runs_the_outbox_flow_and_stops_cleanly(state_dir: Path) -> Non
     assert cdc["slot_lag_bytes"] is not None
     # The worker's JMX exporter (the KafkaConnect's rules) was scraped: the series the CDC alerts read exist.
     prom = summary["prometheus"]
+    # So was the slot exporter: the database's own view of the slot, which the slot alerts read.
     cdc_series = {
-        n: c for n, c in prom["queried_series"].items() if n.startswith(("debezium_", "kafka_connect_"))
+        n: c
+        for n, c in prom["queried_series"].items()
+        if n.startswith(("debezium_", "kafka_connect_", "headwater_cdc_slot_"))
     }
     print(f"[local up cdc] series the CDC alerts read: {cdc_series}; scrapes {prom['scrapes']}")
-    assert len(cdc_series) == 2 and all(cdc_series.values()), prom["queried_series"]
+    assert sorted(cdc_series) == [
+        "debezium_metrics_millisecondsbehindsource",
+        "headwater_cdc_slot_inactive",
+        "headwater_cdc_slot_retained_bytes",
+        "kafka_connect_connector_status",
+    ], prom["queried_series"]
+    assert all(cdc_series.values()), prom["queried_series"]
+    assert prom["scrapes_answered"].get("cdc-slot-exporter", 0) > 0, prom["scrapes_answered"]
     assert _live_processes_mentioning(str(state_dir)) == [], "processes of the run outlived it"

@@ -97,9 +97,9 @@ class Case:
         if self.counter:
             # Over any window of `window_s`, a breach grows by more than the threshold; a calm counter not at all.
             per_step = (self.threshold + 1) * STEP_S / self.window_s + 1 if breach else 0
-            return f"0+{per_step:g}x{samples}"
+            return f"0+{per_step:.17g}x{samples}"
         level = self.threshold + 1 if breach else self.threshold
-        return f"{level:g}x{samples}"
+        return f"{level:.17g}x{samples}"  # every digit: thresholds in bytes are large
 
     def expected(self) -> dict[str, Any]:
         return {

@@ -90,6 +90,16 @@ def test_a_plaintext_database_connection_is_refused_in_prod() -> None:
     assert "sslMode = 'maybe' is not valid; allowed: disable, require, verify-ca, verify-full" in msg
 
 
+def test_a_slot_wal_budget_must_be_a_positive_quantity() -> None:
+    cfg = _config("prod")
+    cfg["sources"]["agent-actions-db"]["slotWalBudget"] = "lots"
+    (msg,) = _problems("prod", cfg, _catalog())
+    assert msg == (
+        "stack prod: sources.agent-actions-db.slotWalBudget = 'lots' is not valid; "
+        "allowed: a positive Kubernetes quantity like 500m, 2, 4Gi"
+    )
+
+
 def test_routes_must_name_owned_outbox_topics_with_contracts() -> None:
     catalog = _catalog()
     routes = catalog["sources"]["agent-actions-db"]["outbox"]["routes"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from typing import Any
@@ -212,4 +213,30 @@ def test_each_cdc_source_is_watched_for_a_failed_connector_and_a_trailing_slot()
         behind = rules[("HeadwaterCdcBehind", source.name)]
         assert f'name="{source.topic_prefix}"' in behind["expr"]  # Debezium names its metrics by topic.prefix
         assert behind["expr"].endswith("> 60000")  # the routed approvals topic is gold
-    assert len(rules) == 2 * len(platform.sources)
+        retains = rules[("HeadwaterCdcSlotRetainsWal", source.name)]
+        assert f'slot_name="{source.slot_name}"' in retains["expr"]
+        assert retains["expr"].endswith(f"> {1024**3}")  # slotWalBudget's default, 1Gi
+        inactive = rules[("HeadwaterCdcSlotInactive", source.name)]
+        assert f'headwater_cdc_slot_inactive{{slot_name="{source.slot_name}"}}' in inactive["expr"]
+    assert len(rules) == 4 * len(platform.sources)
+
+
+def test_a_stack_sets_how_much_wal_a_slot_may_hold_back() -> None:
+    platform = load_platform("prod")
+    source = platform.sources[0]
+    tighter = dataclasses.replace(
+        platform,
+        sources=(
+            dataclasses.replace(
+                source, endpoint=dataclasses.replace(source.endpoint, slot_wal_budget="256Mi")
+            ),
+        ),
+    )
+    (retains,) = [
+        r
+        for g in alert_rules(tighter)["groups"]
+        for r in g["rules"]
+        if r["alert"] == "HeadwaterCdcSlotRetainsWal"
+    ]
+    assert retains["expr"].endswith(f"> {256 * 1024**2}")
+    assert "256Mi" in retains["annotations"]["summary"]
