@@ -176,6 +176,11 @@ def sign_in(driver: WebDriver, url: str, name: str, password: str) -> None:
     driver.find_element(By.ID, "sign-in").click()
 
 
+def visible(driver: WebDriver, by: str, what: str, timeout: float = 10) -> Any:
+    """The element once the page that has it is loaded (a form's response arrives after the click returns)."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: d.find_element(by, what))
+
+
 def card(driver: WebDriver, action_id: str) -> Any:
     return driver.find_element(By.ID, f"action-{action_id}")
 
@@ -311,12 +316,12 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
         assert driver.current_url == url + "login"
         shot(driver, "01-sign-in-phone", PHONE)
         sign_in(driver, url, first.name, first.password + "x")
-        assert driver.find_element(By.ID, "error").text == "Wrong name or password."
+        assert visible(driver, By.ID, "error").text == "Wrong name or password."
         assert driver.get_cookie("__Host-approvers") is None
         shot(driver, "02-wrong-password-phone", PHONE)
 
         sign_in(driver, url, first.name, first.password)
-        assert driver.find_element(By.ID, "user").text == first.name
+        assert visible(driver, By.ID, "user").text == first.name
         cookie = driver.get_cookie("__Host-approvers")
         assert cookie is not None
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
@@ -370,13 +375,15 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
         driver.get(url)
         limit_card = card(driver, f"{run}-limit")
         limit_card.find_element(By.CSS_SELECTOR, "button[value='reject']").click()
-        error = card(driver, f"{run}-limit").find_element(By.CLASS_NAME, "error")
+        error = visible(driver, By.CSS_SELECTOR, f"#action-{run}-limit .error")
         assert error.text == "A rejection needs a reason."
 
         # The other person rejects it, with a reason.
         driver.find_element(By.ID, "logout").click()
-        assert driver.current_url == url + "login"
+        WebDriverWait(driver, 10).until(lambda d: d.current_url == url + "login")
+        assert driver.get_cookie("__Host-approvers") is None
         sign_in(driver, url, second.name, second.password)
+        assert visible(driver, By.ID, "user").text == second.name
         driver.set_window_size(*DESKTOP)
         wait_for_cards(driver, url, [f"{run}-limit"])
         shot(driver, "06-pending-desktop", DESKTOP, whole=True)
