@@ -34,6 +34,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer, format_trace_id, set_spa
 from headwater import tracing
 from headwater.action_gate import action_gate
 from headwater.local.approval_gate import LocalApprovalGate
+from headwater.local.approvers import LocalApproversPage
 from headwater.local.console import Topology
 from headwater.local.kafka import LocalKafka
 from headwater.local.process import Progress, stderr_progress
@@ -362,7 +363,8 @@ class ApprovalsView(threading.Thread):
 
 
 class LocalActionFlow:
-    """The gate, the sample agents and the pending-approvals view, started and stopped together."""
+    """The gate, the approvers' page, the sample agents and the pending-approvals view, started and stopped
+    together."""
 
     def __init__(
         self,
@@ -380,6 +382,9 @@ class LocalActionFlow:
         self.gate = LocalApprovalGate(
             platform, kafka, state_dir, progress=progress or stderr_progress("approval-gate")
         )
+        self.page = LocalApproversPage(
+            platform, kafka, state_dir, progress=progress or stderr_progress("approvers-page")
+        )
         self.view = ApprovalsView(platform, kafka, client_logger)
         self.signals = SignalFeed(platform, kafka, client_logger) if agents else None
         self.agents = (
@@ -396,6 +401,7 @@ class LocalActionFlow:
 
     def start(self) -> None:
         self.gate.start()
+        self.page.start()
         self.view.start()
         if self.signals is not None:
             self.signals.start()
@@ -404,11 +410,13 @@ class LocalActionFlow:
 
     def lines(self) -> list[str]:
         gate = f"approval gate  pid {self.gate.pid}  (log {self.gate.log_file})"
-        return [gate, *self.view.lines()]
+        return [gate, *self.view.lines(), *self.page.lines()]
 
     def dead(self) -> list[str]:
         if self.gate.pid is not None and not self.gate.running():
             return [f"the approval gate exited (log: {self.gate.log_file})"]
+        if self.page.pid is not None and not self.page.running():
+            return [f"the approvers' page exited (log: {self.page.log_file})"]
         return []
 
     def stop(self, grace: float | None = None) -> None:
@@ -419,4 +427,5 @@ class LocalActionFlow:
             self.signals.stop(grace)
         if self.view.is_alive():
             self.view.stop(grace)
+        self.page.stop(grace)
         self.gate.stop(grace)

@@ -346,7 +346,9 @@ class LocalPlatform:
             self.start_seconds["cdc"] = done()
 
         if self.run_actions:
-            done = step(say, "starting the approval gate and the sample agents proposing actions")
+            done = step(
+                say, "starting the approval gate, the approvers' page and the sample agents proposing actions"
+            )
             self.actions = LocalActionFlow(
                 self.platform,
                 self.kafka,
