@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink prometheus redis postgres contract-check lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus redis postgres chromium contract-check lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -51,6 +51,13 @@ redis:
 	@command -v redis-server >/dev/null || \
 	  { echo "installing Debian's redis-server package (apt-get)"; apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server; }
+
+# Debian's Chromium and its chromedriver (the same version): the approvers' page is tested in this headless
+# browser. Installed only when missing; the tests start it as a plain process and stop it.
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { echo "installing Debian's chromium and chromium-driver packages (apt-get)"; apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; }
 
 # Debian's PostgreSQL server for the outbox sources: the local platform and the CDC tests run it as a plain
 # process in the state dir. It refuses to run as root, so as root an unprivileged system user runs it.
@@ -102,7 +109,7 @@ test-flink: venv-flink
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
 # Needs the control plane too: the admission tests run a real kube-apiserver.
-test-integration: venv venv-flink control-plane prometheus redis postgres contract-check
+test-integration: venv venv-flink control-plane prometheus redis postgres chromium contract-check
 	$(PYTHON) -m pytest -q tests/integration
 
 # The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
@@ -120,7 +127,7 @@ test-e2e: venv toolchain
 
 # The integration suite with every core kept busy by CPU burners the session starts and stops: races
 # between the platform and a loaded machine show up here first.
-test-under-load: venv venv-flink prometheus redis postgres contract-check
+test-under-load: venv venv-flink prometheus redis postgres chromium contract-check
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
 test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e

@@ -6,12 +6,16 @@ agent's topic) and state changes (the changelog `restore` reads back at start). 
 its state remembers the outcome, so a replayed proposal, a second decision or a late one changes nothing but
 an `ignored` audit record. Each proposal ends in exactly one terminal audit record: approved, rejected or
 expired.
+
+Traces: with a `StepTracer`, every audited step is a span continuing the proposal's trace (the `traceparent`
+header it came with; each later step the child of the action's previous one, which the state remembers), the
+audit record carries its trace and span id, and an approved action the `traceparent` of its approval.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +26,13 @@ from approval_gate.policy import Evaluation, Policy, evaluate
 TERMINAL = ("approved", "rejected", "expired")
 OPEN = ("pending", "escalated")
 GATE = "gate"
+TRACEPARENT = "traceparent"
 
 # Checks a decoded record against its topic's contract; returns what is wrong, or None.
 Validator = Callable[[Any], str | None]
+# Makes the span of one audited step: (step, parent traceparent or None for a new trace, attributes, linked
+# traceparents, at epoch ms) -> the step's traceparent.
+StepTracer = Callable[[str, str | None, Mapping[str, str | int | bool], Sequence[str], int], str]
 
 
 @dataclass(frozen=True)
@@ -82,11 +90,14 @@ class Description:
 
 @dataclass(frozen=True)
 class Out:
-    """One record to write: topic, key, JSON value (None: a tombstone)."""
+    """One record to write: topic, key, JSON value (None: a tombstone), headers; `trace` is the traceparent of
+    an audited step's span (not written: the next step's parent)."""
 
     topic: str
     key: str
     value: Mapping[str, Any] | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    trace: str | None = None
 
 
 @dataclass
@@ -98,6 +109,7 @@ class Entry:
     action_type: str | None
     proposal: Mapping[str, Any] | None = None
     deadline_ms: int | None = None
+    trace: str | None = None  # traceparent of the action's latest step (the next step's parent)
 
     def value(self, action_id: str, now_ms: int) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -111,6 +123,8 @@ class Entry:
         if self.status in OPEN:
             out["proposal"] = dict(self.proposal or {})
             out["deadline_ms"] = self.deadline_ms
+            if self.trace is not None:
+                out["traceparent"] = self.trace
         return out
 
 
@@ -133,6 +147,7 @@ class Gate:
     description: Description
     validators: Mapping[str, Validator] = field(default_factory=dict)
     state: dict[str, Entry] = field(default_factory=dict)
+    tracer: StepTracer | None = None
 
     # ---- state ---------------------------------------------------------------------------------------------
 
@@ -147,6 +162,7 @@ class Gate:
             action_type=value.get("type"),
             proposal=value.get("proposal"),
             deadline_ms=value.get("deadline_ms"),
+            trace=value.get("traceparent"),
         )
 
     def pending(self) -> dict[str, Entry]:
@@ -169,8 +185,11 @@ class Gate:
         actor: str = GATE,
         reason: str | None = None,
         source: Source | None = None,
+        parent: str | None = None,
+        links: Sequence[str] = (),
         **detail: Any,
     ) -> Out:
+        """The audit record of a step (and, with a tracer, its span: the child of `parent`)."""
         value: dict[str, Any] = {
             "action_id": action_id,
             "step": step,
@@ -190,7 +209,28 @@ class Gate:
             value["proposal"] = value["detail"].pop("proposal")
         if "deadline" in value["detail"]:
             value["deadline"] = value["detail"].pop("deadline")
-        return Out(self.description.audit_topic, action_id, value)
+        trace = None
+        if self.tracer is not None:
+            attributes: dict[str, str | int | bool] = {
+                "action.id": action_id,
+                "action.step": step,
+                "action.actor": actor,
+            }
+            if agent:
+                attributes["action.agent"] = agent
+            if action_type is not None:
+                attributes["action.type"] = action_type
+            if source is not None:
+                attributes.update(
+                    {
+                        "messaging.source.name": source.topic,
+                        "messaging.kafka.source.partition": source.partition,
+                        "messaging.kafka.message.offset": source.offset,
+                    }
+                )
+            trace = self.tracer(step, parent, attributes, links, now_ms)
+            value["trace_id"], value["span_id"] = trace[3:35], trace[36:52]
+        return Out(self.description.audit_topic, action_id, value, trace=trace)
 
     def _set(self, action_id: str, entry: Entry, now_ms: int) -> Out:
         self.state[action_id] = entry
@@ -206,10 +246,23 @@ class Gate:
         reason: str,
         source: Source | None,
     ) -> list[Out]:
-        """The terminal step: the audit record, the state, and for an approval the approved action."""
+        """The terminal step: the audit record, the state, and for an approval the approved action (with the
+        approval's traceparent as its header)."""
         out = []
+        audit = self._audit(
+            action_id,
+            status,
+            now_ms,
+            entry.agent,
+            action_type=entry.action_type,
+            actor=actor,
+            reason=reason,
+            source=source,
+            parent=entry.trace,
+        )
         if status == "approved":
             agent = next(a for a in self.description.agents if a.principal == entry.agent)
+            trace = audit.trace or entry.trace
             out.append(
                 Out(
                     agent.approved,
@@ -222,20 +275,10 @@ class Gate:
                         "reason": reason,
                         "approved_at": iso(now_ms),
                     },
+                    headers=((TRACEPARENT, trace.encode()),) if trace else (),
                 )
             )
-        out.append(
-            self._audit(
-                action_id,
-                status,
-                now_ms,
-                entry.agent,
-                action_type=entry.action_type,
-                actor=actor,
-                reason=reason,
-                source=source,
-            )
-        )
+        out.append(audit)
         out.append(self._set(action_id, Entry(status, entry.agent, entry.action_type), now_ms))
         return out
 
@@ -254,7 +297,15 @@ class Gate:
             why = "not a JSON object"
         return value, why
 
-    def on_proposal(self, source: Source, key: bytes | None, raw: bytes | None, now_ms: int) -> list[Out]:
+    def on_proposal(
+        self,
+        source: Source,
+        key: bytes | None,
+        raw: bytes | None,
+        now_ms: int,
+        traceparent: str | None = None,
+    ) -> list[Out]:
+        """`traceparent`: the proposal's header (the agent's span), which the action's trace continues."""
         agent = self.description.agent_of(source.topic)
         if agent is None:
             raise ValueError(f"{source.topic} is no agent's proposed topic")
@@ -280,23 +331,28 @@ class Gate:
                     action_type=action_type,
                     reason=why,
                     source=source,
+                    parent=traceparent,
                 )
             ]
 
         shown = proposal if isinstance(proposal, dict) else None
-        out = [
-            self._audit(
-                action_id,
-                "proposed",
-                now_ms,
-                agent.principal,
-                action_type=action_type,
-                source=source,
-                proposal=shown,
-            )
-        ]
+        proposed = self._audit(
+            action_id,
+            "proposed",
+            now_ms,
+            agent.principal,
+            action_type=action_type,
+            source=source,
+            parent=traceparent,
+            proposal=shown,
+        )
+        out = [proposed]
         entry = Entry(
-            "pending", agent.principal, action_type, proposal if isinstance(proposal, dict) else None
+            "pending",
+            agent.principal,
+            action_type,
+            proposal if isinstance(proposal, dict) else None,
+            trace=proposed.trace or traceparent,
         )
         if invalid is not None:
             return out + self._finish(
@@ -312,42 +368,53 @@ class Gate:
             return out + self._finish(action_id, entry, "rejected", now_ms, GATE, why, source)
 
         verdict: Evaluation = evaluate(policy, proposal)
-        out.append(
-            self._audit(
-                action_id,
-                "evaluated",
-                now_ms,
-                agent.principal,
-                action_type=action_type,
-                reason="; ".join(verdict.reasons) if verdict.reasons else f"approved by rule {verdict.rule}",
-                automatic=verdict.automatic,
-                rule=verdict.rule,
-            )
+        evaluated = self._audit(
+            action_id,
+            "evaluated",
+            now_ms,
+            agent.principal,
+            action_type=action_type,
+            reason="; ".join(verdict.reasons) if verdict.reasons else f"approved by rule {verdict.rule}",
+            parent=entry.trace,
+            automatic=verdict.automatic,
+            rule=verdict.rule,
         )
+        out.append(evaluated)
+        entry.trace = evaluated.trace or entry.trace
         if verdict.automatic:
             assert verdict.rule is not None
             return out + self._finish(
                 action_id, entry, "approved", now_ms, f"rule:{verdict.rule}", "within the risk policy", source
             )
         entry.deadline_ms = now_ms + policy.approval_sla_ms
-        out.append(
-            self._audit(
-                action_id,
-                "waiting",
-                now_ms,
-                agent.principal,
-                action_type=action_type,
-                reason="; ".join(verdict.reasons),
-                proposal=proposal,
-                deadline=iso(entry.deadline_ms),
-                sla_ms=policy.approval_sla_ms,
-                on_expiry=policy.on_expiry,
-            )
+        waiting = self._audit(
+            action_id,
+            "waiting",
+            now_ms,
+            agent.principal,
+            action_type=action_type,
+            reason="; ".join(verdict.reasons),
+            parent=entry.trace,
+            proposal=proposal,
+            deadline=iso(entry.deadline_ms),
+            sla_ms=policy.approval_sla_ms,
+            on_expiry=policy.on_expiry,
         )
+        out.append(waiting)
+        entry.trace = waiting.trace or entry.trace
         out.append(self._set(action_id, entry, now_ms))
         return out
 
-    def on_decision(self, source: Source, key: bytes | None, raw: bytes | None, now_ms: int) -> list[Out]:
+    def on_decision(
+        self,
+        source: Source,
+        key: bytes | None,
+        raw: bytes | None,
+        now_ms: int,
+        traceparent: str | None = None,
+    ) -> list[Out]:
+        """`traceparent`: the decision's header (the approver's span, if any), linked from the decided step."""
+        links = (traceparent,) if traceparent else ()
         decision, invalid = self._decode(source.topic, raw)
         action_id = decision.get("action_id") if isinstance(decision, dict) else None
         if not isinstance(action_id, str) or not action_id:
@@ -365,6 +432,7 @@ class Gate:
                     action_type=action_type,
                     reason=f"decision breaks its contract: {invalid}",
                     source=source,
+                    parent=entry.trace if entry is not None else traceparent,
                 )
             ]
         assert isinstance(decision, dict)
@@ -379,6 +447,7 @@ class Gate:
                     actor=actor,
                     reason="a decision on no action the gate holds",
                     source=source,
+                    parent=traceparent,
                 )
             ]
         if entry.status not in OPEN:
@@ -392,23 +461,26 @@ class Gate:
                     actor=actor,
                     reason=f"a decision on an action already {entry.status}; decided once",
                     source=source,
+                    parent=traceparent,
                 )
             ]
         verb = "approved" if decision["decision"] == "approve" else "rejected"
-        out = [
-            self._audit(
-                action_id,
-                "decided",
-                now_ms,
-                agent,
-                action_type=action_type,
-                actor=actor,
-                reason=decision["reason"],
-                source=source,
-                decision=decision["decision"],
-                decided_at=decision.get("decided_at"),
-            )
-        ]
+        decided = self._audit(
+            action_id,
+            "decided",
+            now_ms,
+            agent,
+            action_type=action_type,
+            actor=actor,
+            reason=decision["reason"],
+            source=source,
+            parent=entry.trace,
+            links=links,
+            decision=decision["decision"],
+            decided_at=decision.get("decided_at"),
+        )
+        entry.trace = decided.trace or entry.trace
+        out = [decided]
         return out + self._finish(action_id, entry, verb, now_ms, actor, decision["reason"], source)
 
     def on_tick(self, now_ms: int) -> list[Out]:
@@ -423,18 +495,19 @@ class Gate:
                 entry.status = "escalated"
                 entry.deadline_ms = now_ms + policy.escalation_sla_ms
                 why = f"no decision within {policy.approval_sla_ms} ms; escalated to {policy.escalate_to}"
-                out.append(
-                    self._audit(
-                        action_id,
-                        "escalated",
-                        now_ms,
-                        entry.agent,
-                        action_type=entry.action_type,
-                        reason=why,
-                        deadline=iso(entry.deadline_ms),
-                        escalate_to=policy.escalate_to,
-                    )
+                escalated = self._audit(
+                    action_id,
+                    "escalated",
+                    now_ms,
+                    entry.agent,
+                    action_type=entry.action_type,
+                    reason=why,
+                    parent=entry.trace,
+                    deadline=iso(entry.deadline_ms),
+                    escalate_to=policy.escalate_to,
                 )
+                entry.trace = escalated.trace or entry.trace
+                out.append(escalated)
                 out.append(self._set(action_id, entry, now_ms))
                 continue
             why = "no decision before the deadline" + (

@@ -35,6 +35,7 @@ import jsonschema
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from approval_gate.logic import Description, Gate, Out, Source, Validator
+from approval_gate.tracing import GateTracer, header
 
 LOG = logging.getLogger("approval_gate")
 BATCH = 500
@@ -111,11 +112,18 @@ def restore(gate: Gate, kafka: Mapping[str, Any], timeout_s: float = 120.0) -> i
 class Runner:
     """The loop: consume a batch, let the gate decide, write it all and the offsets in one transaction."""
 
-    def __init__(self, description: Description, kafka: Mapping[str, Any], clock: Callable[[], int] = now_ms):
+    def __init__(
+        self,
+        description: Description,
+        kafka: Mapping[str, Any],
+        clock: Callable[[], int] = now_ms,
+        tracer: GateTracer | None = None,
+    ):
         self.description = description
         self.kafka = dict(kafka)
         self.clock = clock
-        self.gate = Gate(description, validators(description))
+        self.tracer = tracer
+        self.gate = Gate(description, validators(description), tracer=tracer.step if tracer else None)
         self.stopping = False
         self.counts = {"proposals": 0, "decisions": 0, "transactions": 0, "records_out": 0}
         self.ready = False  # state restored and subscribed
@@ -183,12 +191,13 @@ class Runner:
             assert topic is not None and partition is not None and offset is not None
             source = Source(topic, partition, offset)
             now = self.clock()
+            traceparent = header(msg.headers())
             if topic == d.decisions_topic:
                 self.counts["decisions"] += 1
-                out += self.gate.on_decision(source, msg.key(), msg.value(), now)
+                out += self.gate.on_decision(source, msg.key(), msg.value(), now, traceparent)
             else:
                 self.counts["proposals"] += 1
-                out += self.gate.on_proposal(source, msg.key(), msg.value(), now)
+                out += self.gate.on_proposal(source, msg.key(), msg.value(), now, traceparent)
             consumed[(topic, partition)] = offset + 1
         out += self.gate.on_tick(self.clock())
         if not out and not consumed:
@@ -196,11 +205,13 @@ class Runner:
         producer.begin_transaction()
         for o in out:
             value = None if o.value is None else json.dumps(o.value, sort_keys=True).encode()
-            producer.produce(o.topic, key=o.key.encode(), value=value)
+            producer.produce(o.topic, key=o.key.encode(), value=value, headers=list(o.headers) or None)
         if consumed:
             offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(consumed.items())]
             producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
         producer.commit_transaction(30)
+        if self.tracer is not None:
+            self.tracer.commit()  # the steps' spans, now that their records are committed
         self.counts["transactions"] += 1
         self.counts["records_out"] += len(out)
 
@@ -247,6 +258,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"librdkafka settings of the gate's principal (JSON; a password in it, or in ${PASSWORD_ENV})",
     )
     p.add_argument("--health-port", type=int, default=0, help="serve /healthz and /readyz here (0: none)")
+    p.add_argument(
+        "--traces-file",
+        type=Path,
+        default=None,
+        help="append the spans of the audited steps here, one JSON line each (default: none; "
+        "OTEL_EXPORTER_OTLP_ENDPOINT also exports them over OTLP where the exporter is installed)",
+    )
     return p.parse_args(argv)
 
 
@@ -255,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
     )
     args = parse_args(argv)
-    runner = Runner(Description.load(args.description), kafka_settings(args.kafka_config))
+    description = Description.load(args.description)
+    tracer = GateTracer(description.principal, args.traces_file)
+    runner = Runner(description, kafka_settings(args.kafka_config), tracer=tracer)
     if args.health_port:
         serve_health(runner, args.health_port)
 
@@ -264,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    counts = runner.run()
+    try:
+        counts = runner.run()
+    finally:
+        tracer.shutdown()
     LOG.info("stopped: %s", json.dumps(counts, sort_keys=True))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.approval_gate import ApprovalGate, ApprovalGateArgs
+from components.approvers_page import ApproversPage, ApproversPageArgs
 from components.checkpoint_storage import CheckpointStorage, CheckpointStorageArgs
 from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.flink_application import FlinkApplication, FlinkApplicationArgs
@@ -75,6 +76,11 @@ class HeadwaterPlatform(pulumi.ComponentResource):
         ApprovalGate(
             f"{name}-approval-gate",
             ApprovalGateArgs(platform),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, kafka.kafka, topics, principals]),
+        )
+        ApproversPage(
+            f"{name}-approvers-page",
+            ApproversPageArgs(platform),
             pulumi.ResourceOptions(parent=self, depends_on=[ns, kafka.kafka, topics, principals]),
         )
         flink_operator = FlinkOperator(

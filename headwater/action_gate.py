@@ -65,3 +65,32 @@ def gate_description(platform: Platform) -> dict[str, Any]:
         },
         "contracts": dict(sorted(contracts.items())),
     }
+
+
+def approvers_principal(platform: Platform) -> str:
+    """The principal the approvers' page runs as: the catalog's first approver principal."""
+    return action_gate(platform).approvers[0]
+
+
+def approvers_description(platform: Platform) -> dict[str, Any]:
+    """The approvers' page's description: its principal and group, the audit topic it reads, the decisions
+    topic it writes with that topic's contract (checked before sending), and each action type's policy in
+    words. Plain JSON-ready data, the same for every realization of a stack."""
+    gate = action_gate(platform)
+    principal = approvers_principal(platform)
+    contracts = {c.topic: dict(c.schema) for c in load_contracts(platform) if c.topic == gate.decisions_topic}
+    return {
+        "version": DESCRIPTION_VERSION,
+        "principal": principal,
+        "group": principal,
+        "topics": {"decisions": gate.decisions_topic, "audit": gate.audit_topic},
+        "contracts": contracts,
+        "policies": {
+            p.action_type: {
+                "description": p.description,
+                "approval_sla_ms": p.approval_sla_ms,
+                "on_expiry": p.on_expiry,
+            }
+            for p in gate.policies
+        },
+    }

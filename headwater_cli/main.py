@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_contracts_parser(sub, stacks)
 
+    from headwater_cli.actions import add_parser as add_actions_parser
+
+    add_actions_parser(sub, stacks)
+
     from headwater.local.runtime import add_parser as add_local_parser
 
     add_local_parser(sub, stacks)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.approval_gate import render_approval_gate
+from components.approvers_page import render_approvers_page
 from components.checkpoint_storage import render_checkpoint_storage
 from components.feature_store import render_feature_store
 from components.flink_application import render_flink_applications
@@ -63,6 +64,7 @@ RENDERERS: list[Renderer] = [
     _flink,
     render_feature_store,
     render_approval_gate,
+    render_approvers_page,
     render_observability,
 ]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
 
-from policies import cdc_rules, feature_store_rules, flink_rules, k8s_rules, strimzi_rules
+from policies import approvers_rules, cdc_rules, feature_store_rules, flink_rules, k8s_rules, strimzi_rules
 from policies.rulebook import (
     PolicyConfig,
     PolicyConfigError,
@@ -38,6 +38,7 @@ RULES: tuple[Rule, ...] = (
     *flink_rules.RULES,
     *k8s_rules.RULES,
     *feature_store_rules.RULES,
+    *approvers_rules.RULES,
 )
 
 

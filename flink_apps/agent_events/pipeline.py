@@ -12,6 +12,11 @@ Python DataStream operator, each crossing between JVM and Python costing more th
       -> native: dedup by event id (first row per key on processing time; RocksDB state with TTL, expired
          entries dropped by compaction as Flink does by default)
       -> signals sink (Kafka, exactly once)
+
+Trace context: the `traceparent` of each output record is computed natively next to the Python function (a
+SQL expression over the source's `headers` metadata and its position, forwarded past the Python operator in
+the JVM): the raw record's trace continues with a span id derived from the raw record's topic, partition and
+offset (`flink_apps.common.tracing`), on signals and dead letters alike. No SDK call, no exporter, no Python.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from typing import Any
 from pyflink.common import Row
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
-from pyflink.table.expressions import call, col
+from pyflink.table.expressions import call, call_sql, col
 from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedFunctionWrapper, udf
 
 from flink_apps.agent_events.logic import AgentEvent, Contract, SourceRecord
 from flink_apps.common import runtime
 from flink_apps.common.flink_io import epoch_millis
+from flink_apps.common.tracing import TRACEPARENT, hop_traceparent_sql
 from flink_apps.common.wire import AvroCodec
 
 # Flink metric names (under the operator's metric group).
@@ -106,23 +112,32 @@ class CheckEvents(ScalarFunction):
 
 def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEventsConfig) -> dict[str, Table]:
     """Wire the pipeline onto `source` (columns `value` BYTES, `topic`, `partition`, `offset` and
-    `timestamp` TIMESTAMP_LTZ(3)). Returns the output tables (`k`, `v` BYTES, `ts` epoch ms) by name."""
+    `timestamp` TIMESTAMP_LTZ(3), and optionally `headers` MAP<STRING, BYTES>). Returns the output tables
+    (`k`, `v` BYTES, `ts` epoch ms; with `headers` in, also `traceparent` STRING) by name."""
     check = udf(
         CheckEvents(config.contract, config.signals, config.dead_letters),
         result_type=CHECKED_TYPE,
         name="check_agent_events",
     )
     assert isinstance(check, UserDefinedFunctionWrapper)  # udf() on an instance wraps it at once
-    checked = source.select(
-        call(check, col("value"), col("topic"), col("partition"), col("offset"), col("timestamp")).alias("r")
-    ).select(col("r").flatten)
-    checked = checked.alias(*(name for name, _ in _CHECKED_COLUMNS))
+    checked_call = call(check, col("value"), col("topic"), col("partition"), col("offset"), col("timestamp"))
+    columns = list(_CHECKED_COLUMNS)
+    out = [col("k"), col("v"), col("ts")]
+    traced = "headers" in source.get_schema().get_field_names()
+    if traced:
+        traceparent = call_sql(hop_traceparent_sql("headers", "topic", "partition", "offset"))
+        checked = source.select(checked_call.alias("r"), traceparent.alias(TRACEPARENT))
+        checked = checked.select(col("r").flatten, col(TRACEPARENT))
+        columns.append((TRACEPARENT, DataTypes.STRING()))
+        out.append(col(TRACEPARENT))
+    else:
+        checked = source.select(checked_call.alias("r")).select(col("r").flatten)
+    checked = checked.alias(*(name for name, _ in columns))
     # One evaluation of the Python function feeds both branches: branch on a stream, not on the table plan
     # (each plan translated on its own would read Kafka and call Python again).
     branch = t_env.to_data_stream(checked)
-    columns = _CHECKED_COLUMNS
     rejects = t_env.from_data_stream(branch, _schema(columns).build())
-    dead_letters = rejects.where(col("valid").is_false).select(col("k"), col("v"), col("ts"))
+    dead_letters = rejects.where(col("valid").is_false).select(*out)
 
     late = config.max_out_of_orderness_ms
     # DAY TO SECOND: the leading field holds up to 99 days, where SECOND alone stops at 99 seconds.
@@ -136,9 +151,10 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
         .build(),
     )
     t_env.create_temporary_view("agent_events_valid", timed.where(col("valid").is_true))
+    kept = "k, v, ts" + (f", `{TRACEPARENT}`" if traced else "")
     signals = t_env.sql_query(
-        "SELECT k, v, ts FROM ("
-        "  SELECT k, v, ts, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc ASC) AS rn"
+        f"SELECT {kept} FROM ("
+        f"  SELECT {kept}, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc ASC) AS rn"
         "  FROM agent_events_valid"
         ") WHERE rn = 1"
     )

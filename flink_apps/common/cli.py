@@ -288,7 +288,7 @@ def kafka_source_table(
     args: argparse.Namespace, connection: KafkaConnection
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment, Table]:
     """`kafka_source` for pipelines written in the Table API: the records of `--source-topic` as a table
-    (`value`, `topic`, `partition`, `offset`, `timestamp` TIMESTAMP_LTZ(3))."""
+    (`value`, `topic`, `partition`, `offset`, `timestamp` TIMESTAMP_LTZ(3), `headers`)."""
     env = runtime.create_environment(flink_settings(args), jars=jars(args))
     runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
     t_env = runtime.table_environment(env)
@@ -299,7 +299,14 @@ def kafka_source_table(
         group_id=args.group_id,
         isolation_level=args.isolation_level,
         startup_mode=args.startup_mode,
-    ).select(col("value"), col("topic"), col("partition"), col("offset"), col("ts").alias("timestamp"))
+    ).select(
+        col("value"),
+        col("topic"),
+        col("partition"),
+        col("offset"),
+        col("ts").alias("timestamp"),
+        col("headers"),
+    )
     return env, t_env, table
 
 
@@ -310,7 +317,7 @@ def kafka_table_sinks(
     outputs: Mapping[str, Table],
     topics: Mapping[str, str],
 ) -> None:
-    """`kafka_sinks` for output tables (`k`, `v` BYTES, `ts` epoch ms)."""
+    """`kafka_sinks` for output tables (`k`, `v` BYTES, `ts` epoch ms, optionally `traceparent`)."""
     statements = t_env.create_statement_set()
     for name, topic in topics.items():
         flink_io.kafka_sink_table(

@@ -18,9 +18,10 @@ from typing import Any
 from pyflink.common import Row, Types
 from pyflink.datastream import DataStream
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment, Table, TableDescriptor
-from pyflink.table.expressions import call, col
+from pyflink.table.expressions import call, call_sql, col
 
 from flink_apps.common.kafka_properties import redacted
+from flink_apps.common.tracing import TRACEPARENT, headers_sql
 
 SOURCE_RECORD_TYPE = Types.ROW_NAMED(
     ["topic", "partition", "offset", "timestamp", "value"],
@@ -33,6 +34,9 @@ KAFKA_RECORD_TYPE = Types.ROW_NAMED(
     [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG()],
 )
 """A record to write: key and value bytes and its timestamp (epoch ms, None for the broker's clock)."""
+
+HEADERS_TYPE = DataTypes.MAP(DataTypes.STRING(), DataTypes.BYTES())
+"""The Kafka connector's `headers` metadata column (W3C trace context travels in `traceparent`)."""
 
 STARTUP_MODES = ("group-offsets", "earliest-offset", "latest-offset")
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
@@ -63,8 +67,9 @@ def kafka_source_table(
     isolation_level: str = "read_committed",
     startup_mode: str = "group-offsets",
 ) -> Table:
-    """A table of `topic`'s records (`value`, `topic`, `partition`, `offset`, `ts` TIMESTAMP_LTZ(3)),
-    reading only committed transactions unless the flow chose `read_uncommitted` (at-least-once)."""
+    """A table of `topic`'s records (`value`, `topic`, `partition`, `offset`, `ts` TIMESTAMP_LTZ(3),
+    `headers` MAP<STRING, BYTES>), reading only committed transactions unless the flow chose
+    `read_uncommitted` (at-least-once). A query that does not select `headers` does not read them."""
     if startup_mode not in STARTUP_MODES:
         raise ValueError(f"startup mode {startup_mode!r} is not one of {', '.join(STARTUP_MODES)}")
     if isolation_level not in ISOLATION_LEVELS:
@@ -76,6 +81,7 @@ def kafka_source_table(
         .column_by_metadata("partition", DataTypes.INT(), "partition", True)
         .column_by_metadata("offset", DataTypes.BIGINT(), "offset", True)
         .column_by_metadata("ts", DataTypes.TIMESTAMP_LTZ(3), "timestamp", True)
+        .column_by_metadata("headers", HEADERS_TYPE, "headers", True)
         .build()
     )
     builder = TableDescriptor.for_connector("kafka").schema(schema).format("raw")
@@ -112,6 +118,8 @@ def kafka_source(
         isolation_level=isolation_level,
         startup_mode=startup_mode,
     )
+    # Without the headers: the record crosses into Python next, and nothing of this path reads them.
+    table = table.select(col("value"), col("topic"), col("partition"), col("offset"), col("ts"))
     rows = t_env.to_data_stream(table)
     return rows.map(_to_source_record, output_type=SOURCE_RECORD_TYPE).name(f"{topic} records").uid(uid)
 
@@ -172,15 +180,22 @@ def kafka_sink_table(
     transactional_id_prefix: str,
     transaction_timeout_ms: int,
 ) -> None:
-    """`kafka_sink` for a table of `k`, `v` (BYTES) and `ts` (epoch ms, null for the broker's clock)."""
-    table = table.select(col("k"), col("v"), call("TO_TIMESTAMP_LTZ", col("ts"), 3).alias("ts"))
-    schema = (
+    """`kafka_sink` for a table of `k`, `v` (BYTES) and `ts` (epoch ms, null for the broker's clock); and,
+    if the table has one, a `traceparent` column (STRING) written as the record's `traceparent` header."""
+    traced = TRACEPARENT in table.get_schema().get_field_names()
+    columns = [col("k"), col("v"), call("TO_TIMESTAMP_LTZ", col("ts"), 3).alias("ts")]
+    if traced:
+        columns.append(call_sql(headers_sql(TRACEPARENT)).alias("headers"))
+    table = table.select(*columns)
+    builder_schema = (
         Schema.new_builder()
         .column("k", DataTypes.BYTES())
         .column("v", DataTypes.BYTES())
         .column_by_metadata("ts", DataTypes.TIMESTAMP_LTZ(3), "timestamp")
-        .build()
     )
+    if traced:
+        builder_schema = builder_schema.column_by_metadata("headers", HEADERS_TYPE, "headers")
+    schema = builder_schema.build()
     options = {
         **connection.options(),
         "topic": topic,

@@ -8,6 +8,7 @@ rule's causes with their locations): the ccompat compatibility endpoint only ans
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -226,12 +227,26 @@ class RegistryClient:
 
     # --- writes -----------------------------------------------------------------------------------------
 
-    def set_compatibility(self, subject: str, level: Compatibility) -> None:
-        self._call(
-            "PUT",
-            f"{self.ccompat}/config/{urllib.parse.quote(subject, safe='')}",
-            {"compatibility": level.value},
-        )
+    def set_compatibility(self, subject: str, level: Compatibility, *, settle_s: float = 30.0) -> None:
+        """Set the subject's compatibility rule (idempotent).
+
+        A registry that has just started on KafkaSQL storage may still be replaying its journal: it then
+        sees no rule yet, creates one, and answers 409 "already exists" when the journal's own rule arrives.
+        That answer is retried with backoff for up to `settle_s` seconds, until the PUT lands as an update.
+        """
+        url = f"{self.ccompat}/config/{urllib.parse.quote(subject, safe='')}"
+        deadline = time.monotonic() + settle_s
+        pause = 0.2
+        while True:
+            response = self._call("PUT", url, {"compatibility": level.value}, ok=(200, 409))
+            if response.status_code == 200:
+                return
+            if time.monotonic() + pause > deadline:
+                raise RegistryError(
+                    f"PUT {url} kept answering HTTP 409 for {settle_s:.0f}s: {_error_text(response)}"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     def register(self, subject: str, text: str, schema_type: SchemaType) -> int:
         """Register `text` under `subject` (idempotent: the same content gives the same id)."""

@@ -5,6 +5,9 @@ approvals as the console shows them.
 - `SampleAgents`: each agent of `catalog.actionGate` proposes, as its own principal on its own topic, a mix of
   actions of the types it may propose: most within their type's rule (approved automatically), the rest above
   an amount, outside a scope or of a type a human always decides (held for an approver until their SLA);
+  each proposal acts on the newest signal (`SignalFeed`, read as the agents read signals): its context names
+  the signal record and its trace, and its `traceparent` header is the agent's "propose" span, a child of the
+  signal's (exported to `<state>/traces/sample-agents.jsonl`);
 - `ApprovalsView`: the audit trail read `read_committed` as the catalog's auditor: what is pending (with the
   time left), and how many were approved by rule or by people, rejected or expired.
 """
@@ -18,22 +21,113 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+from opentelemetry.trace import Span, SpanKind, Tracer, format_trace_id, set_span_in_context
 
+from headwater import tracing
 from headwater.action_gate import action_gate
 from headwater.local.approval_gate import LocalApprovalGate
+from headwater.local.approvers import LocalApproversPage
+from headwater.local.console import Topology
 from headwater.local.kafka import LocalKafka
 from headwater.local.process import Progress, stderr_progress
 from headwater.local.provision import client_config
 from headwater.spec import ActionGate, GateAgent, Platform, RiskPolicy
 
 HIGH_RISK_SHARE = 0.3
+AGENTS_SERVICE = "sample-agents"
+
+
+@dataclass(frozen=True)
+class SignalRef:
+    """Where a signal record is, its key (the agent id) and the trace context its headers carry."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def traceparent(self) -> str | None:
+        return tracing.header(self.headers)
+
+    def as_context(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        if self.key is not None:
+            out["agent_id"] = self.key
+        return out
+
+    @classmethod
+    def of(cls, msg: Message) -> SignalRef:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        key = msg.key()
+        raw = msg.headers() or []
+        pairs = list(raw.items()) if isinstance(raw, dict) else list(raw)
+        headers = tuple((k, v) for k, v in pairs if isinstance(v, bytes))
+        return cls(topic, partition, offset, key.decode("utf-8", "replace") if key else None, headers)
+
+
+class SignalFeed(threading.Thread):
+    """The newest signals, read as the agents read them (the catalog's reader of signals, committed records
+    only, from the end of the topic at start, no offsets committed): where each is and its trace context."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        kafka: LocalKafka,
+        client_logger: logging.Logger | None = None,
+        keep: int = 200,
+    ) -> None:
+        super().__init__(name="signal-feed", daemon=True)
+        topology = Topology.of(platform)
+        self.topic = topology.signals
+        self.conf = {
+            **client_config(kafka, topology.reader),
+            "group.id": dict(topology.reader_groups).get(self.topic, topology.reader),
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            **({"logger": client_logger} if client_logger is not None else {}),
+        }
+        self.recent: deque[SignalRef] = deque(maxlen=keep)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.assigned = threading.Event()
+
+    def run(self) -> None:
+        consumer = Consumer(self.conf)
+        try:
+            partitions = consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in sorted(partitions)])
+            self.assigned.set()
+            while not self.stopping.is_set():
+                for msg in consumer.consume(200, 0.2):
+                    if msg.error() is None:
+                        with self.lock:
+                            self.recent.append(SignalRef.of(msg))
+        finally:
+            consumer.close()
+
+    def take(self) -> SignalRef | None:
+        """The newest signal not taken yet, if any."""
+        with self.lock:
+            return self.recent.pop() if self.recent else None
+
+    def find(self, match: Callable[[SignalRef], bool]) -> SignalRef | None:
+        with self.lock:
+            return next((s for s in self.recent if match(s)), None)
+
+    def stop(self, grace: float | None = None) -> None:
+        self.stopping.set()
+        self.join(10 if grace is None else grace)
 
 
 def sample_proposal(
@@ -61,6 +155,42 @@ def sample_proposal(
     return body
 
 
+def traced_proposal(
+    tracer: Tracer, agent: GateAgent, body: dict[str, Any], signal: SignalRef | None
+) -> tuple[dict[str, Any], tracing.ProducedHeaders, Span]:
+    """The proposal acting on `signal`: its context names the signal and the trace; returns the body, the
+    headers to send it with (the "propose" span's traceparent) and the span (end it once sent)."""
+    parent = tracing.extract(signal.headers) if signal is not None else None
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": agent.proposed_topic,
+        "action.id": body["action_id"],
+        "action.type": body["type"],
+        "action.agent": agent.principal,
+    }
+    if signal is not None:
+        attributes.update(
+            {
+                "signal.topic": signal.topic,
+                "signal.partition": signal.partition,
+                "signal.offset": signal.offset,
+            }
+        )
+    span = tracer.start_span(
+        f"propose {body['type']}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
+    )
+    context = dict(body.get("context") or {})
+    if signal is not None:
+        context["signals"] = [signal.as_context()]
+    context["trace_id"] = format_trace_id(span.get_span_context().trace_id)
+    return {**body, "context": context}, tracing.inject(set_span_in_context(span)), span
+
+
+def _ender(span: Span) -> Callable[[KafkaError | None, Message], None]:
+    """A delivery callback that ends `span` (the propose span lasts until the broker has the record)."""
+    return lambda err, msg: span.end()
+
+
 def _pick(allowed: tuple[str, ...], fallback: str, rng: random.Random) -> str:
     return rng.choice(allowed) if allowed else fallback
 
@@ -75,8 +205,16 @@ class SampleAgents(threading.Thread):
         rate: float = 0.5,
         seed: int | None = None,
         client_logger: logging.Logger | None = None,
+        *,
+        signals: SignalFeed | None = None,
+        state_dir: Path | None = None,
     ) -> None:
+        """`signals`: the feed each proposal takes its signal from (none: proposals act on no signal);
+        `state_dir`: where the "propose" spans are exported (`<state_dir>/traces/`)."""
         super().__init__(name="sample-agents", daemon=True)
+        self.signals = signals
+        self.tracing = tracing.tracer_provider(AGENTS_SERVICE, state_dir)
+        self.tracer = self.tracing.get_tracer("headwater.local.action_flow")
         self.gate = action_gate(platform)
         self.kafka = kafka
         self.rate = rate
@@ -97,15 +235,22 @@ class SampleAgents(threading.Thread):
             while not self.stopping.wait(1 / self.rate):
                 agent = self.rng.choice(self.gate.agents)
                 body = sample_proposal(agent, self.gate, self.rng, self.rng.random() < HIGH_RISK_SHARE)
+                signal = self.signals.take() if self.signals is not None else None
+                body, headers, span = traced_proposal(self.tracer, agent, body, signal)
                 producer = producers[agent.principal]
                 producer.produce(
-                    agent.proposed_topic, key=body["action_id"].encode(), value=json.dumps(body).encode()
+                    agent.proposed_topic,
+                    key=body["action_id"].encode(),
+                    value=json.dumps(body).encode(),
+                    headers=headers,
+                    on_delivery=_ender(span),
                 )
                 producer.poll(0)
                 self.sent += 1
         finally:
             for p in producers.values():  # `flush_timeout` in all
                 p.flush(self.flush_timeout / len(producers))
+            self.tracing.shutdown()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop proposing; queued proposals get `grace` seconds (default 5) to be delivered."""
@@ -218,7 +363,8 @@ class ApprovalsView(threading.Thread):
 
 
 class LocalActionFlow:
-    """The gate, the sample agents and the pending-approvals view, started and stopped together."""
+    """The gate, the approvers' page, the sample agents and the pending-approvals view, started and stopped
+    together."""
 
     def __init__(
         self,
@@ -236,8 +382,18 @@ class LocalActionFlow:
         self.gate = LocalApprovalGate(
             platform, kafka, state_dir, progress=progress or stderr_progress("approval-gate")
         )
+        self.page = LocalApproversPage(
+            platform, kafka, state_dir, progress=progress or stderr_progress("approvers-page")
+        )
         self.view = ApprovalsView(platform, kafka, client_logger)
-        self.agents = SampleAgents(platform, kafka, rate, client_logger=client_logger) if agents else None
+        self.signals = SignalFeed(platform, kafka, client_logger) if agents else None
+        self.agents = (
+            SampleAgents(
+                platform, kafka, rate, client_logger=client_logger, signals=self.signals, state_dir=state_dir
+            )
+            if agents
+            else None
+        )
 
     @property
     def policies(self) -> tuple[RiskPolicy, ...]:
@@ -245,23 +401,31 @@ class LocalActionFlow:
 
     def start(self) -> None:
         self.gate.start()
+        self.page.start()
         self.view.start()
+        if self.signals is not None:
+            self.signals.start()
         if self.agents is not None:
             self.agents.start()
 
     def lines(self) -> list[str]:
         gate = f"approval gate  pid {self.gate.pid}  (log {self.gate.log_file})"
-        return [gate, *self.view.lines()]
+        return [gate, *self.view.lines(), *self.page.lines()]
 
     def dead(self) -> list[str]:
         if self.gate.pid is not None and not self.gate.running():
             return [f"the approval gate exited (log: {self.gate.log_file})"]
+        if self.page.pid is not None and not self.page.running():
+            return [f"the approvers' page exited (log: {self.page.log_file})"]
         return []
 
     def stop(self, grace: float | None = None) -> None:
         """Stop the agents, the view and the gate; `grace`: seconds for each when the broker is gone."""
         if self.agents is not None and self.agents.is_alive():
             self.agents.stop(grace)
+        if self.signals is not None and self.signals.is_alive():
+            self.signals.stop(grace)
         if self.view.is_alive():
             self.view.stop(grace)
+        self.page.stop(grace)
         self.gate.stop(grace)

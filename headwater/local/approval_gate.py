@@ -17,6 +17,7 @@ from headwater.local.kafka import LocalKafka
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.local.provision import client_config
 from headwater.spec import Platform
+from headwater.tracing import span_file
 
 DESCRIPTION_FILE = "gate.json"
 START_TIMEOUT = 60.0
@@ -86,6 +87,7 @@ class LocalApprovalGate:
             "approval_gate.main",
             f"--description={description}",
             f"--kafka-config={kafka_config}",
+            f"--traces-file={span_file(self.state_dir, self.gate.principal)}",
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._process = Supervised(

@@ -8,6 +8,11 @@ unknown event type, a missing field, a record over the contract's size limit); t
 hand and bypass the serializer, so they really reach the topic. Another share re-sends an event already
 sent (same bytes, same `event_id`), the way a producer retry does, for the apps' deduplication.
 
+Every record sent carries a `traceparent` header: the context of its own "produce" span (kind PRODUCER), which
+ends when the broker acknowledges the record and records where it landed (topic, partition, offset). With a
+state dir the spans are exported to `<state>/traces/sample-producer.jsonl` (`headwater.tracing`). A re-sent
+duplicate carries its original's header, as a client's retry would.
+
 The rate is kept by a schedule, not by sleeping a fixed time per record. When librdkafka's queue is full
 (`BufferError`), the producer serves delivery reports and retries with a growing backoff instead of dropping.
 """
@@ -24,16 +29,20 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
+from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
+from headwater import tracing
 from headwater.contracts.serde import JsonSerializer, frame
 
 MALFORMED_KINDS = ("bad_json", "wrong_types", "unknown_event_type", "missing_field", "oversized")
 AGENT_TYPES = ("planner", "retriever", "coder", "reviewer", "support")
 DEFAULT_MAX_RECORD_BYTES = 65_536
 MAX_BACKOFF_S = 0.5
+SERVICE = "sample-producer"
 
 
 @dataclass(frozen=True)
@@ -197,15 +206,19 @@ class SampleProducer:
         settings: ProducerSettings,
         *,
         on_error: Callable[[str], None] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
+        """`state_dir`: where the produce spans are exported (`<state_dir>/traces/`); none: not exported."""
         self.topic = topic
+        self.tracing = tracing.tracer_provider(SERVICE, state_dir)
+        self.tracer = self.tracing.get_tracer("headwater.local.producer")
         self.serializer = serializer
         self.settings = settings
         self.rng = random.Random(settings.seed)
         self.events = SampleEvents(serializer.schema, settings, self.rng)
         self.stats = ProducerStats()
         self.on_error = on_error
-        self._recent: deque[tuple[bytes, bytes]] = deque(maxlen=200)
+        self._recent: deque[tuple[bytes, bytes, tracing.ProducedHeaders]] = deque(maxlen=200)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = Producer(
@@ -240,6 +253,7 @@ class SampleProducer:
         if self._producer is None:
             return 0
         remaining = int(self._producer.flush(flush_timeout))
+        self.tracing.shutdown()  # exports the last spans
         # Let go of the client now, so it does not keep reconnecting while the broker stops after it.
         self._producer = None
         with self.stats.lock:
@@ -278,30 +292,55 @@ class SampleProducer:
             agent = None if isinstance(record, bytes) else record.get("agent_id")
             key = str(agent or "unknown").encode()
             # Framed with the contract's id like any client would, but never validated: it must reach Kafka.
-            if self._produce(key, frame(self.serializer.schema_id, body)):
+            if self._produce(key, frame(self.serializer.schema_id, body), self._span()):
                 with self.stats.lock:
                     self.stats.malformed[kind] += 1
             return
         if roll < self.settings.malformed_share + self.settings.duplicate_share and self._recent:
-            key, value = self.rng.choice(self._recent)
-            if self._produce(key, value):
+            key, value, headers = self.rng.choice(self._recent)
+            if self._produce(key, value, None, headers):
                 with self.stats.lock:
                     self.stats.duplicates += 1
             return
         event = self.events.valid()
         key = event["agent_id"].encode()
         value = self.serializer(event)
-        self._recent.append((key, value))
-        if self._produce(key, value):
+        span = self._span()
+        self._recent.append((key, value, tracing.inject(set_span_in_context(span))))
+        if self._produce(key, value, span):
             with self.stats.lock:
                 self.stats.valid += 1
 
-    def _produce(self, key: bytes, value: bytes) -> bool:
-        """Hand one record to librdkafka; False only when stopping while its queue stays full."""
+    def _span(self) -> Span:
+        return self.tracer.start_span(
+            f"produce {self.topic}",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": self.topic},
+        )
+
+    def _produce(
+        self, key: bytes, value: bytes, span: Span | None, headers: tracing.ProducedHeaders | None = None
+    ) -> bool:
+        """Hand one record to librdkafka (with `span`'s context as its header, or `headers`; the span ends
+        when the record is acknowledged); False only when stopping while its queue stays full."""
         backoff = 0.005
+        if span is not None:
+            headers = tracing.inject(set_span_in_context(span))
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if span is not None:
+                if err is None:
+                    span.set_attribute("messaging.kafka.destination.partition", msg.partition() or 0)
+                    span.set_attribute("messaging.kafka.message.offset", msg.offset() or 0)
+                    span.set_attribute("messaging.kafka.message.key", key.decode("utf-8", "replace"))
+                span.end()
+            self._on_delivery(err, msg)
+
         while True:
             try:
-                self._client().produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._client().produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=delivered
+                )
                 return True
             except BufferError:
                 # librdkafka's queue is full: let deliveries drain, then try again, more patiently each time.
@@ -310,6 +349,8 @@ class SampleProducer:
                 self._client().poll(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 if self._stop.is_set() and backoff >= MAX_BACKOFF_S:
+                    if span is not None:
+                        span.end()
                     return False
 
     def _client(self) -> Producer:

@@ -346,7 +346,9 @@ class LocalPlatform:
             self.start_seconds["cdc"] = done()
 
         if self.run_actions:
-            done = step(say, "starting the approval gate and the sample agents proposing actions")
+            done = step(
+                say, "starting the approval gate, the approvers' page and the sample agents proposing actions"
+            )
             self.actions = LocalActionFlow(
                 self.platform,
                 self.kafka,
@@ -1020,7 +1022,7 @@ def _producer(local: LocalPlatform, settings: ProducerSettings, logger: logging.
     # The producer looks its schema id up as itself (a reader); the platform registered the contracts.
     serializer = JsonSerializer(local.registry.client(topology.producer), topology.raw, schema)
     config = {**client_config(local.kafka, topology.producer), "logger": logger}
-    return SampleProducer(config, topology.raw, serializer, settings)
+    return SampleProducer(config, topology.raw, serializer, settings, state_dir=local.state_dir)
 
 
 def _drain(

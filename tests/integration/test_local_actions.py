@@ -1,5 +1,5 @@
-"""The action path as `make local` runs it: the gate, the sample agents and the pending approvals the
-console shows, on the session's broker; stopped, nothing of it is left running."""
+"""The action path as `make local` runs it: the gate, the approvers' page, the sample agents and the pending
+approvals the console shows, on the session's broker; stopped, nothing of it is left running."""
 
 from __future__ import annotations
 
@@ -31,8 +31,12 @@ def test_sample_agents_through_the_gate_to_the_console(provisioned: Provisioned,
         assert lines[0].startswith("approval gate  pid ")
         assert lines[1].startswith("approvals: ") and " pending" in lines[1]
         assert any(line.startswith("  pending ") and "min left" in line for line in lines[2:]), lines
+        assert any(line.startswith(f"approvers' page  {flow.page.url}") for line in lines), lines
+        assert flow.page.ready()  # over HTTPS, its certificate checked against the local CA
+        assert str(flow.page.credentials_file) in lines[-1]
         assert flow.dead() == []
     finally:
         flow.stop()
     assert not flow.gate.running()
-    assert not [p for p in running_processes() if p.name == flow.gate.gate.principal]
+    assert not flow.page.running()
+    assert not [p for p in running_processes() if p.name in (flow.gate.gate.principal, "approvers-page")]

@@ -35,11 +35,11 @@ def test_every_shipped_stack_passes_its_mandatory_rules(
     stack: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = check_stack(stack)
-    assert report.objects >= 28 and report.policies == 25
+    assert report.objects >= 28 and report.policies == 26
     assert report.mandatory == [], report.format()
     assert main(["check", "--stack", stack]) == 0
     out = capsys.readouterr().out
-    assert f"stack {stack} ({stack}): {report.objects} objects, 25 policies: 0 mandatory" in out
+    assert f"stack {stack} ({stack}): {report.objects} objects, 26 policies: 0 mandatory" in out
 
 
 # --- the same objects as the Pulumi program --------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_mandatory_violations_exit_1_grouped_by_resource(
     )
     assert lines[4].startswith("FlinkDeployment/headwater/feature-aggregator  (")
     assert lines[-1] == (
-        f"stack prod (prod): {len(render_stack(weak_prod))} objects, 25 policies: "
+        f"stack prod (prod): {len(render_stack(weak_prod))} objects, 26 policies: "
         "6 mandatory and 0 advisory violation(s) in 2 object(s)"
     )
 

@@ -53,6 +53,7 @@ EXPECTED_POLICIES = {
     "k8s-no-load-balancer",
     "feature-store-redis-config",
     "feature-store-redis-workload",
+    "gate-approvers-page-https",
 }
 LEVELS = {proto.ADVISORY: "advisory", proto.MANDATORY: "mandatory", proto.DISABLED: "disabled"}
 

@@ -1,0 +1,130 @@
+"""Trace context through agent-events: the traceparent each output record gets, computed in Flink SQL.
+
+The derivation is checked against a reference written here with hashlib (the same vectors as
+tests/unit/test_tracing.py checks `headwater.tracing.hop_traceparent` against, so the Flink SQL, the Python
+reference and the tracing CLI agree), and the whole pipeline is run on the MiniCluster with a `headers`
+column: every signal and every dead letter carries its raw record's trace, with the hop's derived span id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from flink_harness import Raw, environment, records_source
+from pyflink.table import EnvironmentSettings, TableEnvironment
+from pyflink.table.expressions import call, call_sql, col, lit
+from test_agent_events_pipeline import INPUT, config
+
+from flink_apps.agent_events import pipeline
+from flink_apps.common import runtime
+from flink_apps.common.tracing import TRACEPARENT, hop_traceparent_sql
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+# (parent header, topic, partition, offset) -> the traceparent of the record made from it.
+VECTORS = {
+    (PARENT, "raw", 0, 5): "00-0af7651916cd43dd8448eb211c80319c-dba9426a534a4a9b-01",
+    (None, "raw", 1, 7): "00-f898bf06db451d73c38440e1e80bc918-a408699215008471-01",
+    ("garbage", "raw", 2, 9): "00-0dd2e293d489ff63a0a6f7a9d4b95725-2ae423010d00f9de-01",
+    ("00-" + "0" * 32 + "-b7ad6b7169203331-01", "raw", 2, 9): (
+        "00-0dd2e293d489ff63a0a6f7a9d4b95725-2ae423010d00f9de-01"
+    ),
+    (PARENT[:-2] + "00", "raw", 0, 5): "00-0af7651916cd43dd8448eb211c80319c-dba9426a534a4a9b-00",
+}
+
+
+def reference(parent: str | None, topic: str, partition: int, offset: int) -> str:
+    where = f"{topic}/{partition}/{offset}".encode()
+    span_id = hashlib.sha256(where).hexdigest()[:16]
+    parts = (parent or "").split("-")
+    valid = (
+        len(parts) == 4
+        and parts[0] == "00"
+        and len(parts[1]) == 32
+        and len(parts[2]) == 16
+        and len(parts[3]) == 2
+        and all(c in "0123456789abcdef" for c in "".join(parts[1:]))
+        and set(parts[1]) != {"0"}
+        and set(parts[2]) != {"0"}
+    )
+    if valid:
+        return f"00-{parts[1]}-{span_id}-{parts[3]}"
+    return f"00-{hashlib.md5(where).hexdigest()}-{span_id}-01"
+
+
+def test_the_reference_gives_the_vectors() -> None:
+    assert {k: reference(*k) for k in VECTORS} == VECTORS
+
+
+@pytest.mark.timeout(180)
+def test_the_sql_derivation_equals_the_reference() -> None:
+    t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    t_env.get_config().set("parallelism.default", "1")
+    rows = []
+    for i, (parent, topic, partition, offset) in enumerate(VECTORS):
+        header = "NULL" if parent is None else f"ENCODE('{parent}', 'UTF-8')"
+        rows.append(f"({i}, MAP['traceparent', {header}], '{topic}', {partition}, CAST({offset} AS BIGINT))")
+    query = (
+        f"SELECT i, {hop_traceparent_sql()} FROM ("
+        "  SELECT i, CAST(h AS MAP<STRING, BYTES>) AS headers, topic, `partition`, `offset`"
+        f"  FROM (VALUES {', '.join(rows)}) AS v(i, h, topic, `partition`, `offset`))"
+    )
+    with t_env.sql_query(query).execute().collect() as results:
+        got = {i: tp for i, tp in results}
+    assert {k: got[i] for i, k in enumerate(VECTORS)} == VECTORS
+
+
+@pytest.mark.timeout(300)
+def test_signals_and_dead_letters_carry_the_raw_record_s_trace(tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    t_env = runtime.table_environment(env)
+    pipeline.configure(t_env, config())
+    records = [Raw(value, p, o, 1_767_225_660_000 + i) for i, (p, o, value) in enumerate(INPUT)]
+    # Partition 0's records carry a traceparent (a trace per offset); partition 1's carry no headers.
+    parent_sql = "CONCAT('00-', MD5(CAST(`offset` AS STRING)), '-b7ad6b7169203331-01')"
+    source = t_env.from_data_stream(records_source(env, records)).select(
+        col("value"),
+        col("topic"),
+        col("partition"),
+        col("offset"),
+        call("TO_TIMESTAMP_LTZ", col("timestamp"), 3).alias("timestamp"),
+        call_sql(
+            "CASE WHEN `partition` = 0 THEN "
+            f"CAST(MAP['traceparent', ENCODE({parent_sql}, 'UTF-8')] AS MAP<STRING, BYTES>) "
+            "ELSE CAST(NULL AS MAP<STRING, BYTES>) END"
+        ).alias("headers"),
+    )
+    outputs = pipeline.build_tables(t_env, source, config())
+    both = (
+        outputs[pipeline.SIGNALS]
+        .select(lit("signal").alias("kind"), col("v"), col(TRACEPARENT))
+        .union_all(
+            outputs[pipeline.DEAD_LETTERS].select(lit("dead").alias("kind"), col("v"), col(TRACEPARENT))
+        )
+    )
+    with both.execute().collect() as results:
+        rows = [(kind, bytes(v), tp) for kind, v, tp in results]
+
+    signals, letters = config().signals, config().dead_letters
+    seen = set()
+    for kind, value, traceparent in rows:
+        if kind == "signal":
+            source_of = signals.decode(value)["source"]
+            partition, offset = source_of["partition"], source_of["offset"]
+        else:
+            letter = letters.decode(value)
+            partition, offset = letter["source_partition"], letter["source_offset"]
+        parent = (
+            f"00-{hashlib.md5(str(offset).encode()).hexdigest()}-b7ad6b7169203331-01"
+            if partition == 0
+            else None
+        )
+        assert traceparent == reference(parent, "agents.events.raw.v1", partition, offset), (
+            kind,
+            partition,
+            offset,
+        )
+        seen.add((partition, offset))
+    # Every record but the two duplicates came out, each with its header.
+    assert len(rows) == len(INPUT) - 2 and len(seen) == len(rows)
