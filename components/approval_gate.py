@@ -38,12 +38,13 @@ RUN_AS_USER = 10001  # the image's user (approval_gate/Dockerfile)
 PASSWORD_ENV = "HEADWATER_KAFKA_PASSWORD"  # approval_gate.main reads the SCRAM password from it
 
 
-def kafka_settings(platform: Platform) -> dict[str, str]:
-    assert platform.action_gate is not None
-    principal = platform.principal(platform.action_gate.principal)
+def client_settings(platform: Platform, principal: str) -> dict[str, str]:
+    """librdkafka settings of an action-path process logging in as `principal` (no secret in them): the
+    cluster CA, the client certificate and the password come from the files and variable `KafkaClient`
+    puts in its pod."""
     return librdkafka_settings(
-        principal.authentication,
-        principal.name,
+        platform.principal(principal).authentication,
+        principal,
         bootstrap_address(platform.kafka, platform.namespace),
         f"{CA_DIR}/ca.crt",
         f"{USER_DIR}/user.crt",
@@ -51,7 +52,64 @@ def kafka_settings(platform: Platform) -> dict[str, str]:
     )
 
 
-def _selector(name: str) -> dict[str, str]:
+def kafka_settings(platform: Platform) -> dict[str, str]:
+    assert platform.action_gate is not None
+    return client_settings(platform, platform.action_gate.principal)
+
+
+@dataclass(frozen=True)
+class KafkaClient:
+    """What a pod of the gate's image needs to log in to Kafka as its principal: the cluster CA, and the
+    password (SCRAM, from the KafkaUser Secret into `PASSWORD_ENV`) or the client certificate (TLS)."""
+
+    ca_volume: dict[str, Any]
+    ca_mount: dict[str, Any]
+    user_volumes: list[dict[str, Any]]
+    user_mounts: list[dict[str, Any]]
+    env: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, platform: Platform, principal: str) -> KafkaClient:
+        env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
+        user_volumes: list[dict[str, Any]] = []
+        user_mounts: list[dict[str, Any]] = []
+        if platform.principal(principal).authentication == Authentication.SCRAM:
+            env.append(
+                {
+                    "name": PASSWORD_ENV,
+                    "valueFrom": {"secretKeyRef": {"name": user_secret(principal), "key": "password"}},
+                }
+            )
+        else:
+            user_volumes.append(
+                {
+                    "name": "kafka-user",
+                    "secret": {
+                        "secretName": user_secret(principal),
+                        "items": [
+                            {"key": "user.crt", "path": "user.crt"},
+                            {"key": "user.key", "path": "user.key"},
+                        ],
+                    },
+                }
+            )
+            user_mounts.append({"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True})
+        return cls(
+            ca_volume={
+                "name": "kafka-ca",
+                "secret": {
+                    "secretName": cluster_ca_secret(platform.kafka),
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                },
+            },
+            ca_mount={"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True},
+            user_volumes=user_volumes,
+            user_mounts=user_mounts,
+            env=env,
+        )
+
+
+def selector(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "headwater"}
 
 
@@ -59,47 +117,39 @@ def _probe(path: str, **timing: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "health"}, **timing}
 
 
+def pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]], grace_s: int) -> dict[str, Any]:
+    """A pod of the gate's image: non-root as the image's user, no service account token, its root
+    filesystem read-only."""
+    container["securityContext"] = {**restricted_container_security(), "readOnlyRootFilesystem": True}
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": grace_s,
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
 def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
     assert platform.action_gate is not None and platform.gate_settings is not None
-    principal = platform.principal(name)
+    kafka = KafkaClient.of(platform, name)
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{name}-config"}},
-        {
-            "name": "kafka-ca",
-            "secret": {
-                "secretName": cluster_ca_secret(platform.kafka),
-                "items": [{"key": "ca.crt", "path": "ca.crt"}],
-            },
-        },
+        kafka.ca_volume,
         {"name": "tmp", "emptyDir": {}},
+        *kafka.user_volumes,
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True},
+        kafka.ca_mount,
         {"name": "tmp", "mountPath": "/tmp"},
+        *kafka.user_mounts,
     ]
-    env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
-    if principal.authentication == Authentication.SCRAM:
-        env.append(
-            {
-                "name": PASSWORD_ENV,
-                "valueFrom": {"secretKeyRef": {"name": user_secret(name), "key": "password"}},
-            }
-        )
-    else:
-        volumes.append(
-            {
-                "name": "kafka-user",
-                "secret": {
-                    "secretName": user_secret(name),
-                    "items": [
-                        {"key": "user.crt", "path": "user.crt"},
-                        {"key": "user.key", "path": "user.key"},
-                    ],
-                },
-            }
-        )
-        mounts.append({"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True})
     container = {
         "name": "gate",
         "image": platform.gate_settings.image_ref(COMPONENT),
@@ -113,38 +163,29 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
             f"--health-port={HEALTH_PORT}",
         ],
         "ports": [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
-        "env": env,
+        "env": kafka.env,
         "volumeMounts": mounts,
         "resources": platform.gate_settings.resources.k8s(),
         # Restoring the changelog comes before readiness: give it time, then probe tightly.
         "startupProbe": _probe("/healthz", periodSeconds=5, failureThreshold=24, timeoutSeconds=3),
         "livenessProbe": _probe("/healthz", periodSeconds=10, failureThreshold=3, timeoutSeconds=3),
         "readinessProbe": _probe("/readyz", periodSeconds=5, failureThreshold=3, timeoutSeconds=3),
-        "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
     }
-    return {
-        "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "terminationGracePeriodSeconds": 30,
-        "containers": [container],
-        "volumes": volumes,
-    }
+    return pod_spec(container, volumes, grace_s=30)
 
 
-def _network_policy(platform: Platform, name: str) -> dict[str, Any]:
+def network_policy(
+    platform: Platform, component: str, name: str, ingress: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Ingress as given; egress only to the Kafka cluster's pods on the TLS listener, and to DNS."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(name, platform.namespace, labels(COMPONENT, name)),
+        "metadata": metadata(name, platform.namespace, labels(component, name)),
         "spec": {
-            "podSelector": {"matchLabels": _selector(name)},
+            "podSelector": {"matchLabels": selector(name)},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
+            "ingress": ingress,
             "egress": [
                 {
                     "to": [
@@ -179,7 +220,7 @@ def render_approval_gate(platform: Platform) -> list[dict[str, Any]]:
         "metadata": metadata(name, platform.namespace, common),
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": _selector(name)},
+            "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "Recreate"},
             "template": {
                 "metadata": {"labels": common, "annotations": {"headwater.io/config-hash": config_hash}},
@@ -193,7 +234,8 @@ def render_approval_gate(platform: Platform) -> list[dict[str, Any]]:
         "metadata": metadata(f"{name}-config", platform.namespace, common),
         "data": data,
     }
-    return [config_map, deployment, _network_policy(platform, name)]
+    # No ingress: the kubelet's probes come from the node, which NetworkPolicy always allows.
+    return [config_map, deployment, network_policy(platform, COMPONENT, name, [])]
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,10 @@ from typing import Any
 
 import pulumi
 
-from components.approval_gate import CA_DIR, PASSWORD_ENV, RUN_AS_USER, USER_DIR
-from components.k8s import create_object, labels, metadata, restricted_container_security
-from components.kafka_cluster import TLS_PORT, bootstrap_address, cluster_ca_secret
-from components.kafka_users import user_secret
+from components.approval_gate import KafkaClient, client_settings, network_policy, pod_spec, selector
+from components.k8s import create_object, labels, metadata
 from headwater.action_gate import approvers_description, approvers_principal
-from headwater.kafka_config import librdkafka_settings
-from headwater.spec import Authentication, Platform
+from headwater.spec import Platform
 
 COMPONENT = "approvers-page"
 IMAGE = "approval-gate"  # the gate's image holds the page too (approval_gate/Dockerfile)
@@ -59,19 +56,7 @@ def session_secret(platform: Platform) -> str:
 
 
 def kafka_settings(platform: Platform) -> dict[str, str]:
-    principal = platform.principal(approvers_principal(platform))
-    return librdkafka_settings(
-        principal.authentication,
-        principal.name,
-        bootstrap_address(platform.kafka, platform.namespace),
-        f"{CA_DIR}/ca.crt",
-        f"{USER_DIR}/user.crt",
-        f"{USER_DIR}/user.key",
-    )
-
-
-def _selector(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "headwater"}
+    return client_settings(platform, approvers_principal(platform))
 
 
 def _probe(path: str, **timing: int) -> dict[str, Any]:
@@ -84,10 +69,10 @@ def _secret_volume(name: str, secret: str, key: str) -> dict[str, Any]:
 
 def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
     assert platform.gate_settings is not None
-    principal = platform.principal(approvers_principal(platform))
+    kafka = KafkaClient.of(platform, approvers_principal(platform))
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{name}-config"}},
-        _secret_volume("kafka-ca", cluster_ca_secret(platform.kafka), "ca.crt"),
+        kafka.ca_volume,
         {
             "name": "tls",
             "secret": {
@@ -98,37 +83,17 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
         _secret_volume("users", users_secret(platform), "users.json"),
         _secret_volume("session", session_secret(platform), "session.key"),
         {"name": "tmp", "emptyDir": {}},
+        *kafka.user_volumes,
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "kafka-ca", "mountPath": CA_DIR, "readOnly": True},
+        kafka.ca_mount,
         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
         {"name": "users", "mountPath": USERS_DIR, "readOnly": True},
         {"name": "session", "mountPath": SESSION_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
+        *kafka.user_mounts,
     ]
-    env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
-    if principal.authentication == Authentication.SCRAM:
-        env.append(
-            {
-                "name": PASSWORD_ENV,
-                "valueFrom": {"secretKeyRef": {"name": user_secret(principal.name), "key": "password"}},
-            }
-        )
-    else:
-        volumes.append(
-            {
-                "name": "kafka-user",
-                "secret": {
-                    "secretName": user_secret(principal.name),
-                    "items": [
-                        {"key": "user.crt", "path": "user.crt"},
-                        {"key": "user.key", "path": "user.key"},
-                    ],
-                },
-            }
-        )
-        mounts.append({"name": "kafka-user", "mountPath": USER_DIR, "readOnly": True})
     container = {
         "name": "page",
         "image": platform.gate_settings.image_ref(IMAGE),
@@ -147,51 +112,14 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
             f"--port={HTTPS_PORT}",
         ],
         "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],
-        "env": env,
+        "env": kafka.env,
         "volumeMounts": mounts,
         "resources": platform.gate_settings.resources.k8s(),
         "startupProbe": _probe("/healthz", periodSeconds=5, failureThreshold=24, timeoutSeconds=3),
         "livenessProbe": _probe("/healthz", periodSeconds=10, failureThreshold=3, timeoutSeconds=3),
         "readinessProbe": _probe("/readyz", periodSeconds=5, failureThreshold=3, timeoutSeconds=3),
-        "securityContext": {**restricted_container_security(), "readOnlyRootFilesystem": True},
     }
-    return {
-        "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "terminationGracePeriodSeconds": 15,
-        "containers": [container],
-        "volumes": volumes,
-    }
-
-
-def _network_policy(platform: Platform, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(name, platform.namespace, labels(COMPONENT, name)),
-        "spec": {
-            "podSelector": {"matchLabels": _selector(name)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"ports": [{"port": HTTPS_PORT, "protocol": "TCP"}]}],
-            "egress": [
-                {
-                    "to": [
-                        {"podSelector": {"matchLabels": {"strimzi.io/cluster": platform.kafka.cluster_name}}}
-                    ],
-                    "ports": [{"port": TLS_PORT, "protocol": "TCP"}],
-                },
-                {
-                    "to": [{"namespaceSelector": {}}],
-                    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-                },
-            ],
-        },
-    }
+    return pod_spec(container, volumes, grace_s=15)
 
 
 def render_approvers_page(platform: Platform) -> list[dict[str, Any]]:
@@ -213,7 +141,7 @@ def render_approvers_page(platform: Platform) -> list[dict[str, Any]]:
         "spec": {
             # Stateless (the audit trail is read afresh, sessions are signed cookies): a rolling update is safe.
             "replicas": 1,
-            "selector": {"matchLabels": _selector(name)},
+            "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {"labels": common, "annotations": {"headwater.io/config-hash": config_hash}},
@@ -233,11 +161,12 @@ def render_approvers_page(platform: Platform) -> list[dict[str, Any]]:
         "metadata": metadata(name, platform.namespace, common),
         "spec": {
             "type": "ClusterIP",
-            "selector": _selector(name),
+            "selector": selector(name),
             "ports": [{"name": "https", "port": SERVICE_PORT, "targetPort": "https", "protocol": "TCP"}],
         },
     }
-    return [config_map, deployment, service, _network_policy(platform, name)]
+    ingress = [{"ports": [{"port": HTTPS_PORT, "protocol": "TCP"}]}]
+    return [config_map, deployment, service, network_policy(platform, COMPONENT, name, ingress)]
 
 
 @dataclass(frozen=True)
