@@ -15,6 +15,20 @@ import pytest
 from headwater.local.process import StopSignals
 
 
+@pytest.fixture(autouse=True)
+def _usual_dispositions() -> Iterator[None]:
+    """SIGINT and SIGTERM as a program started from a terminal has them, whatever this test process
+    inherited (a background job starts with SIGINT ignored, which StopSignals rightly leaves alone)."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 @pytest.fixture
 def orderly() -> Iterator[StopSignals]:
     signals = StopSignals(orderly=True).install()
@@ -72,6 +86,7 @@ def test_a_second_signal_while_stopping_ends_the_program_at_once() -> None:
     done = _run(
         """
         import os, signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal, not a background job
         from headwater.local.process import StopSignals
         signals = StopSignals(orderly=True).install()
         signals.interrupting = False
@@ -92,6 +107,7 @@ def test_sigterm_to_a_plain_program_ends_it_as_sigterm_would() -> None:
     done = _run(
         """
         import os, signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from headwater.local.process import install_signal_handlers
         install_signal_handlers()
         os.kill(os.getpid(), signal.SIGTERM)
