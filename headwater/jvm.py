@@ -58,6 +58,20 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
     out.mkdir(parents=True)
     if not quiet:
         print(f"[jvm] fetching {name} from Maven Central into {out}", file=sys.stderr, flush=True)
+    _mvn(
+        pom,
+        props,
+        [f"-DoutputDirectory={out}", "dependency:copy-dependencies"],
+        quiet,
+        f"fetch the JVM artifact set {name!r}",
+    )
+    stamp_file.write_text(stamp)
+    return out
+
+
+def _mvn(pom: Path, props: dict[str, str], args: list[str], quiet: bool, what: str) -> None:
+    """Run Maven on `pom` with the pinned versions as properties; a failure names `what` (and, quiet, Maven's
+    output)."""
     cmd = [
         "mvn",
         "-B",
@@ -65,17 +79,12 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
         "-f",
         str(pom),
         *(f"-D{k}={v}" for k, v in sorted(props.items())),
-        f"-DoutputDirectory={out}",
-        "dependency:copy-dependencies",
+        *args,
     ]
     result = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
     if result.returncode != 0:
         detail = (result.stdout or "") + (result.stderr or "") if quiet else ""
-        raise RuntimeError(
-            f"mvn could not fetch the JVM artifact set {name!r} (exit {result.returncode})\n{detail}"
-        )
-    stamp_file.write_text(stamp)
-    return out
+        raise RuntimeError(f"mvn could not {what} (exit {result.returncode})\n{detail}")
 
 
 def _project_stamp(project: Path, props: dict[str, str]) -> str:
@@ -114,22 +123,13 @@ def build(name: str, *, quiet: bool = False) -> Path:
     out.mkdir(parents=True)
     if not quiet:
         print(f"[jvm] building {project} into {out}", file=sys.stderr, flush=True)
-    cmd = [
-        "mvn",
-        "-B",
-        "-q" if quiet else "-ntp",
-        "-f",
-        str(project / "pom.xml"),
-        *(f"-D{k}={v}" for k, v in sorted(props.items())),
-        f"-Dheadwater.build.directory={out / 'build'}",
-        "package",
-    ]
-    result = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
-    if result.returncode != 0:
-        detail = (result.stdout or "") + (result.stderr or "") if quiet else ""
-        raise RuntimeError(
-            f"mvn could not build the JVM project {name!r} (exit {result.returncode})\n{detail}"
-        )
+    _mvn(
+        project / "pom.xml",
+        props,
+        [f"-Dheadwater.build.directory={out / 'build'}", "package"],
+        quiet,
+        f"build the JVM project {name!r}",
+    )
     shutil.copyfile(out / "build" / jar.name, jar)
     stamp_file.write_text(stamp)
     return jar
