@@ -244,9 +244,10 @@ def jars(args: argparse.Namespace) -> list[str]:
 
 
 def kafka_source(
-    args: argparse.Namespace, connection: KafkaConnection, *, uid: str
+    args: argparse.Namespace, connection: KafkaConnection, *, uid: str, traced: bool = False
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment, DataStream]:
-    """The environment (settings, jars, exactly-once checkpointing) and the records of `--source-topic`."""
+    """The environment (settings, jars, exactly-once checkpointing) and the records of `--source-topic`
+    (`traced`: with their `traceparent` header, see `flink_io.kafka_source`)."""
     env = runtime.create_environment(flink_settings(args), jars=jars(args))
     runtime.ensure_checkpointing(env, args.checkpoint_interval_ms)
     t_env = runtime.table_environment(env)
@@ -258,6 +259,7 @@ def kafka_source(
         isolation_level=args.isolation_level,
         startup_mode=args.startup_mode,
         uid=uid,
+        traced=traced,
     )
     return env, t_env, records
 

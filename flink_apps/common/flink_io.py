@@ -21,7 +21,14 @@ from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironmen
 from pyflink.table.expressions import call, call_sql, col
 
 from flink_apps.common.kafka_properties import redacted
-from flink_apps.common.tracing import TRACEPARENT, headers_sql
+from flink_apps.common.tracing import (
+    TRACELINKS,
+    TRACEPARENT,
+    header_value_sql,
+    headers_sql,
+    hop_traceparent_of_sql,
+    valid_traceparent_sql,
+)
 
 SOURCE_RECORD_TYPE = Types.ROW_NAMED(
     ["topic", "partition", "offset", "timestamp", "value"],
@@ -34,6 +41,20 @@ KAFKA_RECORD_TYPE = Types.ROW_NAMED(
     [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG()],
 )
 """A record to write: key and value bytes and its timestamp (epoch ms, None for the broker's clock)."""
+
+TRACED_SOURCE_RECORD_TYPE = Types.ROW_NAMED(
+    [*SOURCE_RECORD_TYPE.get_field_names(), "traceparent"],
+    [*SOURCE_RECORD_TYPE.get_field_types(), Types.STRING()],
+)
+"""`SOURCE_RECORD_TYPE` and the record's `traceparent` header when it is a valid one (checked in SQL), else None."""
+
+TRACED_KAFKA_RECORD_TYPE = Types.ROW_NAMED(
+    [*KAFKA_RECORD_TYPE.get_field_names(), "parent", "parent_topic", "parent_partition", "parent_offset", "links"],
+    [*KAFKA_RECORD_TYPE.get_field_types(), Types.STRING(), Types.STRING(), Types.INT(), Types.LONG(), Types.STRING()],
+)
+"""`KAFKA_RECORD_TYPE` and where its trace continues: the traceparent (or None) and position of the input
+record whose trace it continues (the hop's span id is derived from that position, in SQL: `traced_table`),
+and the `tracelinks` header's value (comma-separated traceparents, may be empty)."""
 
 HEADERS_TYPE = DataTypes.MAP(DataTypes.STRING(), DataTypes.BYTES())
 """The Kafka connector's `headers` metadata column (W3C trace context travels in `traceparent`)."""
@@ -108,8 +129,10 @@ def kafka_source(
     isolation_level: str = "read_committed",
     startup_mode: str = "group-offsets",
     uid: str,
+    traced: bool = False,
 ) -> DataStream:
-    """A stream of `SOURCE_RECORD_TYPE` rows from `topic` (see `kafka_source_table`)."""
+    """A stream of `SOURCE_RECORD_TYPE` rows from `topic` (see `kafka_source_table`); `traced`: of
+    `TRACED_SOURCE_RECORD_TYPE` rows, the `traceparent` header read and validated natively."""
     table = kafka_source_table(
         t_env,
         connection,
@@ -118,15 +141,26 @@ def kafka_source(
         isolation_level=isolation_level,
         startup_mode=startup_mode,
     )
-    # Without the headers: the record crosses into Python next, and nothing of this path reads them.
-    table = table.select(col("value"), col("topic"), col("partition"), col("offset"), col("ts"))
-    rows = t_env.to_data_stream(table)
-    return rows.map(_to_source_record, output_type=SOURCE_RECORD_TYPE).name(f"{topic} records").uid(uid)
+    return source_records(t_env, table, traced=traced, name=f"{topic} records", uid=uid)
+
+
+def source_records(
+    t_env: StreamTableEnvironment, table: Table, *, traced: bool, name: str, uid: str
+) -> DataStream:
+    """A table of Kafka records (`value`, `topic`, `partition`, `offset`, `ts`, `headers`) as a stream of
+    `SOURCE_RECORD_TYPE` rows, or (`traced`) of `TRACED_SOURCE_RECORD_TYPE` rows."""
+    columns = [col("value"), col("topic"), col("partition"), col("offset"), col("ts")]
+    if traced:
+        # Only the one header's text crosses into Python, never the header map.
+        columns.append(call_sql(valid_traceparent_sql(header_value_sql("headers"))).alias(TRACEPARENT))
+    rows = t_env.to_data_stream(table.select(*columns))
+    record_type = TRACED_SOURCE_RECORD_TYPE if traced else SOURCE_RECORD_TYPE
+    return rows.map(_to_source_record, output_type=record_type).name(name).uid(uid)
 
 
 def _to_source_record(row: Row) -> Row:
-    value, topic, partition, offset, ts = row  # the table's column order
-    return Row(topic, partition, offset, epoch_millis(ts), value)
+    value, topic, partition, offset, ts = row[:5]  # the table's column order
+    return Row(topic, partition, offset, epoch_millis(ts), value, *row[5:])
 
 
 def epoch_millis(value: Any) -> int | None:
@@ -156,11 +190,10 @@ def kafka_sink(
     """Write a stream of `KAFKA_RECORD_TYPE` rows to `topic` exactly once (Kafka transactions committed on
     checkpoints; readers must use read_committed).
 
-    The transaction timeout must not exceed the brokers' `transaction.max.timeout.ms`.
+    The transaction timeout must not exceed the brokers' `transaction.max.timeout.ms`. Rows of
+    `TRACED_KAFKA_RECORD_TYPE` are written with their `traceparent` and `tracelinks` headers (`traced_table`).
     """
-    table = t_env.from_data_stream(stream).select(
-        col("key").alias("k"), col("value").alias("v"), col("timestamp").alias("ts")
-    )
+    table = traced_table(t_env, stream)
     kafka_sink_table(
         statements,
         connection,
@@ -169,6 +202,18 @@ def kafka_sink(
         transactional_id_prefix=transactional_id_prefix,
         transaction_timeout_ms=transaction_timeout_ms,
     )
+
+
+def traced_table(t_env: StreamTableEnvironment, stream: DataStream) -> Table:
+    """A stream of `KAFKA_RECORD_TYPE` rows as a table of `k`, `v`, `ts`; of `TRACED_KAFKA_RECORD_TYPE` rows,
+    with `traceparent` (the input's trace with the hop's span id derived from the input's position, in SQL:
+    `flink_apps.common.tracing.hop_traceparent_of_sql`) and `tracelinks`."""
+    table = t_env.from_data_stream(stream)
+    columns = [col("key").alias("k"), col("value").alias("v"), col("timestamp").alias("ts")]
+    if "parent" in table.get_schema().get_field_names():
+        hop = hop_traceparent_of_sql("`parent`", "parent_topic", "parent_partition", "parent_offset")
+        columns += [call_sql(hop).alias(TRACEPARENT), col("links").alias(TRACELINKS)]
+    return table.select(*columns)
 
 
 def kafka_sink_table(
@@ -181,11 +226,14 @@ def kafka_sink_table(
     transaction_timeout_ms: int,
 ) -> None:
     """`kafka_sink` for a table of `k`, `v` (BYTES) and `ts` (epoch ms, null for the broker's clock); and,
-    if the table has one, a `traceparent` column (STRING) written as the record's `traceparent` header."""
-    traced = TRACEPARENT in table.get_schema().get_field_names()
+    if the table has one, a `traceparent` column (STRING) written as the record's `traceparent` header, and a
+    `tracelinks` column (STRING) as its `tracelinks` header (when not empty)."""
+    names = table.get_schema().get_field_names()
+    traced = TRACEPARENT in names
     columns = [col("k"), col("v"), call("TO_TIMESTAMP_LTZ", col("ts"), 3).alias("ts")]
     if traced:
-        columns.append(call_sql(headers_sql(TRACEPARENT)).alias("headers"))
+        links = TRACELINKS if TRACELINKS in names else None
+        columns.append(call_sql(headers_sql(TRACEPARENT, links)).alias("headers"))
     table = table.select(*columns)
     builder_schema = (
         Schema.new_builder()

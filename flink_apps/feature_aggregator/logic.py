@@ -3,6 +3,11 @@
 The pipeline feeds `Signal`s of one (entity, window) into an `Accumulator` and turns it into the
 features.agent_activity.v1 record with `features()`. `compute_features()` is the same computation over a
 finite batch, for checks and backfills.
+
+Trace context: each signal carries the `traceparent` its record's header had (validated natively, or None). A
+window's record continues the trace of its newest signal (by event time, then partition and offset: the same
+whatever order the signals came in) and links the newest signal of each of up to `MAX_LINKS` distinct traces
+(`Accumulator.trace()`); the span id itself is derived in Flink SQL (`flink_apps.common.tracing`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ FEATURE_SET = "agent_activity"
 # Bump when the meaning of a feature changes, so consumers can tell old values from new ones.
 FEATURE_SET_VERSION = 1
 PIPELINE = "feature_aggregator"
+
+MAX_LINKS = 16  # traces a window's record names in its `tracelinks` header (flink_apps.common.tracing)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE_MS = 60_000
@@ -36,9 +43,22 @@ class Signal:
     source_offset: int
     session_id: str | None = None
     duration_ms: int | None = None
+    traceparent: str | None = None  # its record's header, when it had a valid one
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        """Newest last: event time, then partition and offset (a total order over one topic's signals)."""
+        return (self.occurred_at_ms, self.source_partition, self.source_offset)
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], topic: str, partition: int, offset: int) -> Signal:
+    def from_record(
+        cls,
+        record: Mapping[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        traceparent: str | None = None,
+    ) -> Signal:
         """Build from a decoded signal record; raises ValueError when a needed field is missing or wrong."""
         try:
             occurred = record["occurred_at"]
@@ -54,6 +74,7 @@ class Signal:
                 source_offset=offset,
                 session_id=record.get("session_id"),
                 duration_ms=record.get("duration_ms"),
+                traceparent=traceparent,
             )
         except KeyError as exc:
             raise ValueError(f"signal record lacks field {exc.args[0]!r}") from None
@@ -95,6 +116,22 @@ class PartitionRange:
     count: int
 
 
+@dataclass(frozen=True)
+class WindowTrace:
+    """The trace context of a window's record: its newest signal's traceparent (None: it had none) and
+    position, from which the hop's span id is derived, and the traceparents it links (newest first)."""
+
+    parent: str | None
+    topic: str
+    partition: int
+    offset: int
+    links: tuple[str, ...]
+
+    @property
+    def links_header(self) -> str:
+        return ",".join(self.links)
+
+
 @dataclass
 class Accumulator:
     """Running aggregates of one entity's signals in one window; mergeable, so order does not matter."""
@@ -114,6 +151,38 @@ class Accumulator:
     last_event_type: str = ""
     source_topic: str = ""
     partitions: dict[int, PartitionRange] = field(default_factory=dict)
+    # The newest signal: (order, topic, traceparent); and per trace id its newest signal's (order, traceparent),
+    # the newest MAX_LINKS traces only (the newest MAX_LINKS of the whole window, whatever the order of adds).
+    newest: tuple[tuple[int, int, int], str, str | None] | None = None
+    links: dict[str, tuple[tuple[int, int, int], str]] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # An accumulator pickled into a checkpoint before a field existed gets that field's default.
+        self.__dict__.update(Accumulator().__dict__)
+        self.__dict__.update(state)
+
+    def _trace(self, order: tuple[int, int, int], topic: str, traceparent: str | None) -> None:
+        if self.newest is None or order > self.newest[0]:
+            self.newest = (order, topic, traceparent)
+        if traceparent is not None:
+            self._link(order, traceparent)
+
+    def _link(self, order: tuple[int, int, int], traceparent: str) -> None:
+        trace_id = traceparent[3:35]
+        seen = self.links.get(trace_id)
+        if seen is None or order > seen[0]:
+            self.links[trace_id] = (order, traceparent)
+        if len(self.links) > MAX_LINKS:
+            kept = sorted(self.links.items(), key=lambda item: item[1][0], reverse=True)[:MAX_LINKS]
+            self.links = dict(kept)
+
+    def trace(self) -> WindowTrace:
+        """The trace context of this window's record (see the module's doc)."""
+        if self.newest is None:
+            raise ValueError("no signals, so no trace")
+        (_, partition, offset), topic, parent = self.newest
+        links = sorted(self.links.values(), key=lambda item: item[0], reverse=True)
+        return WindowTrace(parent, topic, partition, offset, tuple(tp for _, tp in links))
 
     def add(self, signal: Signal) -> Accumulator:
         self.event_count += 1
@@ -141,6 +210,7 @@ class Accumulator:
             seen.min_offset = min(seen.min_offset, signal.source_offset)
             seen.max_offset = max(seen.max_offset, signal.source_offset)
             seen.count += 1
+        self._trace(signal.order, signal.source_topic, signal.traceparent)
         return self
 
     def merge(self, other: Accumulator) -> Accumulator:
@@ -178,6 +248,10 @@ class Accumulator:
                 mine.min_offset = min(mine.min_offset, theirs.min_offset)
                 mine.max_offset = max(mine.max_offset, theirs.max_offset)
                 mine.count += theirs.count
+        if other.newest is not None and (self.newest is None or other.newest[0] > self.newest[0]):
+            self.newest = other.newest
+        for order, traceparent in other.links.values():
+            self._link(order, traceparent)
         return self
 
     def features(self, entity_id: str, window_start_ms: int, window_end_ms: int) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 `-pym flink_apps.feature_aggregator.main`).
 
 Reads agent signals from Kafka (read_committed), writes windowed activity features per entity to a
-compacted Kafka topic exactly once.
+compacted Kafka topic exactly once, each continuing the trace of its window's newest signal (`traceparent`)
+and linking those of up to 16 traces (`tracelinks`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         allowed_lateness_ms=args.allowed_lateness_ms,
         max_out_of_orderness_ms=args.max_out_of_orderness_ms,
         idle_timeout_ms=args.idle_timeout_ms,
+        traced=True,
     )
     LOG.info(
         "feature_aggregator: %s (schema id %d) -> %s (schema id %d); window %d ms; group %s; kafka %r",
@@ -88,7 +90,7 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         connection,
     )
 
-    env, t_env, source = cli.kafka_source(args, connection, uid="features-source-records")
+    env, t_env, source = cli.kafka_source(args, connection, uid="features-source-records", traced=True)
     outputs = pipeline.build(env, source, config)
     cli.kafka_sinks(args, t_env, connection, outputs, {pipeline.FEATURES: args.sink_topic})
     return env

@@ -3,6 +3,11 @@
 signal records -> decode -> event time + watermarks -> key by entity -> tumbling event-time window
     -> accumulate -> features (with window and provenance) -> encode -> features output
 records of closed windows (late) -> counted
+
+Trace context (`FeatureConfig.traced`): the source rows carry their record's `traceparent` (validated in Flink
+SQL, `flink_io.TRACED_SOURCE_RECORD_TYPE`); the window keeps its newest signal's and the links
+(`logic.Accumulator.trace`); the output rows (`flink_io.TRACED_KAFKA_RECORD_TYPE`) carry them, and the sink
+derives the record's `traceparent` and `tracelinks` headers natively (`flink_io.traced_table`). No SDK call.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pyflink.datastream import (
 )
 from pyflink.datastream.window import TimeWindow, TumblingEventTimeWindows
 
-from flink_apps.common.flink_io import KAFKA_RECORD_TYPE
+from flink_apps.common.flink_io import KAFKA_RECORD_TYPE, TRACED_KAFKA_RECORD_TYPE
 from flink_apps.common.wire import AvroCodec, WireFormatError
 from flink_apps.feature_aggregator.logic import Accumulator, Signal
 
@@ -47,6 +52,8 @@ class FeatureConfig:
     allowed_lateness_ms: int = 0
     max_out_of_orderness_ms: int = 30_000
     idle_timeout_ms: int = 60_000
+    # Source rows carry a traceparent; output rows carry the window's trace context (see the module's doc).
+    traced: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window_size_ms", "max_out_of_orderness_ms", "idle_timeout_ms"):
@@ -84,9 +91,9 @@ def build(
         .side_output_late_data(_LATE_TAG)
         .aggregate(
             AccumulateSignals(),
-            EmitFeatures(config.features),
+            EmitFeatures(config.features, traced=config.traced),
             accumulator_type=Types.PICKLED_BYTE_ARRAY(),
-            output_type=KAFKA_RECORD_TYPE,
+            output_type=TRACED_KAFKA_RECORD_TYPE if config.traced else KAFKA_RECORD_TYPE,
         )
         .name("activity features per entity and window")
         .uid("features-window")
@@ -119,9 +126,13 @@ class DecodeSignals(ProcessFunction):
         self._undecodable = metrics.counter(UNDECODABLE)
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Signal]:
-        topic, partition, offset, _timestamp, data = value  # positional: see flink_io.SOURCE_RECORD_TYPE
+        # positional: see flink_io.SOURCE_RECORD_TYPE (and TRACED_SOURCE_RECORD_TYPE: one more, the traceparent)
+        topic, partition, offset, _timestamp, data = value[:5]
+        traceparent = value[5] if len(value) > 5 else None
         try:
-            signal = Signal.from_record(self._codec.decode(bytes(data or b"")), topic, partition, offset)
+            signal = Signal.from_record(
+                self._codec.decode(bytes(data or b"")), topic, partition, offset, traceparent
+            )
         except (WireFormatError, ValueError, TypeError):
             self._undecodable.inc()
             return
@@ -151,8 +162,9 @@ class AccumulateSignals(AggregateFunction):
 class EmitFeatures(ProcessWindowFunction[Accumulator, Row, str, TimeWindow]):
     """Keyed by entity id for the compacted topic; timestamped with the window's last millisecond."""
 
-    def __init__(self, codec: AvroCodec) -> None:
+    def __init__(self, codec: AvroCodec, traced: bool = False) -> None:
         self._codec = codec
+        self._traced = traced
         self._emitted: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -165,7 +177,12 @@ class EmitFeatures(ProcessWindowFunction[Accumulator, Row, str, TimeWindow]):
         for accumulator in elements:
             record = accumulator.features(key, window.start, window.end)
             self._emitted.inc()
-            yield Row(key.encode("utf-8"), self._codec.encode(record), window.max_timestamp())
+            out = (key.encode("utf-8"), self._codec.encode(record), window.max_timestamp())
+            if not self._traced:
+                yield Row(*out)
+                continue
+            trace = accumulator.trace()
+            yield Row(*out, trace.parent, trace.topic, trace.partition, trace.offset, trace.links_header)
 
 
 class CountLate(ProcessFunction):

@@ -156,3 +156,72 @@ def test_signal_records_missing_fields_are_refused() -> None:
 def test_an_empty_window_has_no_features() -> None:
     with pytest.raises(ValueError, match="no signals"):
         Accumulator().features("e-1", BASE_MS, BASE_MS + MIN)
+
+
+def _tp(trace: int, span: int = 1) -> str:
+    return f"00-{trace:032x}-{span:016x}-01"
+
+
+def test_a_window_continues_its_newest_signal_s_trace_whatever_the_order() -> None:
+    signals = [
+        sig(0, BASE_MS + 1000, traceparent=_tp(1)),
+        sig(1, BASE_MS + 5000, traceparent=_tp(2)),
+        # Same event time as the one before: the higher partition is the newer one.
+        sig(2, BASE_MS + 5000, source_partition=1, traceparent=_tp(3)),
+        sig(3, BASE_MS + 2000, traceparent=None),  # no valid header: nothing to link
+        sig(4, BASE_MS + 3000, traceparent=_tp(1, 9)),  # the trace of the first, newer
+    ]
+    orders = [signals, signals[::-1], random.Random(5).sample(signals, len(signals))]
+    traces = []
+    for order in orders:
+        acc = Accumulator()
+        for s in order:
+            acc.add(s)
+        traces.append(acc.trace())
+    assert traces[0] == traces[1] == traces[2]
+    trace = traces[0]
+    assert (trace.parent, trace.topic, trace.partition, trace.offset) == (_tp(3), "agents.signals.v1", 1, 2)
+    assert trace.links == (_tp(3), _tp(2), _tp(1, 9))
+    assert trace.links_header == f"{_tp(3)},{_tp(2)},{_tp(1, 9)}"
+
+
+def test_a_window_whose_newest_signal_had_no_trace_says_so() -> None:
+    acc = Accumulator().add(sig(0, BASE_MS, traceparent=_tp(1))).add(sig(1, BASE_MS + 1, traceparent=None))
+    assert (acc.trace().parent, acc.trace().offset, acc.trace().links) == (None, 1, (_tp(1),))
+    with pytest.raises(ValueError, match="no signals"):
+        Accumulator().trace()
+
+
+def test_links_keep_the_newest_traces_bounded_across_adds_and_merges() -> None:
+    rng = random.Random(11)
+    # 60 traces, each with signals at several times; trace t's newest signal is at BASE_MS + 1000 * t.
+    signals = [
+        sig(100 * t + k, BASE_MS + 1000 * t - 10 * k, traceparent=_tp(t + 1, k + 1))
+        for t in range(60)
+        for k in range(3)
+    ]
+    rng.shuffle(signals)
+    whole = Accumulator()
+    for s in signals:
+        whole.add(s)
+    # The same signals over four accumulators merged in another order give the same links.
+    parts = [Accumulator() for _ in range(4)]
+    for i, s in enumerate(signals):
+        parts[i % 4].add(s)
+    merged = parts[3].merge(parts[1]).merge(parts[0].merge(parts[2]))
+    want = tuple(_tp(t + 1, 1) for t in range(59, 59 - logic.MAX_LINKS, -1))
+    assert whole.trace().links == merged.trace().links == want
+    assert len(whole.links) == logic.MAX_LINKS
+    assert whole.trace().parent == merged.trace().parent == _tp(60, 1)
+
+
+def test_an_accumulator_from_an_older_checkpoint_gets_the_trace_fields() -> None:
+    import pickle
+
+    acc = Accumulator().add(sig(0, BASE_MS))
+    state = dict(acc.__dict__)
+    del state["newest"], state["links"]  # pickled before the trace fields existed
+    old = Accumulator.__new__(Accumulator)
+    old.__setstate__(state)
+    restored = pickle.loads(pickle.dumps(old)).add(sig(1, BASE_MS + 5, traceparent=_tp(4)))
+    assert restored.event_count == 2 and restored.trace().parent == _tp(4)

@@ -8,6 +8,7 @@ column: every signal and every dead letter carries its raw record's trace, with 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -128,3 +129,71 @@ def test_signals_and_dead_letters_carry_the_raw_record_s_trace(tmp_path: Path) -
         seen.add((partition, offset))
     # Every record but the two duplicates came out, each with its header.
     assert len(rows) == len(INPUT) - 2 and len(seen) == len(rows)
+
+
+@pytest.mark.timeout(300)
+def test_features_continue_their_newest_signal_s_trace_and_link_the_others(tmp_path: Path) -> None:
+    """feature-aggregator's traced path: the source's header text validated in SQL, the window's newest signal
+    chosen in Python, the hop's span id and both headers derived in SQL at the sink."""
+    from flink_events import BASE_MS
+    from test_feature_aggregator_pipeline import INPUT as SIGNALS
+    from test_feature_aggregator_pipeline import LATE, UNDECODABLE
+    from test_feature_aggregator_pipeline import config as feature_config
+
+    from flink_apps.common import flink_io
+    from flink_apps.common.tracing import TRACELINKS
+    from flink_apps.feature_aggregator import pipeline as features
+
+    env = environment(tmp_path)
+    t_env = runtime.table_environment(env)
+    # Partition 0's signals carry a trace each (by offset); partition 1's none, but offset 1's a bad one.
+    parent_sql = "CONCAT('00-', MD5(CONCAT('t', CAST(`offset` AS STRING))), '-b7ad6b7169203331-01')"
+    table = t_env.from_data_stream(records_source(env, SIGNALS)).select(
+        col("value"),
+        col("topic"),
+        col("partition"),
+        col("offset"),
+        call("TO_TIMESTAMP_LTZ", col("timestamp"), 3).alias("ts"),
+        call_sql(
+            "CASE WHEN `partition` = 0 THEN "
+            f"CAST(MAP['traceparent', ENCODE({parent_sql}, 'UTF-8')] AS MAP<STRING, BYTES>) "
+            "WHEN `offset` = 1 THEN CAST(MAP['traceparent', ENCODE('00-zz', 'UTF-8')] AS MAP<STRING, BYTES>) "
+            "ELSE CAST(NULL AS MAP<STRING, BYTES>) END"
+        ).alias("headers"),
+    )
+    source = flink_io.source_records(t_env, table, traced=True, name="signals", uid="signals")
+    config = dataclasses.replace(feature_config(), traced=True)
+    out = flink_io.traced_table(t_env, features.build(env, source, config)[features.FEATURES])
+    with out.select(col("v"), col(TRACEPARENT), col(TRACELINKS)).execute().collect() as results:
+        rows = [(config.features.decode(bytes(v)), tp, links) for v, tp, links in results]
+
+    def parent_of(partition: int, offset: int) -> str | None:
+        if partition != 0:
+            return None
+        return f"00-{hashlib.md5(f't{offset}'.encode()).hexdigest()}-b7ad6b7169203331-01"
+
+    # What each window holds, from the input (the late and the undecodable signals are in none).
+    decoded = [
+        (r.partition, r.offset, config.signals.decode(r.value))
+        for i, r in enumerate(SIGNALS)
+        if i not in (LATE, UNDECODABLE)
+    ]
+    assert len(rows) == 5
+    for feature, traceparent, links in rows:
+        start = int(feature["window_start"].timestamp() * 1000)
+        members = sorted(
+            (int(d["occurred_at"].timestamp() * 1000), p, o)
+            for p, o, d in decoded
+            if d["entity_id"] == feature["entity_id"]
+            and start <= int(d["occurred_at"].timestamp() * 1000) < start + config.window_size_ms
+        )
+        assert len(members) == feature["event_count"]
+        _, partition, offset = members[-1]
+        assert traceparent == reference(parent_of(partition, offset), "agents.signals.v1", partition, offset)
+        want_links = [parent_of(p, o) for _, p, o in reversed(members) if parent_of(p, o)]
+        assert (links or "") == ",".join(want_links), (feature["entity_id"], start - BASE_MS)
+    # Both kinds occur: a window continuing a signal's trace, and one starting its own (partition 1's).
+    continued = {f"00-{hashlib.md5(f't{o}'.encode()).hexdigest()}" for o in range(10)}
+    assert any(tp[:35] in continued for _, tp, _ in rows)
+    assert any(tp[:35] not in continued and not links for _, tp, links in rows)
+
