@@ -32,6 +32,9 @@ from opentelemetry.trace import Span, format_span_id, format_trace_id
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 TRACEPARENT = "traceparent"
+# A record made from many (a window's features): the traceparents of up to 16 contributing traces, newest
+# first, comma-separated (written by flink_apps.common.tracing).
+TRACELINKS = "tracelinks"
 TRACES_DIR = "traces"
 OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 _TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")

@@ -147,19 +147,34 @@ def write_owner_only(path: Path, text: str) -> None:
 class Session:
     user: str
     csrf: str
+    sid: str = ""  # the session's id: live in the page's process until signed out or expired
 
 
 class Sessions:
-    """Signed session cookies: the person and a CSRF token; expired after `max_age_s`."""
+    """Signed session cookies: the person, a CSRF token and a session id; expired after `max_age_s`.
+
+    A signature alone cannot be taken back, so the page also keeps the ids of the sessions it issued and
+    that are still live: signing out (`revoke`) ends one at once, and a copy of its cookie replayed later is
+    refused like a forged one. The ids live in this process only, so a restart (a new pod) signs everyone
+    out: the page fails closed rather than honour a cookie it can no longer check.
+    """
 
     def __init__(self, key: bytes, max_age_s: int = SESSION_MAX_AGE_S) -> None:
         if len(key) < 32:
             raise ValueError("the session key must be at least 32 bytes")
         self.serializer = URLSafeTimedSerializer(key, salt=SESSION_SALT)
         self.max_age_s = max_age_s
+        self._live: dict[str, float] = {}  # session id -> when it was issued (epoch seconds)
+        self._lock = threading.Lock()
 
-    def issue(self, user: str) -> str:
-        return self.serializer.dumps({"u": user, "c": secrets.token_urlsafe(24)})
+    def issue(self, user: str, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        sid = secrets.token_urlsafe(24)
+        with self._lock:
+            # Forget the expired ones, so the map holds no more than the sessions of one max age.
+            self._live = {s: t for s, t in self._live.items() if now - t <= self.max_age_s}
+            self._live[sid] = now
+        return self.serializer.dumps({"u": user, "c": secrets.token_urlsafe(24), "s": sid})
 
     def read(self, cookie: str | None) -> Session | None:
         if not cookie:
@@ -168,13 +183,21 @@ class Sessions:
             raw = self.serializer.loads(cookie, max_age=self.max_age_s)
         except BadSignature:  # a bad or an expired signature (SignatureExpired is one)
             return None
-        if (
-            not isinstance(raw, dict)
-            or not isinstance(raw.get("u"), str)
-            or not isinstance(raw.get("c"), str)
-        ):
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in ("u", "c", "s")):
             return None
-        return Session(raw["u"], raw["c"])
+        with self._lock:
+            if raw["s"] not in self._live:  # signed out, or issued by an earlier process
+                return None
+        return Session(raw["u"], raw["c"], raw["s"])
+
+    def revoke(self, session: Session) -> None:
+        """End `session`: its cookie, even a copy kept elsewhere, is refused from now on."""
+        with self._lock:
+            self._live.pop(session.sid, None)
+
+    def live(self) -> int:
+        with self._lock:
+            return len(self._live)
 
 
 def csrf_ok(session: Session, token: str | None) -> bool:

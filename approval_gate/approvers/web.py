@@ -138,6 +138,9 @@ def create_app(backend: Backend, users: Users, sessions: Sessions, *, title: str
         session = signed_in(request)
         if session is not None and not csrf_ok(session, csrf):
             return Response("bad form token", status_code=403)
+        if session is not None:
+            sessions.revoke(session)  # a copy of the cookie replayed later is refused
+            LOG.info("%s signed out", session.user)
         response = to_login()
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
         return response

@@ -49,8 +49,22 @@ TRACED_SOURCE_RECORD_TYPE = Types.ROW_NAMED(
 """`SOURCE_RECORD_TYPE` and the record's `traceparent` header when it is a valid one (checked in SQL), else None."""
 
 TRACED_KAFKA_RECORD_TYPE = Types.ROW_NAMED(
-    [*KAFKA_RECORD_TYPE.get_field_names(), "parent", "parent_topic", "parent_partition", "parent_offset", "links"],
-    [*KAFKA_RECORD_TYPE.get_field_types(), Types.STRING(), Types.STRING(), Types.INT(), Types.LONG(), Types.STRING()],
+    [
+        *KAFKA_RECORD_TYPE.get_field_names(),
+        "parent",
+        "parent_topic",
+        "parent_partition",
+        "parent_offset",
+        "links",
+    ],
+    [
+        *KAFKA_RECORD_TYPE.get_field_types(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.INT(),
+        Types.LONG(),
+        Types.STRING(),
+    ],
 )
 """`KAFKA_RECORD_TYPE` and where its trace continues: the traceparent (or None) and position of the input
 record whose trace it continues (the hop's span id is derived from that position, in SQL: `traced_table`),

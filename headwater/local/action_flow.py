@@ -5,9 +5,10 @@ approvals as the console shows them.
 - `SampleAgents`: each agent of `catalog.actionGate` proposes, as its own principal on its own topic, a mix of
   actions of the types it may propose: most within their type's rule (approved automatically), the rest above
   an amount, outside a scope or of a type a human always decides (held for an approver until their SLA);
-  each proposal acts on the newest signal (`SignalFeed`, read as the agents read signals): its context names
-  the signal record and its trace, and its `traceparent` header is the agent's "propose" span, a child of the
-  signal's (exported to `<state>/traces/sample-agents.jsonl`);
+  each proposal acts on the newest signal or, every other one when there is one, on the newest feature record
+  (`SignalFeed`, read as the agents read signals and features): its context names the record and its trace,
+  and its `traceparent` header is the agent's "propose" span, a child of the record's (exported to
+  `<state>/traces/sample-agents.jsonl`);
 - `ApprovalsView`: the audit trail read `read_committed` as the catalog's auditor: what is pending (with the
   time left), and how many were approved by rule or by people, rejected or expired.
 """
@@ -42,12 +43,14 @@ from headwater.local.provision import client_config
 from headwater.spec import ActionGate, GateAgent, Platform, RiskPolicy
 
 HIGH_RISK_SHARE = 0.3
+FEATURE_SHARE = 0.5  # of the proposals, those acting on a feature record (when one has come)
 AGENTS_SERVICE = "sample-agents"
 
 
 @dataclass(frozen=True)
 class SignalRef:
-    """Where a signal record is, its key (the agent id) and the trace context its headers carry."""
+    """Where a signal (or feature) record is, its key (the agent or entity id) and the trace context its
+    headers carry."""
 
     topic: str
     partition: int
@@ -65,6 +68,13 @@ class SignalRef:
             out["agent_id"] = self.key
         return out
 
+    def as_feature_context(self) -> dict[str, Any]:
+        """The proposal's `context.features` when it acted on this feature record."""
+        out: dict[str, Any] = {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        if self.key is not None:
+            out["entity_id"] = self.key
+        return out
+
     @classmethod
     def of(cls, msg: Message) -> SignalRef:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
@@ -77,8 +87,9 @@ class SignalRef:
 
 
 class SignalFeed(threading.Thread):
-    """The newest signals, read as the agents read them (the catalog's reader of signals, committed records
-    only, from the end of the topic at start, no offsets committed): where each is and its trace context."""
+    """The newest signals (or, `topic`, feature records), read as the agents read them (the catalog's reader
+    of signals and features, committed records only, from the end of the topic at start, no offsets
+    committed): where each is and its trace context."""
 
     def __init__(
         self,
@@ -86,10 +97,11 @@ class SignalFeed(threading.Thread):
         kafka: LocalKafka,
         client_logger: logging.Logger | None = None,
         keep: int = 200,
+        topic: str | None = None,
     ) -> None:
-        super().__init__(name="signal-feed", daemon=True)
         topology = Topology.of(platform)
-        self.topic = topology.signals
+        self.topic = topic or topology.signals
+        super().__init__(name=f"feed-{self.topic}", daemon=True)
         self.conf = {
             **client_config(kafka, topology.reader),
             "group.id": dict(topology.reader_groups).get(self.topic, topology.reader),
@@ -156,11 +168,17 @@ def sample_proposal(
 
 
 def traced_proposal(
-    tracer: Tracer, agent: GateAgent, body: dict[str, Any], signal: SignalRef | None
+    tracer: Tracer,
+    agent: GateAgent,
+    body: dict[str, Any],
+    signal: SignalRef | None,
+    feature: SignalRef | None = None,
 ) -> tuple[dict[str, Any], tracing.ProducedHeaders, Span]:
-    """The proposal acting on `signal`: its context names the signal and the trace; returns the body, the
-    headers to send it with (the "propose" span's traceparent) and the span (end it once sent)."""
-    parent = tracing.extract(signal.headers) if signal is not None else None
+    """The proposal acting on `signal` or on a `feature` record: its context names the record and the trace
+    (the feature's continues its window's newest signal's); returns the body, the headers to send it with
+    (the "propose" span's traceparent, a child of the record's) and the span (end it once sent)."""
+    acted_on = feature if feature is not None else signal
+    parent = tracing.extract(acted_on.headers) if acted_on is not None else None
     attributes: dict[str, str | int] = {
         "messaging.system": "kafka",
         "messaging.destination.name": agent.proposed_topic,
@@ -176,12 +194,22 @@ def traced_proposal(
                 "signal.offset": signal.offset,
             }
         )
+    if feature is not None:
+        attributes.update(
+            {
+                "feature.topic": feature.topic,
+                "feature.partition": feature.partition,
+                "feature.offset": feature.offset,
+            }
+        )
     span = tracer.start_span(
         f"propose {body['type']}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
     )
     context = dict(body.get("context") or {})
     if signal is not None:
         context["signals"] = [signal.as_context()]
+    if feature is not None:
+        context["features"] = feature.as_feature_context()
     context["trace_id"] = format_trace_id(span.get_span_context().trace_id)
     return {**body, "context": context}, tracing.inject(set_span_in_context(span)), span
 
@@ -207,12 +235,15 @@ class SampleAgents(threading.Thread):
         client_logger: logging.Logger | None = None,
         *,
         signals: SignalFeed | None = None,
+        features: SignalFeed | None = None,
         state_dir: Path | None = None,
     ) -> None:
         """`signals`: the feed each proposal takes its signal from (none: proposals act on no signal);
+        `features`: the feed of feature records a share of them acts on instead (FEATURE_SHARE);
         `state_dir`: where the "propose" spans are exported (`<state_dir>/traces/`)."""
         super().__init__(name="sample-agents", daemon=True)
         self.signals = signals
+        self.features = features
         self.tracing = tracing.tracer_provider(AGENTS_SERVICE, state_dir)
         self.tracer = self.tracing.get_tracer("headwater.local.action_flow")
         self.gate = action_gate(platform)
@@ -235,8 +266,13 @@ class SampleAgents(threading.Thread):
             while not self.stopping.wait(1 / self.rate):
                 agent = self.rng.choice(self.gate.agents)
                 body = sample_proposal(agent, self.gate, self.rng, self.rng.random() < HIGH_RISK_SHARE)
-                signal = self.signals.take() if self.signals is not None else None
-                body, headers, span = traced_proposal(self.tracer, agent, body, signal)
+                feature = (
+                    self.features.take()
+                    if self.features is not None and self.rng.random() < FEATURE_SHARE
+                    else None
+                )
+                signal = self.signals.take() if self.signals is not None and feature is None else None
+                body, headers, span = traced_proposal(self.tracer, agent, body, signal, feature)
                 producer = producers[agent.principal]
                 producer.produce(
                     agent.proposed_topic,
@@ -387,9 +423,17 @@ class LocalActionFlow:
         )
         self.view = ApprovalsView(platform, kafka, client_logger)
         self.signals = SignalFeed(platform, kafka, client_logger) if agents else None
+        features = Topology.of(platform).features
+        self.features = SignalFeed(platform, kafka, client_logger, topic=features) if agents else None
         self.agents = (
             SampleAgents(
-                platform, kafka, rate, client_logger=client_logger, signals=self.signals, state_dir=state_dir
+                platform,
+                kafka,
+                rate,
+                client_logger=client_logger,
+                signals=self.signals,
+                features=self.features,
+                state_dir=state_dir,
             )
             if agents
             else None
@@ -405,6 +449,8 @@ class LocalActionFlow:
         self.view.start()
         if self.signals is not None:
             self.signals.start()
+        if self.features is not None:
+            self.features.start()
         if self.agents is not None:
             self.agents.start()
 
@@ -425,6 +471,8 @@ class LocalActionFlow:
             self.agents.stop(grace)
         if self.signals is not None and self.signals.is_alive():
             self.signals.stop(grace)
+        if self.features is not None and self.features.is_alive():
+            self.features.stop(grace)
         if self.view.is_alive():
             self.view.stop(grace)
         self.page.stop(grace)

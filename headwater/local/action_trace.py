@@ -4,7 +4,10 @@
 - the action's audit records (the auditor, committed records only): every step, each with the trace and span
   id the gate wrote;
 - the proposal's signal (the agents' reader of signals) at the position the proposal's context names, and its
-  `traceparent` header;
+  `traceparent` header; or, when the proposal acted on a feature record (`context.features` names its topic,
+  partition and offset), that record (the agents' reader of features) and its `traceparent` header, and the
+  signal whose position derives the feature's span id: feature-aggregator continues the trace of a window's
+  newest signal, so that signal is searched for among the window's provenance (its partitions' offset ranges);
 - the approved action, if any (the proposing agent, its own approved topic), and its `traceparent` header;
 and the spans of that trace exported under `<state>/traces/` (`headwater.tracing`). The raw event is the
 producer's span whose record position gives the signal's hop span id (`hop_span_id`): agent-events exports no
@@ -25,11 +28,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from headwater import tracing
 from headwater.action_gate import action_gate
+from headwater.contracts import load_contracts
+from headwater.contracts.serde import WireFormatError, decode_avro
 from headwater.local.console import Topology
 from headwater.local.kafka import LocalKafka
 from headwater.local.provision import client_config
 from headwater.spec import Platform
-from headwater.tracing import SpanRecord, TraceParent, hop_span_id
+from headwater.tracing import TRACELINKS, SpanRecord, TraceParent, hop_span_id
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class TraceChain:
     audit: list[dict[str, Any]] = field(default_factory=list)
     spans: list[SpanRecord] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # The traces a feature record on the chain links (its window's other signals), newest first.
+    feature_links: list[TraceParent] = field(default_factory=list)
 
     def broken_links(self) -> list[str]:
         """Hops whose parent is not the span of the hop before them (empty: a connected chain)."""
@@ -76,6 +83,9 @@ class TraceChain:
             out.append(f"  {hop.kind:<{width}}{hop.where:<46} {span}  ({hop.service}){detail}")
         broken = self.broken_links()
         out.append("  chain connected" if not broken else "  chain broken: " + "; ".join(broken))
+        if self.feature_links:
+            out.append(f"  the feature links {len(self.feature_links)} trace(s), newest first:")
+            out += [f"    {tp.trace_id} span {tp.span_id}" for tp in self.feature_links]
         out += [f"  ! {p}" for p in self.problems]
         return out
 
@@ -117,6 +127,88 @@ def _reader(kafka: LocalKafka, principal: str, group: str | None = None) -> dict
     }
 
 
+def _read_one(
+    kafka: LocalKafka, topology: Topology, topic: str, partition: int, offset: int
+) -> Message | None:
+    """The record at (topic, partition, offset), read as the agents' reader (as agents read signals and
+    features), or None."""
+    group = dict(topology.reader_groups).get(topic)
+    for msg in _records(_reader(kafka, topology.reader, group), topic, {partition: offset}):
+        if msg.offset() == offset:
+            return msg
+        if (msg.offset() or 0) > offset:
+            break
+    return None
+
+
+def _newest_signal(
+    platform: Platform, topic: str, value: bytes, span_id: str, problems: list[str]
+) -> tuple[str, int, int] | None:
+    """The position of the signal whose hop span id is the feature record's: among the records its
+    provenance names (the feature record decoded with the catalog's schema of its topic)."""
+    schema = next((c.schema for c in load_contracts(platform) if c.topic == topic), None)
+    if not isinstance(schema, dict):
+        problems.append(f"the catalog has no Avro contract of {topic} to read the feature's provenance")
+        return None
+    try:
+        provenance = decode_avro(schema, value)["provenance"]
+    except (WireFormatError, KeyError) as exc:
+        problems.append(f"the feature record's provenance is not readable: {exc}")
+        return None
+    source = str(provenance["source_topic"])
+    for part in provenance["source_partitions"]:
+        for offset in range(int(part["min_offset"]), int(part["max_offset"]) + 1):
+            if hop_span_id(source, int(part["partition"]), offset) == span_id:
+                return source, int(part["partition"]), offset
+    problems.append(f"no signal in the feature's provenance gives its span id {span_id}")
+    return None
+
+
+def _signal_hops(
+    chain: TraceChain, kafka: LocalKafka, topology: Topology, topic: str, partition: int, offset: int
+) -> None:
+    """The raw event (the producer's span whose record position derives the signal's span id) and the
+    signal at (topic, partition, offset), as the agents read it."""
+    found = _read_one(kafka, topology, topic, partition, offset)
+    signal_tp = TraceParent.parse(tracing.header(found.headers())) if found is not None else None
+    produce = next(
+        (
+            s
+            for s in chain.spans
+            if signal_tp is not None
+            and "messaging.kafka.message.offset" in s.attributes
+            and hop_span_id(
+                str(s.attributes.get("messaging.destination.name")),
+                int(s.attributes.get("messaging.kafka.destination.partition", 0)),
+                int(s.attributes["messaging.kafka.message.offset"]),
+            )
+            == signal_tp.span_id
+        ),
+        None,
+    )
+    if produce is not None:
+        a = produce.attributes
+        raw_where = _where(
+            str(a["messaging.destination.name"]),
+            int(a["messaging.kafka.destination.partition"]),
+            int(a["messaging.kafka.message.offset"]),
+        )
+        chain.hops.append(
+            Hop("raw event", raw_where, produce.span_id, produce.parent_span_id, produce.service)
+        )
+    else:
+        chain.problems.append("no exported producer span whose record gives the signal's span id")
+    chain.hops.append(
+        Hop(
+            "signal",
+            _where(topic, partition, offset),
+            signal_tp.span_id if signal_tp else None,
+            produce.span_id if produce is not None else None,
+            f"{topology.signals_app}, span id derived from the raw record's position",
+        )
+    )
+
+
 def trace_action(platform: Platform, kafka: LocalKafka, state_dir: Path, action_id: str) -> TraceChain:
     gate = action_gate(platform)
     topology = Topology.of(platform)
@@ -143,54 +235,48 @@ def trace_action(platform: Platform, kafka: LocalKafka, state_dir: Path, action_
     proposal_span = by_id.get(str(next((r.get("span_id") for r in audit if r["step"] == "proposed"), "")))
     parent_of_proposal = by_id.get(proposal_span.parent_span_id or "") if proposal_span else None
 
-    # The signal the proposal acted on, as the agents read it.
-    signals = ((proposed or {}).get("proposal") or {}).get("context", {}).get("signals") or []
-    signal_tp: TraceParent | None = None
-    if signals and {"topic", "partition", "offset"} <= set(signals[0]):
-        ref = signals[0]
-        topic, partition, offset = str(ref["topic"]), int(ref["partition"]), int(ref["offset"])
-        group = dict(topology.reader_groups).get(topic)
-        for msg in _records(_reader(kafka, topology.reader, group), topic, {partition: offset}):
-            if msg.offset() == offset:
-                signal_tp = TraceParent.parse(tracing.header(msg.headers()))
-                break
-        # The raw event: the producer's span whose record position derives the signal's span id.
-        produce = next(
-            (
-                s
-                for s in chain.spans
-                if signal_tp is not None
-                and "messaging.kafka.message.offset" in s.attributes
-                and hop_span_id(
-                    str(s.attributes.get("messaging.destination.name")),
-                    int(s.attributes.get("messaging.kafka.destination.partition", 0)),
-                    int(s.attributes["messaging.kafka.message.offset"]),
-                )
-                == signal_tp.span_id
-            ),
-            None,
+    context = ((proposed or {}).get("proposal") or {}).get("context") or {}
+    features = context.get("features")
+    feature_ref: dict[str, Any] = features if isinstance(features, dict) else {}
+    signals = context.get("signals") or []
+    if {"topic", "partition", "offset"} <= set(feature_ref):
+        # The feature record the proposal acted on; its span id derives from its window's newest signal.
+        topic, partition, offset = (
+            str(feature_ref["topic"]),
+            int(feature_ref["partition"]),
+            int(feature_ref["offset"]),
         )
-        if produce is not None:
-            a = produce.attributes
-            raw_where = _where(
-                str(a["messaging.destination.name"]),
-                int(a["messaging.kafka.destination.partition"]),
-                int(a["messaging.kafka.message.offset"]),
-            )
-            chain.hops.append(
-                Hop("raw event", raw_where, produce.span_id, produce.parent_span_id, produce.service)
+        found = _read_one(kafka, topology, topic, partition, offset)
+        feature_tp = TraceParent.parse(tracing.header(found.headers())) if found else None
+        links = (tracing.header(found.headers(), TRACELINKS) or "") if found else ""
+        signal_at: tuple[str, int, int] | None = None
+        if found is None:
+            chain.problems.append(f"no record at {_where(topic, partition, offset)} (the proposal's feature)")
+        elif feature_tp is None:
+            chain.problems.append(
+                f"the feature record at {_where(topic, partition, offset)} has no traceparent"
             )
         else:
-            chain.problems.append("no exported producer span whose record gives the signal's span id")
+            signal_at = _newest_signal(
+                platform, topic, found.value() or b"", feature_tp.span_id, chain.problems
+            )
+        if signal_at is not None:
+            _signal_hops(chain, kafka, topology, *signal_at)
+        linked = len([x for x in links.split(",") if x])
         chain.hops.append(
             Hop(
-                "signal",
+                "feature",
                 _where(topic, partition, offset),
-                signal_tp.span_id if signal_tp else None,
-                produce.span_id if produce is not None else None,
-                f"{topology.signals_app}, span id derived from the raw record's position",
+                feature_tp.span_id if feature_tp else None,
+                chain.hops[-1].span_id if signal_at is not None and chain.hops else None,
+                "feature-aggregator, span id derived from its window's newest signal's position",
+                f"links {linked} trace{'s' if linked != 1 else ''}" if found else "",
             )
         )
+        chain.feature_links = [tp for tp in (TraceParent.parse(x) for x in links.split(",")) if tp]
+    elif signals and {"topic", "partition", "offset"} <= set(signals[0]):
+        ref = signals[0]
+        _signal_hops(chain, kafka, topology, str(ref["topic"]), int(ref["partition"]), int(ref["offset"]))
     if parent_of_proposal is not None:
         agent_topic = str(parent_of_proposal.attributes.get("messaging.destination.name", "-"))
         src = (proposed or {}).get("source") or {}

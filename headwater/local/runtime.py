@@ -605,6 +605,20 @@ class LocalPlatform:
         if self.feature_server is not None and self.feature_server.running():
             fs = self.feature_server
             data["feature_server"] = {"pid": fs.pid, "port": fs.port, "url": fs.url, "log": str(fs.log_file)}
+        if self.actions is not None:
+            gate, page = self.actions.gate, self.actions.page
+            if gate.pid is not None:
+                data["approval_gate"] = {"pid": gate.pid, "log": str(gate.log_file)}
+            if page.port is not None and page.pid is not None:
+                data["approvers_page"] = {
+                    "pid": page.pid,
+                    "port": page.port,
+                    "url": page.url,
+                    "log": str(page.log_file),
+                    # Where the sign-in names and passwords are (never the passwords themselves).
+                    "credentials": str(page.credentials_file),
+                    "ca": str(page.ca_file),
+                }
         if self.prometheus.running():
             data["prometheus"] = {
                 "pid": self.prometheus.pid,
@@ -1100,6 +1114,20 @@ def status(stack: str, state_dir: Path | None = None) -> int:
     if prom:
         up = "listening" if listening(int(prom.get("port", 0))) else "closed"
         rows.append(("prometheus", prom.get("pid"), f"{prom.get('url')} {up}"))
+    gate = data.get("approval_gate")
+    if gate:
+        rows.append(("approval gate", gate.get("pid"), f"log {gate.get('log')}"))
+    page = data.get("approvers_page")
+    if page:
+        up = "listening" if listening(int(page.get("port", 0))) else "closed"
+        rows.append(
+            (
+                "approvers' page",
+                page.get("pid"),
+                f"{page.get('url')} {up}  sign-in names and passwords in {page.get('credentials')}; "
+                f"trust {page.get('ca')}",
+            )
+        )
     # Columns as wide as their longest entry, two spaces apart, whatever the app names.
     name_w = max(len(name) for name, _, _ in rows)
     pid_w = max(len(f"pid {pid}") for _, pid, _ in rows)

@@ -196,4 +196,3 @@ def test_features_continue_their_newest_signal_s_trace_and_link_the_others(tmp_p
     continued = {f"00-{hashlib.md5(f't{o}'.encode()).hexdigest()}" for o in range(10)}
     assert any(tp[:35] in continued for _, tp, _ in rows)
     assert any(tp[:35] not in continued and not links for _, tp, links in rows)
-

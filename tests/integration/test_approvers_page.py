@@ -265,11 +265,18 @@ def audit_and_decisions(
 
 
 def _post(url: str, form: dict[str, str], cookie: str | None, ca: Path, **headers: str) -> int:
+    return _send(url, form, cookie, ca, **headers)[0]
+
+
+def _send(
+    url: str, form: dict[str, str] | None, cookie: str | None, ca: Path, **headers: str
+) -> tuple[int, str]:
+    """A POST of `form` (a GET without one), redirects not followed: (status, Location)."""
     request = urllib.request.Request(
         url,
-        data=urllib.parse.urlencode(form).encode(),
+        data=urllib.parse.urlencode(form).encode() if form is not None else None,
         headers={**({"Cookie": cookie} if cookie else {}), **headers},
-        method="POST",
+        method="POST" if form is not None else "GET",
     )
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -281,9 +288,9 @@ def _post(url: str, form: dict[str, str], cookie: str | None, ca: Path, **header
     )
     try:
         with opener.open(request, timeout=10) as r:
-            return int(r.status)
+            return int(r.status), str(r.headers.get("Location", ""))
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), str(exc.headers.get("Location", ""))
 
 
 def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path: Path, browser: Any) -> None:
@@ -378,10 +385,18 @@ def test_approvers_page_in_a_headless_browser(provisioned: Provisioned, tmp_path
         error = visible(driver, By.CSS_SELECTOR, f"#action-{run}-limit .error")
         assert error.text == "A rejection needs a reason."
 
-        # The other person rejects it, with a reason.
+        # The other person rejects it, with a reason. Before signing out, the first person's session works.
+        assert _send(url, None, session_cookie, page.ca_file) == (200, "")
+        limit_token = card(driver, f"{run}-limit").find_element(By.NAME, "csrf").get_attribute("value")
         driver.find_element(By.ID, "logout").click()
         WebDriverWait(driver, 10).until(lambda d: d.current_url == url + "login")
         assert driver.get_cookie("__Host-approvers") is None
+        # A copy of the signed-out cookie, replayed: refused like no session (the audit check below finds no
+        # decision of the first person on this action).
+        assert _send(url, None, session_cookie, page.ca_file) == (303, "/login")
+        replayed = {"decision": "approve", "reason": "replayed", "csrf": str(limit_token)}
+        target = f"{url}actions/{run}-limit/decision"
+        assert _send(target, replayed, session_cookie, page.ca_file) == (303, "/login")
         sign_in(driver, url, second.name, second.password)
         assert visible(driver, By.ID, "user").text == second.name
         driver.set_window_size(*DESKTOP)

@@ -283,9 +283,11 @@ def test_second_run_resumes_and_sigint_stops_everything(
     # `local status` saw every process up and every port listening, and sees nothing now.
     assert running.returncode == 0, running.stdout + running.stderr
     assert f"running as pid {proc.pid}" in running.stdout
-    # broker, registry, two Flink jobs, Prometheus; four broker ports, the registry's and Prometheus's
-    assert running.stdout.count(" up ") == 5 and "DOWN" not in running.stdout
-    assert running.stdout.count("listening") == 6 and "closed" not in running.stdout
+    # broker, registry, two Flink jobs, Prometheus, the approval gate and the approvers' page; four broker
+    # ports, the registry's, Prometheus's and the page's
+    assert running.stdout.count(" up ") == 7 and "DOWN" not in running.stdout
+    assert running.stdout.count("listening") == 7 and "closed" not in running.stdout
+    assert re.search(r"^  approvers' page  +pid \d+  +up  +https://\S+ listening", running.stdout, re.M)
     # One row per process, its columns apart whatever the app names (no "flink agent-eventspid 123").
     for app in ("agent-events", "feature-aggregator"):
         assert re.search(rf"^  flink {app}  +pid \d+  +up  +log ", running.stdout, re.M), running.stdout

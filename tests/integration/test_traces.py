@@ -10,7 +10,12 @@ carries its own traceparent); the gate process decides. Then, each read as the p
   gate proposed -> evaluated -> [waiting -> decided ->] approved, parent ids linking each to the one before;
 - `headwater actions trace` prints that chain.
 
-Prints: spans per action, bytes the traceparent header adds per record.
+And through the feature path: the real feature-aggregator job turns signals into windowed features, each
+continuing the trace of its window's newest signal (a span id derived from that signal's position) and linking
+the window's traces; an action proposed on a feature record traces raw event -> signal -> feature -> proposal
+-> gate -> approved action, in the library's view and in `headwater actions trace`.
+
+Prints: spans per action, bytes the traceparent header adds per record, features' links.
 """
 
 from __future__ import annotations
@@ -351,3 +356,180 @@ def test_one_trace_from_the_raw_event_to_the_approved_action(
         assert "signal" in lines[2] and f"{signal.topic}/{signal.partition}@{signal.offset}" in lines[2]
         assert any(line.lstrip().startswith("approved action") for line in lines)
         assert "  chain connected" in lines
+
+
+@pytest.mark.timeout(900)
+def test_an_action_taken_on_features_traces_back_through_the_feature_and_its_newest_signal(
+    provisioned: Provisioned, contracts_registry: Any, agent_events_job: Any, cleanup: Any
+) -> None:
+    from headwater.local.flink import LocalFlinkJob
+    from headwater.local.runtime import FLINK_START_TIMEOUT
+
+    platform, kafka = provisioned.platform, provisioned.kafka
+    state_dir = kafka.state_dir
+    traces = tracing.traces_dir(state_dir)
+    topology = Topology.of(platform)
+    gate = action_gate(platform)
+    support = next(a for a in gate.agents if a.principal == "support-agent")
+    aggregator = next(
+        a.name
+        for a in platform.apps
+        if topology.features in {f.topic for f in platform.principal(a.name).produces}
+    )
+
+    features = SignalFeed(platform, kafka, topic=topology.features)
+    features.start()
+    cleanup.callback(features.stop)
+    assert features.assigned.wait(60), "the feature feed did not get its partitions"
+    job = LocalFlinkJob(
+        platform,
+        aggregator,
+        kafka,
+        contracts_registry.url,
+        state_dir,
+        progress=stderr_progress(f"flink:{aggregator}"),
+        restart_attempts=0,
+        registry_user_info=contracts_registry.user_info(aggregator),
+    )
+    job.start(restore=False)
+    cleanup.callback(lambda: job.stop(savepoint=False))
+    job.wait_running(FLINK_START_TIMEOUT)
+
+    # Raw events from the sample producer's code until a window of their signals closes (event time moves on
+    # as later events come; the local stack's windows are 10 s).
+    schema = next(c.schema for c in load_contracts(platform) if c.topic == topology.raw)
+    serializer = JsonSerializer(contracts_registry.client(topology.producer), topology.raw, schema)
+    producer = SampleProducer(
+        provisioned.config(topology.producer),
+        topology.raw,
+        serializer,
+        ProducerSettings(rate=5.0, malformed_share=0.0, duplicate_share=0.0, seed=11),
+        state_dir=state_dir,
+    )
+    before = {s.trace_id for s in tracing.read_spans(traces)} if traces.exists() else set()
+
+    def ours() -> set[str]:
+        return {
+            s.trace_id
+            for s in tracing.read_spans(traces)
+            if s.service == "sample-producer" and s.trace_id not in before
+        }
+
+    def feature_of_ours() -> SignalRef | None:
+        mine = ours()
+
+        def match(ref: SignalRef) -> bool:
+            tp = TraceParent.parse(ref.traceparent)
+            return tp is not None and tp.trace_id in mine
+
+        return features.find(match)
+
+    producer.start()
+    try:
+        feature = wait_for("a feature record continuing one of our traces", feature_of_ours, timeout=300)
+    finally:
+        assert producer.stop(flush_timeout=60) == 0
+    feature_tp = TraceParent.parse(feature.traceparent)
+    assert feature_tp is not None
+    links = [
+        TraceParent.parse(x) for x in (tracing.header(feature.headers, tracing.TRACELINKS) or "").split(",")
+    ]
+    assert links and all(links) and len(links) <= 16
+    assert links[0] is not None and links[0].trace_id == feature_tp.trace_id  # the newest signal's, first
+    assert len({tp.trace_id for tp in links if tp}) == len(links)
+    print(
+        f"\n[traces] feature {feature.topic}/{feature.partition}@{feature.offset} links {len(links)} trace(s)"
+    )
+
+    # An action proposed on that feature record, decided by the real gate (a refund within its rule).
+    run = uuid.uuid4().hex[:8]
+    agents_tracing = tracing.tracer_provider("sample-agents", state_dir)
+    body = {
+        **sample_proposal(support, gate, random.Random(5), high_risk=False),
+        "action_id": f"trace-{run}-features",
+        "type": "refund",
+        "target": "order",
+        "scope": "single-order",
+        "amount": 9.5,
+        "currency": "EUR",
+    }
+    body, headers, span = traced_proposal(agents_tracing.get_tracer("test"), support, body, None, feature)
+    assert body["context"]["trace_id"] == feature_tp.trace_id
+    assert body["context"]["features"] == feature.as_feature_context()
+    p = Producer(provisioned.config(support.principal, **{"enable.idempotence": True}))
+    p.produce(
+        support.proposed_topic,
+        key=body["action_id"].encode(),
+        value=json.dumps(body).encode(),
+        headers=headers,
+    )
+    assert p.flush(60) == 0
+    span.end()
+    agents_tracing.shutdown()
+
+    local_gate = LocalApprovalGate(platform, kafka, state_dir, progress=stderr_progress("approval-gate"))
+    local_gate.start()
+    cleanup.callback(local_gate.stop)
+    auditor = provisioned.config(gate.auditors[0], **{"group.id": gate.auditors[0]})
+    wait_for(
+        "the action approved",
+        lambda: any(
+            r["step"] == "approved"
+            for r, _ in read_keyed(auditor, gate.audit_topic, {body["action_id"]})[body["action_id"]]
+        ),
+    )
+    local_gate.stop()
+
+    view = trace_action(platform, kafka, state_dir, body["action_id"])
+    assert view.trace_id == feature_tp.trace_id and view.problems == [] and view.broken_links() == []
+    assert [h.kind for h in view.hops] == [
+        "raw event",
+        "signal",
+        "feature",
+        "proposal",
+        "gate proposed",
+        "gate evaluated",
+        "gate approved",
+        "approved action",
+    ]
+    raw, signal, feat = view.hops[:3]
+    assert feat.where == f"{feature.topic}/{feature.partition}@{feature.offset}"
+    assert feat.span_id == feature_tp.span_id and feat.parent_span_id == signal.span_id
+    # The feature's span id is derived from its newest signal's position; that signal's from its raw record's.
+    topic, at = signal.where.split("/")
+    partition, offset = at.split("@")
+    assert tracing.hop_span_id(topic, int(partition), int(offset)) == feature_tp.span_id
+    assert links[0].span_id == signal.span_id
+    topic, at = raw.where.split("/")
+    partition, offset = at.split("@")
+    assert tracing.hop_span_id(topic, int(partition), int(offset)) == signal.span_id
+    assert [tp.trace_id for tp in view.feature_links] == [tp.trace_id for tp in links if tp]
+
+    runtime_file = state_dir / RUNTIME_FILE
+    runtime_file.write_text(json.dumps({"kafka": {"ports": dataclasses.asdict(kafka.ports)}}))
+    cleanup.callback(lambda: runtime_file.unlink(missing_ok=True))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headwater_cli.main",
+            "actions",
+            "trace",
+            body["action_id"],
+            f"--state-dir={state_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ},
+    )
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].lstrip().startswith("raw event") and lines[2].lstrip().startswith("signal")
+    assert (
+        lines[3].lstrip().startswith("feature") and feat.where in lines[3] and feature_tp.span_id in lines[3]
+    )
+    assert "  chain connected" in lines
+    assert any(line.strip().startswith(f"the feature links {len(links)} trace") for line in lines)

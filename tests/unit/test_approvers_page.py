@@ -193,6 +193,24 @@ def test_sessions_are_signed_and_expire_and_carry_the_csrf_token() -> None:
         Sessions(b"short")
 
 
+def test_a_signed_out_session_s_cookie_is_refused_when_replayed() -> None:
+    sessions = Sessions(b"k" * 32)
+    kept, other = sessions.issue("ada"), sessions.issue("ada")
+    session = sessions.read(kept)
+    assert session is not None and sessions.live() == 2
+    sessions.revoke(session)
+    assert sessions.read(kept) is None  # the same signed bytes, no longer honoured
+    assert sessions.read(other) is not None  # ada's other session (another browser) goes on
+    # A cookie signed with the right key that this process never issued (an earlier process did) is refused.
+    assert Sessions(b"k" * 32).read(other) is None
+    # Expired sessions are forgotten as new ones are issued: the map stays bounded.
+    short = Sessions(b"k" * 32, max_age_s=60)
+    short.issue("ada", now=1000.0)
+    short.issue("bob", now=1030.0)
+    short.issue("eve", now=1090.0)
+    assert short.live() == 2
+
+
 def test_failed_sign_ins_pause_that_name_for_a_while() -> None:
     throttle = Throttle(failures=3, pause_s=60)
     now = time.monotonic()

@@ -383,3 +383,46 @@ def test_plain_output_is_one_status_line_per_interval() -> None:
     console.close()
     assert len(out.getvalue().splitlines()) == 1
     assert "\x1b" not in out.getvalue()
+
+
+def test_local_status_lists_the_gate_and_the_approvers_page(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`headwater local status` reads runtime.json: the gate's and the page's rows, the page's address up
+    or closed, and where its sign-in credentials are (never the passwords)."""
+    import os
+    import socket
+
+    from headwater.local import runtime
+    from headwater.local.ports import HOST
+
+    with socket.socket() as server:
+        server.bind((HOST, 0))
+        server.listen()
+        port = server.getsockname()[1]
+        me = os.getpid()  # alive: this process stands for every process of the run
+        data = {
+            "pid": me,
+            "started_at": "2026-11-29T10:00:00+0000",
+            "kafka": {"pid": me, "ports": {}},
+            "flink": {},
+            "approval_gate": {"pid": me, "log": "/state/logs/approval-gate.log"},
+            "approvers_page": {
+                "pid": me,
+                "port": port,
+                "url": f"https://{HOST}:{port}/",
+                "log": "/state/logs/approvers-page.log",
+                "credentials": "/state/approvers/credentials.txt",
+                "ca": "/state/certs/ca.crt",
+            },
+        }
+        (tmp_path / runtime.RUNTIME_FILE).write_text(json.dumps(data))
+        assert runtime.status("local", tmp_path) == 0
+        up = capsys.readouterr().out
+    assert f"  approval gate    pid {me}  up    log /state/logs/approval-gate.log" in up
+    page = next(line for line in up.splitlines() if line.startswith("  approvers' page"))
+    assert f"https://{HOST}:{port}/ listening" in page and "up" in page.split()
+    assert "/state/approvers/credentials.txt" in page and "trust /state/certs/ca.crt" in page
+    # The page's port closed: said so.
+    assert runtime.status("local", tmp_path) == 0
+    assert f"https://{HOST}:{port}/ closed" in capsys.readouterr().out
