@@ -81,7 +81,7 @@ lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/feature-store.in -c requirements/platform.lock -o requirements/feature-store.lock
-	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/approval-gate.in -o requirements/approval-gate.lock
+	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/approval-gate.in -c requirements/platform.lock -o requirements/approval-gate.lock
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,9 @@ catalog's gate principal: the KafkaUser Strimzi creates from the derived flows, 
 hash rolls the pod when a policy changes. Non-root, read-only root filesystem, no service account token;
 probes on the gate's /healthz (its loop turns) and /readyz (state restored, subscribed). Network: no ingress
 (the kubelet's probes come from the node, which NetworkPolicy always allows), egress only to the Kafka
-cluster's pods on the TLS listener and to DNS.
+cluster's pods on the TLS listener and to DNS, and, where the stack names a collector
+(`headwater:actionGate.tracing`), to the collector's pods on its OTLP port: the spans of every audited step
+leave the pod over OTLP/HTTP (`SpanExportPod`, shared with the approvers' page).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ USER_DIR = "/etc/headwater/kafka-user"
 HEALTH_PORT = 8080
 RUN_AS_USER = 10001  # the image's user (approval_gate/Dockerfile)
 PASSWORD_ENV = "HEADWATER_KAFKA_PASSWORD"  # approval_gate.main reads the SCRAM password from it
+OTLP_CA_DIR = "/etc/headwater/otlp-ca"
 
 
 def client_settings(platform: Platform, principal: str) -> dict[str, str]:
@@ -109,6 +112,34 @@ class KafkaClient:
         )
 
 
+@dataclass(frozen=True)
+class SpanExportPod:
+    """What a pod of the gate's image needs to send its spans to the stack's collector: the OpenTelemetry
+    SDK's variables (OTLP over HTTP), and the CA that verifies an https endpoint when the stack names one."""
+
+    env: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+    mounts: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, platform: Platform) -> SpanExportPod:
+        export = platform.gate_settings.tracing if platform.gate_settings is not None else None
+        if export is None:
+            return cls([], [], [])
+        env: list[dict[str, Any]] = [
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": export.otlp_endpoint},
+            {"name": "OTEL_EXPORTER_OTLP_PROTOCOL", "value": "http/protobuf"},
+        ]
+        if export.ca_secret is None:
+            return cls(env, [], [])
+        env.append({"name": "OTEL_EXPORTER_OTLP_CERTIFICATE", "value": f"{OTLP_CA_DIR}/ca.crt"})
+        volume = {
+            "name": "otlp-ca",
+            "secret": {"secretName": export.ca_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        }
+        return cls(env, [volume], [{"name": "otlp-ca", "mountPath": OTLP_CA_DIR, "readOnly": True}])
+
+
 def selector(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "headwater"}
 
@@ -138,17 +169,20 @@ def pod_spec(container: dict[str, Any], volumes: list[dict[str, Any]], grace_s: 
 def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
     assert platform.action_gate is not None and platform.gate_settings is not None
     kafka = KafkaClient.of(platform, name)
+    spans = SpanExportPod.of(platform)
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{name}-config"}},
         kafka.ca_volume,
         {"name": "tmp", "emptyDir": {}},
         *kafka.user_volumes,
+        *spans.volumes,
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         kafka.ca_mount,
         {"name": "tmp", "mountPath": "/tmp"},
         *kafka.user_mounts,
+        *spans.mounts,
     ]
     container = {
         "name": "gate",
@@ -163,7 +197,7 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
             f"--health-port={HEALTH_PORT}",
         ],
         "ports": [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
-        "env": kafka.env,
+        "env": [*kafka.env, *spans.env],
         "volumeMounts": mounts,
         "resources": platform.gate_settings.resources.k8s(),
         # Restoring the changelog comes before readiness: give it time, then probe tightly.
@@ -177,7 +211,33 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
 def network_policy(
     platform: Platform, component: str, name: str, ingress: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Ingress as given; egress only to the Kafka cluster's pods on the TLS listener, and to DNS."""
+    """Ingress as given; egress only to the Kafka cluster's pods on the TLS listener, to DNS, and (where the
+    stack names one) to the span collector's pods on its OTLP port."""
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": platform.kafka.cluster_name}}}],
+            "ports": [{"port": TLS_PORT, "protocol": "TCP"}],
+        },
+        {
+            "to": [{"namespaceSelector": {}}],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        },
+    ]
+    export = platform.gate_settings.tracing if platform.gate_settings is not None else None
+    if export is not None:
+        egress.append(
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": export.collector_namespace}
+                        },
+                        "podSelector": {"matchLabels": dict(export.collector_labels)},
+                    }
+                ],
+                "ports": [{"port": export.port, "protocol": "TCP"}],
+            }
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -186,18 +246,7 @@ def network_policy(
             "podSelector": {"matchLabels": selector(name)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
-            "egress": [
-                {
-                    "to": [
-                        {"podSelector": {"matchLabels": {"strimzi.io/cluster": platform.kafka.cluster_name}}}
-                    ],
-                    "ports": [{"port": TLS_PORT, "protocol": "TCP"}],
-                },
-                {
-                    "to": [{"namespaceSelector": {}}],
-                    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-                },
-            ],
+            "egress": egress,
         },
     }
 

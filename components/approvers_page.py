@@ -9,7 +9,8 @@ rotate, as for the registry's Ingress), and reads two more Secrets the cluster's
 config: the approvers' users file (scrypt hashes, `python -m approval_gate.approvers.auth add`) and the key
 that signs session cookies. The Service exposes the HTTPS port only; an Ingress or a port-forward in front of
 it is the cluster's choice. Non-root, read-only root filesystem, no service account token, probes over HTTPS.
-Network: ingress on the HTTPS port only; egress to the Kafka cluster's TLS listener and DNS.
+Network: ingress on the HTTPS port only; egress to the Kafka cluster's TLS listener and DNS, and to the span
+collector where the stack names one (`headwater:actionGate.tracing`: the page's spans go there over OTLP/HTTP).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from typing import Any
 
 import pulumi
 
-from components.approval_gate import KafkaClient, client_settings, network_policy, pod_spec, selector
+from components.approval_gate import (
+    KafkaClient,
+    SpanExportPod,
+    client_settings,
+    network_policy,
+    pod_spec,
+    selector,
+)
 from components.k8s import create_object, labels, metadata
 from headwater.action_gate import approvers_description, approvers_principal
 from headwater.spec import Platform
@@ -70,6 +78,7 @@ def _secret_volume(name: str, secret: str, key: str) -> dict[str, Any]:
 def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
     assert platform.gate_settings is not None
     kafka = KafkaClient.of(platform, approvers_principal(platform))
+    spans = SpanExportPod.of(platform)
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{name}-config"}},
         kafka.ca_volume,
@@ -84,6 +93,7 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
         _secret_volume("session", session_secret(platform), "session.key"),
         {"name": "tmp", "emptyDir": {}},
         *kafka.user_volumes,
+        *spans.volumes,
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -93,6 +103,7 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
         {"name": "session", "mountPath": SESSION_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
         *kafka.user_mounts,
+        *spans.mounts,
     ]
     container = {
         "name": "page",
@@ -112,7 +123,7 @@ def _pod_spec(platform: Platform, name: str) -> dict[str, Any]:
             f"--port={HTTPS_PORT}",
         ],
         "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],
-        "env": kafka.env,
+        "env": [*kafka.env, *spans.env],
         "volumeMounts": mounts,
         "resources": platform.gate_settings.resources.k8s(),
         "startupProbe": _probe("/healthz", periodSeconds=5, failureThreshold=24, timeoutSeconds=3),
@@ -139,7 +150,8 @@ def render_approvers_page(platform: Platform) -> list[dict[str, Any]]:
         "kind": "Deployment",
         "metadata": metadata(name, platform.namespace, common),
         "spec": {
-            # Stateless (the audit trail is read afresh, sessions are signed cookies): a rolling update is safe.
+            # The audit trail is read afresh at start: a rolling update is safe. Sessions live in the pod (signing
+            # out revokes one), so a new pod signs everyone out: they sign in again.
             "replicas": 1,
             "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},

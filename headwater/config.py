@@ -57,6 +57,7 @@ from headwater.spec import (
     SecretValue,
     Sla,
     Source,
+    SpanExport,
     Storage,
     Tier,
     Topic,
@@ -431,7 +432,7 @@ def load_platform(
     flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
     registry = _registry(cfg.section("registry"))
     feature_store = _feature_store(cfg.section("featureStore"), tier, kafka, topics)
-    gate_settings = _gate_settings(cfg.section("actionGate"), gate)
+    gate_settings = _gate_settings(cfg.section("actionGate"), gate, tier)
     cfg.done()
     cat.done()
     _cross_checks(problems, tier, kafka, topics, principals)
@@ -864,8 +865,9 @@ def _risk_policy(sec: _Section, action_type: str) -> RiskPolicy:
 GATE_RESOURCES = Resources("100m", "128Mi", "500m", "256Mi")
 
 
-def _gate_settings(sec: _Section, gate: ActionGate | None) -> GateSettings | None:
-    """The stack's `actionGate`: the gate's image (required when the catalog declares an actionGate)."""
+def _gate_settings(sec: _Section, gate: ActionGate | None, tier: Tier) -> GateSettings | None:
+    """The stack's `actionGate`: the gate's image (required when the catalog declares an actionGate), its
+    size, and where the gate's and the page's spans go (`tracing`, optional)."""
     if gate is None:
         if sec.data:
             sec.problems.add("actionGate", dict(sec.data), "nothing: the catalog declares no actionGate")
@@ -881,10 +883,69 @@ def _gate_settings(sec: _Section, gate: ActionGate | None) -> GateSettings | Non
             ),
         ),
         resources=_resources(sec.section("resources")) if "resources" in sec.data else GATE_RESOURCES,
+        tracing=_span_export(sec.section("tracing"), tier) if "tracing" in sec.data else None,
     )
-    sec.seen.add("resources")
+    sec.seen.update(("resources", "tracing"))
     sec.done()
     return settings
+
+
+_OTLP_ENDPOINT = re.compile(r"^(https?)://([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?):([0-9]{1,5})$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+)
+
+
+def _span_export(sec: _Section, tier: Tier) -> SpanExport:
+    """`actionGate.tracing`: an OTLP/HTTP endpoint (TLS in staging and prod) and the collector it reaches."""
+
+    def endpoint_ok(value: str) -> str | None:
+        m = _OTLP_ENDPOINT.match(value)
+        if m is None or not 0 < int(m.group(4)) < 65536:
+            return (
+                "an OTLP/HTTP endpoint scheme://host:port with an explicit port and no path or credentials, "
+                "like https://otel-collector.observability.svc:4318"
+            )
+        if m.group(1) == "http" and tier in (Tier.STAGING, Tier.PROD):
+            return f"an https:// endpoint in a {tier} stack (spans carry action ids and approvers' names)"
+        return None
+
+    def name_ok(value: str) -> str | None:
+        ok = K8S_NAME.match(value) and len(value) <= 63
+        return None if ok else "a Kubernetes name (up to 63 lowercase letters, digits and '-')"
+
+    endpoint = sec.get("otlpEndpoint", str, check=endpoint_ok)
+    namespace = sec.get("collectorNamespace", str, check=name_ok)
+    raw_labels = sec.get(
+        "collectorPodLabels",
+        dict,
+        check=lambda v: (
+            None if v else "the labels of the collector's pods (its NetworkPolicy peer), not empty"
+        ),
+    )
+    labels: list[tuple[str, str]] = []
+    for key, value in sorted((raw_labels or {}).items(), key=lambda kv: str(kv[0])):
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            sec.problems.add(f"{sec.path_of('collectorPodLabels')}.{key}", key, "a Kubernetes label key")
+        elif not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            sec.problems.add(
+                f"{sec.path_of('collectorPodLabels')}.{key}", value, "a Kubernetes label value (a string)"
+            )
+        else:
+            labels.append((key, value))
+    ca_secret = sec.get("caSecret", str, None, check=name_ok)
+    if ca_secret is not None and isinstance(endpoint, str) and endpoint.startswith("http://"):
+        sec.problems.add(
+            sec.path_of("caSecret"), ca_secret, "nothing with an http:// endpoint (no TLS to verify)"
+        )
+    sec.done()
+    return SpanExport(
+        otlp_endpoint=endpoint if isinstance(endpoint, str) else "",
+        collector_namespace=namespace if isinstance(namespace, str) else "",
+        collector_labels=tuple(labels),
+        ca_secret=ca_secret,
+    )
 
 
 class _GateRefs:

@@ -825,12 +825,29 @@ class ActionGate:
 
 
 @dataclass(frozen=True)
+class SpanExport:
+    """Where the action path's pods send their spans (stack `headwater:actionGate.tracing`): an OpenTelemetry
+    collector's OTLP/HTTP endpoint, and the collector's pods, which their NetworkPolicy lets them reach."""
+
+    otlp_endpoint: str  # scheme://host:port, OTLP over HTTP (the exporter adds /v1/traces)
+    collector_namespace: str
+    collector_labels: tuple[tuple[str, str], ...]  # the collector pods' labels
+    ca_secret: str | None = None  # a Secret whose `ca.crt` verifies an https endpoint (else the image's CAs)
+
+    @property
+    def port(self) -> int:
+        return int(self.otlp_endpoint.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
 class GateSettings:
-    """How an environment runs the approval gate (stack `headwater:actionGate`): its image and size."""
+    """How an environment runs the approval gate (stack `headwater:actionGate`): its image and size, and
+    where its and the approvers' page's spans go (none: kept in the pods)."""
 
     image_registry: str
     image: str  # a tag or a digest (sha256:...)
     resources: Resources
+    tracing: SpanExport | None = None
 
     def image_ref(self, name: str) -> str:
         sep = "@" if self.image.startswith("sha256:") else ":"
