@@ -8,8 +8,12 @@ only then exported: a batch the gate never committed (killed mid-transaction) le
 makes the ones that count.
 
 Spans go to a JSON-lines file (one span per line, the same shape as `headwater.tracing` writes and reads;
-this image imports nothing of the platform's code) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set and the
-OTLP exporter is installed, over OTLP too.
+this image imports nothing of the platform's code) and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (on
+Kubernetes: the stack's `actionGate.tracing`), to that collector over OTLP/HTTP, in the background: a slow or
+absent collector never holds up a transaction (spans it cannot take in time are dropped and logged by the SDK).
+
+The approvers' page (`PageTracer`) makes one span per decision sent, a child of the action's latest audited
+step, and sends the decision with that span's `traceparent`: the gate's `decided` step links it.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Link, format_span_id, format_trace_id, get_current_span
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Span, SpanKind, format_span_id, format_trace_id, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 LOG = logging.getLogger("approval_gate.tracing")
 TRACEPARENT = "traceparent"
+OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 # Kafka record headers as confluent-kafka hands them over (None when a record has none).
@@ -105,11 +110,30 @@ class JsonLinesSpanExporter(SpanExporter):
         pass
 
 
-class CommittedSpans(SpanProcessor):
-    """Holds ended spans until `commit()` exports them (after the Kafka transaction commits)."""
+def otlp_processor() -> SpanProcessor | None:
+    """A background exporter to the OTLP/HTTP endpoint of `OTEL_EXPORTER_OTLP_ENDPOINT` (the SDK reads it and
+    `OTEL_EXPORTER_OTLP_CERTIFICATE`), or None when that is not set."""
+    endpoint = os.environ.get(OTLP_ENDPOINT_ENV)
+    if not endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    def __init__(self, exporters: Sequence[SpanExporter]) -> None:
+    LOG.info("exporting spans over OTLP/HTTP to %s", endpoint)
+    return BatchSpanProcessor(OTLPSpanExporter())
+
+
+def traceparent_of(span: Span) -> str:
+    ctx = span.get_span_context()
+    return f"00-{format_trace_id(ctx.trace_id)}-{format_span_id(ctx.span_id)}-{int(ctx.trace_flags):02x}"
+
+
+class CommittedSpans(SpanProcessor):
+    """Holds ended spans until `commit()` exports them (after the Kafka transaction commits): to each exporter
+    at once, and to each processor's own queue (`processors`, e.g. OTLP in the background)."""
+
+    def __init__(self, exporters: Sequence[SpanExporter], processors: Sequence[SpanProcessor] = ()) -> None:
         self.exporters = list(exporters)
+        self.processors = list(processors)
         self._held: list[ReadableSpan] = []
         self._lock = threading.Lock()
 
@@ -125,6 +149,9 @@ class CommittedSpans(SpanProcessor):
                 exporter.export(spans)
             except Exception:  # an exporter's failure must not stop the gate
                 LOG.exception("exporting %d spans failed", len(spans))
+        for processor in self.processors:
+            for span in spans:
+                processor.on_end(span)  # queued, never blocking
         return len(spans)
 
     def discard(self) -> None:
@@ -134,9 +161,11 @@ class CommittedSpans(SpanProcessor):
     def shutdown(self) -> None:
         for exporter in self.exporters:
             exporter.shutdown()
+        for processor in self.processors:
+            processor.shutdown()  # sends what is queued (bounded by the exporter's timeout)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        return all(p.force_flush(timeout_millis) for p in self.processors)
 
 
 class GateTracer:
@@ -146,14 +175,8 @@ class GateTracer:
         exporters: list[SpanExporter] = []
         if traces_file is not None:
             exporters.append(JsonLinesSpanExporter(traces_file))
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            try:
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-            except ImportError:
-                LOG.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set, but this image has no OTLP exporter")
-            else:
-                exporters.append(OTLPSpanExporter())
-        self.spans = CommittedSpans(exporters)
+        otlp = otlp_processor()
+        self.spans = CommittedSpans(exporters, [otlp] if otlp is not None else [])
         self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
         self.provider.add_span_processor(self.spans)
         self.tracer = self.provider.get_tracer("approval_gate")
@@ -180,6 +203,34 @@ class GateTracer:
 
     def commit(self) -> int:
         return self.spans.commit()
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+class PageTracer:
+    """The approvers' page's spans: `decision(...)` starts the span of one decision sent (end it once the
+    broker has the record) and returns the headers to send the decision with."""
+
+    def __init__(self, service: str, traces_file: Path | None) -> None:
+        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        if traces_file is not None:
+            self.provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(traces_file)))
+        otlp = otlp_processor()
+        if otlp is not None:
+            self.provider.add_span_processor(otlp)
+        self.tracer = self.provider.get_tracer("approval_gate.approvers")
+
+    def decision(
+        self, parent: str | None, attributes: Mapping[str, str]
+    ) -> tuple[list[tuple[str, bytes]], Span]:
+        span = self.tracer.start_span(
+            "approvers decide",
+            context=context_of(parent),
+            kind=SpanKind.PRODUCER,
+            attributes=dict(attributes),
+        )
+        return [(TRACEPARENT, traceparent_of(span).encode())], span
 
     def shutdown(self) -> None:
         self.provider.shutdown()

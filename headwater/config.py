@@ -925,7 +925,9 @@ def _span_export(sec: _Section, tier: Tier) -> SpanExport:
         ),
     )
     labels: list[tuple[str, str]] = []
-    for key, value in sorted((raw_labels or {}).items(), key=lambda kv: str(kv[0])):
+    for key, value in sorted(
+        (raw_labels if isinstance(raw_labels, dict) else {}).items(), key=lambda kv: str(kv[0])
+    ):
         if not isinstance(key, str) or not _LABEL_KEY.match(key):
             sec.problems.add(f"{sec.path_of('collectorPodLabels')}.{key}", key, "a Kubernetes label key")
         elif not isinstance(value, str) or not _LABEL_VALUE.match(value):

@@ -21,6 +21,14 @@ APPROVER_PREFIX = "approver:"
 KEEP_OUTCOMES = 5000
 
 
+def _traceparent(record: Mapping[str, Any]) -> str | None:
+    """The traceparent of an audit record's span (the gate writes its trace and span id), or None."""
+    trace_id, span_id = record.get("trace_id"), record.get("span_id")
+    if isinstance(trace_id, str) and isinstance(span_id, str) and len(trace_id) == 32 and len(span_id) == 16:
+        return f"00-{trace_id}-{span_id}-01"
+    return None
+
+
 def parse_time(text: Any) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
@@ -60,6 +68,7 @@ class Pending:
     status: str = "pending"  # or "escalated"
     escalate_to: str | None = None
     on_expiry: str | None = None
+    traceparent: str | None = None  # the latest audited step's span: a decision's span continues it
 
     @property
     def summary(self) -> str:
@@ -127,6 +136,7 @@ class Board:
                 reasons=str(record.get("reason", "")),
                 deadline=parse_time(record.get("deadline")),
                 on_expiry=detail.get("on_expiry") if isinstance(detail, dict) else None,
+                traceparent=_traceparent(record),
             )
         elif step == "escalated":
             entry = self.pending.get(action_id)
@@ -135,6 +145,7 @@ class Board:
                 entry.status = "escalated"
                 entry.deadline = parse_time(record.get("deadline"))
                 entry.escalate_to = detail.get("escalate_to") if isinstance(detail, dict) else None
+                entry.traceparent = _traceparent(record) or entry.traceparent
         elif step in TERMINAL or step == "ignored":
             outcome = Outcome(
                 action_id,

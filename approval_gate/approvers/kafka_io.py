@@ -183,7 +183,12 @@ class DecisionWriter:
         self.producer = Producer({**kafka, "enable.idempotence": True, "linger.ms": 0, "acks": "all"})
         self.lock = threading.Lock()
 
-    def send(self, record: Mapping[str, Any], timeout_s: float = 15.0) -> None:
+    def send(
+        self,
+        record: Mapping[str, Any],
+        headers: list[tuple[str, bytes]] | None = None,
+        timeout_s: float = 15.0,
+    ) -> None:
         why = self.check(record)
         if why is not None:
             raise DecisionRefused(f"the decision breaks the contract of {self.topic}: {why}")
@@ -198,6 +203,7 @@ class DecisionWriter:
                 self.topic,
                 key=str(record["action_id"]).encode(),
                 value=json.dumps(dict(record), sort_keys=True).encode(),
+                headers=list(headers or []),
                 on_delivery=delivered,
             )
             self.producer.flush(timeout_s)

@@ -24,6 +24,7 @@ from approval_gate.approvers.board import Board
 from approval_gate.approvers.kafka_io import AuditReader, DecisionWriter, PageDescription
 from approval_gate.approvers.web import create_app
 from approval_gate.main import PASSWORD_ENV, kafka_settings
+from approval_gate.tracing import PageTracer
 
 LOG = logging.getLogger("approval_gate.approvers")
 
@@ -38,8 +39,8 @@ class KafkaBackend:
         with self.reader.lock:
             return read(self.reader.board)
 
-    def send(self, record: Mapping[str, Any]) -> None:
-        self.writer.send(record)
+    def send(self, record: Mapping[str, Any], headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.writer.send(record, headers)
 
     def wait_for(self, predicate: Callable[[Board], bool], timeout_s: float) -> bool:
         return self.reader.wait_for(predicate, timeout_s)
@@ -69,6 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8443)
     p.add_argument("--title", default="Approvals")
+    p.add_argument(
+        "--traces-file",
+        type=Path,
+        default=None,
+        help="append the spans of the decisions sent here, one JSON line each (default: none; "
+        "OTEL_EXPORTER_OTLP_ENDPOINT also sends them to that collector over OTLP/HTTP)",
+    )
     return p.parse_args(argv)
 
 
@@ -96,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     kafka = kafka_settings(args.kafka_config)
     reader = AuditReader(description, kafka)
     writer = DecisionWriter(description, kafka)
+    tracer = PageTracer(f"{description.principal}-page", args.traces_file)
     reader.start()
-    app = create_app(KafkaBackend(reader, writer), users, Sessions(key), title=args.title)
+    app = create_app(KafkaBackend(reader, writer), users, Sessions(key), title=args.title, tracer=tracer)
     LOG.info(
         "approvers' page for %d people as %s on https://%s:%d",
         len(users.hashes),
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         reader.stop()
         writer.close()
+        tracer.shutdown()
         LOG.info("stopped")
     return 0
 

@@ -20,10 +20,12 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from opentelemetry.trace import StatusCode
 
 from approval_gate.approvers.auth import Sessions, Throttle, Users, csrf_ok
 from approval_gate.approvers.board import Board, time_left
 from approval_gate.approvers.kafka_io import DecisionRefused, decision_record
+from approval_gate.tracing import PageTracer
 
 LOG = logging.getLogger("approval_gate.approvers")
 HERE = Path(__file__).resolve().parent
@@ -57,13 +59,20 @@ class Backend(Protocol):
     """What the app needs of Kafka: the board (read under its lock), sending a decision, waiting for one."""
 
     def snapshot(self, read: Callable[[Board], Any]) -> Any: ...
-    def send(self, record: Mapping[str, Any]) -> None: ...
+    def send(self, record: Mapping[str, Any], headers: list[tuple[str, bytes]] | None = None) -> None: ...
     def wait_for(self, predicate: Callable[[Board], bool], timeout_s: float) -> bool: ...
     def ready(self) -> bool: ...
     def live(self) -> bool: ...
 
 
-def create_app(backend: Backend, users: Users, sessions: Sessions, *, title: str = "Approvals") -> FastAPI:
+def create_app(
+    backend: Backend,
+    users: Users,
+    sessions: Sessions,
+    *,
+    title: str = "Approvals",
+    tracer: PageTracer | None = None,
+) -> FastAPI:
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -196,10 +205,24 @@ def create_app(backend: Backend, users: Users, sessions: Sessions, *, title: str
             return index(request, 400 if decision in DECISIONS else 422, {action_id: problem})
         record = decision_record(action_id, decision, session.user, reason or f"approved by {session.user}")
         started = time.monotonic()
+        headers, span = None, None
+        if tracer is not None:
+            # The decision continues the action's trace from its latest audited step (waiting, escalated).
+            parent = backend.snapshot(
+                lambda b: b.pending[action_id].traceparent if action_id in b.pending else None
+            )
+            headers, span = tracer.decision(
+                parent, {"action.id": action_id, "action.decision": decision, "action.approver": session.user}
+            )
         try:
-            await asyncio.to_thread(backend.send, record)
+            await asyncio.to_thread(backend.send, record, headers)
         except (DecisionRefused, TimeoutError) as exc:
+            if span is not None:
+                span.set_status(StatusCode.ERROR, str(exc))
+                span.end()
             return index(request, 502, {action_id: str(exc)})
+        if span is not None:
+            span.end()
         LOG.info("%s sent %s on %s", session.user, decision, action_id)
         await asyncio.to_thread(
             backend.wait_for,

@@ -27,6 +27,7 @@ from headwater.local.ports import HOST, free_port
 from headwater.local.process import Progress, Supervised, stderr_progress
 from headwater.local.provision import client_config
 from headwater.spec import Platform
+from headwater.tracing import span_file
 
 # The people who may approve locally: each their own identity, so decisions say who took them.
 LOCAL_APPROVERS = ("approver-1", "approver-2")
@@ -159,6 +160,8 @@ class LocalApproversPage:
             f"--tls-key={cert.key}",
             f"--host={HOST}",
             f"--port={self.port}",
+            # The decisions' spans, read by `headwater actions trace` with the others of the state dir.
+            f"--traces-file={span_file(self.state_dir, f'{self.principal}-page')}",
         ]
         self._process = Supervised(
             "approvers-page",

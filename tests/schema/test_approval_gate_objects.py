@@ -82,8 +82,9 @@ def test_a_changed_policy_rolls_the_pod() -> None:
 
 
 def test_the_network_reaches_only_kafka_and_dns() -> None:
-    platform = load_platform("prod")
-    policy = _by_kind("prod")["NetworkPolicy"]["spec"]
+    platform = load_platform("local")  # names no span collector
+    assert platform.gate_settings is not None and platform.gate_settings.tracing is None
+    policy = _by_kind("local")["NetworkPolicy"]["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
     to_kafka, to_dns = policy["egress"]
     assert to_kafka["to"] == [
@@ -91,3 +92,55 @@ def test_the_network_reaches_only_kafka_and_dns() -> None:
     ]
     assert {p["port"] for p in to_kafka["ports"]} == {9093}
     assert {p["port"] for p in to_dns["ports"]} == {53}
+
+
+@pytest.mark.parametrize("stack", [s for s in stack_names() if s != "local"])
+def test_where_the_stack_names_a_collector_the_spans_may_leave_for_it_only(stack: str) -> None:
+    """The gate's and the page's pods: the SDK's OTLP/HTTP variables, the collector's CA from its Secret (an
+    https endpoint), and one more egress rule: the collector's pods in its namespace, on its port."""
+    from components.approvers_page import render_approvers_page
+
+    platform = load_platform(stack)
+    assert platform.gate_settings is not None
+    export = platform.gate_settings.tracing
+    assert export is not None
+    for objs in (render_approval_gate(platform), render_approvers_page(platform)):
+        by_kind = {o["kind"]: o for o in objs}
+        pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == export.otlp_endpoint
+        assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+        secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        if export.ca_secret is not None:
+            assert export.otlp_endpoint.startswith("https://")
+            assert export.ca_secret in secrets and "/etc/headwater/otlp-ca" in mounts
+            assert env["OTEL_EXPORTER_OTLP_CERTIFICATE"] == "/etc/headwater/otlp-ca/ca.crt"
+        else:
+            assert "OTEL_EXPORTER_OTLP_CERTIFICATE" not in env and "/etc/headwater/otlp-ca" not in mounts
+        *_, to_collector = by_kind["NetworkPolicy"]["spec"]["egress"]
+        assert to_collector == {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": export.collector_namespace}
+                    },
+                    "podSelector": {"matchLabels": dict(export.collector_labels)},
+                }
+            ],
+            "ports": [{"port": 4318, "protocol": "TCP"}],
+        }
+        for o in objs:
+            assert validate_object(o) == [], o["kind"]
+
+
+def test_without_a_collector_no_span_leaves_the_pods() -> None:
+    from components.approvers_page import render_approvers_page
+
+    platform = load_platform("local")
+    for objs in (render_approval_gate(platform), render_approvers_page(platform)):
+        by_kind = {o["kind"]: o for o in objs}
+        (container,) = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"]
+        assert not [e for e in container["env"] if e["name"].startswith("OTEL_")]
+        assert len(by_kind["NetworkPolicy"]["spec"]["egress"]) == 2

@@ -75,11 +75,15 @@ def test_https_only_as_the_approvers_principal_non_root(stack: str) -> None:
     kafka = json.loads(data["kafka.json"])
     assert not {k for k in kafka if "password" in k}
     assert kafka.get("sasl.username", principal.name) == principal.name
-    # The Service exposes HTTPS only; the network lets in HTTPS only, and out only to Kafka and DNS.
+    # The Service exposes HTTPS only; the network lets in HTTPS only, and out only to Kafka and DNS (and to
+    # the span collector, where the stack names one).
     (port,) = objs["Service"]["spec"]["ports"]
     assert port["port"] == 443 and port["targetPort"] == "https"
     policy = objs["NetworkPolicy"]["spec"]
     assert policy["ingress"] == [{"ports": [{"port": HTTPS_PORT, "protocol": "TCP"}]}]
-    to_kafka, to_dns = policy["egress"]
+    to_kafka, to_dns, *to_collector = policy["egress"]
     assert {p["port"] for p in to_kafka["ports"]} == {9093}
     assert {p["port"] for p in to_dns["ports"]} == {53}
+    export = platform.gate_settings.tracing if platform.gate_settings else None
+    assert len(to_collector) == (1 if export is not None else 0)
+    assert ("OTEL_EXPORTER_OTLP_ENDPOINT" in env) == (export is not None)

@@ -313,3 +313,63 @@ def test_the_catalog_names_the_registry_and_its_storage_once() -> None:
     catalog["principals"]["schema-registry"]["registryStorage"]["journal"] = 7
     problems = _problems("prod", _prod(), catalog)
     assert any("catalog.principals.schema-registry.registryStorage.journal" in p for p in problems), problems
+
+
+def test_the_gate_s_span_export_is_checked_one_line_per_problem() -> None:
+    cfg = _prod()
+    cfg["actionGate"]["tracing"] = {
+        "otlpEndpoint": "http://otel-collector.observability.svc:4318",  # plain HTTP in prod
+        "collectorNamespace": "Observability",
+        "collectorPodLabels": {"app.kubernetes.io/name": "bad value!"},
+        "caSecret": "otel-collector-ca",
+        "headers": "x",
+    }
+    problems = _problems("prod", cfg)
+    assert len(problems) == 5, problems
+    joined = "\n".join(problems)
+    assert (
+        "stack prod: actionGate.tracing.otlpEndpoint = 'http://otel-collector.observability.svc:4318' is not valid; "
+        "allowed: an https:// endpoint in a prod stack" in joined
+    )
+    assert (
+        "actionGate.tracing.collectorNamespace = 'Observability' is not valid; allowed: a Kubernetes name"
+        in joined
+    )
+    assert (
+        "actionGate.tracing.collectorPodLabels.app.kubernetes.io/name = 'bad value!' is not valid; "
+        "allowed: a Kubernetes label value" in joined
+    )
+    assert (
+        "actionGate.tracing.caSecret = 'otel-collector-ca' is not valid; allowed: nothing with an http://"
+        in joined
+    )
+    assert "unknown key 'actionGate.tracing.headers'" in joined
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://otel-collector.observability.svc",  # no port: the NetworkPolicy needs one
+        "https://otel-collector:4318/v1/traces",  # a path: the exporter adds its own
+        "https://user:secret@otel-collector:4318",  # credentials never in plain config
+        "grpc://otel-collector:4317",
+        "https://otel-collector:70000",
+    ],
+)
+def test_an_otlp_endpoint_is_an_http_url_with_a_port_and_nothing_else(endpoint: str) -> None:
+    cfg = _prod()
+    cfg["actionGate"]["tracing"]["otlpEndpoint"] = endpoint
+    (msg,) = _problems("prod", cfg)
+    assert (
+        f"actionGate.tracing.otlpEndpoint = {endpoint!r} is not valid; allowed: an OTLP/HTTP endpoint" in msg
+    )
+
+
+def test_the_gate_s_span_export_needs_where_the_collector_is() -> None:
+    cfg = _prod()
+    cfg["actionGate"]["tracing"] = {"otlpEndpoint": "https://otel-collector.observability.svc:4318"}
+    problems = _problems("prod", cfg)
+    assert problems == [
+        "stack prod: actionGate.tracing.collectorNamespace is required (str)",
+        "stack prod: actionGate.tracing.collectorPodLabels is required (dict)",
+    ]

@@ -253,3 +253,117 @@ def gate_contract(topic: str) -> dict[str, object]:
     schemas = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
     loaded: dict[str, object] = json.loads((schemas / f"{topic}.json").read_text())
     return loaded
+
+
+class _OtlpReceiver:
+    """An OTLP/HTTP trace endpoint on a free local port: decodes each POST to /v1/traces as the protocol's
+    ExportTraceServiceRequest (protobuf) and keeps (service, span name, trace id, parent span id)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        received: list[tuple[str, str, str, str]] = []
+        paths: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+                paths.append(self.path)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource_spans in request.resource_spans:
+                    service = next(
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    )
+                    for scope in resource_spans.scope_spans:
+                        for span in scope.spans:
+                            received.append(
+                                (service, span.name, span.trace_id.hex(), span.parent_span_id.hex())
+                            )
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.received, self.paths = received, paths
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> _OtlpReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_gate_sends_its_committed_spans_over_otlp_http_where_the_stack_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _OtlpReceiver() as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
+        gate, tracer = _traced_gate(tmp_path)
+        _propose(gate, proposal("otlp-1"), 1, PARENT)
+        _propose(gate, proposal("otlp-2"), 2, PARENT)
+        tracer.spans.discard()  # a transaction that never committed: its spans never leave
+        _propose(gate, proposal("otlp-3"), 3, PARENT)
+        assert tracer.commit() == 3
+        tracer.shutdown()  # flushes the background queue
+    assert set(collector.paths) == {"/v1/traces"}
+    assert [(s, n, t) for s, n, t, _ in collector.received] == [
+        ("approval-gate", name, PARENT[3:35]) for name in ("gate proposed", "gate evaluated", "gate approved")
+    ]
+    # The same spans as the file has, the first a child of the proposal's header.
+    assert collector.received[0][3] == PARENT[36:52]
+    on_file = tracing.read_spans(tracing.traces_dir(tmp_path), PARENT[3:35])
+    assert [s.name for s in on_file] == [n for _, n, _, _ in collector.received]
+
+
+def test_without_an_endpoint_the_gate_exports_nothing_over_otlp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    _, tracer = _traced_gate(tmp_path)
+    assert tracer.spans.processors == []
+
+
+def test_the_page_s_decision_span_continues_the_action_s_trace_and_leaves_over_otlp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from approval_gate.approvers.board import Board
+    from approval_gate.tracing import PageTracer
+
+    board = Board()
+    waiting_span = "1f2e3d4c5b6a7988"
+    board.apply({"action_id": "a-1", "step": "waiting", "trace_id": PARENT[3:35], "span_id": waiting_span})
+    parent = board.pending["a-1"].traceparent
+    assert parent == f"00-{PARENT[3:35]}-{waiting_span}-01"
+    with _OtlpReceiver() as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
+        page = PageTracer("action-approvers-page", tmp_path / "traces" / "page.jsonl")
+        headers, span = page.decision(parent, {"action.id": "a-1", "action.decision": "approve"})
+        span.end()
+        page.shutdown()
+    sent = TraceParent.parse(tracing.header(headers))
+    assert sent is not None and sent.trace_id == PARENT[3:35]
+    assert collector.received == [("action-approvers-page", "approvers decide", PARENT[3:35], waiting_span)]
+    (on_file,) = tracing.read_spans(tmp_path / "traces")
+    assert on_file.span_id == sent.span_id and on_file.parent_span_id == waiting_span
