@@ -249,6 +249,38 @@ def test_a_proposal_acting_on_a_signal_continues_its_trace(tmp_path: Path) -> No
     assert tracing.header(headers) == f"00-{PARENT[3:35]}-{propose.span_id}-01"
 
 
+def test_a_proposal_acting_on_a_feature_record_continues_the_feature_s_trace(tmp_path: Path) -> None:
+    platform = load_platform("local")
+    gate = action_gate(platform)
+    agent = gate.agents[0]
+    # A feature record's header: its window's newest signal's trace, the span derived from that signal.
+    feature_tp = hop_traceparent(VECTORS[(PARENT, "raw", 0, 5)], "agents.signals.v1", 0, 7)
+    links = VECTORS[(PARENT, "raw", 0, 5)].encode()
+    feature = SignalRef(
+        "features.agent_activity.v1",
+        1,
+        3,
+        "acct-9",
+        (("traceparent", feature_tp.encode()), ("tracelinks", links)),
+    )
+    provider = tracing.tracer_provider("sample-agents", tmp_path)
+    body = sample_proposal(agent, gate, random.Random(1), high_risk=False)
+    traced, headers, span = traced_proposal(provider.get_tracer("t"), agent, body, None, feature)
+    span.end()
+    provider.shutdown()
+    assert traced["context"]["trace_id"] == PARENT[3:35]
+    assert traced["context"]["features"] == {
+        "topic": "features.agent_activity.v1",
+        "partition": 1,
+        "offset": 3,
+        "entity_id": "acct-9",
+    }
+    assert Draft7Validator(gate_contract(agent.proposed_topic)).is_valid(traced)
+    (propose,) = tracing.read_spans(tracing.traces_dir(tmp_path), PARENT[3:35])
+    assert propose.parent_span_id == feature_tp[36:52] == hop_span_id("agents.signals.v1", 0, 7)
+    assert propose.attributes["feature.offset"] == 3 and "signal.offset" not in propose.attributes
+
+
 def gate_contract(topic: str) -> dict[str, object]:
     schemas = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
     loaded: dict[str, object] = json.loads((schemas / f"{topic}.json").read_text())
