@@ -174,7 +174,7 @@ def test_features_continue_their_newest_signal_s_trace_and_link_the_others(tmp_p
 
     # What each window holds, from the input (the late and the undecodable signals are in none).
     decoded = [
-        (r.partition, r.offset, config.signals.decode(r.value))
+        (r.partition, r.offset, config.signals.decode(bytes(r.value or b"")))
         for i, r in enumerate(SIGNALS)
         if i not in (LATE, UNDECODABLE)
     ]
@@ -190,7 +190,7 @@ def test_features_continue_their_newest_signal_s_trace_and_link_the_others(tmp_p
         assert len(members) == feature["event_count"]
         _, partition, offset = members[-1]
         assert traceparent == reference(parent_of(partition, offset), "agents.signals.v1", partition, offset)
-        want_links = [parent_of(p, o) for _, p, o in reversed(members) if parent_of(p, o)]
+        want_links = [tp for _, p, o in reversed(members) if (tp := parent_of(p, o)) is not None]
         assert (links or "") == ",".join(want_links), (feature["entity_id"], start - BASE_MS)
     # Both kinds occur: a window continuing a signal's trace, and one starting its own (partition 1's).
     continued = {f"00-{hashlib.md5(f't{o}'.encode()).hexdigest()}" for o in range(10)}

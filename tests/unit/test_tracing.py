@@ -265,7 +265,7 @@ def test_a_proposal_acting_on_a_feature_record_continues_the_feature_s_trace(tmp
     )
     provider = tracing.tracer_provider("sample-agents", tmp_path)
     body = sample_proposal(agent, gate, random.Random(1), high_risk=False)
-    traced, headers, span = traced_proposal(provider.get_tracer("t"), agent, body, None, feature)
+    traced, _, span = traced_proposal(provider.get_tracer("t"), agent, body, None, feature)
     span.end()
     provider.shutdown()
     assert traced["context"]["trace_id"] == PARENT[3:35]
@@ -304,7 +304,7 @@ class _OtlpReceiver:
         paths: list[str] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            def do_POST(self) -> None:
                 paths.append(self.path)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = ExportTraceServiceRequest()
