@@ -141,6 +141,12 @@ def _read_one(
     return None
 
 
+def _producer_of(platform: Platform, topic: str) -> str:
+    """The app that writes `topic`, as the catalog declares it."""
+    apps = [a.name for a in platform.apps if topic in {f.topic for f in platform.principal(a.name).produces}]
+    return apps[0] if apps else "its producer"
+
+
 def _newest_signal(
     platform: Platform, topic: str, value: bytes, span_id: str, problems: list[str]
 ) -> tuple[str, int, int] | None:
@@ -269,7 +275,7 @@ def trace_action(platform: Platform, kafka: LocalKafka, state_dir: Path, action_
                 _where(topic, partition, offset),
                 feature_tp.span_id if feature_tp else None,
                 chain.hops[-1].span_id if signal_at is not None and chain.hops else None,
-                "feature-aggregator, span id derived from its window's newest signal's position",
+                f"{_producer_of(platform, topic)}, span id derived from its window's newest signal's position",
                 f"links {linked} trace{'s' if linked != 1 else ''}" if found else "",
             )
         )
