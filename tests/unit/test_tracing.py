@@ -399,3 +399,42 @@ def test_the_page_s_decision_span_continues_the_action_s_trace_and_leaves_over_o
     assert collector.received == [("action-approvers-page", "approvers decide", PARENT[3:35], waiting_span)]
     (on_file,) = tracing.read_spans(tmp_path / "traces")
     assert on_file.span_id == sent.span_id and on_file.parent_span_id == waiting_span
+
+
+def test_the_trace_view_finds_a_feature_s_newest_signal_among_its_provenance() -> None:
+    import io
+
+    import avro.io
+
+    from flink_apps.feature_aggregator import logic
+    from headwater.contracts import load_contracts
+    from headwater.contracts.serde import _parse_avro, frame
+    from headwater.local.action_trace import _newest_signal
+
+    platform = load_platform("local")
+    topic = "features.agent_activity.v1"
+    schema = next(c.schema for c in load_contracts(platform) if c.topic == topic)
+    signals = [
+        logic.Signal(
+            "acct-1", "a", "tool.called", "tool", False, 1_000 + i, "agents.signals.v1", i % 3, 40 + i
+        )
+        for i in range(9)
+    ]
+    (record,) = logic.compute_features(signals, 60_000)
+    buf = io.BytesIO()
+    avro.io.DatumWriter(_parse_avro(schema)).write(record, avro.io.BinaryEncoder(buf))
+    value = frame(7, buf.getvalue())
+    newest = max(signals, key=lambda s: s.order)
+    span_id = hop_span_id("agents.signals.v1", newest.source_partition, newest.source_offset)
+    problems: list[str] = []
+    assert _newest_signal(platform, topic, value, span_id, problems) == (
+        "agents.signals.v1",
+        newest.source_partition,
+        newest.source_offset,
+    )
+    assert problems == []
+    # A span id no signal of the window gives, and a value that is not the contract's: one line each.
+    assert _newest_signal(platform, topic, value, "0123456789abcdef", problems) is None
+    assert _newest_signal(platform, topic, frame(7, b"\x02"), span_id, problems) is None
+    assert problems[0] == "no signal in the feature's provenance gives its span id 0123456789abcdef"
+    assert problems[1].startswith("the feature record's provenance is not readable")
