@@ -1191,91 +1191,114 @@ def _sources(
             p.add(key, name, "a DNS label: lower-case letters, digits and '-'")
             continue
         sec = _Section(p, key, body if isinstance(body, dict) else {})
-        outbox = sec.section("outbox", required=True)
-        routes_raw = outbox.get("routes", dict, {})
-        routes = tuple(OutboxRoute(str(k), str(v)) for k, v in sorted(routes_raw.items()))
-        table = outbox.get("table", str, "public.outbox", check=_table)
-        outbox.done()
-        over = overrides.section(name) if name in overrides.data else _Section(p, f"sources.{name}", {})
-        source = Source(
-            name=name,
-            description=sec.get("description", str, ""),
-            owner=sec.get("owner", str, check=_k8s_name),
-            service=sec.get("service", str, check=_k8s_name),
-            connect=sec.get(
-                "connect",
-                str,
-                check=lambda v: (
-                    None
-                    if v in cluster_names
-                    else f"a Connect cluster of the catalog: {', '.join(cluster_names) or 'none'}"
-                ),
-            ),
-            database=sec.get("database", str, check=_pg_name),
-            outbox_table=table,
-            routes=routes,
-            dead_letter_topic=sec.get("deadLetterTopic", str),
-            heartbeat_topic=sec.get("heartbeatTopic", str),
-            endpoint=_endpoint(over, tier, name),
-        )
-        sec.done()
-        over.done()
-        if not routes:
-            p.add(f"{key}.outbox.routes", routes_raw, "at least one aggregate type: topic")
-        dlq = by_name.get(source.dead_letter_topic) if isinstance(source.dead_letter_topic, str) else None
-        if isinstance(source.dead_letter_topic, str) and (dlq is None or dlq.kind != TopicKind.DEADLETTER):
-            p.add(
-                sec.path_of("deadLetterTopic"),
-                source.dead_letter_topic,
-                "a topic of the catalog of kind deadletter",
-            )
-        elif dlq is not None and dlq.owner != source.owner:
-            p.add(
-                sec.path_of("deadLetterTopic"),
-                dlq.name,
-                f"a topic owned by {source.owner}, the source's owner",
-            )
-        beat = by_name.get(source.heartbeat_topic) if isinstance(source.heartbeat_topic, str) else None
-        if isinstance(source.heartbeat_topic, str) and (beat is None or beat.kind != TopicKind.EVENTS):
-            p.add(
-                sec.path_of("heartbeatTopic"),
-                source.heartbeat_topic,
-                "a topic of the catalog of kind events (Debezium's heartbeats; nothing reads them)",
-            )
-        for route in routes:
-            where = f"{key}.outbox.routes.{route.aggregate_type}"
-            if not _AGGREGATE_TYPE.match(route.aggregate_type):
-                p.add(
-                    where, route.aggregate_type, "an aggregate type: lower-case letters, digits, '_' and '-'"
-                )
-            t = by_name.get(route.topic)
-            if t is None:
-                p.add(where, route.topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
-                continue
-            if t.kind != TopicKind.OUTBOX:
-                p.add(where, route.topic, f"a topic of kind outbox; {route.topic} is kind {t.kind}")
-            if not t.schema:
-                p.add(
-                    where, route.topic, f"a topic with a data contract (catalog.topics.{route.topic}.schema)"
-                )
-            if t.owner != source.owner:
-                p.add(
-                    where,
-                    route.topic,
-                    f"a topic owned by {source.owner}, the source's owner ({t.owner} owns it)",
-                )
-            if route.topic in routed_by:
-                p.add(
-                    where,
-                    route.topic,
-                    f"a topic one source writes; {routed_by[route.topic]} routes to it already",
-                )
-            routed_by[route.topic] = key
+        source = _source(sec, overrides, tier, name, cluster_names)
+        _check_source_topics(sec, source, by_name)
+        for route in source.routes:
+            _check_route(sec, route, source, by_name, routed_by)
         out.append(source)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(f"sources.{name}", "(override)", f"a source of the catalog: {', '.join(sorted(raw)) or 'none'}")
     overrides.seen.update(overrides.data)
     return tuple(out)
+
+
+def _source(sec: _Section, overrides: _Section, tier: Tier, name: str, cluster_names: list[str]) -> Source:
+    """One source from its catalog entry, with its database endpoint from the stack's `sources.<name>`."""
+    outbox = sec.section("outbox", required=True)
+    routes_raw = outbox.get("routes", dict, {})
+    routes = tuple(OutboxRoute(str(k), str(v)) for k, v in sorted(routes_raw.items()))
+    table = outbox.get("table", str, "public.outbox", check=_table)
+    outbox.done()
+    over = (
+        overrides.section(name) if name in overrides.data else _Section(sec.problems, f"sources.{name}", {})
+    )
+    source = Source(
+        name=name,
+        description=sec.get("description", str, ""),
+        owner=sec.get("owner", str, check=_k8s_name),
+        service=sec.get("service", str, check=_k8s_name),
+        connect=sec.get(
+            "connect",
+            str,
+            check=lambda v: (
+                None
+                if v in cluster_names
+                else f"a Connect cluster of the catalog: {', '.join(cluster_names) or 'none'}"
+            ),
+        ),
+        database=sec.get("database", str, check=_pg_name),
+        outbox_table=table,
+        routes=routes,
+        dead_letter_topic=sec.get("deadLetterTopic", str),
+        heartbeat_topic=sec.get("heartbeatTopic", str),
+        endpoint=_endpoint(over, tier, name),
+    )
+    sec.done()
+    over.done()
+    if not routes:
+        sec.problems.add(f"{sec.path}.outbox.routes", routes_raw, "at least one aggregate type: topic")
+    return source
+
+
+def _check_source_topics(sec: _Section, source: Source, by_name: Mapping[str, Topic]) -> None:
+    """The source's dead-letter topic is a deadletter topic its owner owns; its heartbeat topic an events one."""
+    p = sec.problems
+    dlq = by_name.get(source.dead_letter_topic) if isinstance(source.dead_letter_topic, str) else None
+    if isinstance(source.dead_letter_topic, str) and (dlq is None or dlq.kind != TopicKind.DEADLETTER):
+        p.add(
+            sec.path_of("deadLetterTopic"),
+            source.dead_letter_topic,
+            "a topic of the catalog of kind deadletter",
+        )
+    elif dlq is not None and dlq.owner != source.owner:
+        p.add(
+            sec.path_of("deadLetterTopic"),
+            dlq.name,
+            f"a topic owned by {source.owner}, the source's owner",
+        )
+    beat = by_name.get(source.heartbeat_topic) if isinstance(source.heartbeat_topic, str) else None
+    if isinstance(source.heartbeat_topic, str) and (beat is None or beat.kind != TopicKind.EVENTS):
+        p.add(
+            sec.path_of("heartbeatTopic"),
+            source.heartbeat_topic,
+            "a topic of the catalog of kind events (Debezium's heartbeats; nothing reads them)",
+        )
+
+
+def _check_route(
+    sec: _Section,
+    route: OutboxRoute,
+    source: Source,
+    by_name: Mapping[str, Topic],
+    routed_by: dict[str, str],
+) -> None:
+    """An outbox route names an outbox topic of the catalog with a contract, owned by the source's owner and
+    written by this source alone (`routed_by`: topic -> the source that routes to it, filled as routes are read)."""
+    p = sec.problems
+    where = f"{sec.path}.outbox.routes.{route.aggregate_type}"
+    if not _AGGREGATE_TYPE.match(route.aggregate_type):
+        p.add(where, route.aggregate_type, "an aggregate type: lower-case letters, digits, '_' and '-'")
+    t = by_name.get(route.topic)
+    if t is None:
+        p.add(where, route.topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+        return
+    if t.kind != TopicKind.OUTBOX:
+        p.add(where, route.topic, f"a topic of kind outbox; {route.topic} is kind {t.kind}")
+    if not t.schema:
+        p.add(where, route.topic, f"a topic with a data contract (catalog.topics.{route.topic}.schema)")
+    if t.owner != source.owner:
+        p.add(
+            where,
+            route.topic,
+            f"a topic owned by {source.owner}, the source's owner ({t.owner} owns it)",
+        )
+    if route.topic in routed_by:
+        p.add(
+            where,
+            route.topic,
+            f"a topic one source writes; {routed_by[route.topic]} routes to it already",
+        )
+    routed_by[route.topic] = sec.path
 
 
 def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
