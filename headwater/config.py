@@ -395,10 +395,26 @@ def load_platform(
     --path flink.s3Credentials.secretKey ...`); credentials are only accepted from those.
     """
     secret_keys = frozenset(k.split(":", 1)[-1] for k in secret_keys)
+    problems = _Problems(stack)
+    config, catalog, catalog_dir = _inputs(problems, config, catalog, catalog_dir)
+    platform = _platform(problems, config, catalog, catalog_dir, "flink" in secret_keys)
+    _check_assembled(problems, platform)
+    if problems.items:
+        raise ConfigError(stack, problems.items)
+    return platform
+
+
+def _inputs(
+    problems: _Problems,
+    config: Mapping[str, Any] | None,
+    catalog: Mapping[str, Any] | None,
+    catalog_dir: Path | None,
+) -> tuple[Mapping[str, Any], Mapping[str, Any], Path]:
+    """The stack's settings, the catalog and its folder: read from the files unless given."""
+    stack = problems.stack
     if config is None:
         config = load_stack_config(stack)
         refuse_encrypted(stack, config)
-    problems = _Problems(stack)
     if not isinstance(config, Mapping):
         problems.add("config", _brief(config), f"a mapping of `{NAMESPACE}:<key>: value` settings")
         config = {}
@@ -409,17 +425,24 @@ def load_platform(
     if not isinstance(catalog, Mapping):
         problems.add("catalog", _brief(catalog), "a mapping with topics, principals and apps")
         catalog = {}
-    cfg = _Section(problems, "", config)
-    cat = _Section(problems, "catalog", catalog)
+    return config, catalog, catalog_dir
 
-    tier = cfg.choice("environment", Tier)
-    namespace = cfg.get("namespace", str, "headwater", check=_k8s_name)
-    watched = tuple(cfg.get("watchedNamespaces", list, [namespace]))
-    allow_lb = cfg.get("allowLoadBalancer", bool, False)
-    charts = cfg.get("operatorCharts", str, None, check=_charts_folder)
-    cfg.seen.add("catalog")  # read above
-    kafka = _kafka(cfg.section("kafka", required=True), tier)
-    watched = _strings(cfg, "watchedNamespaces", watched)
+
+@dataclass(frozen=True)
+class _Declared:
+    """What the catalog declares, with the stack's overrides merged in."""
+
+    topics: tuple[Topic, ...]
+    gate: ActionGate | None
+    principals: tuple[Principal, ...]
+    clusters: tuple[ConnectCluster, ...]
+    sources: tuple[Source, ...]
+    apps: tuple[App, ...]
+
+
+def _declared(cat: _Section, cfg: _Section, tier: Tier, kafka: KafkaSettings) -> _Declared:
+    """The catalog's topics, action path, principals, Connect clusters (each also a principal), sources and apps,
+    each read with what it refers to already read."""
     topics = _topics(cat, cfg.section("topics"), kafka)
     gate = _action_gate(cat, topics)
     principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics}, gate)
@@ -428,40 +451,66 @@ def load_platform(
     _contract_checks(cat.problems, clusters, sources)
     principals += tuple(connect_principal(c, sources, kafka.authentication) for c in clusters)
     apps = _apps(cat, {p.name for p in principals})
-    flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
+    return _Declared(topics, gate, principals, clusters, sources, apps)
+
+
+def _platform(
+    problems: _Problems,
+    config: Mapping[str, Any],
+    catalog: Mapping[str, Any],
+    catalog_dir: Path,
+    flink_secret: bool,
+) -> Platform:
+    """Every setting of the stack and the catalog, read and checked in one pass (ConfigError if any is wrong),
+    assembled into the platform spec."""
+    cfg = _Section(problems, "", config)
+    cat = _Section(problems, "catalog", catalog)
+    tier = cfg.choice("environment", Tier)
+    namespace = cfg.get("namespace", str, "headwater", check=_k8s_name)
+    watched = tuple(cfg.get("watchedNamespaces", list, [namespace]))
+    allow_lb = cfg.get("allowLoadBalancer", bool, False)
+    charts = cfg.get("operatorCharts", str, None, check=_charts_folder)
+    cfg.seen.add("catalog")  # read by _inputs
+    kafka = _kafka(cfg.section("kafka", required=True), tier)
+    watched = _strings(cfg, "watchedNamespaces", watched)
+    declared = _declared(cat, cfg, tier, kafka)
+    flink = _flink(cfg.section("flink", required=True), [a.name for a in declared.apps], flink_secret)
     registry = _registry(cfg.section("registry"))
-    feature_store = _feature_store(cfg.section("featureStore"), tier, kafka, topics)
-    gate_settings = _gate_settings(cfg.section("actionGate"), gate)
+    feature_store = _feature_store(cfg.section("featureStore"), tier, kafka, declared.topics)
+    gate_settings = _gate_settings(cfg.section("actionGate"), declared.gate)
     cfg.done()
     cat.done()
-    _cross_checks(problems, tier, kafka, topics, principals)
+    _cross_checks(problems, tier, kafka, declared.topics, declared.principals)
     if problems.items:
-        raise ConfigError(stack, problems.items)
-    platform = Platform(
-        stack=stack,
+        raise ConfigError(problems.stack, problems.items)
+    return Platform(
+        stack=problems.stack,
         tier=tier,
         namespace=namespace,
         kafka=kafka,
-        topics=topics,
-        principals=principals,
-        apps=apps,
+        topics=declared.topics,
+        principals=declared.principals,
+        apps=declared.apps,
         flink=flink,
         registry=registry,
         watched_namespaces=watched,
         allow_load_balancer=allow_lb,
         operator_charts=charts,
         catalog_dir=str(catalog_dir),
-        connect_clusters=clusters,
-        sources=sources,
+        connect_clusters=declared.clusters,
+        sources=declared.sources,
         feature_store=feature_store,
-        action_gate=gate,
+        action_gate=declared.gate,
         gate_settings=gate_settings,
     )
-    # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
-    # before anything is built, or not at all.
-    for key, value, allowed in flink.storage_problems():
+
+
+def _check_assembled(problems: _Problems, platform: Platform) -> None:
+    """Rules over the assembled spec: the same functions the components call, so a stack either fails here,
+    before anything is built, or not at all."""
+    for key, value, allowed in platform.flink.storage_problems():
         problems.add(key, value, allowed)
-    for app in apps:
+    for app in platform.apps:
         try:
             app_flows(platform, app)
         except ValueError as why:
@@ -470,11 +519,8 @@ def load_platform(
     try:
         load_contracts(platform)
     except ContractError as err:
-        prefix = f"stack {stack}: "
+        prefix = f"stack {problems.stack}: "
         problems.items.extend(p if p.startswith(prefix) else prefix + p for p in err.problems)
-    if problems.items:
-        raise ConfigError(stack, problems.items)
-    return platform
 
 
 def _strings(sec: _Section, key: str, values: Iterable[Any]) -> tuple[str, ...]:
