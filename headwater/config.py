@@ -1108,44 +1108,10 @@ def _connect_clusters(
         sec = _Section(
             p, key, {**(body if isinstance(body, dict) else {}), **over}, {k: f"connect.{name}" for k in over}
         )
-        cluster = ConnectCluster(
-            name=name,
-            description=sec.get("description", str, ""),
-            config_topic=sec.get("configTopic", str),
-            offset_topic=sec.get("offsetTopic", str),
-            status_topic=sec.get("statusTopic", str),
-            replicas=sec.get("replicas", int, 1, check=_positive),
-            resources=_resources(sec.section("resources")) if "resources" in sec.data else None,
-            image=sec.get("image", str, None),
-            contract_check=(
-                _plugin_artifact(sec.section("contractCheck")) if "contractCheck" in sec.data else None
-            ),
-        )
-        sec.seen.add("resources")
-        sec.done()
+        cluster = _connect_cluster(sec, name)
         if name in principal_names:
             p.add(key, name, "a name no principal of the catalog has (the cluster is its own principal)")
-        for role, topic in (
-            ("configTopic", cluster.config_topic),
-            ("offsetTopic", cluster.offset_topic),
-            ("statusTopic", cluster.status_topic),
-        ):
-            if not isinstance(topic, str):
-                continue
-            t = by_name.get(topic)
-            if t is None:
-                p.add(sec.path_of(role), topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
-            elif not (isinstance(t.kind, TopicKind) and t.compacted):
-                p.add(sec.path_of(role), topic, f"a compacted topic (kind state); {topic} is kind {t.kind}")
-            elif role == "configTopic" and t.partitions != 1:
-                p.add(
-                    sec.path_of(role), topic, "a topic with 1 partition (Connect orders its configs in one)"
-                )
-            if topic in used:
-                p.add(
-                    sec.path_of(role), topic, f"a topic of this cluster alone; {used[topic]} uses it already"
-                )
-            used[topic] = f"{key}.{role}"
+        _check_internal_topics(sec, cluster, by_name, used)
         out.append(cluster)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(
@@ -1155,6 +1121,51 @@ def _connect_clusters(
         )
     overrides.seen.update(overrides.data)
     return tuple(out)
+
+
+def _connect_cluster(sec: _Section, name: str) -> ConnectCluster:
+    """One Connect cluster from its catalog entry merged with the stack's override."""
+    cluster = ConnectCluster(
+        name=name,
+        description=sec.get("description", str, ""),
+        config_topic=sec.get("configTopic", str),
+        offset_topic=sec.get("offsetTopic", str),
+        status_topic=sec.get("statusTopic", str),
+        replicas=sec.get("replicas", int, 1, check=_positive),
+        resources=_resources(sec.section("resources")) if "resources" in sec.data else None,
+        image=sec.get("image", str, None),
+        contract_check=(
+            _plugin_artifact(sec.section("contractCheck")) if "contractCheck" in sec.data else None
+        ),
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return cluster
+
+
+def _check_internal_topics(
+    sec: _Section, cluster: ConnectCluster, by_name: Mapping[str, Topic], used: dict[str, str]
+) -> None:
+    """Connect's config, offset and status topics are compacted catalog topics (the config topic has one
+    partition), each used by one cluster in one role (`used`: topic -> where it is used, filled as read)."""
+    p = sec.problems
+    for role, topic in (
+        ("configTopic", cluster.config_topic),
+        ("offsetTopic", cluster.offset_topic),
+        ("statusTopic", cluster.status_topic),
+    ):
+        if not isinstance(topic, str):
+            continue
+        t = by_name.get(topic)
+        if t is None:
+            p.add(sec.path_of(role), topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+        elif not (isinstance(t.kind, TopicKind) and t.compacted):
+            p.add(sec.path_of(role), topic, f"a compacted topic (kind state); {topic} is kind {t.kind}")
+        elif role == "configTopic" and t.partitions != 1:
+            p.add(sec.path_of(role), topic, "a topic with 1 partition (Connect orders its configs in one)")
+        if topic in used:
+            p.add(sec.path_of(role), topic, f"a topic of this cluster alone; {used[topic]} uses it already")
+        used[topic] = f"{sec.path}.{role}"
 
 
 def _https_url(value: str) -> str | None:
