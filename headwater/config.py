@@ -1474,7 +1474,6 @@ def _feature_store(
     materializer = sec.section("materializer")
     server = sec.section("server")
     storage = redis.section("storage")
-    features = sorted(t.name for t in topics if t.kind == TopicKind.FEATURE)
     settings = FeatureStoreSettings(
         image=sec.get("image", str, None),
         redis_storage=Storage(
@@ -1508,33 +1507,43 @@ def _feature_store(
     ):
         s.done(keys)
     sec.done(["image", "redis", "materializer", "server"])
+    _check_feature_store(
+        sec.problems, settings, tier, sorted(t.name for t in topics if t.kind == TopicKind.FEATURE)
+    )
+    return settings
+
+
+def _check_feature_store(
+    problems: _Problems, settings: FeatureStoreSettings, tier: Tier, features: list[str]
+) -> None:
+    """The server's client namespaces are DNS labels; the image is pinned, and required when the catalog has
+    feature topics; outside local and dev the online store has TLS and a storage class."""
     for ns in settings.server_client_namespaces:
         if (why := _k8s_name(ns)) is not None:
-            sec.problems.add("featureStore.server.clientNamespaces", ns, why)
+            problems.add("featureStore.server.clientNamespaces", ns, why)
     if features and settings.image is None:
-        sec.problems.add(
+        problems.add(
             "featureStore.image",
             None,
             f"the feature store's image tag or digest (the catalog has feature topics: {', '.join(features)})",
         )
     elif settings.image is not None and settings.image in ("", "latest"):
-        sec.problems.add(
+        problems.add(
             "featureStore.image", settings.image, "a pinned tag (not 'latest') or a digest sha256:..."
         )
     if features and tier in (Tier.STAGING, Tier.PROD) and not settings.redis_tls_secret:
-        sec.problems.add(
+        problems.add(
             "featureStore.redis.tlsSecret",
             None,
             "a Secret with tls.crt, tls.key and ca.crt outside local and dev: the online store's password and "
             "features never cross the network in clear",
         )
     if features and tier in (Tier.STAGING, Tier.PROD) and not settings.redis_storage.storage_class:
-        sec.problems.add(
+        problems.add(
             "featureStore.redis.storage.class",
             None,
             "a storage class (or kafka.storage.class) outside local and dev: the online store persists",
         )
-    return settings
 
 
 def _cross_checks(
