@@ -10,7 +10,7 @@ VENV_FLINK := .venv-flink
 PYTHON := $(VENV)/bin/python
 STACKS := local dev staging prod
 
-.PHONY: help venv venv-flink prometheus redis postgres chromium contract-check lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
+.PHONY: help venv venv-flink prometheus redis postgres chromium contract-check flink-functions lint typecheck test test-unit test-flink test-integration test-under-load test-e2e toolchain control-plane check-stacks render local bench lock clean
 
 help:
 	@echo "make local   run the whole platform on this machine (real Kafka, registry, Flink jobs)"
@@ -77,6 +77,11 @@ postgres:
 contract-check: venv
 	$(PYTHON) -m headwater.jvm build contract-check
 
+# The Flink apps' native functions (flink/functions): the agent-events hot path in the JVM, built the same way
+# into .cache/jvm/flink-functions and put on the local jobs' pipeline.jars (the image builds its own copy).
+flink-functions: venv
+	$(PYTHON) -m headwater.jvm build flink-functions
+
 lock: | $(UV)
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/platform.in -o requirements/platform.lock
 	$(UV) pip compile -q --generate-hashes --python-version 3.11 requirements/flink.in -o requirements/flink.lock
@@ -105,11 +110,11 @@ check-stacks: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater check --stack $$s; done
 	$(VENV)/bin/headwater contracts check
 
-test-flink: venv-flink
+test-flink: venv-flink flink-functions
 	$(VENV_FLINK)/bin/python -m pytest -q tests/flink
 
 # Needs the control plane too: the admission tests run a real kube-apiserver.
-test-integration: venv venv-flink control-plane prometheus redis postgres chromium contract-check
+test-integration: venv venv-flink control-plane prometheus redis postgres chromium contract-check flink-functions
 	$(PYTHON) -m pytest -q tests/integration
 
 # The deploy toolchain, built from Go modules at the versions in headwater/versions.py and cached outside the
@@ -127,20 +132,20 @@ test-e2e: venv toolchain
 
 # The integration suite with every core kept busy by CPU burners the session starts and stops: races
 # between the platform and a loaded machine show up here first.
-test-under-load: venv venv-flink prometheus redis postgres chromium contract-check
+test-under-load: venv venv-flink prometheus redis postgres chromium contract-check flink-functions
 	HEADWATER_TEST_BURN_CPUS=all $(PYTHON) -m pytest -q tests/integration
 
 test: lint typecheck test-unit check-stacks test-flink test-integration test-e2e
 	@echo "make test: all suites passed"
 
 # The whole platform on this machine until Ctrl-C; ARGS passes options, e.g. make local ARGS="--duration 120".
-local: venv venv-flink prometheus redis postgres contract-check
+local: venv venv-flink prometheus redis postgres contract-check flink-functions
 	$(VENV)/bin/headwater local up $(ARGS)
 
 render: venv
 	for s in $(STACKS); do $(VENV)/bin/headwater render --stack $$s --out out/$$s; done
 
-bench: venv venv-flink
+bench: venv venv-flink flink-functions
 	$(PYTHON) bench/render_bench.py
 	$(PYTHON) bench/dataplane_bench.py $(ARGS)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import tempfile
 import time
@@ -424,7 +425,8 @@ def run(events: int, latency_seconds: float, state: Path, timeout: float, load_s
             f"anchor (transactional pass-through, commit every {interval_s:g}s): "
             f"{anchored['events_s']:,.0f} events/s, {anchored['cpu_us_per_event']:.0f} us CPU/event in the "
             f"client, broker {broker_anchor / backlog.records * 1e6:.0f} us/event",
-            f"agent-events: {drained['events_s']:,.0f} events/s = {ratio:.1%} of the anchor",
+            f"agent-events ({'every record through Python' if os.environ.get('HEADWATER_NATIVE_COMMON_CASE') == 'false' else 'native common case'}): "
+            f"{drained['events_s']:,.0f} events/s = {ratio:.1%} of the anchor",
             "agent-events CPU for the whole run: "
             + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(cpu_job.items()))
             + f"; broker during the drain {broker_job:.1f}s",
@@ -464,7 +466,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up draining after this long")
     parser.add_argument("--state-dir", type=Path, help="keep the broker's and job's state here")
+    parser.add_argument(
+        "--python-only",
+        action="store_true",
+        help="run agent-events with every record through its Python function (the path before the native "
+        "common case), for comparison",
+    )
     args = parser.parse_args(argv)
+    if args.python_only:
+        # The app reads its options from HEADWATER_<OPTION> too; the local job inherits this environment.
+        os.environ["HEADWATER_NATIVE_COMMON_CASE"] = "false"
     if args.events < 1000:
         parser.error(f"--events {args.events}: allowed: at least 1000")
     if not 0 < args.latency_load <= 1:

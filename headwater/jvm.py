@@ -20,8 +20,11 @@ from headwater import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 POMS = ROOT / "jvm"
-# Our own JVM code: Maven projects built (tests included) into the cache, e.g. the Connect contract check.
-PROJECTS = ROOT / "connect"
+# Our own JVM code: Maven projects built (tests included) into the cache, by name.
+PROJECTS = {
+    "contract-check": ROOT / "connect" / "contract-check",  # the Connect transform checking outbox payloads
+    "flink-functions": ROOT / "flink" / "functions",  # native functions of the Flink apps' hot paths
+}
 CACHE = Path(os.environ.get("HEADWATER_CACHE", ROOT / ".cache")) / "jvm"
 
 
@@ -98,16 +101,15 @@ def _project_stamp(project: Path, props: dict[str, str]) -> str:
 
 
 def build(name: str, *, quiet: bool = False) -> Path:
-    """Build our Maven project `connect/<name>` (its unit tests run too) and return its jar in the cache.
+    """Build our Maven project `name` (see PROJECTS; its unit tests run too) and return its jar in the cache.
 
     The project's version is `versions.<NAME>_VERSION` (`-Drevision`), the other versions as in `fetch`; the
     build goes to `.cache/jvm/<name>/`, and a stamp keyed on the sources and versions makes repeated calls free.
     Maven keeps what it downloads in its local repository, so a rebuild needs no network.
     """
-    project = PROJECTS / name
-    if not (project / "pom.xml").is_file():
-        known = sorted(p.name for p in PROJECTS.iterdir() if (p / "pom.xml").is_file())
-        raise ValueError(f"unknown JVM project {name!r}; known projects: {', '.join(known)}")
+    project = PROJECTS.get(name)
+    if project is None:
+        raise ValueError(f"unknown JVM project {name!r}; known projects: {', '.join(sorted(PROJECTS))}")
     revision = getattr(versions, name.upper().replace("-", "_") + "_VERSION", None)
     if not isinstance(revision, str):
         raise ValueError(f"headwater/versions.py pins no {name.upper().replace('-', '_')}_VERSION")

@@ -58,6 +58,9 @@ MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 # built locally by headwater.jvm, published by the platform team to the repository each stack names
 # (connect.<cluster>.contractCheck), as dev.headwater.connect:contract-check:<this version>.
 CONTRACT_CHECK_VERSION = "0.1.0"
+# Our own native Flink functions (flink/functions): the agent-events hot path in the JVM. Built locally by
+# headwater.jvm onto the jobs' pipeline.jars; built into the apps' image by flink_apps/Dockerfile.
+FLINK_FUNCTIONS_VERSION = "0.1.0"
 
 # Schema registry
 APICURIO_REGISTRY_VERSION = "3.3.3"

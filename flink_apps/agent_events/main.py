@@ -39,6 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=24 * 3600 * 1000,
         help="how long event ids are remembered",
     )
+    cli.option(
+        parser,
+        "--native-common-case",
+        type=cli.flag,
+        default=True,
+        help="decide provably valid events in the JVM (flink/functions); false sends every record through "
+        "Python (for comparison)",
+    )
     cli.add_watermark_options(parser, records="events")
     return cli.parse(parser, argv)
 
@@ -71,15 +79,17 @@ def build_job(args: argparse.Namespace) -> StreamExecutionEnvironment:
         dedup_ttl_ms=args.dedup_ttl_ms,
         max_out_of_orderness_ms=args.max_out_of_orderness_ms,
         idle_timeout_ms=args.idle_timeout_ms,
+        native=args.native_common_case,
     )
     LOG.info(
-        "agent_events: %s -> %s (schema id %d), %s (schema id %d); group %s; kafka %r",
+        "agent_events: %s -> %s (schema id %d), %s (schema id %d); group %s; native common case %s; kafka %r",
         args.source_topic,
         args.sink_topic,
         config.signals.schema_id,
         args.dead_letter_topic,
         config.dead_letters.schema_id,
         args.group_id,
+        config.native,
         connection,
     )
 

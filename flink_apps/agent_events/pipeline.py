@@ -1,36 +1,45 @@
 """Flink wiring of the agent event pipeline; every decision about a record is made in `logic`.
 
-What runs where, and why (decided by a profile: Python was ~70% of the CPU per event when every stage was a
-Python DataStream operator, each crossing between JVM and Python costing more than the work itself):
+What runs where, and why (decided by profiles: first Python was ~70% of the CPU per event when every stage
+was a Python DataStream operator; then, with one batched Python function per record, the Python worker and
+the exchange with it still cost ~120 us per record while the JVM alone carried the rest at 4x the rate):
 
     Kafka source (native, offsets in checkpoints)
-      -> check_events: ONE Python scalar function per record, batched in bundles: validate against the
-         contract (compiled validator; the full validator only explains rejects), normalize, and encode the
-         signal or the dead letter (Avro, registry id) -> (valid, event_id, event_time, key, value, ts)
+      -> native: accept_agent_event, a Java function (flink/functions, AcceptAgentEvent) that validates,
+         normalizes and Avro-encodes every record it can prove valid: the common case never leaves the JVM
+      -> the rest (rejects, and the rare valid record outside the Java function's domain: non-ASCII text,
+         floats, ...) -> check_events: ONE Python scalar function per record, batched in bundles, which has
+         the last word: validate against the contract (compiled validator; the full validator only explains
+         rejects), normalize, and encode the signal or the dead letter (Avro, registry id)
+      -> both as (valid, event_id, event_time, key, value, ts)
       -> native: rejects -> dead-letter sink (Kafka, exactly once)
       -> native: event-time watermarks on the valid events' occurred_at (bounded out-of-orderness, idleness)
       -> native: dedup by event id (first row per key on processing time; RocksDB state with TTL, expired
          entries dropped by compaction as Flink does by default)
       -> signals sink (Kafka, exactly once)
 
-Trace context: the `traceparent` of each output record is computed natively next to the Python function (a
-SQL expression over the source's `headers` metadata and its position, forwarded past the Python operator in
-the JVM): the raw record's trace continues with a span id derived from the raw record's topic, partition and
-offset (`flink_apps.common.tracing`), on signals and dead letters alike. No SDK call, no exporter, no Python.
+The two paths give byte-identical signals for every record both decide (tests/flink holds them equal on a
+corpus); `AgentEventsConfig.native=False` runs every record through Python (the benchmark's comparison).
+
+Trace context: the `traceparent` of each output record is computed natively next to the functions (a SQL
+expression over the source's `headers` metadata and its position, forwarded in the JVM): the raw record's
+trace continues with a span id derived from the raw record's topic, partition and offset
+(`flink_apps.common.tracing`), on signals and dead letters alike. No SDK call, no exporter, no Python.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Row
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment, Table
-from pyflink.table.expressions import call, call_sql, col
+from pyflink.table.expressions import call, call_sql, col, if_then_else, null_of
 from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedFunctionWrapper, udf
 
-from flink_apps.agent_events.logic import AgentEvent, Contract, SourceRecord
+from flink_apps.agent_events.logic import CONTRACT, AgentEvent, Contract, SourceRecord
 from flink_apps.common import runtime
 from flink_apps.common.flink_io import epoch_millis
 from flink_apps.common.tracing import TRACEPARENT, hop_traceparent_sql
@@ -42,6 +51,11 @@ INVALID = "events_invalid"
 
 SIGNALS = "signals"
 DEAD_LETTERS = "dead_letters"
+
+# The native common case (flink/functions): its class, the name it is registered under, its result's fields.
+NATIVE_CLASS = "dev.headwater.flink.AcceptAgentEvent"
+NATIVE_FUNCTION = "accept_agent_event"
+DECIDED = "decided"
 
 _CHECKED_COLUMNS: list[tuple[str, Any]] = [
     ("valid", DataTypes.BOOLEAN()),
@@ -63,6 +77,8 @@ class AgentEventsConfig:
     dedup_ttl_ms: int = 24 * 3600 * 1000
     max_out_of_orderness_ms: int = 30_000
     idle_timeout_ms: int = 60_000
+    # Valid records in the plain domain decided in the JVM; False: every record through Python.
+    native: bool = True
 
     def __post_init__(self) -> None:
         for name in ("dedup_ttl_ms", "max_out_of_orderness_ms", "idle_timeout_ms"):
@@ -120,21 +136,25 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
         name="check_agent_events",
     )
     assert isinstance(check, UserDefinedFunctionWrapper)  # udf() on an instance wraps it at once
-    checked_call = call(check, col("value"), col("topic"), col("partition"), col("offset"), col("timestamp"))
+    position = [col("value"), col("topic"), col("partition"), col("offset"), col("timestamp")]
     columns = list(_CHECKED_COLUMNS)
     out = [col("k"), col("v"), col("ts")]
+    carried = []
     traced = "headers" in source.get_schema().get_field_names()
     if traced:
         traceparent = call_sql(hop_traceparent_sql("headers", "topic", "partition", "offset"))
-        checked = source.select(checked_call.alias("r"), traceparent.alias(TRACEPARENT))
-        checked = checked.select(col("r").flatten, col(TRACEPARENT))
+        carried.append(traceparent.alias(TRACEPARENT))
         columns.append((TRACEPARENT, DataTypes.STRING()))
         out.append(col(TRACEPARENT))
+    if config.native:
+        checked = _native_first(t_env, source, config, check, position, carried)
     else:
-        checked = source.select(checked_call.alias("r")).select(col("r").flatten)
+        checked = source.select(call(check, *position).alias("r"), *carried).select(
+            col("r").flatten, *(col(TRACEPARENT) for _ in carried)
+        )
     checked = checked.alias(*(name for name, _ in columns))
-    # One evaluation of the Python function feeds both branches: branch on a stream, not on the table plan
-    # (each plan translated on its own would read Kafka and call Python again).
+    # Each evaluation of a function feeds both branches: branch on a stream, not on the table plan (each
+    # plan translated on its own would read Kafka and call the functions again).
     branch = t_env.to_data_stream(checked)
     rejects = t_env.from_data_stream(branch, _schema(columns).build())
     dead_letters = rejects.where(col("valid").is_false).select(*out)
@@ -159,6 +179,71 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
         ") WHERE rn = 1"
     )
     return {SIGNALS: signals, DEAD_LETTERS: dead_letters}
+
+
+def _native_first(
+    t_env: StreamTableEnvironment,
+    source: Table,
+    config: AgentEventsConfig,
+    check: UserDefinedFunctionWrapper,
+    position: list[Any],
+    carried: list[Any],
+) -> Table:
+    """The Java function on every record; the Python function only on what the Java one left undecided.
+
+    Both results have the Python function's columns (plus the carried ones). The Java function's result
+    crosses a stream boundary first, so the planner cannot merge it into the two filters and evaluate it twice.
+    """
+    register_native(t_env, config)
+    names = ["value", "topic", "partition", "offset", "timestamp"]
+    native = source.select(call(NATIVE_FUNCTION, *position).alias("n"), *position, *carried)
+    # Only undecided records need their raw bytes past this point. (The function is not deterministic to the
+    # planner, so merging this projection into the one above cannot evaluate it twice.)
+    native = native.select(
+        col("n"),
+        if_then_else(col("n").get(DECIDED), null_of(DataTypes.BYTES()), col("value")).alias("value"),
+        *(col(name) for name in names[1:]),
+        *(col(TRACEPARENT) for _ in carried),
+    )
+    records = t_env.from_data_stream(t_env.to_data_stream(native))
+    kept = [col(TRACEPARENT)] if carried else []
+    decided = records.where(col("n").get(DECIDED)).select(
+        *(col("n").get(name).alias(name) for name, _ in _CHECKED_COLUMNS), *kept
+    )
+    undecided = (
+        records.where(col("n").get(DECIDED).is_false)
+        .select(call(check, *(col(name) for name in names)).alias("r"), *kept)
+        .select(col("r").flatten, *kept)
+    )
+    return decided.union_all(
+        undecided.alias(*(name for name, _ in _CHECKED_COLUMNS), *(TRACEPARENT for _ in kept))
+    )
+
+
+def register_native(t_env: StreamTableEnvironment, config: AgentEventsConfig) -> None:
+    """Register the Java function, built with the contract and the signals' schema and registry id.
+
+    Built on the client through the JVM gateway (PyFlink registers Java functions by class name only, and
+    this one needs its configuration): its jar is on the job's classpath (`pipeline.jars` locally, Flink's
+    lib/ in the image), and it fails here, at job build time, on a contract it cannot read."""
+    from py4j.java_gateway import JavaClass
+    from pyflink.java_gateway import get_gateway
+
+    function_class = get_gateway().jvm
+    for part in NATIVE_CLASS.split("."):
+        function_class = getattr(function_class, part)
+    if not isinstance(function_class, JavaClass):  # py4j names an unknown class a package
+        raise RuntimeError(
+            f"{NATIVE_CLASS} is not on the job's classpath: build it with `python -m headwater.jvm build "
+            "flink-functions` and pass the jar in --pipeline-jars (the image has it in /opt/flink/lib)"
+        )
+    function = function_class(
+        json.dumps(config.contract.schema),
+        CONTRACT,
+        json.dumps(config.signals.definition),
+        config.signals.schema_id,
+    )
+    t_env._j_tenv.createTemporarySystemFunction(NATIVE_FUNCTION, function)
 
 
 def _schema(columns: list[tuple[str, Any]]) -> Any:

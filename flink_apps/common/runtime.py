@@ -16,17 +16,25 @@ def create_environment(
 ) -> StreamExecutionEnvironment:
     """A stream environment whose Python workers use this interpreter, with `jars` on the job's classpath.
 
-    In the image the connector jar sits in /opt/flink/lib and `jars` stays empty; local runs pass the jars
-    fetched into .cache/jvm/flink-connectors.
+    In the image the connector jar and our native functions sit in /opt/flink/lib and `jars` stays empty;
+    local runs pass the jars fetched into .cache/jvm/flink-connectors and the flink-functions jar built by
+    headwater.jvm.
     """
     conf = Configuration()
     # The workers must run the interpreter (and so the packages) the job was built with.
     conf.set_string("python.executable", sys.executable)
-    if jars:
-        conf.set_string("pipeline.jars", ";".join(_jar_url(j) for j in jars))
+    urls = [_jar_url(j) for j in jars]
+    if urls:
+        conf.set_string("pipeline.jars", ";".join(urls))
     for key, value in (settings or {}).items():
         conf.set_string(key, value)
-    return StreamExecutionEnvironment.get_execution_environment(conf)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    if urls:
+        # Also on the client's class loader: functions the job builds through the gateway come from them.
+        from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+        add_jars_to_context_class_loader(urls)
+    return env
 
 
 def _jar_url(jar: str | Path) -> str:

@@ -71,6 +71,7 @@ class AvroCodec:
         writer_schemas: Callable[[int], Mapping[str, Any]] | None = None,
     ) -> None:
         self.schema_id = schema_id
+        self.definition: dict[str, Any] = dict(schema)  # the schema as given (native encoders take it)
         self.full_name = f"{schema.get('namespace', '')}.{schema.get('name', '')}".lstrip(".")
         self._schema = fastavro.parse_schema(dict(schema))
         self._writer_schemas = writer_schemas

@@ -244,6 +244,8 @@ class LocalFlinkJob:
         jars = sorted(jvm.fetch("flink-connectors", quiet=True).glob("*.jar"))
         if not jars:
             raise LocalFlinkError("the flink-connectors artifact set holds no jar")
+        # The apps' native functions (flink/functions), as the image has them in Flink's lib/.
+        jars.append(jvm.build("flink-functions", quiet=True))
         args += ["--pipeline-jars", ",".join(str(j) for j in jars)]
         for key, value in self.flink_settings(restore_from).items():
             args += ["--flink-conf", f"{key}={value}"]

@@ -21,7 +21,7 @@ from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
 from flink_apps.common import runtime
 from flink_apps.common.flink_io import SOURCE_RECORD_TYPE
-from headwater import flink_conf
+from headwater import flink_conf, jvm
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ def minicluster_settings(
 
 
 def environment(work: Path, extra: dict[str, str] | None = None, **kwargs: Any) -> StreamExecutionEnvironment:
-    return runtime.create_environment({**minicluster_settings(work, **kwargs), **(extra or {})})
+    """A MiniCluster environment with the apps' settings and their native functions on the classpath."""
+    settings = {**minicluster_settings(work, **kwargs), **(extra or {})}
+    return runtime.create_environment(settings, jars=[jvm.build("flink-functions", quiet=True)])
 
 
 def completed_checkpoints(work: Path, job_id: str) -> list[Path]:

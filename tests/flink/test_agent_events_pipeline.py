@@ -21,13 +21,14 @@ from flink_harness import Raw, committed, environment, file_sink, records_source
 from flink_apps.agent_events import logic, pipeline
 
 
-def config() -> pipeline.AgentEventsConfig:
+def config(*, native: bool = True) -> pipeline.AgentEventsConfig:
     return pipeline.AgentEventsConfig(
         contract=contract(),
         signals=signals_codec(),
         dead_letters=dead_letters_codec(),
         max_out_of_orderness_ms=5_000,
         idle_timeout_ms=2_000,
+        native=native,
     )
 
 
@@ -67,13 +68,16 @@ EXPECTED_DEAD = {
 
 
 @pytest.mark.timeout(180)
-def test_valid_events_become_signals_once_and_every_bad_record_a_dead_letter(tmp_path: Path) -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["native-common-case", "python-only"])
+def test_valid_events_become_signals_once_and_every_bad_record_a_dead_letter(
+    tmp_path: Path, native: bool
+) -> None:
     env = environment(tmp_path)
     records = [
         Raw(value, partition, offset, BASE_MS + 60_000 + i)
         for i, (partition, offset, value) in enumerate(INPUT)
     ]
-    outputs = pipeline.build(env, records_source(env, records), config())
+    outputs = pipeline.build(env, records_source(env, records), config(native=native))
     file_sink(outputs[pipeline.SIGNALS], tmp_path / "signals", "signals")
     file_sink(outputs[pipeline.DEAD_LETTERS], tmp_path / "dead-letters", "dead-letters")
     env.execute("agent_events test")

@@ -35,6 +35,7 @@ def test_image_pins_match_the_project(app: str, jar_sha256: str) -> None:
     assert args["FLINK_VERSION"] == versions.FLINK_VERSION
     assert args["FLINK_KAFKA_CONNECTOR_VERSION"] == versions.FLINK_KAFKA_CONNECTOR_VERSION
     assert args["FLINK_KAFKA_CONNECTOR_SHA256"] == jar_sha256
+    assert args["FLINK_FUNCTIONS_VERSION"] == versions.FLINK_FUNCTIONS_VERSION
     makefile = (ROOT / "Makefile").read_text()
     assert f"UV_VERSION := {args['UV_VERSION']}\n" in makefile
     assert f"--python-version {args['PYTHON_VERSION']} requirements/flink.in" in makefile
@@ -47,6 +48,9 @@ def test_image_runs_the_app_as_the_flink_user_from_the_lock(app: str) -> None:
     assert "--require-hashes" in text and "requirements/flink.lock" in text
     assert '-m "flink_apps.${APP}.main" --help' in text and (ROOT / "flink_apps" / app / "main.py").is_file()
     assert "ENV HEADWATER_APP=${APP}" in text
+    # The native functions come from this repository's Maven project, tested in the build.
+    assert "COPY flink/functions/ /build/flink/functions/" in text and " package;" in text
+    assert "COPY --from=functions --chmod=0644 /flink-functions.jar /opt/flink/lib/" in text
     users = re.findall(r"^USER (\S+)$", text, flags=re.MULTILINE)
     assert users[-1] == "flink"
 
