@@ -10,32 +10,53 @@ from __future__ import annotations
 
 import argparse
 import gc
+import shutil
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from headwater.config import CATALOG_DIR, load_platform, load_stack_config, read_yaml
 from headwater_cli.render import dump, render_stack
 
 
-def synthetic_catalog(n_topics: int, n_principals: int) -> dict[str, Any]:
-    """Domains of 50 topics; each principal consumes 3 topics and produces 2, some transactionally."""
+def synthetic_catalog(n_topics: int, n_principals: int, folder: Path) -> dict[str, Any]:
+    """Domains of 50 topics; each principal consumes 3 topics and produces 2, some transactionally.
+
+    Every synthetic topic has a data contract (a copy, in `folder`'s schemas/, of a shipped topic's schema of the
+    same kind, with its key); the synthetic principals' flows name synthetic topics only (never the action
+    path's, whose flows follow from its roles), and the materializer reads the synthetic feature topics too."""
     base = read_yaml(CATALOG_DIR / "catalog.yaml")
+    shutil.copytree(CATALOG_DIR / "schemas", folder / "schemas")
     topics = dict(base["topics"])
     kinds = ["events", "events", "state", "feature", "deadletter", "outbox"]
+    contracts: dict[str, dict[str, str]] = {}
+    for body in base["topics"].values():
+        if body.get("schema") and body["kind"] in kinds:
+            contracts.setdefault(body["kind"], {"schema": body["schema"], "key": body["key"]})
+    names: list[str] = []
     for i in range(n_topics - len(topics)):
-        topics[f"domain{i // 50}.dataset{i}.v1"] = {
+        name = f"domain{i // 50}.dataset{i}.v1"
+        names.append(name)
+        topics[name] = {
             "owner": f"team-{i // 50}",
             "sla": ["gold", "silver", "bronze"][i % 3],
             "kind": kinds[i % len(kinds)],
             "partitions": 6 + i % 7,
-            "key": "entity_id",
             "retention": f"{1 + i % 14}d",
             "description": f"synthetic dataset {i}",
+            "key": contracts[kinds[i % len(kinds)]]["key"],
         }
-    names = sorted(topics)
-    principals = dict(base["principals"])
+        shipped = Path(contracts[kinds[i % len(kinds)]]["schema"])
+        topics[name]["schema"] = f"schemas/{name}{shipped.suffix}"
+        shutil.copyfile(CATALOG_DIR / shipped, folder / topics[name]["schema"])
+    names.sort()
+    principals = {
+        name: _with_synthetic_features(body, base["topics"], topics)
+        for name, body in base["principals"].items()
+    }
     for j in range(n_principals - len(principals)):
         principals[f"svc-{j}"] = {
             "kind": "service" if j % 2 else "app",
@@ -47,6 +68,28 @@ def synthetic_catalog(n_topics: int, n_principals: int) -> dict[str, Any]:
             ],
         }
     return {**base, "topics": topics, "principals": principals}
+
+
+def _with_synthetic_features(
+    principal: dict[str, Any], shipped: dict[str, Any], topics: dict[str, Any]
+) -> dict[str, Any]:
+    """The materializer (it consumes every shipped feature topic, in one group, and produces only a dead-letter
+    topic) consumes the synthetic feature topics too; any other principal as it is."""
+    features = {n for n, t in shipped.items() if t["kind"] == "feature"}
+    consumes = principal.get("consumes", [])
+    groups = {c["group"] for c in consumes if c["topic"] in features}
+    produces = [f["topic"] for f in principal.get("produces", [])]
+    if not ({c["topic"] for c in consumes} >= features and len(groups) == 1 and len(produces) == 1):
+        return principal
+    if shipped.get(produces[0], {}).get("kind") != "deadletter":
+        return principal
+    group = groups.pop()
+    added = [
+        {"topic": n, "group": group}
+        for n, t in topics.items()
+        if t["kind"] == "feature" and n not in features
+    ]
+    return {**principal, "consumes": consumes + added}
 
 
 def measure(label: str, fn: Callable[[], Any]) -> Any:
@@ -73,14 +116,17 @@ def main() -> None:
     base_objs, base_render, base_peak = measure(
         "baseline: render + YAML", lambda: [dump(o) for o in render_stack(base_platform)]
     )
-    catalog = synthetic_catalog(args.topics, args.principals)
-    label = f"{args.topics} topics, {args.principals} principals"
-    platform, load_s, _ = measure(
-        f"load+validate {label}", lambda: load_platform(args.stack, config, catalog)
-    )
-    objs, render_s, peak = measure(
-        f"render + YAML {label}", lambda: [dump(o) for o in render_stack(platform)]
-    )
+    with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
+        folder = Path(tmp)  # the synthetic catalog's schemas, read by the loader and the render
+        catalog = synthetic_catalog(args.topics, args.principals, folder)
+        label = f"{args.topics} topics, {args.principals} principals"
+        platform, load_s, _ = measure(
+            f"load+validate {label}",
+            lambda: load_platform(args.stack, config, catalog, catalog_dir=folder),
+        )
+        objs, render_s, peak = measure(
+            f"render + YAML {label}", lambda: [dump(o) for o in render_stack(platform)]
+        )
     print(f"objects: baseline {len(base_objs)}, synthetic {len(objs)}")
     print(
         f"ratio synthetic/baseline: load {load_s / base_load:.1f}x, render {render_s / base_render:.1f}x, "

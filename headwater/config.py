@@ -396,10 +396,26 @@ def load_platform(
     --path flink.s3Credentials.secretKey ...`); credentials are only accepted from those.
     """
     secret_keys = frozenset(k.split(":", 1)[-1] for k in secret_keys)
+    problems = _Problems(stack)
+    config, catalog, catalog_dir = _inputs(problems, config, catalog, catalog_dir)
+    platform = _platform(problems, config, catalog, catalog_dir, "flink" in secret_keys)
+    _check_assembled(problems, platform)
+    if problems.items:
+        raise ConfigError(stack, problems.items)
+    return platform
+
+
+def _inputs(
+    problems: _Problems,
+    config: Mapping[str, Any] | None,
+    catalog: Mapping[str, Any] | None,
+    catalog_dir: Path | None,
+) -> tuple[Mapping[str, Any], Mapping[str, Any], Path]:
+    """The stack's settings, the catalog and its folder: read from the files unless given."""
+    stack = problems.stack
     if config is None:
         config = load_stack_config(stack)
         refuse_encrypted(stack, config)
-    problems = _Problems(stack)
     if not isinstance(config, Mapping):
         problems.add("config", _brief(config), f"a mapping of `{NAMESPACE}:<key>: value` settings")
         config = {}
@@ -410,17 +426,24 @@ def load_platform(
     if not isinstance(catalog, Mapping):
         problems.add("catalog", _brief(catalog), "a mapping with topics, principals and apps")
         catalog = {}
-    cfg = _Section(problems, "", config)
-    cat = _Section(problems, "catalog", catalog)
+    return config, catalog, catalog_dir
 
-    tier = cfg.choice("environment", Tier)
-    namespace = cfg.get("namespace", str, "headwater", check=_k8s_name)
-    watched = tuple(cfg.get("watchedNamespaces", list, [namespace]))
-    allow_lb = cfg.get("allowLoadBalancer", bool, False)
-    charts = cfg.get("operatorCharts", str, None, check=_charts_folder)
-    cfg.seen.add("catalog")  # read above
-    kafka = _kafka(cfg.section("kafka", required=True), tier)
-    watched = _strings(cfg, "watchedNamespaces", watched)
+
+@dataclass(frozen=True)
+class _Declared:
+    """What the catalog declares, with the stack's overrides merged in."""
+
+    topics: tuple[Topic, ...]
+    gate: ActionGate | None
+    principals: tuple[Principal, ...]
+    clusters: tuple[ConnectCluster, ...]
+    sources: tuple[Source, ...]
+    apps: tuple[App, ...]
+
+
+def _declared(cat: _Section, cfg: _Section, tier: Tier, kafka: KafkaSettings) -> _Declared:
+    """The catalog's topics, action path, principals, Connect clusters (each also a principal), sources and apps,
+    each read with what it refers to already read."""
     topics = _topics(cat, cfg.section("topics"), kafka)
     gate = _action_gate(cat, topics)
     principals = _principals(cat, cfg.section("principals"), kafka, {t.name for t in topics}, gate)
@@ -429,40 +452,66 @@ def load_platform(
     _contract_checks(cat.problems, clusters, sources)
     principals += tuple(connect_principal(c, sources, kafka.authentication) for c in clusters)
     apps = _apps(cat, {p.name for p in principals})
-    flink = _flink(cfg.section("flink", required=True), [a.name for a in apps], "flink" in secret_keys)
+    return _Declared(topics, gate, principals, clusters, sources, apps)
+
+
+def _platform(
+    problems: _Problems,
+    config: Mapping[str, Any],
+    catalog: Mapping[str, Any],
+    catalog_dir: Path,
+    flink_secret: bool,
+) -> Platform:
+    """Every setting of the stack and the catalog, read and checked in one pass (ConfigError if any is wrong),
+    assembled into the platform spec."""
+    cfg = _Section(problems, "", config)
+    cat = _Section(problems, "catalog", catalog)
+    tier = cfg.choice("environment", Tier)
+    namespace = cfg.get("namespace", str, "headwater", check=_k8s_name)
+    watched = tuple(cfg.get("watchedNamespaces", list, [namespace]))
+    allow_lb = cfg.get("allowLoadBalancer", bool, False)
+    charts = cfg.get("operatorCharts", str, None, check=_charts_folder)
+    cfg.seen.add("catalog")  # read by _inputs
+    kafka = _kafka(cfg.section("kafka", required=True), tier)
+    watched = _strings(cfg, "watchedNamespaces", watched)
+    declared = _declared(cat, cfg, tier, kafka)
+    flink = _flink(cfg.section("flink", required=True), [a.name for a in declared.apps], flink_secret)
     registry = _registry(cfg.section("registry"))
-    feature_store = _feature_store(cfg.section("featureStore"), tier, kafka, topics)
-    gate_settings = _gate_settings(cfg.section("actionGate"), gate, tier)
+    feature_store = _feature_store(cfg.section("featureStore"), tier, kafka, declared.topics)
+    gate_settings = _gate_settings(cfg.section("actionGate"), declared.gate, tier)
     cfg.done()
     cat.done()
-    _cross_checks(problems, tier, kafka, topics, principals)
+    _cross_checks(problems, tier, kafka, declared.topics, declared.principals)
     if problems.items:
-        raise ConfigError(stack, problems.items)
-    platform = Platform(
-        stack=stack,
+        raise ConfigError(problems.stack, problems.items)
+    return Platform(
+        stack=problems.stack,
         tier=tier,
         namespace=namespace,
         kafka=kafka,
-        topics=topics,
-        principals=principals,
-        apps=apps,
+        topics=declared.topics,
+        principals=declared.principals,
+        apps=declared.apps,
         flink=flink,
         registry=registry,
         watched_namespaces=watched,
         allow_load_balancer=allow_lb,
         operator_charts=charts,
         catalog_dir=str(catalog_dir),
-        connect_clusters=clusters,
-        sources=sources,
+        connect_clusters=declared.clusters,
+        sources=declared.sources,
         feature_store=feature_store,
-        action_gate=gate,
+        action_gate=declared.gate,
         gate_settings=gate_settings,
     )
-    # Rules over the assembled spec: the same functions the components call, so a stack either fails here,
-    # before anything is built, or not at all.
-    for key, value, allowed in flink.storage_problems():
+
+
+def _check_assembled(problems: _Problems, platform: Platform) -> None:
+    """Rules over the assembled spec: the same functions the components call, so a stack either fails here,
+    before anything is built, or not at all."""
+    for key, value, allowed in platform.flink.storage_problems():
         problems.add(key, value, allowed)
-    for app in apps:
+    for app in platform.apps:
         try:
             app_flows(platform, app)
         except ValueError as why:
@@ -471,11 +520,8 @@ def load_platform(
     try:
         load_contracts(platform)
     except ContractError as err:
-        prefix = f"stack {stack}: "
+        prefix = f"stack {problems.stack}: "
         problems.items.extend(p if p.startswith(prefix) else prefix + p for p in err.problems)
-    if problems.items:
-        raise ConfigError(stack, problems.items)
-    return platform
 
 
 def _strings(sec: _Section, key: str, values: Iterable[Any]) -> tuple[str, ...]:
@@ -1125,44 +1171,10 @@ def _connect_clusters(
         sec = _Section(
             p, key, {**(body if isinstance(body, dict) else {}), **over}, {k: f"connect.{name}" for k in over}
         )
-        cluster = ConnectCluster(
-            name=name,
-            description=sec.get("description", str, ""),
-            config_topic=sec.get("configTopic", str),
-            offset_topic=sec.get("offsetTopic", str),
-            status_topic=sec.get("statusTopic", str),
-            replicas=sec.get("replicas", int, 1, check=_positive),
-            resources=_resources(sec.section("resources")) if "resources" in sec.data else None,
-            image=sec.get("image", str, None),
-            contract_check=(
-                _plugin_artifact(sec.section("contractCheck")) if "contractCheck" in sec.data else None
-            ),
-        )
-        sec.seen.add("resources")
-        sec.done()
+        cluster = _connect_cluster(sec, name)
         if name in principal_names:
             p.add(key, name, "a name no principal of the catalog has (the cluster is its own principal)")
-        for role, topic in (
-            ("configTopic", cluster.config_topic),
-            ("offsetTopic", cluster.offset_topic),
-            ("statusTopic", cluster.status_topic),
-        ):
-            if not isinstance(topic, str):
-                continue
-            t = by_name.get(topic)
-            if t is None:
-                p.add(sec.path_of(role), topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
-            elif not (isinstance(t.kind, TopicKind) and t.compacted):
-                p.add(sec.path_of(role), topic, f"a compacted topic (kind state); {topic} is kind {t.kind}")
-            elif role == "configTopic" and t.partitions != 1:
-                p.add(
-                    sec.path_of(role), topic, "a topic with 1 partition (Connect orders its configs in one)"
-                )
-            if topic in used:
-                p.add(
-                    sec.path_of(role), topic, f"a topic of this cluster alone; {used[topic]} uses it already"
-                )
-            used[topic] = f"{key}.{role}"
+        _check_internal_topics(sec, cluster, by_name, used)
         out.append(cluster)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(
@@ -1172,6 +1184,51 @@ def _connect_clusters(
         )
     overrides.seen.update(overrides.data)
     return tuple(out)
+
+
+def _connect_cluster(sec: _Section, name: str) -> ConnectCluster:
+    """One Connect cluster from its catalog entry merged with the stack's override."""
+    cluster = ConnectCluster(
+        name=name,
+        description=sec.get("description", str, ""),
+        config_topic=sec.get("configTopic", str),
+        offset_topic=sec.get("offsetTopic", str),
+        status_topic=sec.get("statusTopic", str),
+        replicas=sec.get("replicas", int, 1, check=_positive),
+        resources=_resources(sec.section("resources")) if "resources" in sec.data else None,
+        image=sec.get("image", str, None),
+        contract_check=(
+            _plugin_artifact(sec.section("contractCheck")) if "contractCheck" in sec.data else None
+        ),
+    )
+    sec.seen.add("resources")
+    sec.done()
+    return cluster
+
+
+def _check_internal_topics(
+    sec: _Section, cluster: ConnectCluster, by_name: Mapping[str, Topic], used: dict[str, str]
+) -> None:
+    """Connect's config, offset and status topics are compacted catalog topics (the config topic has one
+    partition), each used by one cluster in one role (`used`: topic -> where it is used, filled as read)."""
+    p = sec.problems
+    for role, topic in (
+        ("configTopic", cluster.config_topic),
+        ("offsetTopic", cluster.offset_topic),
+        ("statusTopic", cluster.status_topic),
+    ):
+        if not isinstance(topic, str):
+            continue
+        t = by_name.get(topic)
+        if t is None:
+            p.add(sec.path_of(role), topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+        elif not (isinstance(t.kind, TopicKind) and t.compacted):
+            p.add(sec.path_of(role), topic, f"a compacted topic (kind state); {topic} is kind {t.kind}")
+        elif role == "configTopic" and t.partitions != 1:
+            p.add(sec.path_of(role), topic, "a topic with 1 partition (Connect orders its configs in one)")
+        if topic in used:
+            p.add(sec.path_of(role), topic, f"a topic of this cluster alone; {used[topic]} uses it already")
+        used[topic] = f"{sec.path}.{role}"
 
 
 def _https_url(value: str) -> str | None:
@@ -1254,91 +1311,114 @@ def _sources(
             p.add(key, name, "a DNS label: lower-case letters, digits and '-'")
             continue
         sec = _Section(p, key, body if isinstance(body, dict) else {})
-        outbox = sec.section("outbox", required=True)
-        routes_raw = outbox.get("routes", dict, {})
-        routes = tuple(OutboxRoute(str(k), str(v)) for k, v in sorted(routes_raw.items()))
-        table = outbox.get("table", str, "public.outbox", check=_table)
-        outbox.done()
-        over = overrides.section(name) if name in overrides.data else _Section(p, f"sources.{name}", {})
-        source = Source(
-            name=name,
-            description=sec.get("description", str, ""),
-            owner=sec.get("owner", str, check=_k8s_name),
-            service=sec.get("service", str, check=_k8s_name),
-            connect=sec.get(
-                "connect",
-                str,
-                check=lambda v: (
-                    None
-                    if v in cluster_names
-                    else f"a Connect cluster of the catalog: {', '.join(cluster_names) or 'none'}"
-                ),
-            ),
-            database=sec.get("database", str, check=_pg_name),
-            outbox_table=table,
-            routes=routes,
-            dead_letter_topic=sec.get("deadLetterTopic", str),
-            heartbeat_topic=sec.get("heartbeatTopic", str),
-            endpoint=_endpoint(over, tier, name),
-        )
-        sec.done()
-        over.done()
-        if not routes:
-            p.add(f"{key}.outbox.routes", routes_raw, "at least one aggregate type: topic")
-        dlq = by_name.get(source.dead_letter_topic) if isinstance(source.dead_letter_topic, str) else None
-        if isinstance(source.dead_letter_topic, str) and (dlq is None or dlq.kind != TopicKind.DEADLETTER):
-            p.add(
-                sec.path_of("deadLetterTopic"),
-                source.dead_letter_topic,
-                "a topic of the catalog of kind deadletter",
-            )
-        elif dlq is not None and dlq.owner != source.owner:
-            p.add(
-                sec.path_of("deadLetterTopic"),
-                dlq.name,
-                f"a topic owned by {source.owner}, the source's owner",
-            )
-        beat = by_name.get(source.heartbeat_topic) if isinstance(source.heartbeat_topic, str) else None
-        if isinstance(source.heartbeat_topic, str) and (beat is None or beat.kind != TopicKind.EVENTS):
-            p.add(
-                sec.path_of("heartbeatTopic"),
-                source.heartbeat_topic,
-                "a topic of the catalog of kind events (Debezium's heartbeats; nothing reads them)",
-            )
-        for route in routes:
-            where = f"{key}.outbox.routes.{route.aggregate_type}"
-            if not _AGGREGATE_TYPE.match(route.aggregate_type):
-                p.add(
-                    where, route.aggregate_type, "an aggregate type: lower-case letters, digits, '_' and '-'"
-                )
-            t = by_name.get(route.topic)
-            if t is None:
-                p.add(where, route.topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
-                continue
-            if t.kind != TopicKind.OUTBOX:
-                p.add(where, route.topic, f"a topic of kind outbox; {route.topic} is kind {t.kind}")
-            if not t.schema:
-                p.add(
-                    where, route.topic, f"a topic with a data contract (catalog.topics.{route.topic}.schema)"
-                )
-            if t.owner != source.owner:
-                p.add(
-                    where,
-                    route.topic,
-                    f"a topic owned by {source.owner}, the source's owner ({t.owner} owns it)",
-                )
-            if route.topic in routed_by:
-                p.add(
-                    where,
-                    route.topic,
-                    f"a topic one source writes; {routed_by[route.topic]} routes to it already",
-                )
-            routed_by[route.topic] = key
+        source = _source(sec, overrides, tier, name, cluster_names)
+        _check_source_topics(sec, source, by_name)
+        for route in source.routes:
+            _check_route(sec, route, source, by_name, routed_by)
         out.append(source)
     for name in sorted(set(overrides.data) - set(raw), key=str):
         p.add(f"sources.{name}", "(override)", f"a source of the catalog: {', '.join(sorted(raw)) or 'none'}")
     overrides.seen.update(overrides.data)
     return tuple(out)
+
+
+def _source(sec: _Section, overrides: _Section, tier: Tier, name: str, cluster_names: list[str]) -> Source:
+    """One source from its catalog entry, with its database endpoint from the stack's `sources.<name>`."""
+    outbox = sec.section("outbox", required=True)
+    routes_raw = outbox.get("routes", dict, {})
+    routes = tuple(OutboxRoute(str(k), str(v)) for k, v in sorted(routes_raw.items()))
+    table = outbox.get("table", str, "public.outbox", check=_table)
+    outbox.done()
+    over = (
+        overrides.section(name) if name in overrides.data else _Section(sec.problems, f"sources.{name}", {})
+    )
+    source = Source(
+        name=name,
+        description=sec.get("description", str, ""),
+        owner=sec.get("owner", str, check=_k8s_name),
+        service=sec.get("service", str, check=_k8s_name),
+        connect=sec.get(
+            "connect",
+            str,
+            check=lambda v: (
+                None
+                if v in cluster_names
+                else f"a Connect cluster of the catalog: {', '.join(cluster_names) or 'none'}"
+            ),
+        ),
+        database=sec.get("database", str, check=_pg_name),
+        outbox_table=table,
+        routes=routes,
+        dead_letter_topic=sec.get("deadLetterTopic", str),
+        heartbeat_topic=sec.get("heartbeatTopic", str),
+        endpoint=_endpoint(over, tier, name),
+    )
+    sec.done()
+    over.done()
+    if not routes:
+        sec.problems.add(f"{sec.path}.outbox.routes", routes_raw, "at least one aggregate type: topic")
+    return source
+
+
+def _check_source_topics(sec: _Section, source: Source, by_name: Mapping[str, Topic]) -> None:
+    """The source's dead-letter topic is a deadletter topic its owner owns; its heartbeat topic an events one."""
+    p = sec.problems
+    dlq = by_name.get(source.dead_letter_topic) if isinstance(source.dead_letter_topic, str) else None
+    if isinstance(source.dead_letter_topic, str) and (dlq is None or dlq.kind != TopicKind.DEADLETTER):
+        p.add(
+            sec.path_of("deadLetterTopic"),
+            source.dead_letter_topic,
+            "a topic of the catalog of kind deadletter",
+        )
+    elif dlq is not None and dlq.owner != source.owner:
+        p.add(
+            sec.path_of("deadLetterTopic"),
+            dlq.name,
+            f"a topic owned by {source.owner}, the source's owner",
+        )
+    beat = by_name.get(source.heartbeat_topic) if isinstance(source.heartbeat_topic, str) else None
+    if isinstance(source.heartbeat_topic, str) and (beat is None or beat.kind != TopicKind.EVENTS):
+        p.add(
+            sec.path_of("heartbeatTopic"),
+            source.heartbeat_topic,
+            "a topic of the catalog of kind events (Debezium's heartbeats; nothing reads them)",
+        )
+
+
+def _check_route(
+    sec: _Section,
+    route: OutboxRoute,
+    source: Source,
+    by_name: Mapping[str, Topic],
+    routed_by: dict[str, str],
+) -> None:
+    """An outbox route names an outbox topic of the catalog with a contract, owned by the source's owner and
+    written by this source alone (`routed_by`: topic -> the source that routes to it, filled as routes are read)."""
+    p = sec.problems
+    where = f"{sec.path}.outbox.routes.{route.aggregate_type}"
+    if not _AGGREGATE_TYPE.match(route.aggregate_type):
+        p.add(where, route.aggregate_type, "an aggregate type: lower-case letters, digits, '_' and '-'")
+    t = by_name.get(route.topic)
+    if t is None:
+        p.add(where, route.topic, f"a topic of the catalog: {', '.join(sorted(by_name))}")
+        return
+    if t.kind != TopicKind.OUTBOX:
+        p.add(where, route.topic, f"a topic of kind outbox; {route.topic} is kind {t.kind}")
+    if not t.schema:
+        p.add(where, route.topic, f"a topic with a data contract (catalog.topics.{route.topic}.schema)")
+    if t.owner != source.owner:
+        p.add(
+            where,
+            route.topic,
+            f"a topic owned by {source.owner}, the source's owner ({t.owner} owns it)",
+        )
+    if route.topic in routed_by:
+        p.add(
+            where,
+            route.topic,
+            f"a topic one source writes; {routed_by[route.topic]} routes to it already",
+        )
+    routed_by[route.topic] = sec.path
 
 
 def _apps(cat: _Section, principal_names: set[str]) -> tuple[App, ...]:
@@ -1457,7 +1537,6 @@ def _feature_store(
     materializer = sec.section("materializer")
     server = sec.section("server")
     storage = redis.section("storage")
-    features = sorted(t.name for t in topics if t.kind == TopicKind.FEATURE)
     settings = FeatureStoreSettings(
         image=sec.get("image", str, None),
         redis_storage=Storage(
@@ -1491,33 +1570,43 @@ def _feature_store(
     ):
         s.done(keys)
     sec.done(["image", "redis", "materializer", "server"])
+    _check_feature_store(
+        sec.problems, settings, tier, sorted(t.name for t in topics if t.kind == TopicKind.FEATURE)
+    )
+    return settings
+
+
+def _check_feature_store(
+    problems: _Problems, settings: FeatureStoreSettings, tier: Tier, features: list[str]
+) -> None:
+    """The server's client namespaces are DNS labels; the image is pinned, and required when the catalog has
+    feature topics; outside local and dev the online store has TLS and a storage class."""
     for ns in settings.server_client_namespaces:
         if (why := _k8s_name(ns)) is not None:
-            sec.problems.add("featureStore.server.clientNamespaces", ns, why)
+            problems.add("featureStore.server.clientNamespaces", ns, why)
     if features and settings.image is None:
-        sec.problems.add(
+        problems.add(
             "featureStore.image",
             None,
             f"the feature store's image tag or digest (the catalog has feature topics: {', '.join(features)})",
         )
     elif settings.image is not None and settings.image in ("", "latest"):
-        sec.problems.add(
+        problems.add(
             "featureStore.image", settings.image, "a pinned tag (not 'latest') or a digest sha256:..."
         )
     if features and tier in (Tier.STAGING, Tier.PROD) and not settings.redis_tls_secret:
-        sec.problems.add(
+        problems.add(
             "featureStore.redis.tlsSecret",
             None,
             "a Secret with tls.crt, tls.key and ca.crt outside local and dev: the online store's password and "
             "features never cross the network in clear",
         )
     if features and tier in (Tier.STAGING, Tier.PROD) and not settings.redis_storage.storage_class:
-        sec.problems.add(
+        problems.add(
             "featureStore.redis.storage.class",
             None,
             "a storage class (or kafka.storage.class) outside local and dev: the online store persists",
         )
-    return settings
 
 
 def _cross_checks(

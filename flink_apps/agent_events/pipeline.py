@@ -146,31 +146,19 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
         carried.append(traceparent.alias(TRACEPARENT))
         columns.append((TRACEPARENT, DataTypes.STRING()))
         out.append(col(TRACEPARENT))
+    late = config.max_out_of_orderness_ms
+    # DAY TO SECOND: the leading field holds up to 99 days, where SECOND alone stops at 99 seconds.
+    bound = f"{late // 86_400_000} {late // 3_600_000 % 24:02d}:{late // 60_000 % 60:02d}:{late // 1000 % 60:02d}.{late % 1000:03d}"
+    watermark = f"rowtime - INTERVAL '{bound}' DAY TO SECOND(3)"
     if config.native:
-        checked = _native_first(t_env, source, config, check, position, carried)
+        valid, dead_letters = _native_first(t_env, source, config, check, position, carried, columns, watermark)
     else:
         checked = source.select(call(check, *position).alias("r"), *carried).select(
             col("r").flatten, *(col(TRACEPARENT) for _ in carried)
         )
-    checked = checked.alias(*(name for name, _ in columns))
-    # Each evaluation of a function feeds both branches: branch on a stream, not on the table plan (each
-    # plan translated on its own would read Kafka and call the functions again).
-    branch = t_env.to_data_stream(checked)
-    rejects = t_env.from_data_stream(branch, _schema(columns).build())
-    dead_letters = rejects.where(col("valid").is_false).select(*out)
-
-    late = config.max_out_of_orderness_ms
-    # DAY TO SECOND: the leading field holds up to 99 days, where SECOND alone stops at 99 seconds.
-    bound = f"{late // 86_400_000} {late // 3_600_000 % 24:02d}:{late // 60_000 % 60:02d}:{late // 1000 % 60:02d}.{late % 1000:03d}"
-    timed = t_env.from_data_stream(
-        branch,
-        _schema(columns)
-        .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(event_time, 3)")
-        .column_by_expression("proc", "PROCTIME()")
-        .watermark("rowtime", f"rowtime - INTERVAL '{bound}' DAY TO SECOND(3)")
-        .build(),
-    )
-    t_env.create_temporary_view("agent_events_valid", timed.where(col("valid").is_true))
+        valid, dead_letters = _split(t_env, checked.alias(*(name for name, _ in columns)), columns, watermark)
+    dead_letters = dead_letters.select(*out)
+    t_env.create_temporary_view("agent_events_valid", valid)
     kept = "k, v, ts" + (f", `{TRACEPARENT}`" if traced else "")
     signals = t_env.sql_query(
         f"SELECT {kept} FROM ("
@@ -181,6 +169,27 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
     return {SIGNALS: signals, DEAD_LETTERS: dead_letters}
 
 
+def _split(
+    t_env: StreamTableEnvironment, checked: Table, columns: list[tuple[str, Any]], watermark: str
+) -> tuple[Table, Table]:
+    """(valid rows with event time and watermarks, rejects) of the checked rows: one evaluation of the
+    functions behind `checked` feeds both (branch on a stream, not on the table plan: each plan translated
+    on its own would read Kafka and call the functions again)."""
+    branch = t_env.to_data_stream(checked)
+    rejects = t_env.from_data_stream(branch, _schema(columns).build()).where(col("valid").is_false)
+    timed = t_env.from_data_stream(branch, _timed(_schema(columns), "event_time", watermark).build())
+    return timed.where(col("valid").is_true), rejects
+
+
+def _timed(builder: Any, event_time: str, watermark: str) -> Any:
+    """Event time (`rowtime`, from epoch millis, with bounded out-of-orderness) and processing time (`proc`)."""
+    return (
+        builder.column_by_expression("rowtime", f"TO_TIMESTAMP_LTZ({event_time}, 3)")
+        .column_by_expression("proc", "PROCTIME()")
+        .watermark("rowtime", watermark)
+    )
+
+
 def _native_first(
     t_env: StreamTableEnvironment,
     source: Table,
@@ -188,11 +197,16 @@ def _native_first(
     check: UserDefinedFunctionWrapper,
     position: list[Any],
     carried: list[Any],
-) -> Table:
-    """The Java function on every record; the Python function only on what the Java one left undecided.
+    columns: list[tuple[str, Any]],
+    watermark: str,
+) -> tuple[Table, Table]:
+    """(valid rows, rejects): the Java function on every record, the Python function only on what the Java
+    one left undecided.
 
-    Both results have the Python function's columns (plus the carried ones). The Java function's result
-    crosses a stream boundary first, so the planner cannot merge it into the two filters and evaluate it twice.
+    The Java function's result crosses a stream boundary first, so the planner can neither merge it into the
+    two filters below nor evaluate it twice; event time and watermarks are assigned right there, so the
+    common case goes from the Kafka source to the dedup's exchange in one chain of operators. The rare
+    undecided records take the Python path (`_split`) and join the valid ones before the dedup.
     """
     register_native(t_env, config)
     names = ["value", "topic", "partition", "offset", "timestamp"]
@@ -205,19 +219,22 @@ def _native_first(
         *(col(name) for name in names[1:]),
         *(col(TRACEPARENT) for _ in carried),
     )
-    records = t_env.from_data_stream(t_env.to_data_stream(native))
+    # Undecided rows have event time 0: they never move the watermark.
+    records = t_env.from_data_stream(
+        t_env.to_data_stream(native), _timed(Schema.new_builder(), "`n`.`event_time`", watermark).build()
+    )
     kept = [col(TRACEPARENT)] if carried else []
     decided = records.where(col("n").get(DECIDED)).select(
-        *(col("n").get(name).alias(name) for name, _ in _CHECKED_COLUMNS), *kept
+        *(col("n").get(name).alias(name) for name, _ in _CHECKED_COLUMNS), *kept, col("rowtime"), col("proc")
     )
     undecided = (
         records.where(col("n").get(DECIDED).is_false)
         .select(call(check, *(col(name) for name in names)).alias("r"), *kept)
         .select(col("r").flatten, *kept)
+        .alias(*(name for name, _ in columns))
     )
-    return decided.union_all(
-        undecided.alias(*(name for name, _ in _CHECKED_COLUMNS), *(TRACEPARENT for _ in kept))
-    )
+    valid, rejects = _split(t_env, undecided, columns, watermark)
+    return decided.union_all(valid), rejects
 
 
 def register_native(t_env: StreamTableEnvironment, config: AgentEventsConfig) -> None:

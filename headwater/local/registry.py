@@ -55,6 +55,10 @@ START_TIMEOUT = 180.0
 _SECRET_KEYS = ("sasl.jaas.config", "ssl.keystore.password", "ssl.key.password", "ssl.truststore.password")
 
 
+# Apicurio's log line when KafkaSQL storage has read its snapshot and journal and serves what they hold.
+KAFKASQL_BOOTSTRAPPED = b"KafkaSQL storage bootstrapped in"
+
+
 class RegistryStartError(RuntimeError):
     """The local registry could not be installed or started."""
 
@@ -314,18 +318,30 @@ class LocalRegistry:
             progress=self.progress,
         )
         started = time.monotonic()
+        log_start = self.log_file.stat().st_size if self.log_file.is_file() else 0
         self._process.start()
         client = self.client()
+        ready = client.ready
+        what = f"the registry API on {self.ccompat_url}"
+        if self.kafka is not None:
+            # The API answers before KafkaSQL storage has replayed its journal, with an empty registry until
+            # then; the storage logs when it is done (the line upstream's own tests wait for).
+            ready = lambda: client.ready() and self._bootstrapped(log_start)  # noqa: E731
+            what += " and its KafkaSQL storage bootstrapped from the journal"
         try:
-            self._process.wait_ready(
-                client.ready, timeout=self.start_timeout, what=f"the registry API on {self.ccompat_url}"
-            )
+            self._process.wait_ready(ready, timeout=self.start_timeout, what=what)
         except ProcessError as exc:
             self._process = None
             raise RegistryStartError(str(exc)) from None
         self.started_in = time.monotonic() - started
         self.progress(f"registry ready on {self.url} after {self.started_in:.1f}s")
         return self
+
+    def _bootstrapped(self, log_start: int) -> bool:
+        """True once this start's log (what follows `log_start`) says the KafkaSQL storage is bootstrapped."""
+        with self.log_file.open("rb") as log:
+            log.seek(log_start)
+            return KAFKASQL_BOOTSTRAPPED in log.read()
 
     @property
     def returncode(self) -> int | None:

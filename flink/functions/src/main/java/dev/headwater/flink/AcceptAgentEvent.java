@@ -279,7 +279,7 @@ public final class AcceptAgentEvent extends ScalarFunction {
     buffer.write(signalSchemaId >>> 16);
     buffer.write(signalSchemaId >>> 8);
     buffer.write(signalSchemaId);
-    encoder = EncoderFactory.get().directBinaryEncoder(buffer, encoder);
+    encoder = EncoderFactory.get().binaryEncoder(buffer, encoder); // buffered: one copy per record
     writer.write(signal, encoder);
     encoder.flush();
     return buffer.toByteArray();
