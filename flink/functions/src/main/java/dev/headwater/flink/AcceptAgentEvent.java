@@ -17,6 +17,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import java.util.function.Predicate;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericDatumWriter;
 import org.apache.avro.generic.GenericRecord;
@@ -71,7 +72,7 @@ public final class AcceptAgentEvent extends ScalarFunction {
   private final int signalSchemaId;
 
   private transient JsonMapper json;
-  private transient Schema contract;
+  private transient Predicate<JsonNode> contract;
   private transient int maxRecordBytes;
   private transient int maxPayloadBytes;
   private transient org.apache.avro.Schema signalSchema;
@@ -118,7 +119,9 @@ public final class AcceptAgentEvent extends ScalarFunction {
             builder ->
                 builder.schemaRegistryConfig(
                     SchemaRegistryConfig.builder().formatAssertionsEnabled(false).build()));
-    contract = registry.getSchema(schemaNode);
+    Schema general = registry.getSchema(schemaNode);
+    // The compiled check where the contract's keywords allow it (a sixth of the CPU per event otherwise).
+    contract = CompiledContract.compile(schemaNode).orElse(document -> general.validate(document).isEmpty());
     signalSchema = new org.apache.avro.Schema.Parser().parse(signalSchemaJson);
     sourceSchema = signalSchema.getField("source").schema();
     writer = new GenericDatumWriter<>(signalSchema);
@@ -199,7 +202,7 @@ public final class AcceptAgentEvent extends ScalarFunction {
     if (document == null || !document.isObject() || !plain(document)) {
       return null;
     }
-    if (!contract.validate(document).isEmpty()) {
+    if (!contract.test(document)) {
       return null;
     }
     Long occurredAt = epochMillis(document.get("occurred_at").asString());
