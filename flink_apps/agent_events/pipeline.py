@@ -151,7 +151,9 @@ def build_tables(t_env: StreamTableEnvironment, source: Table, config: AgentEven
     bound = f"{late // 86_400_000} {late // 3_600_000 % 24:02d}:{late // 60_000 % 60:02d}:{late // 1000 % 60:02d}.{late % 1000:03d}"
     watermark = f"rowtime - INTERVAL '{bound}' DAY TO SECOND(3)"
     if config.native:
-        valid, dead_letters = _native_first(t_env, source, config, check, position, carried, columns, watermark)
+        valid, dead_letters = _native_first(
+            t_env, source, config, check, position, carried, columns, watermark
+        )
     else:
         checked = source.select(call(check, *position).alias("r"), *carried).select(
             col("r").flatten, *(col(TRACEPARENT) for _ in carried)
