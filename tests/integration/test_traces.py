@@ -115,6 +115,29 @@ def record_header(conf: dict[str, Any], topic: str, partition: int, offset: int)
     raise AssertionError(f"no record at {topic}/{partition}@{offset}")
 
 
+def _trace_cli(action_id: str, state_dir: Path) -> list[str]:
+    """`headwater actions trace <action_id>` as a user runs it: its output lines (it must exit 0)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headwater_cli.main",
+            "actions",
+            "trace",
+            action_id,
+            f"--state-dir={state_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ},
+    )
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
 @pytest.mark.timeout(900)
 def test_one_trace_from_the_raw_event_to_the_approved_action(
     provisioned: Provisioned, contracts_registry: Any, agent_events_job: Any, cleanup: Any
@@ -332,25 +355,7 @@ def test_one_trace_from_the_raw_event_to_the_approved_action(
     runtime_file.write_text(json.dumps({"kafka": {"ports": dataclasses.asdict(kafka.ports)}}))
     cleanup.callback(runtime_file.unlink)
     for action_id in proposals:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "headwater_cli.main",
-                "actions",
-                "trace",
-                action_id,
-                f"--state-dir={state_dir}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=ROOT,
-            env={**os.environ},
-        )
-        print(result.stdout)
-        assert result.returncode == 0, result.stdout + result.stderr
-        lines = result.stdout.splitlines()
+        lines = _trace_cli(action_id, state_dir)
         assert lines[0] == f"action {action_id}  trace {trace_id}"
         assert lines[1].lstrip().startswith("raw event") and raw_span.span_id in lines[1]
         assert "signal" in lines[2] and f"{signal.topic}/{signal.partition}@{signal.offset}" in lines[2]
@@ -508,25 +513,7 @@ def test_an_action_taken_on_features_traces_back_through_the_feature_and_its_new
     runtime_file = state_dir / RUNTIME_FILE
     runtime_file.write_text(json.dumps({"kafka": {"ports": dataclasses.asdict(kafka.ports)}}))
     cleanup.callback(lambda: runtime_file.unlink(missing_ok=True))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "headwater_cli.main",
-            "actions",
-            "trace",
-            body["action_id"],
-            f"--state-dir={state_dir}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env={**os.environ},
-    )
-    print(result.stdout)
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    lines = _trace_cli(body["action_id"], state_dir)
     assert lines[1].lstrip().startswith("raw event") and lines[2].lstrip().startswith("signal")
     assert (
         lines[3].lstrip().startswith("feature") and feat.where in lines[3] and feature_tp.span_id in lines[3]
