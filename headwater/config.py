@@ -450,7 +450,11 @@ def _declared(cat: _Section, cfg: _Section, tier: Tier, kafka: KafkaSettings) ->
     clusters = _connect_clusters(cat, cfg.section("connect"), topics, {p.name for p in principals})
     sources = _sources(cat, cfg.section("sources"), tier, topics, clusters)
     _contract_checks(cat.problems, clusters, sources)
-    principals += tuple(connect_principal(c, sources, kafka.authentication) for c in clusters)
+    # A source missing a topic is already a problem reported above: derive the principals from the others.
+    complete = tuple(
+        s for s in sources if isinstance(s.dead_letter_topic, str) and isinstance(s.heartbeat_topic, str)
+    )
+    principals += tuple(connect_principal(c, complete, kafka.authentication) for c in clusters)
     apps = _apps(cat, {p.name for p in principals})
     return _Declared(topics, gate, principals, clusters, sources, apps)
 

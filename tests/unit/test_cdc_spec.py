@@ -268,3 +268,12 @@ def test_heartbeats_go_to_the_catalog_topic_and_their_messages_nowhere() -> None
     )
     # Not dead-lettered as an unroutable aggregate type.
     assert "platform\\.cdc_heartbeats\\.v1" in config["predicates.unrouted.pattern"]
+
+
+@pytest.mark.parametrize("key", ["heartbeatTopic", "deadLetterTopic"])
+def test_a_source_missing_a_topic_is_one_clear_problem(key: str) -> None:
+    catalog = _catalog()
+    del catalog["sources"]["agent-actions-db"][key]
+    assert _problems("dev", _config("dev"), catalog) == [
+        f"stack dev: catalog.sources.agent-actions-db.{key} is required (str)"
+    ]
