@@ -139,8 +139,9 @@ public final class AcceptAgentEvent extends ScalarFunction {
   }
 
   /**
-   * Not deterministic for the planner's sake: it may then neither copy the call into each consumer of its
-   * result nor evaluate it more than once per record (the result's fields are read by two filters).
+   * Not deterministic for the planner's sake: a projection over its result (the pipeline's, which drops the
+   * raw bytes of decided records) is then not merged into the call's own projection, which would copy the
+   * call into it and evaluate it twice per record.
    */
   @Override
   public boolean isDeterministic() {
