@@ -11,16 +11,11 @@ import java.time.DateTimeException;
 import java.time.Instant;
 import java.time.LocalDate;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.function.Predicate;
-import org.apache.avro.generic.GenericData;
-import org.apache.avro.generic.GenericDatumWriter;
-import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.io.BinaryEncoder;
 import org.apache.avro.io.EncoderFactory;
 import org.apache.flink.metrics.Counter;
@@ -28,9 +23,6 @@ import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.ScalarFunction;
 import org.apache.flink.types.Row;
-import tools.jackson.core.JacksonException;
-import tools.jackson.core.StreamReadFeature;
-import tools.jackson.databind.DeserializationFeature;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.json.JsonMapper;
 
@@ -41,11 +33,12 @@ import tools.jackson.databind.json.JsonMapper;
  * has the last word and explains rejects field by field.
  *
  * <p>Sound by construction: it decides only records whose every string is printable ASCII (tab, newline and
- * carriage return allowed) and whose numbers are all integers that fit a long, framed or bare JSON that starts with {@code
- * '{'}, valid against the contract, with an event time between the years 1000 and 8999. On that domain
- * Python's JSON, regular expressions, {@code datetime.fromisoformat} and {@code json.dumps(sort_keys=True)}
- * agree with Jackson, the validator, {@code java.time} and {@link #canonicalJson}; a test in tests/flink holds
- * the two paths byte-equal on a corpus. Anything outside it costs a trip to Python, never a wrong answer.
+ * carriage return allowed) and whose numbers are all integers that fit a long, framed or bare JSON that starts
+ * with {@code '{'}, valid against the contract, with an event time between the years 1000 and 8999. On that
+ * domain Python's JSON, regular expressions, {@code datetime.fromisoformat} and {@code json.dumps(sort_keys=True)}
+ * agree with {@link PlainJson}, the contract's checks, {@link #epochMillis} and {@link PlainJson#canonical}; a
+ * test in tests/flink holds the two paths byte-equal on a corpus. Anything outside it costs a trip to Python,
+ * never a wrong answer.
  *
  * <p>The result row: {@code decided} (true: a valid event, the other fields filled; false: Python decides),
  * then the columns of the Python function's result ({@code valid, event_id, event_time, k, v, ts}).
@@ -66,18 +59,24 @@ public final class AcceptAgentEvent extends ScalarFunction {
   // Undecided rows carry event time 0, as the Python function's rejects do: they never move a watermark.
   private static final Row UNDECIDED = Row.of(false, false, null, 0L, null, null, 0L);
 
+  // The signal's fields, in the order #signal fills them (the schema's order may differ; see AvroRecordEncoder).
+  private static final List<String> SIGNAL_FIELDS =
+      List.of(
+          "event_id", "event_type", "event_category", "is_error", "agent_id", "agent_type", "entity_id",
+          "tenant_id", "session_id", "trace_id", "parent_event_id", "status", "duration_ms", "tags",
+          "occurred_at", "payload_json", "payload_bytes", "ingest_lag_ms", "source", "contract");
+  private static final List<String> SOURCE_FIELDS =
+      List.of("topic", "partition", "offset", "timestamp", "schema_id");
+
   private final String contractJson;
   private final String contractName;
   private final String signalSchemaJson;
   private final int signalSchemaId;
 
-  private transient JsonMapper json;
-  private transient Predicate<JsonNode> contract;
+  private transient Predicate<Object> contract;
   private transient int maxRecordBytes;
   private transient int maxPayloadBytes;
-  private transient org.apache.avro.Schema signalSchema;
-  private transient org.apache.avro.Schema sourceSchema;
-  private transient GenericDatumWriter<GenericRecord> writer;
+  private transient AvroRecordEncoder signals;
   private transient ByteArrayOutputStream buffer;
   private transient BinaryEncoder encoder;
   private transient Counter valid;
@@ -104,11 +103,7 @@ public final class AcceptAgentEvent extends ScalarFunction {
   }
 
   private void configure() {
-    json =
-        JsonMapper.builder()
-            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
-            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
-            .build();
+    JsonMapper json = JsonMapper.builder().build();
     JsonNode schemaNode = json.readTree(contractJson);
     JsonNode limits = schemaNode.path("x-headwater-limits");
     maxRecordBytes = positive(limits, "max_record_bytes");
@@ -121,10 +116,14 @@ public final class AcceptAgentEvent extends ScalarFunction {
                     SchemaRegistryConfig.builder().formatAssertionsEnabled(false).build()));
     Schema general = registry.getSchema(schemaNode);
     // The compiled check where the contract's keywords allow it (a sixth of the CPU per event otherwise).
-    contract = CompiledContract.compile(schemaNode).orElse(document -> general.validate(document).isEmpty());
-    signalSchema = new org.apache.avro.Schema.Parser().parse(signalSchemaJson);
-    sourceSchema = signalSchema.getField("source").schema();
-    writer = new GenericDatumWriter<>(signalSchema);
+    contract =
+        CompiledContract.compile(schemaNode)
+            .orElse(document -> general.validate(json.valueToTree(document)).isEmpty());
+    signals =
+        new AvroRecordEncoder(
+            new org.apache.avro.Schema.Parser().parse(signalSchemaJson),
+            SIGNAL_FIELDS,
+            Map.of("source", SOURCE_FIELDS));
     buffer = new ByteArrayOutputStream(512);
     encoder = null;
   }
@@ -194,89 +193,76 @@ public final class AcceptAgentEvent extends ScalarFunction {
     if (value[start] != '{') {
       return null;
     }
-    JsonNode document;
-    try {
-      document = json.readTree(value, start, value.length - start);
-    } catch (JacksonException e) {
+    Map<String, Object> document = PlainJson.object(value, start);
+    if (document == null || !contract.test(document)) {
       return null;
     }
-    if (document == null || !document.isObject() || !plain(document)) {
-      return null;
-    }
-    if (!contract.test(document)) {
-      return null;
-    }
-    Long occurredAt = epochMillis(document.get("occurred_at").asString());
+    Long occurredAt = epochMillis(text(document, "occurred_at"));
     if (occurredAt == null) {
       return null;
     }
-    String payloadJson = canonicalJson(document.get("payload"));
+    String payloadJson = PlainJson.canonical(document.get("payload"));
     if (payloadJson.length() > maxPayloadBytes) { // ASCII: one byte per char
       return null;
     }
-    String agentId = document.get("agent_id").asString();
+    String eventId = text(document, "event_id");
+    String agentId = text(document, "agent_id");
     Long sourceTimestamp = timestamp == null ? null : timestamp.toEpochMilli();
-    GenericRecord signal = signal(document, agentId, occurredAt, payloadJson, sourceTimestamp);
-    GenericRecord source = new GenericData.Record(sourceSchema);
-    source.put("topic", topic);
-    source.put("partition", partition);
-    source.put("offset", offset);
-    source.put("timestamp", sourceTimestamp);
-    source.put("schema_id", schemaId);
-    signal.put("source", source);
+    Object[] source = {topic, partition, offset, sourceTimestamp, schemaId}; // SOURCE_FIELDS
+    Object[] signal = signal(document, eventId, agentId, occurredAt, payloadJson, sourceTimestamp, source);
     return Row.of(
-        true,
-        true,
-        document.get("event_id").asString(),
-        occurredAt,
-        agentId.getBytes(StandardCharsets.UTF_8),
-        encode(signal),
-        occurredAt);
+        true, true, eventId, occurredAt, agentId.getBytes(StandardCharsets.UTF_8), encode(signal), occurredAt);
   }
 
-  private GenericRecord signal(
-      JsonNode document, String agentId, long occurredAt, String payloadJson, Long sourceTimestamp) {
-    String eventType = document.get("event_type").asString();
+  /** The signal's values, in the order of SIGNAL_FIELDS. */
+  private Object[] signal(
+      Map<String, Object> document,
+      String eventId,
+      String agentId,
+      long occurredAt,
+      String payloadJson,
+      Long sourceTimestamp,
+      Object[] source) {
+    String eventType = text(document, "event_type");
     String status = text(document, "status");
-    GenericRecord signal = new GenericData.Record(signalSchema);
-    signal.put("event_id", document.get("event_id").asString());
-    signal.put("event_type", eventType);
     int dot = eventType.indexOf('.');
-    signal.put("event_category", dot < 0 ? eventType : eventType.substring(0, dot));
-    signal.put("is_error", ERROR_EVENT_TYPES.contains(eventType) || "error".equals(status));
-    signal.put("agent_id", agentId);
-    signal.put("agent_type", document.get("agent_type").asString().toLowerCase(Locale.ROOT));
     String entityId = text(document, "entity_id");
-    signal.put("entity_id", entityId == null ? agentId : entityId);
-    signal.put("tenant_id", text(document, "tenant_id"));
-    signal.put("session_id", text(document, "session_id"));
-    signal.put("trace_id", text(document, "trace_id"));
-    signal.put("parent_event_id", text(document, "parent_event_id"));
-    signal.put("status", status);
-    JsonNode duration = document.get("duration_ms");
-    signal.put("duration_ms", duration == null ? null : duration.longValue());
     TreeSet<String> tags = new TreeSet<>();
-    JsonNode tagNodes = document.get("tags");
-    if (tagNodes != null) {
-      for (JsonNode tag : tagNodes) {
-        tags.add(tag.asString().toLowerCase(Locale.ROOT));
+    if (document.get("tags") instanceof List<?> items) {
+      for (Object tag : items) {
+        tags.add(((String) tag).toLowerCase(Locale.ROOT));
       }
     }
-    signal.put("tags", new ArrayList<>(tags));
-    signal.put("occurred_at", occurredAt);
-    signal.put("payload_json", payloadJson);
-    signal.put("payload_bytes", payloadJson.length());
-    signal.put("ingest_lag_ms", sourceTimestamp == null ? null : sourceTimestamp - occurredAt);
-    signal.put("contract", contractName);
-    return signal;
+    return new Object[] {
+      eventId,
+      eventType,
+      dot < 0 ? eventType : eventType.substring(0, dot), // event_category
+      ERROR_EVENT_TYPES.contains(eventType) || "error".equals(status), // is_error
+      agentId,
+      text(document, "agent_type").toLowerCase(Locale.ROOT),
+      entityId == null ? agentId : entityId,
+      text(document, "tenant_id"),
+      text(document, "session_id"),
+      text(document, "trace_id"),
+      text(document, "parent_event_id"),
+      status,
+      (Long) document.get("duration_ms"),
+      new ArrayList<>(tags),
+      occurredAt,
+      payloadJson,
+      payloadJson.length(), // payload_bytes
+      sourceTimestamp == null ? null : sourceTimestamp - occurredAt, // ingest_lag_ms
+      source,
+      contractName,
+    };
   }
 
-  private static String text(JsonNode document, String name) {
-    JsonNode node = document.get(name);
-    return node == null ? null : node.asString();
+  /** A string field, or null when absent; a field of another type fails the record (to Python). */
+  private static String text(Map<String, Object> document, String name) {
+    return (String) document.get(name);
   }
 
-  private byte[] encode(GenericRecord signal) throws IOException {
+  private byte[] encode(Object[] signal) throws IOException {
     buffer.reset();
     buffer.write(0);
     buffer.write(signalSchemaId >>> 24);
@@ -284,50 +270,9 @@ public final class AcceptAgentEvent extends ScalarFunction {
     buffer.write(signalSchemaId >>> 8);
     buffer.write(signalSchemaId);
     encoder = EncoderFactory.get().binaryEncoder(buffer, encoder); // buffered: one copy per record
-    writer.write(signal, encoder);
+    signals.write(signal, encoder);
     encoder.flush();
     return buffer.toByteArray();
-  }
-
-  /**
-   * True when every string (names included) is printable ASCII, tab, newline or carriage return, and every
-   * number is an integer that fits a long: the domain on which both paths provably agree.
-   */
-  static boolean plain(JsonNode node) {
-    if (node.isString()) {
-      return plain(node.asString());
-    }
-    if (node.isNumber()) {
-      // Integers in a long: Python reads floats and very long integers differently (or not at all).
-      return node.isInt() || node.isLong();
-    }
-    if (node.isObject()) {
-      for (Map.Entry<String, JsonNode> field : node.properties()) {
-        if (!plain(field.getKey()) || !plain(field.getValue())) {
-          return false;
-        }
-      }
-      return true;
-    }
-    if (node.isArray()) {
-      for (JsonNode item : node) {
-        if (!plain(item)) {
-          return false;
-        }
-      }
-      return true;
-    }
-    return node.isBoolean() || node.isNull();
-  }
-
-  private static boolean plain(String text) {
-    for (int i = 0; i < text.length(); i++) {
-      char c = text.charAt(i);
-      if ((c < 0x20 || c > 0x7E) && c != '\t' && c != '\n' && c != '\r') {
-        return false;
-      }
-    }
-    return true;
   }
 
   /**
@@ -421,73 +366,5 @@ public final class AcceptAgentEvent extends ScalarFunction {
       value = value * 10 + (c - '0');
     }
     return value;
-  }
-
-  /**
-   * Compact JSON with sorted keys, as Python's {@code json.dumps(v, sort_keys=True, separators=(",", ":"),
-   * ensure_ascii=False)} writes a value of the {@link #plain} domain.
-   */
-  static String canonicalJson(JsonNode node) {
-    StringBuilder out = new StringBuilder(256);
-    writeCanonical(node, out);
-    return out.toString();
-  }
-
-  private static void writeCanonical(JsonNode node, StringBuilder out) {
-    if (node.isObject()) {
-      TreeMap<String, JsonNode> sorted = new TreeMap<>();
-      for (Map.Entry<String, JsonNode> field : node.properties()) {
-        sorted.put(field.getKey(), field.getValue());
-      }
-      out.append('{');
-      Iterator<Map.Entry<String, JsonNode>> fields = sorted.entrySet().iterator();
-      while (fields.hasNext()) {
-        Map.Entry<String, JsonNode> field = fields.next();
-        writeString(field.getKey(), out);
-        out.append(':');
-        writeCanonical(field.getValue(), out);
-        if (fields.hasNext()) {
-          out.append(',');
-        }
-      }
-      out.append('}');
-    } else if (node.isArray()) {
-      out.append('[');
-      List<JsonNode> items = new ArrayList<>();
-      node.forEach(items::add);
-      for (int i = 0; i < items.size(); i++) {
-        if (i > 0) {
-          out.append(',');
-        }
-        writeCanonical(items.get(i), out);
-      }
-      out.append(']');
-    } else if (node.isString()) {
-      writeString(node.asString(), out);
-    } else if (node.isIntegralNumber()) {
-      out.append(node.bigIntegerValue().toString());
-    } else if (node.isBoolean()) {
-      out.append(node.booleanValue() ? "true" : "false");
-    } else if (node.isNull()) {
-      out.append("null");
-    } else {
-      throw new IllegalArgumentException("not in the plain domain: " + node.getNodeType());
-    }
-  }
-
-  private static void writeString(String text, StringBuilder out) {
-    out.append('"');
-    for (int i = 0; i < text.length(); i++) {
-      char c = text.charAt(i);
-      switch (c) {
-        case '"' -> out.append("\\\"");
-        case '\\' -> out.append("\\\\");
-        case '\n' -> out.append("\\n");
-        case '\r' -> out.append("\\r");
-        case '\t' -> out.append("\\t");
-        default -> out.append(c);
-      }
-    }
-    out.append('"');
   }
 }

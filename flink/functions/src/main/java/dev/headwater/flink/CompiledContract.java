@@ -12,8 +12,9 @@ import java.util.regex.Pattern;
 import tools.jackson.databind.JsonNode;
 
 /**
- * A JSON Schema (draft 7) compiled into a predicate over documents of {@link AcceptAgentEvent}'s plain domain
- * (printable-ASCII strings, integers in a long): true only when the document is valid.
+ * A JSON Schema (draft 7) compiled into a predicate over documents of the plain domain as {@link PlainJson}
+ * reads them (printable-ASCII strings, integers in a long as {@code Long}, objects as maps, arrays as lists,
+ * JSON null as {@code null}): true only when the document is valid.
  *
  * <p>Why not the general validator on the hot path: a profile put networknt's validator at a sixth of the
  * job's CPU per event, most of it in bookkeeping (paths, contexts, error lists) that a yes/no answer does not
@@ -30,7 +31,7 @@ final class CompiledContract {
   private CompiledContract() {}
 
   /** The schema as a predicate, or empty when it uses a keyword this compiler does not know. */
-  static Optional<Predicate<JsonNode>> compile(JsonNode schema) {
+  static Optional<Predicate<Object>> compile(JsonNode schema) {
     try {
       return Optional.of(node(schema));
     } catch (UnsupportedOperationException e) {
@@ -38,11 +39,11 @@ final class CompiledContract {
     }
   }
 
-  private static Predicate<JsonNode> node(JsonNode schema) {
+  private static Predicate<Object> node(JsonNode schema) {
     if (!schema.isObject()) {
       throw new UnsupportedOperationException("a boolean or non-object schema");
     }
-    List<Predicate<JsonNode>> checks = new ArrayList<>();
+    List<Predicate<Object>> checks = new ArrayList<>();
     boolean propertiesChecked = false;
     for (Map.Entry<String, JsonNode> keyword : schema.properties()) {
       String name = keyword.getKey();
@@ -67,47 +68,57 @@ final class CompiledContract {
             case "minimum" -> bound(value, true);
             case "maximum" -> bound(value, false);
             case "required" -> required(value);
-            case "maxProperties" -> size(value, JsonNode::isObject, false);
-            case "minProperties" -> size(value, JsonNode::isObject, true);
-            case "maxItems" -> size(value, JsonNode::isArray, false);
-            case "minItems" -> size(value, JsonNode::isArray, true);
+            case "maxProperties" -> objectSize(value, false);
+            case "minProperties" -> objectSize(value, true);
+            case "maxItems" -> arraySize(value, false);
+            case "minItems" -> arraySize(value, true);
             case "items" -> items(value);
             case "uniqueItems" -> unique(value);
             default -> throw new UnsupportedOperationException(name);
           });
     }
-    Predicate<JsonNode> all = document -> true;
-    for (Predicate<JsonNode> check : checks) {
-      all = all.and(check);
-    }
-    return all;
+    return all(checks);
   }
 
-  private static Predicate<JsonNode> type(JsonNode value) {
+  /** Every check, in a plain loop (a chain of {@code Predicate.and} is one call deeper per keyword). */
+  private static Predicate<Object> all(List<Predicate<Object>> list) {
+    @SuppressWarnings("unchecked")
+    Predicate<Object>[] checks = list.toArray(new Predicate[0]);
+    return document -> {
+      for (Predicate<Object> check : checks) {
+        if (!check.test(document)) {
+          return false;
+        }
+      }
+      return true;
+    };
+  }
+
+  private static Predicate<Object> type(JsonNode value) {
     if (!value.isString()) {
       throw new UnsupportedOperationException("type as a list");
     }
     return switch (value.asString()) {
-      case "string" -> JsonNode::isString;
-      case "integer" -> JsonNode::isIntegralNumber; // the plain domain has no floats (1.0 is never seen)
-      case "number" -> JsonNode::isNumber;
-      case "boolean" -> JsonNode::isBoolean;
-      case "null" -> JsonNode::isNull;
-      case "object" -> JsonNode::isObject;
-      case "array" -> JsonNode::isArray;
+      case "string" -> node -> node instanceof String;
+      // The plain domain has no floats (1.0 is never seen): its integers and numbers are the same longs.
+      case "integer", "number" -> node -> node instanceof Long;
+      case "boolean" -> node -> node instanceof Boolean;
+      case "null" -> node -> node == null;
+      case "object" -> node -> node instanceof Map;
+      case "array" -> node -> node instanceof List;
       default -> throw new UnsupportedOperationException("type " + value.asString());
     };
   }
 
-  private static Predicate<JsonNode> enumeration(JsonNode value) {
-    Set<JsonNode> allowed = new HashSet<>();
-    value.forEach(allowed::add);
-    for (JsonNode item : allowed) {
+  private static Predicate<Object> enumeration(JsonNode value) {
+    Set<String> allowed = new HashSet<>();
+    for (JsonNode item : value) {
       if (!item.isString()) {
         throw new UnsupportedOperationException("an enum of non-strings");
       }
+      allowed.add(item.asString());
     }
-    return allowed::contains;
+    return node -> node instanceof String text && allowed.contains(text);
   }
 
   private static int limit(JsonNode value) {
@@ -117,40 +128,45 @@ final class CompiledContract {
     return value.intValue();
   }
 
-  private static Predicate<JsonNode> length(JsonNode value, boolean min) {
+  private static Predicate<Object> length(JsonNode value, boolean min) {
     int limit = limit(value);
     // Only strings are constrained; in the plain domain every character is one code point.
     return min
-        ? node -> !node.isString() || node.asString().length() >= limit
-        : node -> !node.isString() || node.asString().length() <= limit;
+        ? node -> !(node instanceof String text) || text.length() >= limit
+        : node -> !(node instanceof String text) || text.length() <= limit;
   }
 
-  private static Predicate<JsonNode> pattern(JsonNode value) {
+  private static Predicate<Object> pattern(JsonNode value) {
+    Predicate<String> matches = CharClassPattern.compile(value.asString()).orElseGet(() -> regex(value.asString()));
+    return node -> !(node instanceof String text) || matches.test(text);
+  }
+
+  private static Predicate<String> regex(String pattern) {
     // UNIX_LINES: `$` may match before a final newline, as in Python's `re`, but not before a final `\r`.
-    Pattern regex = Pattern.compile(value.asString(), Pattern.UNIX_LINES);
-    return node -> !node.isString() || regex.matcher(node.asString()).find();
+    Pattern regex = Pattern.compile(pattern, Pattern.UNIX_LINES);
+    return text -> regex.matcher(text).find();
   }
 
-  private static Predicate<JsonNode> bound(JsonNode value, boolean min) {
+  private static Predicate<Object> bound(JsonNode value, boolean min) {
     if (!value.isIntegralNumber() || !value.canConvertToLong()) {
       throw new UnsupportedOperationException("a bound that is not an integer");
     }
     long limit = value.longValue();
     // Only numbers are constrained; the plain domain's numbers are integers in a long.
     return min
-        ? node -> !node.isNumber() || node.longValue() >= limit
-        : node -> !node.isNumber() || node.longValue() <= limit;
+        ? node -> !(node instanceof Long number) || number >= limit
+        : node -> !(node instanceof Long number) || number <= limit;
   }
 
-  private static Predicate<JsonNode> required(JsonNode value) {
+  private static Predicate<Object> required(JsonNode value) {
     List<String> names = new ArrayList<>();
     value.forEach(name -> names.add(name.asString()));
     return node -> {
-      if (!node.isObject()) {
+      if (!(node instanceof Map<?, ?> object)) {
         return true;
       }
       for (String name : names) {
-        if (!node.has(name)) {
+        if (!object.containsKey(name)) {
           return false;
         }
       }
@@ -159,8 +175,8 @@ final class CompiledContract {
   }
 
   /** `properties` and `additionalProperties` together. */
-  private static Predicate<JsonNode> properties(JsonNode schema) {
-    Map<String, Predicate<JsonNode>> known = new HashMap<>();
+  private static Predicate<Object> properties(JsonNode schema) {
+    Map<String, Predicate<Object>> known = new HashMap<>();
     for (Map.Entry<String, JsonNode> property : schema.path("properties").properties()) {
       known.put(property.getKey(), node(property.getValue()));
     }
@@ -176,15 +192,15 @@ final class CompiledContract {
     return new PropertiesCheck(known, othersAllowed);
   }
 
-  private record PropertiesCheck(Map<String, Predicate<JsonNode>> known, boolean othersAllowed)
-      implements Predicate<JsonNode> {
+  private record PropertiesCheck(Map<String, Predicate<Object>> known, boolean othersAllowed)
+      implements Predicate<Object> {
     @Override
-    public boolean test(JsonNode node) {
-      if (!node.isObject()) {
+    public boolean test(Object node) {
+      if (!(node instanceof Map<?, ?> object)) {
         return true;
       }
-      for (Map.Entry<String, JsonNode> field : node.properties()) {
-        Predicate<JsonNode> check = known.get(field.getKey());
+      for (Map.Entry<?, ?> field : object.entrySet()) {
+        Predicate<Object> check = known.get(field.getKey());
         if (check == null ? !othersAllowed : !check.test(field.getValue())) {
           return false;
         }
@@ -193,20 +209,27 @@ final class CompiledContract {
     }
   }
 
-  private static Predicate<JsonNode> size(JsonNode value, Predicate<JsonNode> applies, boolean min) {
+  private static Predicate<Object> objectSize(JsonNode value, boolean min) {
     int limit = limit(value);
     return min
-        ? node -> !applies.test(node) || node.size() >= limit
-        : node -> !applies.test(node) || node.size() <= limit;
+        ? node -> !(node instanceof Map<?, ?> object) || object.size() >= limit
+        : node -> !(node instanceof Map<?, ?> object) || object.size() <= limit;
   }
 
-  private static Predicate<JsonNode> items(JsonNode value) {
-    Predicate<JsonNode> each = node(value); // a single schema for every item (a list of schemas: unsupported)
+  private static Predicate<Object> arraySize(JsonNode value, boolean min) {
+    int limit = limit(value);
+    return min
+        ? node -> !(node instanceof List<?> array) || array.size() >= limit
+        : node -> !(node instanceof List<?> array) || array.size() <= limit;
+  }
+
+  private static Predicate<Object> items(JsonNode value) {
+    Predicate<Object> each = node(value); // a single schema for every item (a list of schemas: unsupported)
     return node -> {
-      if (!node.isArray()) {
+      if (!(node instanceof List<?> array)) {
         return true;
       }
-      for (JsonNode item : node) {
+      for (Object item : array) {
         if (!each.test(item)) {
           return false;
         }
@@ -215,20 +238,21 @@ final class CompiledContract {
     };
   }
 
-  private static Predicate<JsonNode> unique(JsonNode value) {
+  private static Predicate<Object> unique(JsonNode value) {
     if (!value.isBoolean()) {
       throw new UnsupportedOperationException("uniqueItems that is not a boolean");
     }
     if (!value.booleanValue()) {
       return node -> true;
     }
-    // Plain-domain items compare as JSON does: strings by text, integers by value (no 1 vs 1.0 to confuse).
+    // Plain-domain items compare as JSON does: strings by text, integers by value (no 1 vs 1.0 to confuse),
+    // true apart from 1, objects and arrays by their contents (maps and lists compare so).
     return node -> {
-      if (!node.isArray()) {
+      if (!(node instanceof List<?> array)) {
         return true;
       }
-      Set<JsonNode> seen = new HashSet<>();
-      for (JsonNode item : node) {
+      Set<Object> seen = new HashSet<>();
+      for (Object item : array) {
         if (!seen.add(item)) {
           return false;
         }
