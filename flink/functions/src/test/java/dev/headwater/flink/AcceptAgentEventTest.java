@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -110,6 +111,36 @@ class AcceptAgentEventTest {
     assertEquals(
         Instant.parse("2026-03-01T05:29:59Z").toEpochMilli(),
         AcceptAgentEvent.epochMillis("2026-02-28T23:59:59-05:30"));
+  }
+
+  @Test
+  void judgesWithTheGeneralValidatorAContractItCannotCompile() throws IOException {
+    // oneOf is not a keyword the compiled check knows: networknt's validator judges the record's values.
+    String contract =
+        Files.readString(SCHEMAS.resolve("agents.events.raw.v1.json"))
+            .replaceFirst(
+                "\"type\": \"object\",",
+                "\"type\": \"object\", \"oneOf\": [{\"required\": [\"tags\"]}, {\"required\": [\"status\"]}],");
+    AcceptAgentEvent f =
+        new AcceptAgentEvent(
+            contract, "agents.events.raw.v1", Files.readString(SCHEMAS.resolve("agents.signals.v1.avsc")), 7);
+    assertNotNull(accept(f, event(",\"tags\":[\"a\"]")));
+    assertNull(accept(f, event(",\"tags\":[\"a\"],\"status\":\"ok\"")), "both");
+    assertNull(accept(f, event("")), "neither");
+  }
+
+  @Test
+  void refusesASignalSchemaWithAFieldItDoesNotFill() throws IOException {
+    String schema =
+        Files.readString(SCHEMAS.resolve("agents.signals.v1.avsc"))
+            .replaceFirst("\"fields\": \\[", "\"fields\": [{\"name\": \"surprise\", \"type\": \"string\"}, ");
+    IllegalArgumentException e =
+        assertThrows(
+            IllegalArgumentException.class,
+            () ->
+                new AcceptAgentEvent(
+                    Files.readString(SCHEMAS.resolve("agents.events.raw.v1.json")), "c", schema, 7));
+    assertTrue(e.getMessage().contains("surprise"), e.getMessage());
   }
 
   @Test
