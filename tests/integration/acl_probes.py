@@ -85,9 +85,16 @@ def produce(conf: dict[str, Any], topic: str, *, idempotent: bool = False) -> Ou
     if idempotent:
         settings["enable.idempotence"] = True
     producer = Producer(_conf(settings))
-    producer.produce(
-        topic, key=b"acl-probe", value=b"acl-probe", on_delivery=lambda err, msg: results.append(err)
-    )
+    try:
+        producer.produce(
+            topic, key=b"acl-probe", value=b"acl-probe", on_delivery=lambda err, msg: results.append(err)
+        )
+    except KafkaException as exc:
+        # The client may already hold the broker's answer for this topic (metadata it fetched while this
+        # thread waited for a core) and refuse at once instead of in the delivery report: the same denial.
+        if _code(exc) == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            return DENIED
+        raise Inconclusive(f"produce to {topic}: {exc}") from exc
     producer.flush(TIMEOUT + 5)
     if not results:
         raise Inconclusive(f"produce to {topic}: no delivery report within {TIMEOUT}s")
