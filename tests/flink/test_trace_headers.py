@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 from pathlib import Path
 
 import pytest
 from flink_harness import Raw, environment, records_source
-from pyflink.table import EnvironmentSettings, TableEnvironment
+from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 from pyflink.table.expressions import call, call_sql, col, lit
 from test_agent_events_pipeline import INPUT, config
 
 from flink_apps.agent_events import pipeline
 from flink_apps.common import runtime
 from flink_apps.common.tracing import TRACEPARENT, hop_traceparent_sql
+from headwater import jvm
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 # (parent header, topic, partition, offset) -> the traceparent of the record made from it.
@@ -74,6 +76,111 @@ def test_the_sql_derivation_equals_the_reference() -> None:
     with t_env.sql_query(query).execute().collect() as results:
         got = {i: tp for i, tp in results}
     assert {k: got[i] for i, k in enumerate(VECTORS)} == VECTORS
+
+
+def _header_corpus() -> list[bytes | None]:
+    """Header values at and around the edges of the SQL's test: every way one can fail, the line terminators
+    Java's `$` lets through, bytes that are not UTF-8, and seeded random corruptions of a valid one."""
+    zero_trace = "00-" + "0" * 32 + PARENT[35:]
+    zero_span = PARENT[:36] + "0" * 16 + "-01"
+    texts = [
+        PARENT,
+        PARENT[:-2] + "00",
+        PARENT[:-2] + "ff",
+        zero_trace,
+        zero_span,
+        PARENT.upper(),
+        "01" + PARENT[2:],
+        "ff" + PARENT[2:],
+        " " + PARENT,
+        PARENT + " ",
+        PARENT[1:],
+        PARENT[:-1],
+        PARENT + "0",
+        "",
+        "-",
+        "00-",
+        "garbage",
+        zero_trace + "\n",
+        zero_span + "\n",
+        PARENT.replace("-", "_"),
+        PARENT[:35] + "x" + PARENT[36:],
+    ]
+    for end in ("\n", "\r\n", "\r", "\n\n", "\u0085", "\u2028", "\u2029", "\x00", "\t"):
+        texts += [PARENT + end, end + PARENT]
+    values: list[bytes | None] = [t.encode() for t in texts]
+    values += [None, b"\xff" * 55, PARENT.encode()[:54] + b"\xe9", PARENT.encode()[:53] + "\u00e9".encode()]
+    rng = random.Random(11)
+    alphabet = "0123456789abcdefABCDEF-_ x\n\u00e9\u2028"
+    for _ in range(400):
+        chars = list(PARENT)
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            at = rng.randrange(len(chars))
+            roll = rng.random()
+            if roll < 0.6:
+                chars[at] = rng.choice(alphabet)
+            elif roll < 0.8:
+                del chars[at]
+            else:
+                chars.insert(at, rng.choice(alphabet))
+        values.append("".join(chars).encode())
+    for _ in range(100):
+        values.append(
+            f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-{rng.getrandbits(8):02x}".encode()
+        )
+    return values
+
+
+@pytest.mark.timeout(300)
+def test_the_java_function_equals_the_sql_derivation() -> None:
+    """agent-events computes the traceparent with a Java function (HopTraceparent); the SQL expression stays
+    the definition: both over the same rows, in one query, must agree on every one."""
+    t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    t_env.get_config().set("parallelism.default", "1")
+    t_env.get_config().set("pipeline.jars", jvm.build("flink-functions", quiet=True).as_uri())
+    t_env.create_java_temporary_system_function(pipeline.HOP_TRACEPARENT, pipeline.HOP_TRACEPARENT_CLASS)
+    values = _header_corpus()
+    # (i, header value, how the map holds it: 0 no map, 1 no such header, 2 with it); PyFlink takes BYTES as a
+    # bytearray, and no map: the map is built in SQL.
+    rows: list[tuple[int, bytearray | None, int, str, int, int]] = [
+        (i, None if v is None else bytearray(v), 2, "agents.events.raw.v1", i % 7, i)
+        for i, v in enumerate(values)
+    ]
+    rows += [(len(rows), None, 0, "raw", 0, 1), (len(rows) + 1, None, 1, "raw", 3, 2**40)]
+    schema = DataTypes.ROW(
+        [
+            DataTypes.FIELD("i", DataTypes.INT()),
+            DataTypes.FIELD("h", DataTypes.BYTES()),
+            DataTypes.FIELD("held", DataTypes.INT()),
+            DataTypes.FIELD("topic", DataTypes.STRING()),
+            DataTypes.FIELD("partition", DataTypes.INT()),
+            DataTypes.FIELD("offset", DataTypes.BIGINT()),
+        ]
+    )
+    headers = (
+        "CASE WHEN held = 0 THEN CAST(NULL AS MAP<STRING, BYTES>)"
+        " WHEN held = 1 THEN CAST(MAP['other', X'78'] AS MAP<STRING, BYTES>)"
+        " ELSE CAST(MAP['other', X'78', 'traceparent', h] AS MAP<STRING, BYTES>) END"
+    )
+    table = t_env.from_elements(rows, schema).select(
+        col("i"), call_sql(headers).alias("headers"), col("topic"), col("partition"), col("offset")
+    )
+    table = table.select(
+        col("i"),
+        call_sql(hop_traceparent_sql()).alias("by_sql"),
+        call(pipeline.HOP_TRACEPARENT, col("headers"), col("topic"), col("partition"), col("offset")).alias(
+            "by_java"
+        ),
+    )
+    with table.execute().collect() as results:
+        got = {i: (by_sql, by_java) for i, by_sql, by_java in results}
+    assert len(got) == len(rows)
+    differ = {i: pair for i, pair in got.items() if pair[0] != pair[1]}
+    assert not differ, {i: (values[i] if i < len(values) else None, pair) for i, pair in differ.items()}
+    # The corpus reaches both outcomes, and Java's `$` before a final line terminator.
+    continued = {i for i, (sql, _) in got.items() if sql[3:35] == PARENT[3:35]}
+    assert 0 in continued and len(continued) < len(got) / 2
+    assert values.index((PARENT + "\n").encode()) in continued
 
 
 @pytest.mark.timeout(300)
