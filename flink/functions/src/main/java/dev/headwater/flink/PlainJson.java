@@ -43,7 +43,7 @@ final class PlainJson {
 
   /**
    * The object written in {@code in} from {@code start} to its end, or null unless it is one JSON object of the
-   * plain domain. (Reading past the end of truncated JSON is an index out of bounds: caught, null.)
+   * plain domain.
    */
   static Map<String, Object> object(byte[] in, int start) {
     PlainJson reader = new PlainJson(in, start);
@@ -61,16 +61,25 @@ final class PlainJson {
       @SuppressWarnings("unchecked")
       Map<String, Object> object = (Map<String, Object>) value;
       return object;
-    } catch (RuntimeException e) { // OUTSIDE, or an index past the end of truncated JSON
+    } catch (RuntimeException e) { // OUTSIDE
       return null;
     }
+  }
+
+  /**
+   * The byte at {@code i}, or 0 past the end: truncated JSON reads a byte no grammar rule accepts, and fails
+   * there as any other bad byte does. (Not an index out of bounds: compiled code that meets one traps back
+   * to the interpreter, and the job's malformed records made the JIT recompile this reader again and again.)
+   */
+  private byte byteAt(int i) {
+    return i < end ? in[i] : 0;
   }
 
   private Object value(int depth) {
     if (at >= end) {
       throw OUTSIDE;
     }
-    byte b = in[at];
+    byte b = byteAt(at);
     switch (b) {
       case '{':
         return object(depth + 1);
@@ -100,18 +109,18 @@ final class PlainJson {
     // An event's top level has a dozen or more fields: room for them without a resize.
     Map<String, Object> object = new HashMap<>(depth == 1 ? 32 : 16);
     space();
-    if (in[at] == '}') {
+    if (byteAt(at) == '}') {
       at++;
       return object;
     }
     while (true) {
       space();
-      if (in[at] != '"') {
+      if (byteAt(at) != '"') {
         throw OUTSIDE;
       }
       String name = string();
       space();
-      if (in[at++] != ':') {
+      if (byteAt(at++) != ':') {
         throw OUTSIDE;
       }
       space();
@@ -121,7 +130,7 @@ final class PlainJson {
         throw OUTSIDE; // a duplicate name: Python keeps the last, a reader may keep either
       }
       space();
-      byte next = in[at++];
+      byte next = byteAt(at++);
       if (next == '}') {
         return object;
       }
@@ -138,7 +147,7 @@ final class PlainJson {
     at++; // [
     List<Object> array = new ArrayList<>();
     space();
-    if (in[at] == ']') {
+    if (byteAt(at) == ']') {
       at++;
       return array;
     }
@@ -146,7 +155,7 @@ final class PlainJson {
       space();
       array.add(value(depth));
       space();
-      byte next = in[at++];
+      byte next = byteAt(at++);
       if (next == ']') {
         return array;
       }
@@ -159,7 +168,7 @@ final class PlainJson {
   private String string() {
     int start = ++at; // "
     while (true) {
-      byte b = in[at];
+      byte b = byteAt(at);
       if (b == '"') {
         at++;
         return new String(in, start, at - 1 - start, StandardCharsets.ISO_8859_1);
@@ -183,12 +192,12 @@ final class PlainJson {
     out.setLength(0);
     out.append(new String(in, start, at - start, StandardCharsets.ISO_8859_1));
     while (true) {
-      byte b = in[at++];
+      byte b = byteAt(at++);
       if (b == '"') {
         return out.toString();
       }
       if (b == '\\') {
-        byte e = in[at++];
+        byte e = byteAt(at++);
         switch (e) {
           case '"', '\\', '/' -> out.append((char) e);
           case 'n' -> out.append('\n');
@@ -213,7 +222,7 @@ final class PlainJson {
   }
 
   private int hex(int i) {
-    byte b = in[i];
+    byte b = byteAt(i);
     if (b >= '0' && b <= '9') {
       return b - '0';
     }
@@ -228,14 +237,14 @@ final class PlainJson {
 
   /** An integer in a long: -?(0|[1-9][0-9]*), not followed by a fraction or an exponent. */
   private Long number() {
-    boolean negative = in[at] == '-';
+    boolean negative = byteAt(at) == '-';
     if (negative) {
       at++;
     }
     int first = at;
     long value = 0;
-    while (at < end && in[at] >= '0' && in[at] <= '9') {
-      int digit = in[at] - '0';
+    while (at < end && byteAt(at) >= '0' && byteAt(at) <= '9') {
+      int digit = byteAt(at) - '0';
       if (value > (Long.MAX_VALUE - digit) / 10) {
         throw OUTSIDE; // beyond a long (Long.MIN_VALUE itself included: Python reads it, the domain does not)
       }
@@ -243,10 +252,10 @@ final class PlainJson {
       at++;
     }
     int digits = at - first;
-    if (digits == 0 || (digits > 1 && in[first] == '0')) {
+    if (digits == 0 || (digits > 1 && byteAt(first) == '0')) {
       throw OUTSIDE; // no digits, or a leading zero: invalid JSON
     }
-    if (at < end && (in[at] == '.' || in[at] == 'e' || in[at] == 'E')) {
+    if (at < end && (byteAt(at) == '.' || byteAt(at) == 'e' || byteAt(at) == 'E')) {
       throw OUTSIDE; // a float
     }
     return negative ? -value : value;
@@ -254,7 +263,7 @@ final class PlainJson {
 
   private Object literal(String word, Boolean value) {
     for (int i = 0; i < word.length(); i++) {
-      if (in[at + i] != word.charAt(i)) {
+      if (byteAt(at + i) != word.charAt(i)) {
         throw OUTSIDE;
       }
     }
@@ -265,7 +274,7 @@ final class PlainJson {
   /** JSON's whitespace, as Python's reader skips it. */
   private void space() {
     while (at < end) {
-      byte b = in[at];
+      byte b = byteAt(at);
       if (b != ' ' && b != '\t' && b != '\n' && b != '\r') {
         return;
       }
