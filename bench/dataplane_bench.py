@@ -207,6 +207,10 @@ def _cpu(procs: Iterable[psutil.Process]) -> dict[str, float]:
     return out
 
 
+METRICS_FRESHNESS_KEY = "metrics.fetcher.update-interval"
+METRICS_FRESHNESS_MS = "250"
+
+
 def _source_records(job: LocalFlinkJob) -> int | None:
     """Records the job's Kafka source vertex has emitted (REST API), None while unknown."""
     if job.job_id is None:
@@ -254,10 +258,21 @@ def drain(job: LocalFlinkJob, kafka: LocalKafka, backlog: Backlog, timeout: floa
         return (r2 - r1) / (t2 - t1)
 
     measured = backlog.records - backlog.warm_up
+    tenth = backlog.records / 10
     return {
         "events_s": rate(backlog.warm_up, measured),
         "cold_events_s": rate(0, backlog.warm_up) if backlog.warm_up else None,
+        # How the rate moves with the job's age: over each tenth of the backlog (the last one ends at the last
+        # sample, when the source has emitted every record).
+        "by_tenth": [
+            _between(first(i * tenth), first(min((i + 1) * tenth, backlog.records))) for i in range(10)
+        ],
     }
+
+
+def _between(a: tuple[float, int], b: tuple[float, int]) -> float:
+    """Records per second from sample `a` to sample `b` (NaN when both fall on one sample)."""
+    return (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else math.nan
 
 
 @dataclass
@@ -425,6 +440,9 @@ def run(
             progress=stderr_progress("flink"),
             restart_attempts=0,
             registry_user_info=registry.user_info(APP),
+            # The REST API's metrics are at most this old (Flink's default, 10 s, is most of a drain): the
+            # rates below read the source's record count from it.
+            flink_conf={METRICS_FRESHNESS_KEY: METRICS_FRESHNESS_MS},
         )
         broker_cpu0 = sum(_cpu(broker).values())
         drained = drain(job, kafka, backlog, timeout)
@@ -461,6 +479,8 @@ def run(
                 if drained["cold_events_s"]
                 else ""
             ),
+            "agent-events rate over each tenth of the backlog, in order (events/s): "
+            + ", ".join("-" if math.isnan(r) else f"{r:,.0f}" for r in drained["by_tenth"]),
             "agent-events CPU for the whole run: "
             + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(cpu_job.items()))
             + f"; broker during the drain {broker_job:.1f}s",
