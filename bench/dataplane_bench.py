@@ -262,7 +262,7 @@ def drain(job: LocalFlinkJob, kafka: LocalKafka, backlog: Backlog, timeout: floa
     return {
         "events_s": rate(backlog.warm_up, measured),
         "cold_events_s": rate(0, backlog.warm_up) if backlog.warm_up else None,
-        # How the rate moves with the job's age: over each tenth of the backlog (the last one ends at the last
+        # How the rate moves along the drain: over each tenth of the backlog (the last one ends at the last
         # sample, when the source has emitted every record); none for a tenth begun before the first sample.
         "by_tenth": [
             _between(first(i * tenth), first(min((i + 1) * tenth, backlog.records)))

@@ -35,7 +35,6 @@ public final class HopTraceparent extends ScalarFunction {
 
   private transient MessageDigest sha256;
   private transient MessageDigest md5;
-  private transient StringBuilder where;
 
   // A String, not Flink's StringData: a result's class travels with its type into the pipeline's conversions
   // between tables and streams, which expect the default class.
@@ -47,10 +46,7 @@ public final class HopTraceparent extends ScalarFunction {
     if (topic == null || partition == null || offset == null) {
       return null; // as CONCAT over a NULL
     }
-    StringBuilder text = where();
-    text.setLength(0);
-    text.append(topic.toString()).append('/').append(partition.intValue()).append('/').append(offset.longValue());
-    byte[] position = text.toString().getBytes(StandardCharsets.UTF_8);
+    byte[] position = (topic + "/" + partition + "/" + offset).getBytes(StandardCharsets.UTF_8);
     byte[] out = new byte[LENGTH];
     byte[] parent = header(headers);
     out[0] = '0';
@@ -145,13 +141,6 @@ public final class HopTraceparent extends ScalarFunction {
       out[at + 2 * i] = HEX[(bytes[i] >> 4) & 0xF];
       out[at + 2 * i + 1] = HEX[bytes[i] & 0xF];
     }
-  }
-
-  private StringBuilder where() {
-    if (where == null) {
-      where = new StringBuilder(64);
-    }
-    return where;
   }
 
   private MessageDigest sha256() {

@@ -76,10 +76,7 @@ final class PlainJson {
   }
 
   private Object value(int depth) {
-    if (at >= end) {
-      throw OUTSIDE;
-    }
-    byte b = byteAt(at);
+    byte b = byteAt(at); // 0 past the end: refused below
     switch (b) {
       case '{':
         return object(depth + 1);
@@ -243,8 +240,8 @@ final class PlainJson {
     }
     int first = at;
     long value = 0;
-    while (at < end && byteAt(at) >= '0' && byteAt(at) <= '9') {
-      int digit = byteAt(at) - '0';
+    for (byte b = byteAt(at); b >= '0' && b <= '9'; b = byteAt(at)) {
+      int digit = b - '0';
       if (value > (Long.MAX_VALUE - digit) / 10) {
         throw OUTSIDE; // beyond a long (Long.MIN_VALUE itself included: Python reads it, the domain does not)
       }
@@ -255,7 +252,8 @@ final class PlainJson {
     if (digits == 0 || (digits > 1 && byteAt(first) == '0')) {
       throw OUTSIDE; // no digits, or a leading zero: invalid JSON
     }
-    if (at < end && (byteAt(at) == '.' || byteAt(at) == 'e' || byteAt(at) == 'E')) {
+    byte next = byteAt(at);
+    if (next == '.' || next == 'e' || next == 'E') {
       throw OUTSIDE; // a float
     }
     return negative ? -value : value;
@@ -273,11 +271,7 @@ final class PlainJson {
 
   /** JSON's whitespace, as Python's reader skips it. */
   private void space() {
-    while (at < end) {
-      byte b = byteAt(at);
-      if (b != ' ' && b != '\t' && b != '\n' && b != '\r') {
-        return;
-      }
+    for (byte b = byteAt(at); b == ' ' || b == '\t' || b == '\n' || b == '\r'; b = byteAt(at)) {
       at++;
     }
   }
