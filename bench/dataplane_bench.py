@@ -30,6 +30,7 @@ import math
 import os
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ ANCHOR_TOPIC = "bench.passthrough.v1"
 # The app's option --native-common-case as an environment variable (the local job inherits the environment).
 NATIVE_OPTION_ENV = "HEADWATER_NATIVE_COMMON_CASE"
 SAY = stderr_progress("bench")
+# Agents per type in the backlog (five types): a fleet's worth, so that the records, keyed by agent id, spread
+# over the raw topic's partitions about evenly. With the sample producer's 15 agents, one partition held a fifth
+# of the backlog and another two fifths, and the end of every drain measured one partition alone.
+BENCH_AGENTS_PER_TYPE = 200
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,8 @@ def _topic(platform: Platform, role: str) -> str:
 
 
 def _events(contract: dict[str, Any], seed: int) -> SampleEvents:
-    return SampleEvents(contract, ProducerSettings(rate=1.0, seed=seed), random.Random(seed))
+    settings = ProducerSettings(rate=1.0, seed=seed, agents_per_type=BENCH_AGENTS_PER_TYPE)
+    return SampleEvents(contract, settings, random.Random(seed))
 
 
 def write_backlog(
@@ -94,7 +100,9 @@ def write_backlog(
         if roll < 0.02:
             record = events.malformed(MALFORMED_KINDS[i % len(MALFORMED_KINDS)])
             body = record if isinstance(record, bytes) else json.dumps(record).encode()
-            key, value, kind = b"bad", frame(schema_id, body), "bad"
+            # Keyed by an agent of the fleet, as an agent runtime sends them: all under one key, the
+            # malformed records (a fifth of them over the size limit) would load one partition alone.
+            key, value, kind = rng.choice(events.agents)[0].encode(), frame(schema_id, body), "bad"
         elif roll < 0.05 and recent:
             key, value = rng.choice(recent)
             kind = "dup"
@@ -280,42 +288,48 @@ def _between(a: tuple[float, int], b: tuple[float, int]) -> float:
 
 @dataclass
 class _Watch:
-    """One reader of the signals: when each sent event first became visible to it."""
+    """One reader of the signals, on its own thread: when each event id first became visible to it."""
 
     delivery: str
     reader: Consumer
-    pending: dict[str, float]
-    seen: list[float]
+    seen: dict[str, float]
 
-    def collect(self, timeout: float) -> None:
-        for msg in self.reader.consume(500, timeout=timeout):
-            if msg.error():
-                continue
+    def collect(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            # Waits in librdkafka, without the GIL, for 100 records or 10 ms: a record is stamped at most that late.
+            batch = self.reader.consume(100, timeout=0.01)
             now = time.time()
-            # The signal's key is the agent id; its event id is in the Avro body, as plain UTF-8 after the
-            # header: find which sent event it is by looking up the ids we sent in it. A record seen again
-            # (at-least-once: an aborted transaction's copy, then the committed one) counts once, the first
-            # time, as an idempotent consumer keyed by event id would act on it.
-            body = msg.value() or b""
-            start = body.find(b"evt-")
-            if start < 0:
-                continue
-            end = start
-            while end < len(body) and body[end] > 0x20 and chr(body[end]) in _ID_CHARS:
-                end += 1
-            at = self.pending.pop(body[start:end].decode("ascii", "replace"), None)
-            if at is not None:
-                self.seen.append(now - at)
+            for msg in batch:
+                if not msg.error():
+                    # The first copy counts (at-least-once: an aborted transaction's copy, then the committed
+                    # one), as an idempotent consumer keyed by event id would act on it.
+                    self.seen.setdefault(signal_event_id(msg.value() or b""), now)
 
-    def figures(self, sent: int) -> dict[str, float]:
+    def figures(self, sent: dict[str, float]) -> dict[str, float]:
+        seen = [self.seen[event_id] - at for event_id, at in sent.items() if event_id in self.seen]
         # An event never seen counts as slower than every one seen: p99 is over what was sent, not what arrived.
-        ordered = sorted(self.seen) + [math.inf] * (sent - len(self.seen))
+        ordered = sorted(seen) + [math.inf] * (len(sent) - len(seen))
         return {
-            "sent": sent,
-            "seen": len(self.seen),
+            "sent": len(sent),
+            "seen": len(seen),
             "p50_ms": (percentile(ordered, 50) or float("nan")) * 1000,
             "p99_ms": (percentile(ordered, 99) or float("nan")) * 1000,
         }
+
+
+def signal_event_id(body: bytes) -> str:
+    """The event id of a signal: the Avro record's first field (a string: its zigzag varint length, then its
+    UTF-8 bytes) after the 5-byte Confluent header."""
+    at, shift, zigzag = 5, 0, 0
+    while at < len(body):
+        byte = body[at]
+        zigzag |= (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            break
+        shift += 7
+    length = zigzag >> 1
+    return body[at : at + length].decode("utf-8", "replace")
 
 
 def latency(
@@ -328,7 +342,11 @@ def latency(
     seconds: float,
 ) -> dict[str, dict[str, float]]:
     """Produce valid events at `rate` for `seconds`; produce -> visible per signal, for each delivery a
-    consume flow may choose (`exactly-once`: read_committed; `at-least-once`: read_uncommitted, first copy)."""
+    consume flow may choose (`exactly-once`: read_committed; `at-least-once`: read_uncommitted, first copy).
+
+    The events are made before the clock starts and the readers wait in librdkafka on their own threads: the
+    benchmark spends its CPU on sending and reading, not on making up events or spinning, so the job shares
+    the machine with no more than a real producer and consumers would take."""
     sink = _topic(platform, "sink")
     watches = []
     for delivery in DELIVERIES:
@@ -341,35 +359,43 @@ def latency(
             }
         )
         reader.subscribe([sink])
-        watches.append(_Watch(delivery, reader, {}, []))
+        watches.append(_Watch(delivery, reader, {}))
     deadline = time.monotonic() + 30
     for watch in watches:
         while not watch.reader.assignment() and time.monotonic() < deadline:
             watch.reader.poll(0.2)
-    events = _events(contract, 23)
+    maker = _events(contract, 23)
+    docs = (maker.valid() for _ in range(math.ceil(rate * seconds)))
+    events = [(d["event_id"], d["agent_id"].encode(), frame(schema_id, json.dumps(d).encode())) for d in docs]
+    stop = threading.Event()
+    readers = [threading.Thread(target=w.collect, args=(stop,), name=f"reader-{w.delivery}") for w in watches]
+    for thread in readers:
+        thread.start()
     producer = Producer({**client_config(kafka, "agent-gateway"), "linger.ms": 5})
     source = _topic(platform, "source")
-    start = time.monotonic()
-    n = 0
-    while time.monotonic() - start < seconds:
-        due = start + n / rate
-        while time.monotonic() < due:
-            for watch in watches:
-                watch.collect(0)
-            producer.poll(0)
-        doc = events.valid()
+    sent: dict[str, float] = {}
+    try:
+        start = time.monotonic()
+        for n, (event_id, key, value) in enumerate(events):
+            due = start + n / rate
+            pause = due - time.monotonic()
+            if pause > 0.001:
+                producer.poll(0)
+                time.sleep(pause)
+            sent[event_id] = time.time()
+            _produce(producer, source, key, value)
+        producer.flush(30)
+        tail = time.monotonic() + 30
+        # (A reader may also see the backlog's last signals: count only what this phase sent.)
+        while any(not sent.keys() <= w.seen.keys() for w in watches) and time.monotonic() < tail:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
         for watch in watches:
-            watch.pending[doc["event_id"]] = time.time()
-        _produce(producer, source, doc["agent_id"].encode(), frame(schema_id, json.dumps(doc).encode()))
-        n += 1
-    producer.flush(30)
-    tail = time.monotonic() + 30
-    while any(len(w.seen) < n for w in watches) and time.monotonic() < tail:
-        for watch in watches:
-            watch.collect(0.1)
-    for watch in watches:
-        watch.reader.close()
-    return {watch.delivery: watch.figures(n) for watch in watches}
+            watch.reader.close()
+    return {watch.delivery: watch.figures(sent) for watch in watches}
 
 
 def latency_verdict(p99_ms: float, checkpoint_interval_ms: int) -> str:
@@ -384,9 +410,6 @@ def _verdict(p99_ms: float, budget: float, what: str) -> str:
     return f"p99 {p99_ms:,.0f} ms vs budget {what} = {budget:,.0f} ms: {verdict}"
 
 
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
-
-
 # --- the run ------------------------------------------------------------------------------------------------
 
 
@@ -397,6 +420,7 @@ def run(
     timeout: float,
     load_share: float = 0.8,
     warm_up: int = 0,
+    extra_conf: dict[str, str] | None = None,
 ) -> None:
     install_signal_handlers()
     platform = load_platform("local")
@@ -445,7 +469,7 @@ def run(
             registry_user_info=registry.user_info(APP),
             # The REST API's metrics are at most this old (Flink's default, 10 s, is most of a drain): the
             # rates below read the source's record count from it.
-            flink_conf={METRICS_FRESHNESS_KEY: METRICS_FRESHNESS_MS},
+            flink_conf={METRICS_FRESHNESS_KEY: METRICS_FRESHNESS_MS, **(extra_conf or {})},
         )
         broker_cpu0 = sum(_cpu(broker).values())
         drained = drain(job, kafka, backlog, timeout)
@@ -460,7 +484,11 @@ def run(
         )
         lat = latency(job, kafka, platform, schema_id, raw_schema, load, latency_seconds)
 
-        conf = flink_conf.app_flink_conf(platform.flink, "<checkpoints>", "<savepoints>")
+        # The settings the job ran with: the platform's, and this run's --flink-conf over them.
+        conf = {
+            **flink_conf.app_flink_conf(platform.flink, "<checkpoints>", "<savepoints>"),
+            **(extra_conf or {}),
+        }
         ratio = drained["events_s"] / anchored["events_s"]
         path = (
             "every record through Python"
@@ -535,7 +563,21 @@ def main(argv: list[str] | None = None) -> None:
         help="run agent-events with every record through its Python function (the path before the native "
         "common case), for comparison",
     )
+    parser.add_argument(
+        "--flink-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Flink setting for agent-events' job in this run, over the platform's (repeatable), to compare "
+        "settings: e.g. state.backend.rocksdb.use-bloom-filter=true",
+    )
     args = parser.parse_args(argv)
+    extra_conf = {}
+    for item in args.flink_conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            parser.error(f"--flink-conf {item!r}: allowed: KEY=VALUE, both not empty")
+        extra_conf[key.strip()] = value.strip()
     if args.python_only:
         # The app reads its options from HEADWATER_<OPTION> too; the local job inherits this environment.
         os.environ[NATIVE_OPTION_ENV] = "false"
@@ -548,7 +590,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--warm-up {warm_up}: allowed: 0 or more records")
     with tempfile.TemporaryDirectory(prefix="headwater-bench-") as folder:
         state = args.state_dir.resolve() if args.state_dir else Path(folder)
-        run(args.events, args.latency_seconds, state, args.timeout, args.latency_load, warm_up)
+        run(args.events, args.latency_seconds, state, args.timeout, args.latency_load, warm_up, extra_conf)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,4 +44,11 @@ def test_the_dataplane_benchmark_runs_on_a_small_backlog(tmp_path: Path) -> None
         "settings:",
     ):
         assert any(what in line for line in lines), (what, done.stdout[-2000:])
+    # Each latency reader found every event the phase sent in the signals it read (by event id).
+    counts = [re.search(r"([\d,]+) sent, ([\d,]+) seen", line) for line in lines if "reader (" in line]
+    assert len(counts) == 2 and all(m is not None for m in counts), done.stdout[-2000:]
+    for match in counts:
+        assert match is not None
+        sent, seen = (int(n.replace(",", "")) for n in match.groups())
+        assert sent > 0 and seen == sent, match.group(0)
     print("\n".join(lines))
