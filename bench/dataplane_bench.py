@@ -44,7 +44,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from headwater import flink_conf
 from headwater.config import load_platform
 from headwater.contracts import access, load_contracts
-from headwater.contracts.serde import frame
+from headwater.contracts.serde import HEADER_SIZE, frame
 from headwater.local import KafkaPorts, LocalKafka, client_config, install_signal_handlers, provision
 from headwater.local.console import percentile
 from headwater.local.flink import LocalFlinkJob
@@ -319,8 +319,8 @@ class _Watch:
 
 def signal_event_id(body: bytes) -> str:
     """The event id of a signal: the Avro record's first field (a string: its zigzag varint length, then its
-    UTF-8 bytes) after the 5-byte Confluent header."""
-    at, shift, zigzag = 5, 0, 0
+    UTF-8 bytes) after the wire format's header. Not a full Avro decode: the readers take every signal."""
+    at, shift, zigzag = HEADER_SIZE, 0, 0
     while at < len(body):
         byte = body[at]
         zigzag |= (byte & 0x7F) << shift

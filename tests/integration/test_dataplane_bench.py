@@ -45,10 +45,11 @@ def test_the_dataplane_benchmark_runs_on_a_small_backlog(tmp_path: Path) -> None
     ):
         assert any(what in line for line in lines), (what, done.stdout[-2000:])
     # Each latency reader found every event the phase sent in the signals it read (by event id).
-    counts = [re.search(r"([\d,]+) sent, ([\d,]+) seen", line) for line in lines if "reader (" in line]
-    assert len(counts) == 2 and all(m is not None for m in counts), done.stdout[-2000:]
-    for match in counts:
-        assert match is not None
+    found = [
+        m for line in lines if "reader (" in line and (m := re.search(r"([\d,]+) sent, ([\d,]+) seen", line))
+    ]
+    assert len(found) == 2, done.stdout[-2000:]
+    for match in found:
         sent, seen = (int(n.replace(",", "")) for n in match.groups())
         assert sent > 0 and seen == sent, match.group(0)
     print("\n".join(lines))
